@@ -1,0 +1,163 @@
+//! Cache keys. A key covers everything that can change an image's content: the parent's key
+//! (down to the base image id) and the rendered step (command, env, user, workdir, secret
+//! names; for copies the content, mode and owner of every file, never mtimes). Secret values
+//! and step names are never part of it.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Action, Commit, CopySpec, Step};
+
+/// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
+/// input changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInputs {
+    pub fields: BTreeMap<String, String>,
+}
+
+impl StepInputs {
+    pub fn of(step: &Step) -> std::io::Result<Self> {
+        let mut fields = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            fields.insert(k.to_string(), v);
+        };
+        match &step.action {
+            Action::Run(cmd) => put("command", digest_json(&cmd.argv())),
+            Action::Copy(c) => {
+                put("copied content", tree_digest(c)?);
+                put("copy destination", digest_json(&c.dest));
+                put("mode", digest_json(&c.mode));
+                put("owner", digest_json(&c.owner));
+            }
+        }
+        put("env", digest_json(&step.env));
+        put("user", digest_json(&step.user));
+        put("workdir", digest_json(&step.workdir));
+        put("secrets", digest_json(&step.secrets));
+        Ok(Self { fields })
+    }
+
+    /// Names of the fields that differ from `old`.
+    pub fn changed_since(&self, old: &StepInputs) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .fields
+            .iter()
+            .filter(|(k, v)| old.fields.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        names.extend(
+            old.fields
+                .keys()
+                .filter(|k| !self.fields.contains_key(*k))
+                .cloned(),
+        );
+        names
+    }
+}
+
+/// The key of the base image: the start of every chain.
+pub fn base_key(base_image_id: &str) -> String {
+    hash(&["pipeline-cache-v1", base_image_id])
+}
+
+/// The key after a step, given the key before it.
+pub fn step_key(parent: &str, inputs: &StepInputs) -> String {
+    hash(&[
+        parent,
+        &serde_json::to_string(&inputs.fields).unwrap_or_default(),
+    ])
+}
+
+/// The key of the committed image: all steps plus the commit metadata and config.
+pub fn commit_key(last_step_key: &str, commit: &Commit) -> String {
+    let config = &commit.config;
+    let meta = serde_json::json!({
+        "author": commit.author, "message": commit.message,
+        "cmd": config.cmd, "entrypoint": config.entrypoint, "env": config.env, "labels": config.labels,
+        "expose": config.expose, "user": config.user, "workdir": config.workdir, "volumes": config.volumes,
+    });
+    hash(&[last_step_key, "commit", &meta.to_string()])
+}
+
+fn hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn digest_json<T: Serialize>(v: &T) -> String {
+    hash(&[&serde_json::to_string(v).unwrap_or_default()])[..16].to_string()
+}
+
+/// Digest of a copy source: relative paths, types, permission bits, symlink targets and file
+/// contents, in a fixed order. Modification times are left out on purpose.
+pub fn tree_digest(c: &CopySpec) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    for entry in crate::archive::walk(&c.src)? {
+        h.update(entry.rel.as_bytes());
+        h.update([0]);
+        match &entry.kind {
+            crate::archive::EntryKind::Dir => h.update(b"d"),
+            crate::archive::EntryKind::Symlink(target) => {
+                h.update(b"l");
+                h.update(target.as_bytes());
+            }
+            crate::archive::EntryKind::File { .. } => {
+                h.update(b"f");
+                file_digest(&entry.path, &mut h)?;
+            }
+        }
+        h.update(entry.mode.to_le_bytes());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn file_digest(path: &Path, h: &mut Sha256) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// What a checkpoint image records in its commit comment, so later runs can say which input
+/// of a step changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointNote {
+    pub pipeline: String,
+    /// 1-based index of the first step the checkpoint holds.
+    pub first: usize,
+    pub steps: Vec<NotedStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotedStep {
+    pub name: String,
+    pub inputs: StepInputs,
+}
+
+const NOTE_PREFIX: &str = "pipeline checkpoint v1 ";
+
+impl CheckpointNote {
+    pub fn to_comment(&self) -> String {
+        format!(
+            "{NOTE_PREFIX}{}",
+            serde_json::to_string(self).unwrap_or_default()
+        )
+    }
+
+    pub fn from_comment(comment: &str) -> Option<Self> {
+        serde_json::from_str(comment.strip_prefix(NOTE_PREFIX)?).ok()
+    }
+}

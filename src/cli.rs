@@ -1,0 +1,118 @@
+//! Command-line types (clap) only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Turn a version-controlled TOML file into a published container image.
+#[derive(Debug, Parser)]
+#[command(name = "pipeline", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Output style: `auto` (live on a terminal, plain timestamped lines otherwise), `tty`, `plain`.
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto, env = "PIPELINE_PROGRESS")]
+    pub progress: Progress,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Tty,
+    Plain,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build, commit, tag and publish the image each pipeline file describes.
+    Apply(ApplyArgs),
+    /// Show what apply would do (cached or run, and why; what it would push), touching nothing.
+    Plan(PlanArgs),
+    /// Check pipeline files and report every problem at once.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the pipeline file format.
+    Schema,
+    /// Remove the tool's cache images that the newest apply of their pipeline no longer uses.
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct VarArgs {
+    /// Set a template variable, overriding `[vars]` (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Load template variables from a TOML file of `key = value` lines (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Pipeline files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Run every step, ignoring the cache (new cache entries are still written).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// On a failing step, keep its container as a debug image and print how to enter it.
+    #[arg(long)]
+    pub keep_failed: bool,
+    /// Write a JSON run report to FILE (on success, failure and interrupt).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Attempts for a push or pull that fails with a transient error.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub attempts: u32,
+    /// First delay between attempts; it doubles each time.
+    #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retry_delay: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Pipeline file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Plan as if the cache were empty.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Exit 0 when apply would change nothing, 2 when it would, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Pipeline files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Show what would be removed without removing it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}

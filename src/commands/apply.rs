@@ -1,0 +1,177 @@
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::ApplyArgs;
+use crate::engine::docker::DockerEngine;
+use crate::engine::{Engine, EngineError};
+use crate::execute::{self, ApplyError, Options};
+use crate::exit;
+use crate::model::Pipeline;
+use crate::report::{Recorder, Tee};
+use crate::ui::Ui;
+
+pub async fn run(args: ApplyArgs, ui: &Ui) -> u8 {
+    // Handlers first: from here on an interrupt cleans up instead of killing the process.
+    let (Ok(mut sigint), Ok(mut sigterm)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        ui.error("cannot install signal handlers");
+        return exit::INTERNAL;
+    };
+    let pipelines = match super::load_all(&args.files, &args.vars) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Err(code) = super::check_passwords(&pipelines, ui) {
+        return code;
+    }
+    let engine = match super::connect(ui).await {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    for p in &pipelines {
+        let code = apply_one(&engine, p, &args, ui, &mut sigint, &mut sigterm).await;
+        if code != exit::OK {
+            return code;
+        }
+    }
+    exit::OK
+}
+
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}{:04x}",
+        (nanos / 1000) & 0xffff_ffff_ff,
+        std::process::id() & 0xffff
+    )
+}
+
+async fn apply_one(
+    engine: &DockerEngine,
+    p: &Pipeline,
+    args: &ApplyArgs,
+    ui: &Ui,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> u8 {
+    let opts = Options {
+        no_cache: args.no_cache,
+        keep_failed: args.keep_failed,
+        attempts: args.attempts,
+        retry_delay: args.retry_delay,
+        run_name: format!("pipeline-{}", run_id()),
+    };
+    let recorder = Recorder::new(p);
+    let sink = Tee(vec![ui, &recorder]);
+    let outcome = tokio::select! {
+        r = execute::apply(engine, p, &opts, &sink) => Ok(r),
+        _ = sigint.recv() => Err(exit::SIGINT),
+        _ = sigterm.recv() => Err(exit::SIGTERM),
+    };
+    let (status, code, error) = match outcome {
+        Ok(Ok(applied)) => {
+            println!("image {}", applied.image);
+            for t in &applied.tags {
+                println!("tagged {t}");
+            }
+            for pushed in &applied.pushed {
+                println!(
+                    "pushed {}:{}@{}",
+                    pushed.repository, pushed.tag, pushed.digest
+                );
+            }
+            ("succeeded", exit::OK, None)
+        }
+        Ok(Err(e)) => {
+            explain(&e, p, ui, &recorder);
+            ("failed", exit::of(&e), Some(e.to_string()))
+        }
+        Err(code) => {
+            ui.error("interrupted: removing the build containers");
+            // The work future is gone; a create may still be landing, so sweep twice.
+            for delay in [0, 500] {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                if let Err(e) = engine.remove_containers_named(&opts.run_name).await {
+                    ui.error(&format!(
+                        "could not remove the containers named `{}*`: {e}",
+                        opts.run_name
+                    ));
+                }
+            }
+            ("interrupted", code, Some("interrupted".into()))
+        }
+    };
+    if let Some(path) = &args.report {
+        let report = recorder.finish(status, code, error);
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(path, json));
+        if let Err(e) = written {
+            ui.error(&format!(
+                "cannot write the report to `{}`: {e}",
+                path.display()
+            ));
+        }
+    }
+    code
+}
+
+/// Prints an apply error with what the user needs next: the last output lines, what was
+/// pushed, where the image is, how to retry.
+fn explain(e: &ApplyError, p: &Pipeline, ui: &Ui, recorder: &Recorder) {
+    ui.error(&e.to_string());
+    match e {
+        ApplyError::StepFailed { tail, .. } | ApplyError::StepTimedOut { tail, .. } => {
+            if !tail.is_empty() {
+                ui.line("last output:");
+                for l in tail {
+                    ui.line(&format!("  {l}"));
+                }
+            }
+            ui.hint("steps before it that succeeded are cached: fix the step and apply again");
+        }
+        ApplyError::Push {
+            repository,
+            tag,
+            attempts,
+            source,
+            image,
+            pushed,
+        } => {
+            recorder.push_failed(repository, tag, *attempts);
+            if let EngineError::Auth(_) = source {
+                let user = p
+                    .publish
+                    .iter()
+                    .find(|t| t.repository.repository() == *repository)
+                    .and_then(|t| t.login.as_ref())
+                    .map(|l| format!("user `{}`", l.username))
+                    .unwrap_or_else(|| "the docker config's credentials (or none)".into());
+                ui.line(&format!("the registry refused {user} for `{repository}`"));
+            }
+            if pushed.is_empty() {
+                ui.line("nothing was pushed");
+            } else {
+                ui.line("pushed before the failure:");
+                for p in pushed {
+                    ui.line(&format!("  {}:{}@{}", p.repository, p.tag, p.digest));
+                }
+            }
+            ui.line(&format!("the image is kept in the engine as {image}"));
+            ui.hint(&format!(
+                "apply again to retry (the build is cached), or push by hand: docker push {repository}:{tag}"
+            ));
+        }
+        ApplyError::BaseMissing { reference } => {
+            ui.hint(&format!("load it (`docker pull`, `docker load`, `docker import`) or set `pull = \"missing\"` for `{reference}`"));
+        }
+        _ => {}
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_engine<E: Engine>(_: &E) {}

@@ -1,0 +1,108 @@
+//! One file per subcommand: glue between the CLI, the library and the renderers.
+
+mod apply;
+mod gc;
+mod plan;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, VarArgs};
+use crate::config::{self, Overrides};
+use crate::engine::docker::DockerEngine;
+use crate::exit;
+use crate::model::Pipeline;
+use crate::ui::Ui;
+
+pub use schema::schema_json;
+
+pub async fn dispatch(cli: Cli) -> u8 {
+    let ui = Ui::new(cli.progress);
+    match cli.command {
+        Command::Apply(args) => apply::run(args, &ui).await,
+        Command::Plan(args) => plan::run(args, &ui).await,
+        Command::Validate(args) => validate::run(args),
+        Command::Schema => schema::run(),
+        Command::Gc(args) => gc::run(args, &ui).await,
+    }
+}
+
+fn overrides(v: &VarArgs) -> Overrides {
+    Overrides {
+        var_files: v.var_files.clone(),
+        vars: v.vars.clone(),
+    }
+}
+
+/// Expands folders to the `*.toml` files in them, sorted.
+fn expand(files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for f in files {
+        if f.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(f)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// Loads and validates every file; prints every diagnostic of every file on failure.
+fn load_all(files: &[PathBuf], vars: &VarArgs) -> Result<Vec<Pipeline>, u8> {
+    let overrides = overrides(vars);
+    let mut pipelines = Vec::new();
+    let mut failed = false;
+    for f in expand(files) {
+        match config::load(&f, &overrides) {
+            Ok(p) => pipelines.push(p),
+            Err(report) => {
+                eprint!("{}", report.render());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(exit::USAGE)
+    } else {
+        Ok(pipelines)
+    }
+}
+
+/// Checks that every `password_env` variable is set, before anything runs.
+fn check_passwords(pipelines: &[Pipeline], ui: &Ui) -> Result<(), u8> {
+    let logins = pipelines.iter().flat_map(|p| {
+        p.base
+            .login
+            .iter()
+            .chain(p.publish.iter().filter_map(|t| t.login.as_ref()))
+    });
+    let missing = crate::credentials::missing_passwords(logins);
+    for l in &missing {
+        ui.error(&format!(
+            "the environment variable `{}` (password_env for user `{}`) is not set",
+            l.password_env, l.username
+        ));
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(exit::USAGE)
+    }
+}
+
+async fn connect(ui: &Ui) -> Result<DockerEngine, u8> {
+    DockerEngine::connect().await.map_err(|e| {
+        ui.error(&e.to_string());
+        ui.hint("start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST at a running one");
+        exit::ENGINE
+    })
+}

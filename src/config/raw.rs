@@ -1,0 +1,252 @@
+//! The pipeline file exactly as written: serde types with source spans.
+//!
+//! These types are the file-format contract. Their `///` comments become the descriptions in
+//! `schemas/pipeline.schema.json`. Nothing here is validated beyond its TOML shape: see
+//! [`crate::model`] for the checked pipeline.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A string as written in the file, with its byte range (a minijinja template).
+pub type Str = Spanned<String>;
+
+/// A pipeline: a base image, setup steps, commit metadata and publish targets.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// A name for this pipeline, used to group its cache images (`pipeline gc`).
+    /// Defaults to the file name without its extension.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Str>,
+    /// Template variables. Every string value in this file is a minijinja template that can use
+    /// them as `{{ name }}`; `--var NAME=VALUE` and `--var-file FILE.toml` override them.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VarValue>")]
+    pub vars: BTreeMap<String, Spanned<toml::Value>>,
+    /// The image the build starts from.
+    pub base: Base,
+    /// Setup steps, run in order in a container made from the base image.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+    /// How the result is committed: author, message, local tags and image config changes.
+    #[serde(default)]
+    pub commit: Commit,
+    /// Registries to push the committed image to, in the order written.
+    #[serde(default, rename = "publish")]
+    pub publish: Vec<Publish>,
+    /// Secrets that steps may read from `/run/secrets/NAME` while they run. Their values never
+    /// enter the image, the cache key, the output or the report.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+    /// Step cache and checkpoint settings.
+    #[serde(default)]
+    pub cache: CacheSettings,
+}
+
+/// A template variable's value.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum VarValue {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+}
+
+/// The base image.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Base {
+    /// Base image reference, e.g. `debian:bookworm` or `registry.example.com/team/base:1.2`.
+    #[schemars(with = "String")]
+    pub image: Str,
+    /// When to pull the base image: `always`, `missing` (default) or `never`.
+    #[serde(default)]
+    #[schemars(with = "Option<PullPolicy>")]
+    pub pull: Option<Spanned<PullPolicy>>,
+    /// User name for a private base image's registry (with `password_env`). Without it,
+    /// credentials come from the docker config (`$DOCKER_CONFIG` or `~/.docker/config.json`).
+    #[schemars(with = "Option<String>")]
+    pub username: Option<Str>,
+    /// The NAME of the environment variable holding the registry password, never the password.
+    #[schemars(with = "Option<String>")]
+    pub password_env: Option<Str>,
+}
+
+/// Pull policy for the base image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull every time.
+    Always,
+    /// Pull only when the image is not in the engine.
+    #[default]
+    Missing,
+    /// Never pull; fail when the image is not in the engine.
+    Never,
+}
+
+/// One setup step: exactly one of `run` or `copy`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// A name shown in the output and the report. Defaults to the command or the copy.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Str>,
+    /// The command. A string runs with `/bin/sh -c`; an array runs as is (exec form).
+    #[schemars(with = "Option<RunSpec>")]
+    pub run: Option<Spanned<RunSpec>>,
+    /// Copy a file or a directory from the host into the image.
+    pub copy: Option<Copy>,
+    /// Environment for this step only; never committed into the image.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub env: BTreeMap<Str, Str>,
+    /// User to run the command as (`name`, `uid` or `uid:gid`). Defaults to the image's user.
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Str>,
+    /// Working directory of the command. Defaults to the image's.
+    #[schemars(with = "Option<String>")]
+    pub workdir: Option<Str>,
+    /// Longest time the step may run, e.g. `"90s"`, `"10m"`. The step fails when it is exceeded.
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Str>,
+    /// `true` commits a checkpoint after this step, `false` never does; unset: a checkpoint
+    /// follows any step that ran longer than `cache.checkpoint_after`.
+    pub checkpoint: Option<bool>,
+    /// Secrets this step can read from `/run/secrets/NAME` (names from `[secrets]`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub secrets: Vec<Str>,
+}
+
+/// A command: a shell string or an exec-form array.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RunSpec {
+    /// Run by `/bin/sh -c`.
+    Shell(String),
+    /// Run as is, without a shell.
+    Exec(Vec<String>),
+}
+
+/// A file or directory copy.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Copy {
+    /// Source file or directory, relative to the pipeline file's folder; must stay inside it.
+    #[schemars(with = "String")]
+    pub src: Str,
+    /// Absolute destination path. For a file, the file's new path (or a folder when it ends
+    /// with `/`); for a directory, the folder its contents go into.
+    #[schemars(with = "String")]
+    pub dest: Str,
+    /// Octal permission bits for every copied file, e.g. `"0644"`. Default: kept from the host.
+    #[schemars(with = "Option<String>")]
+    pub mode: Option<Str>,
+    /// Owner of the copied files as `uid[:gid]`. Default: `0:0` (root).
+    #[schemars(with = "Option<String>")]
+    pub owner: Option<Str>,
+}
+
+/// Commit metadata.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Commit {
+    /// Author recorded in the image, like `docker commit -a`, e.g. `"Jane <jane@example.com>"`.
+    #[schemars(with = "Option<String>")]
+    pub author: Option<Str>,
+    /// Commit message recorded in the image history, like `docker commit -m`.
+    #[schemars(with = "Option<String>")]
+    pub message: Option<Str>,
+    /// Local names given to the committed image, e.g. `["myvim:1.1"]`.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub tags: Option<Spanned<Vec<Str>>>,
+    /// Image config changes; keys left out keep the base image's values.
+    #[serde(default)]
+    pub config: ImageConfig,
+}
+
+/// Typed image config changes.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Default command (`CMD`), exec form.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub cmd: Option<Vec<Str>>,
+    /// Entrypoint (`ENTRYPOINT`), exec form. Setting it without `cmd` clears the base's `CMD`,
+    /// as a Dockerfile does.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub entrypoint: Option<Vec<Str>>,
+    /// Environment variables added to (or replacing those of) the base image.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub env: Option<BTreeMap<Str, Str>>,
+    /// Labels added to (or replacing those of) the base image.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub labels: Option<BTreeMap<Str, Str>>,
+    /// Exposed ports, e.g. `[80, "443/tcp", "53/udp"]`.
+    #[schemars(with = "Option<Vec<PortSpec>>")]
+    pub expose: Option<Vec<Spanned<PortSpec>>>,
+    /// Default user (`USER`).
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Str>,
+    /// Default working directory (`WORKDIR`), absolute.
+    #[schemars(with = "Option<String>")]
+    pub workdir: Option<Str>,
+    /// Volumes (`VOLUME`), absolute paths.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub volumes: Option<Vec<Str>>,
+}
+
+/// A port: a number, or `"PORT/tcp"` / `"PORT/udp"`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortSpec {
+    Number(i64),
+    Text(String),
+}
+
+/// A registry target.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// Repository including the registry host, e.g. `localhost:5000/team/app`.
+    #[schemars(with = "String")]
+    pub repository: Str,
+    /// Tags to push, in order.
+    #[schemars(with = "Vec<String>")]
+    pub tags: Spanned<Vec<Str>>,
+    /// User name for this registry (with `password_env`). Without it, credentials come from the
+    /// docker config, else the push is anonymous.
+    #[schemars(with = "Option<String>")]
+    pub username: Option<Str>,
+    /// The NAME of the environment variable holding the password, never the password itself.
+    #[schemars(with = "Option<String>")]
+    pub password_env: Option<Str>,
+}
+
+/// Where a secret's value comes from: exactly one of `env` or `file`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    /// Name of the environment variable holding the value.
+    #[schemars(with = "Option<String>")]
+    pub env: Option<Str>,
+    /// File holding the value, relative to the pipeline file's folder.
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Str>,
+}
+
+/// Step cache settings.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// A step that runs longer than this is followed by a checkpoint (a cached layer), e.g.
+    /// `"1s"` (default), `"500ms"`.
+    #[schemars(with = "Option<String>")]
+    pub checkpoint_after: Option<Str>,
+}

@@ -1,0 +1,66 @@
+//! Registry credentials, per request: explicit `username` + `password_env`, else the user's
+//! docker config (`auths`, `credsStore`, `credHelpers`), else anonymous. Nothing is ever
+//! written to the docker config and `docker login` is never run.
+
+use crate::engine::Credentials;
+use crate::model::Login;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the environment variable `{var}` (password_env for user `{user}`) is not set")]
+    MissingPassword { var: String, user: String },
+}
+
+/// Names of `password_env` variables that are not set, for checking before anything runs.
+pub fn missing_passwords<'a>(logins: impl IntoIterator<Item = &'a Login>) -> Vec<&'a Login> {
+    logins
+        .into_iter()
+        .filter(|l| std::env::var_os(&l.password_env).is_none())
+        .collect()
+}
+
+/// Credentials for `registry` (a host, `docker.io` for Docker Hub).
+pub async fn resolve(
+    registry: &str,
+    login: Option<&Login>,
+) -> Result<Option<Credentials>, CredentialError> {
+    if let Some(l) = login {
+        let password =
+            std::env::var(&l.password_env).map_err(|_| CredentialError::MissingPassword {
+                var: l.password_env.clone(),
+                user: l.username.clone(),
+            })?;
+        return Ok(Some(Credentials {
+            username: l.username.clone(),
+            password,
+            server: registry.to_string(),
+            identity_token: None,
+        }));
+    }
+    let server = if registry == "docker.io" {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        registry.to_string()
+    };
+    // Helpers are processes: keep them off the async threads.
+    let found =
+        tokio::task::spawn_blocking(move || docker_credential::get_credential(&server)).await;
+    Ok(match found {
+        Ok(Ok(docker_credential::DockerCredential::UsernamePassword(username, password))) => {
+            Some(Credentials {
+                username,
+                password,
+                server: registry.to_string(),
+                identity_token: None,
+            })
+        }
+        Ok(Ok(docker_credential::DockerCredential::IdentityToken(token))) => Some(Credentials {
+            username: String::new(),
+            password: String::new(),
+            server: registry.to_string(),
+            identity_token: Some(token),
+        }),
+        // No config, no entry, or a helper that does not know the registry: anonymous.
+        _ => None,
+    })
+}

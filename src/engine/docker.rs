@@ -1,0 +1,525 @@
+//! The Docker engine, through bollard. The only module that knows bollard's types.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::exec::StartExecResults;
+use bollard::models::{ContainerConfig, ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::query_parameters::{
+    CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
+    DownloadFromContainerOptions, ListContainersOptions, ListImagesOptions, PushImageOptions,
+    RemoveContainerOptions, RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::*;
+
+/// A connected Docker engine.
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: String,
+}
+
+/// The endpoint `connect_with_defaults` uses, for messages.
+pub fn default_endpoint() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+impl DockerEngine {
+    /// Connects as the docker CLI would (`DOCKER_HOST`, else the local socket) and negotiates
+    /// the API version with the daemon.
+    pub async fn connect() -> Result<Self, EngineError> {
+        let endpoint = default_endpoint();
+        let unreachable = |detail: String| EngineError::Unreachable {
+            endpoint: endpoint.clone(),
+            detail,
+        };
+        if let Some(path) = endpoint.strip_prefix("unix://") {
+            if !std::path::Path::new(path).exists() {
+                return Err(unreachable("the socket does not exist".into()));
+            }
+        }
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| unreachable(e.to_string()))?
+            // Commits and removals of big containers can take minutes; this bounds only the wait
+            // for response headers, not streamed output.
+            .with_timeout(Duration::from_secs(1800));
+        let docker = tokio::time::timeout(Duration::from_secs(20), docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable("no answer within 20 s".into()))?
+            .map_err(|e| unreachable(root_cause(&e)))?;
+        Ok(Self { docker, endpoint })
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    text
+}
+
+fn is_auth_text(t: &str) -> bool {
+    let t = t.to_lowercase();
+    [
+        "unauthorized",
+        "authentication required",
+        "no basic auth",
+        "denied",
+        "incorrect username or password",
+        "401",
+    ]
+    .iter()
+    .any(|n| t.contains(n))
+}
+
+fn convert(e: BollardError) -> EngineError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            if status_code == 404 {
+                EngineError::NotFound(message)
+            } else if is_auth_text(&message) {
+                EngineError::Auth(message)
+            } else {
+                EngineError::Api(format!("{message} (HTTP {status_code})"))
+            }
+        }
+        BollardError::DockerStreamError { error } => {
+            if is_auth_text(&error) {
+                EngineError::Auth(error)
+            } else {
+                EngineError::Registry(error)
+            }
+        }
+        other => EngineError::Api(root_cause(&other)),
+    }
+}
+
+fn credentials(c: Option<Credentials>) -> Option<DockerCredentials> {
+    c.map(|c| DockerCredentials {
+        username: (!c.username.is_empty()).then_some(c.username),
+        password: (!c.password.is_empty()).then_some(c.password),
+        serveraddress: Some(c.server),
+        identitytoken: c.identity_token,
+        ..Default::default()
+    })
+}
+
+fn progress_of(
+    id: Option<String>,
+    status: Option<String>,
+    detail: Option<&bollard::models::ProgressDetail>,
+) -> Progress {
+    Progress {
+        id,
+        status: status.unwrap_or_default(),
+        current: detail.and_then(|d| d.current),
+        total: detail.and_then(|d| d.total),
+    }
+}
+
+impl Engine for DockerEngine {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
+        let image = match self.docker.inspect_image(reference).await {
+            Ok(i) => i,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(convert(e)),
+        };
+        let c = image.config.unwrap_or_default();
+        Ok(Some(ImageInfo {
+            id: image.id.unwrap_or_default(),
+            config: ImageConfig {
+                cmd: c.cmd,
+                entrypoint: c.entrypoint,
+                env: c.env.unwrap_or_default(),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+                exposed_ports: c.exposed_ports.unwrap_or_default(),
+                user: c.user.unwrap_or_default(),
+                workdir: c.working_dir.unwrap_or_default(),
+                volumes: c.volumes.unwrap_or_default(),
+            },
+            repo_digests: image.repo_digests.unwrap_or_default(),
+            comment: image.comment.unwrap_or_default(),
+        }))
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        creds: Option<Credentials>,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(), EngineError> {
+        let options = CreateImageOptions {
+            from_image: Some(reference.to_string()),
+            ..Default::default()
+        };
+        let mut stream = self
+            .docker
+            .create_image(Some(options), None, credentials(creds));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(convert)?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(if is_auth_text(&err) {
+                    EngineError::Auth(err)
+                } else {
+                    EngineError::Registry(err)
+                });
+            }
+            progress(progress_of(
+                info.id,
+                info.status,
+                info.progress_detail.as_ref(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn list_cache(&self) -> Result<Vec<CacheImage>, EngineError> {
+        let filters =
+            HashMap::from([("reference".to_string(), vec![CACHE_REPOSITORY.to_string()])]);
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(convert)?;
+        let prefix = format!("{CACHE_REPOSITORY}:");
+        Ok(images
+            .into_iter()
+            .map(|i| CacheImage {
+                keys: i
+                    .repo_tags
+                    .iter()
+                    .filter_map(|t| t.strip_prefix(&prefix).map(str::to_string))
+                    .collect(),
+                id: i.id,
+                parent: i.parent_id,
+                created: i.created,
+            })
+            .collect())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            // The build container only waits for execs. Its command is the entrypoint with no
+            // `Cmd`, so nothing of it can be merged into a commit.
+            entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+            cmd: None,
+            host_config: Some(HostConfig {
+                init: Some(true),
+                tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone().into_iter().collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(convert)?;
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(convert)
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        output: &mut (dyn FnMut(OutputStream, &[u8]) + Send),
+    ) -> Result<i64, EngineError> {
+        let config = ExecConfig {
+            attach_stdin: Some(spec.stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(spec.argv.clone()),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            user: spec.user.clone(),
+            working_dir: spec.workdir.clone(),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(id, config).await.map_err(convert)?;
+        match self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(convert)?
+        {
+            StartExecResults::Attached {
+                output: mut stream,
+                mut input,
+            } => {
+                if let Some(bytes) = &spec.stdin {
+                    input.write_all(bytes).await.map_err(|e| {
+                        EngineError::Api(format!("writing to the command's input: {e}"))
+                    })?;
+                    input.shutdown().await.map_err(|e| {
+                        EngineError::Api(format!("closing the command's input: {e}"))
+                    })?;
+                }
+                drop(input);
+                while let Some(item) = stream.next().await {
+                    match item.map_err(convert)? {
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            output(OutputStream::Stdout, &message)
+                        }
+                        LogOutput::StdErr { message } => output(OutputStream::Stderr, &message),
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+            }
+            StartExecResults::Detached => {
+                return Err(EngineError::Api("the engine detached the exec".into()))
+            }
+        }
+        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(convert)?;
+        inspect
+            .exit_code
+            .ok_or_else(|| EngineError::Api("the engine reported no exit code".into()))
+    }
+
+    async fn upload(&self, id: &str, path: &str, archive: Archive) -> Result<(), EngineError> {
+        let options = UploadToContainerOptions {
+            path: path.to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_try_stream(archive))
+            .await
+            .map_err(convert)
+    }
+
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError> {
+        let options = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let mut stream = self.docker.download_from_container(id, Some(options));
+        let mut tar_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => tar_bytes.extend_from_slice(&c),
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(None),
+                Err(e) => return Err(convert(e)),
+            }
+            if tar_bytes.len() > 16 << 20 {
+                return Err(EngineError::Api(format!("`{path}` is too large to read")));
+            }
+        }
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut entries = archive
+            .entries()
+            .map_err(|e| EngineError::Api(e.to_string()))?;
+        match entries.next() {
+            Some(Ok(mut entry)) => {
+                let mut content = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut content)
+                    .map_err(|e| EngineError::Api(e.to_string()))?;
+                Ok(Some(content))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
+        let options = CommitContainerOptions {
+            container: Some(id.to_string()),
+            author: spec.author.clone(),
+            comment: spec.message.clone(),
+            // Nothing runs in the build container between steps, so pausing it buys nothing.
+            pause: false,
+            ..Default::default()
+        };
+        let c = &spec.config;
+        let config = ContainerConfig {
+            cmd: c.cmd.clone(),
+            // Always explicit: an absent entrypoint would be merged in from the container.
+            entrypoint: Some(c.entrypoint.clone().unwrap_or_default()),
+            env: Some(c.env.clone()),
+            labels: Some(c.labels.clone().into_iter().collect()),
+            exposed_ports: Some(c.exposed_ports.clone()),
+            user: Some(c.user.clone()),
+            working_dir: Some(c.workdir.clone()),
+            volumes: Some(c.volumes.clone()),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .commit_container(options, config)
+            .await
+            .map_err(convert)?;
+        Ok(id.id)
+    }
+
+    async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError> {
+        let options = TagImageOptions {
+            repo: Some(repository.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(convert)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            // 409: removal already in progress (e.g. a second interrupt).
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(convert(e)),
+        }
+    }
+
+    async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError> {
+        let filters = HashMap::from([("name".to_string(), vec![prefix.to_string()])]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(convert)?;
+        let mut removed = 0;
+        for c in containers {
+            let ours = c
+                .names
+                .iter()
+                .flatten()
+                .any(|n| n.trim_start_matches('/').starts_with(prefix));
+            if let (true, Some(id)) = (ours, c.id) {
+                self.remove_container(&id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn push(
+        &self,
+        repository: &str,
+        tag: &str,
+        creds: Option<Credentials>,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<String, EngineError> {
+        let options = PushImageOptions {
+            tag: Some(tag.to_string()),
+            ..Default::default()
+        };
+        let mut stream = self
+            .docker
+            .push_image(repository, Some(options), credentials(creds));
+        let mut digest = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(convert)?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(if is_auth_text(&err) {
+                    EngineError::Auth(err)
+                } else {
+                    EngineError::Registry(err)
+                });
+            }
+            if let Some(status) = &info.status {
+                // "<tag>: digest: sha256:... size: N"
+                if let Some(rest) = status.split("digest: ").nth(1) {
+                    digest = rest.split_whitespace().next().map(str::to_string);
+                }
+            }
+            progress(progress_of(
+                None,
+                info.status,
+                info.progress_detail.as_ref(),
+            ));
+        }
+        digest.ok_or_else(|| {
+            EngineError::Registry(format!(
+                "the push of `{repository}:{tag}` reported no digest"
+            ))
+        })
+    }
+
+    async fn remote_digest(
+        &self,
+        reference: &str,
+        creds: Option<Credentials>,
+    ) -> Result<Option<String>, EngineError> {
+        match self
+            .docker
+            .inspect_registry_image(reference, credentials(creds))
+            .await
+        {
+            Ok(d) => Ok(d.descriptor.digest),
+            Err(e) => match convert(e) {
+                EngineError::NotFound(_) => Ok(None),
+                EngineError::Api(m) | EngineError::Registry(m)
+                    if m.contains("manifest unknown") || m.contains("not found") =>
+                {
+                    Ok(None)
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        let options = RemoveImageOptions {
+            force: false,
+            noprune: false,
+            ..Default::default()
+        };
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_)
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(convert(e)),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! An in-memory engine for tests of the planner and executor: it records every call and keeps
+//! images, tags and containers consistently, without a daemon.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::*;
+
+#[derive(Debug, Default)]
+struct State {
+    images: HashMap<String, ImageInfo>,
+    /// `repository:tag` -> image id.
+    tags: HashMap<String, String>,
+    parents: HashMap<String, String>,
+    containers: HashMap<String, String>,
+    remote: HashMap<String, String>,
+    calls: Vec<String>,
+    next: u64,
+}
+
+/// A fake engine. Commands whose argv contains `exit N` exit with N; everything else exits 0.
+#[derive(Debug, Default)]
+pub struct FakeEngine {
+    state: Mutex<State>,
+}
+
+impl FakeEngine {
+    /// An engine holding one image under `reference`.
+    pub fn with_image(reference: &str, config: ImageConfig) -> Self {
+        let fake = Self::default();
+        {
+            let mut s = fake.state.lock().unwrap();
+            let id = "sha256:base".to_string();
+            s.images.insert(
+                id.clone(),
+                ImageInfo {
+                    id: id.clone(),
+                    config,
+                    ..Default::default()
+                },
+            );
+            s.tags.insert(reference.to_string(), id);
+        }
+        fake
+    }
+
+    /// Every call so far, as `verb argument`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Calls whose verb is `verb`.
+    pub fn count(&self, verb: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.split(' ').next() == Some(verb))
+            .count()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state.lock().unwrap().calls.clear();
+    }
+
+    /// Live (not removed) containers.
+    pub fn containers(&self) -> usize {
+        self.state.lock().unwrap().containers.len()
+    }
+
+    fn record(&self, call: String) -> std::sync::MutexGuard<'_, State> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(call);
+        s
+    }
+}
+
+fn resolve(s: &State, reference: &str) -> Option<String> {
+    if s.images.contains_key(reference) {
+        return Some(reference.to_string());
+    }
+    let full = if reference.contains(':') {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    };
+    s.tags.get(&full).cloned()
+}
+
+impl Engine for FakeEngine {
+    fn endpoint(&self) -> &str {
+        "fake://"
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
+        let s = self.record(format!("inspect {reference}"));
+        Ok(resolve(&s, reference).and_then(|id| s.images.get(&id).cloned()))
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        _: Option<Credentials>,
+        _: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(), EngineError> {
+        let s = self.record(format!("pull {reference}"));
+        match resolve(&s, reference) {
+            Some(_) => Ok(()),
+            None => Err(EngineError::NotFound(format!(
+                "manifest for {reference} not found"
+            ))),
+        }
+    }
+
+    async fn list_cache(&self) -> Result<Vec<CacheImage>, EngineError> {
+        let s = self.record("list_cache".into());
+        let mut by_id: HashMap<String, CacheImage> = HashMap::new();
+        for (tag, id) in &s.tags {
+            if let Some(key) = tag.strip_prefix(&format!("{CACHE_REPOSITORY}:")) {
+                let entry = by_id.entry(id.clone()).or_insert_with(|| CacheImage {
+                    id: id.clone(),
+                    parent: s.parents.get(id).cloned().unwrap_or_default(),
+                    keys: Vec::new(),
+                    created: 0,
+                });
+                entry.keys.push(key.to_string());
+            }
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let mut s = self.record(format!("create {}", spec.image));
+        let image =
+            resolve(&s, &spec.image).ok_or_else(|| EngineError::NotFound(spec.image.clone()))?;
+        s.next += 1;
+        let id = format!("container{}", s.next);
+        s.containers.insert(id.clone(), image);
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), EngineError> {
+        drop(self.record(format!("start {id}")));
+        Ok(())
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        output: &mut (dyn FnMut(OutputStream, &[u8]) + Send),
+    ) -> Result<i64, EngineError> {
+        let line = spec.argv.join(" ");
+        drop(self.record(format!("exec {line}")));
+        if !self.state.lock().unwrap().containers.contains_key(id) {
+            return Err(EngineError::NotFound(format!("no container {id}")));
+        }
+        output(OutputStream::Stdout, format!("ran {line}\n").as_bytes());
+        let code = line
+            .split("exit ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok(code)
+    }
+
+    async fn upload(&self, id: &str, path: &str, mut archive: Archive) -> Result<(), EngineError> {
+        use futures_util::StreamExt;
+        let mut bytes = 0;
+        while let Some(chunk) = archive.next().await {
+            bytes += chunk.map_err(|e| EngineError::Api(e.to_string()))?.len();
+        }
+        drop(self.record(format!("upload {id} {path} {bytes}")));
+        Ok(())
+    }
+
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError> {
+        drop(self.record(format!("read {id} {path}")));
+        Ok(None)
+    }
+
+    async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
+        let mut s = self.record(format!("commit {id}"));
+        let parent = s
+            .containers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        s.next += 1;
+        let image = format!("sha256:image{}", s.next);
+        let info = ImageInfo {
+            id: image.clone(),
+            config: spec.config.clone(),
+            comment: spec.message.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        s.images.insert(image.clone(), info);
+        s.parents.insert(image.clone(), parent);
+        Ok(image)
+    }
+
+    async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError> {
+        let mut s = self.record(format!("tag {repository}:{tag}"));
+        s.tags
+            .insert(format!("{repository}:{tag}"), image.to_string());
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        drop(self.record(format!("remove {id}")).containers.remove(id));
+        Ok(())
+    }
+
+    async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError> {
+        drop(self.record(format!("remove_named {prefix}")));
+        Ok(0)
+    }
+
+    async fn push(
+        &self,
+        repository: &str,
+        tag: &str,
+        _: Option<Credentials>,
+        _: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<String, EngineError> {
+        let mut s = self.record(format!("push {repository}:{tag}"));
+        let image = s
+            .tags
+            .get(&format!("{repository}:{tag}"))
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(tag.to_string()))?;
+        let digest = format!("sha256:{}", image.trim_start_matches("sha256:"));
+        s.remote
+            .insert(format!("{repository}:{tag}"), digest.clone());
+        if let Some(info) = s.images.get_mut(&image) {
+            info.repo_digests.push(format!("{repository}@{digest}"));
+        }
+        Ok(digest)
+    }
+
+    async fn remote_digest(
+        &self,
+        reference: &str,
+        _: Option<Credentials>,
+    ) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .record(format!("remote_digest {reference}"))
+            .remote
+            .get(reference)
+            .cloned())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        drop(
+            self.record(format!("remove_image {reference}"))
+                .tags
+                .remove(reference),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! Planning: pure and deterministic. From the pipeline and what the engine holds (base image
+//! id, cache images, remote digests) to what apply would do, and why.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::cache::{self, CheckpointNote, StepInputs};
+use crate::engine::CacheImage;
+use crate::model::Pipeline;
+
+/// What the engine and registries hold, as far as the plan needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The local base image id; `None` when it must be pulled first.
+    pub base_id: Option<String>,
+    pub cache: Vec<CacheImage>,
+    /// Checkpoint notes of cache images (by image id), used to explain misses.
+    pub notes: HashMap<String, CheckpointNote>,
+    /// Remote manifest digests by (repository, tag); absent when not asked.
+    pub remote: HashMap<(String, String), Option<String>>,
+    /// `repository@digest` records of the reusable final image.
+    pub local_digests: Vec<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub pipeline: String,
+    pub base: BasePlan,
+    pub steps: Vec<StepPlan>,
+    /// How many leading steps the cache serves, and the image that holds them.
+    pub resume: Resume,
+    pub commit: CommitPlan,
+    pub publish: Vec<PushPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BasePlan {
+    pub reference: String,
+    pub id: Option<String>,
+    pub pull: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepPlan {
+    pub index: usize,
+    pub name: String,
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub status: StepStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StepStatus {
+    Cached,
+    Run { reason: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Resume {
+    pub steps_cached: usize,
+    /// `None`: start from the base image.
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitPlan {
+    pub key: Option<String>,
+    /// The existing final image, when nothing that goes into it changed.
+    pub image: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushPlan {
+    pub repository: String,
+    pub tag: String,
+    pub status: PushStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushStatus {
+    New,
+    Changed,
+    UpToDate,
+    Unknown,
+}
+
+impl Plan {
+    /// True when apply would run, commit or push nothing.
+    pub fn is_noop(&self) -> bool {
+        self.commit.image.is_some()
+            && self.steps.iter().all(|s| s.status == StepStatus::Cached)
+            && self
+                .publish
+                .iter()
+                .all(|p| p.status == PushStatus::UpToDate)
+    }
+}
+
+/// The chain of keys: one per step, then the commit key. Empty when the base id is unknown.
+pub fn keys(
+    p: &Pipeline,
+    inputs: &[StepInputs],
+    base_id: Option<&str>,
+) -> (Vec<String>, Option<String>) {
+    let Some(base_id) = base_id else {
+        return (Vec::new(), None);
+    };
+    let mut key = cache::base_key(base_id);
+    let mut out = Vec::with_capacity(inputs.len());
+    for i in inputs {
+        key = cache::step_key(&key, i);
+        out.push(key.clone());
+    }
+    (out, Some(cache::commit_key(&key, &p.commit)))
+}
+
+/// The longest cached prefix of the chain.
+pub fn resume(keys: &[String], cache: &[CacheImage], no_cache: bool) -> Resume {
+    if no_cache {
+        return Resume::default();
+    }
+    let by_key = index(cache);
+    for (i, k) in keys.iter().enumerate().rev() {
+        if let Some(id) = by_key.get(k.as_str()) {
+            return Resume {
+                steps_cached: i + 1,
+                image: Some((*id).to_string()),
+            };
+        }
+    }
+    Resume::default()
+}
+
+fn index(cache: &[CacheImage]) -> HashMap<&str, &str> {
+    cache
+        .iter()
+        .flat_map(|c| c.keys.iter().map(move |k| (k.as_str(), c.id.as_str())))
+        .collect()
+}
+
+/// Cache images that hold the step after `resume`, newest first: the candidates that explain
+/// why that step misses. Their notes are worth reading.
+pub fn siblings<'a>(
+    resume: &Resume,
+    base_id: Option<&str>,
+    cache: &'a [CacheImage],
+) -> Vec<&'a CacheImage> {
+    let parent = resume.image.as_deref().or(base_id);
+    let mut out: Vec<_> = cache
+        .iter()
+        .filter(|c| Some(c.parent.as_str()) == parent)
+        .collect();
+    out.sort_by_key(|c| std::cmp::Reverse(c.created));
+    out
+}
+
+/// The whole plan.
+pub fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
+    let (keys, commit_key) = keys(p, inputs, obs.base_id.as_deref());
+    let resume = if keys.is_empty() && obs.base_id.is_some() && !obs.no_cache {
+        // No steps: the base image itself is the starting point.
+        Resume::default()
+    } else {
+        resume(&keys, &obs.cache, obs.no_cache)
+    };
+    let first_reason = miss_reason(inputs, obs, &resume);
+    let steps = p
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepPlan {
+            index: i + 1,
+            name: s.name.clone(),
+            key: keys.get(i).cloned(),
+            status: if i < resume.steps_cached {
+                StepStatus::Cached
+            } else if i == resume.steps_cached {
+                StepStatus::Run {
+                    reason: first_reason.clone(),
+                }
+            } else {
+                StepStatus::Run {
+                    reason: "follows a step that runs".into(),
+                }
+            },
+        })
+        .collect();
+    let by_key = index(&obs.cache);
+    let commit_image = if obs.no_cache {
+        None
+    } else {
+        commit_key
+            .as_deref()
+            .and_then(|k| by_key.get(k))
+            .map(|s| s.to_string())
+    };
+    let publish = p
+        .publish
+        .iter()
+        .flat_map(|t| {
+            let repository = t.repository.repository();
+            t.tags
+                .iter()
+                .map(move |tag| (repository.clone(), tag.clone()))
+        })
+        .map(|(repository, tag)| {
+            let status = match obs.remote.get(&(repository.clone(), tag.clone())) {
+                None => PushStatus::Unknown,
+                Some(None) => PushStatus::New,
+                Some(Some(d))
+                    if commit_image.is_some()
+                        && obs.local_digests.contains(&format!("{repository}@{d}")) =>
+                {
+                    PushStatus::UpToDate
+                }
+                Some(Some(_)) => PushStatus::Changed,
+            };
+            PushPlan {
+                repository,
+                tag,
+                status,
+            }
+        })
+        .collect();
+    Plan {
+        pipeline: p.name.clone(),
+        base: BasePlan {
+            reference: p.base.image.to_string(),
+            id: obs.base_id.clone(),
+            pull: obs.base_id.is_none() || p.base.pull == crate::model::PullPolicy::Always,
+        },
+        steps,
+        resume,
+        commit: CommitPlan {
+            key: commit_key,
+            image: commit_image,
+            tags: p.commit.tags.iter().map(|t| t.to_string()).collect(),
+        },
+        publish,
+    }
+}
+
+/// Why the first uncached step must run.
+fn miss_reason(inputs: &[StepInputs], obs: &Observed, resume: &Resume) -> String {
+    if obs.no_cache {
+        return "the cache is disabled (--no-cache)".into();
+    }
+    if obs.base_id.is_none() {
+        return "the base image is not present yet".into();
+    }
+    let k = resume.steps_cached;
+    let Some(current) = inputs.get(k) else {
+        return String::new();
+    };
+    for sibling in siblings(resume, obs.base_id.as_deref(), &obs.cache) {
+        let Some(note) = obs.notes.get(&sibling.id) else {
+            continue;
+        };
+        if note.first != k + 1 {
+            continue;
+        }
+        if let Some(old) = note.steps.first() {
+            let changed = current.changed_since(&old.inputs);
+            if !changed.is_empty() {
+                return format!("changed: {}", changed.join(", "));
+            }
+            // Same step, different grouping: the cached image holds later steps too.
+            return "its cache entry holds later steps that changed".into();
+        }
+    }
+    "not in the cache".into()
+}
