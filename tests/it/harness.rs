@@ -1,0 +1,60 @@
+//! A small builder for running the `pipeline` binary on pipeline files in a temporary folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use assert_cmd::Command;
+
+/// A temporary folder holding pipeline files and the files they copy.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating folders); returns its path.
+    pub fn file(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Writes `pipeline.toml`.
+    pub fn pipeline(&self, toml: &str) -> PathBuf {
+        self.file("pipeline.toml", toml)
+    }
+
+    /// The binary, run in the folder with plain output and an empty docker config (so the
+    /// developer's credentials never leak into a test).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("pipeline").expect("binary");
+        cmd.current_dir(self.dir.path())
+            .env("PIPELINE_PROGRESS", "plain")
+            .env("DOCKER_CONFIG", self.dir.path().join(".docker-config"))
+            .env_remove("NO_COLOR")
+            .args(args)
+            .timeout(std::time::Duration::from_secs(600));
+        cmd
+    }
+}
+
+/// A name unique to this test process and call, for images, repositories and tags.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{}-{:x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos & 0xffff)
+}
+
+/// Stdout and stderr of a finished command, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}

@@ -1,0 +1,266 @@
+//! Throwaway registries: a real `docker-registry serve` (Debian's distribution 2.8) on a free
+//! 127.0.0.1 port with its storage in a temporary folder. The engine treats 127.0.0.0/8 as an
+//! insecure registry, so plain http push/pull works without any daemon configuration.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The registry binary: `$DOCKER_REGISTRY`, else `docker-registry` (from PATH).
+fn registry_bin() -> String {
+    std::env::var("DOCKER_REGISTRY").unwrap_or_else(|_| "docker-registry".to_string())
+}
+
+/// A port that was free on 127.0.0.1 a moment ago (bind to port 0, read, release).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Registry {
+    /// "127.0.0.1:PORT": use it in image references, e.g. format!("{}/team/app:1", reg.addr).
+    pub addr: String,
+    /// Some((user, password)) for a registry started with `start_with_auth`.
+    pub credentials: Option<(String, String)>,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// An open registry (no authentication).
+    pub fn start() -> Registry {
+        Self::launch(None)
+    }
+
+    /// A registry that requires HTTP basic authentication as `user`/`password` (htpasswd).
+    pub fn start_with_auth(user: &str, password: &str) -> Registry {
+        Self::launch(Some((user.to_string(), password.to_string())))
+    }
+
+    fn launch(credentials: Option<(String, String)>) -> Registry {
+        let mut last_log = String::new();
+        // free_port can race with another process; retry on a fresh port if the bind fails.
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("pipeline-registry-")
+                .tempdir()
+                .expect("temp dir");
+            let addr = format!("127.0.0.1:{}", free_port());
+            let mut config = format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: {addr}\n",
+                dir.path().join("storage").display()
+            );
+            if let Some((user, password)) = &credentials {
+                let hash = bcrypt::hash(password, 5).expect("bcrypt");
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("write htpasswd");
+                config += &format!(
+                    "auth:\n  htpasswd:\n    realm: pipeline-test\n    path: {}\n",
+                    htpasswd.display()
+                );
+            }
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).expect("write registry config");
+            let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
+            let child = Command::new(registry_bin())
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run {} ({e}); run scripts/setup.sh (installs docker-registry)",
+                        registry_bin()
+                    )
+                });
+            let mut reg = Registry {
+                addr,
+                credentials: credentials.clone(),
+                child,
+                dir,
+            };
+            match reg.wait_until_up(Duration::from_secs(15)) {
+                Ok(()) => return reg,
+                Err(log) => last_log = log, // reg dropped here: process killed, dir removed
+            }
+        }
+        panic!("docker-registry did not come up; last log:\n{last_log}");
+    }
+
+    /// Err(log text) when the process died or /v2/ never answered.
+    fn wait_until_up(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.log());
+            }
+            if let Ok(resp) = http_get(&self.addr, "/v2/", &[]) {
+                // 401 means up for an auth-enabled registry.
+                if resp.status == 200 || (resp.status == 401 && self.credentials.is_some()) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// "http://127.0.0.1:PORT"
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The registry's own log so far (useful in assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// The storage folder (rootdirectory) of this registry.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// GET `path` on this registry, with basic auth when it has credentials.
+    pub fn get(&self, path: &str, extra_headers: &[(&str, &str)]) -> HttpResponse {
+        let auth;
+        let mut headers: Vec<(&str, &str)> = extra_headers.to_vec();
+        if let Some((u, p)) = &self.credentials {
+            auth = format!("Basic {}", base64(format!("{u}:{p}").as_bytes()));
+            headers.push(("Authorization", &auth));
+        }
+        http_get(&self.addr, path, &headers)
+            .unwrap_or_else(|e| panic!("GET {}{path}: {e}", self.url()))
+    }
+
+    /// Tags of `repository` ("team/app"); empty when the repository does not exist.
+    pub fn tags(&self, repository: &str) -> Vec<String> {
+        let resp = self.get(&format!("/v2/{repository}/tags/list"), &[]);
+        if resp.status == 404 {
+            return Vec::new();
+        }
+        assert_eq!(
+            resp.status,
+            200,
+            "tags/list of {repository}: {}",
+            resp.text()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("tags/list JSON");
+        let mut tags: Vec<String> = v["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    /// The manifest digest ("sha256:...") of `repository:tag`, or None when it is not there.
+    pub fn manifest_digest(&self, repository: &str, tag: &str) -> Option<String> {
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json, \
+                      application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+        let resp = self.get(
+            &format!("/v2/{repository}/manifests/{tag}"),
+            &[("Accept", accept)],
+        );
+        match resp.status {
+            200 => resp.header("Docker-Content-Digest").map(str::to_string),
+            404 => None,
+            s => panic!("manifest {repository}:{tag}: HTTP {s}: {}", resp.text()),
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // self.dir (TempDir) removes the storage when dropped after this.
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// First header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A minimal HTTP/1.0 GET (the server closes after the response, so no chunked bodies) to
+/// `addr` ("127.0.0.1:PORT"). Err on connection errors, resets and malformed answers.
+pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: pipeline-tests\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+/// Standard base64 with padding (for basic auth headers).
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
