@@ -25,9 +25,24 @@ pub async fn run(args: ApplyArgs, ui: &Ui) -> u8 {
     if let Err(code) = super::check_passwords(&pipelines, ui) {
         return code;
     }
-    let engine = match super::connect(ui).await {
+    let engine = match DockerEngine::connect().await {
         Ok(e) => e,
-        Err(code) => return code,
+        Err(e) => {
+            ui.error(&e.to_string());
+            ui.hint("start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST at a running one");
+            // The report says why nothing ran.
+            if let (Some(path), Some(p)) = (&args.report, pipelines.first()) {
+                write_report(
+                    &Recorder::new(p, ""),
+                    path,
+                    "failed",
+                    exit::ENGINE,
+                    Some(e.to_string()),
+                    ui,
+                );
+            }
+            return exit::ENGINE;
+        }
     };
     for p in &pipelines {
         let code = apply_one(&engine, p, &args, ui, &mut sigint, &mut sigterm).await;
@@ -50,6 +65,26 @@ fn run_id() -> String {
     )
 }
 
+/// A pipeline name as it may appear in a container name.
+fn container_safe(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    if safe.is_empty() {
+        "unnamed".into()
+    } else {
+        safe
+    }
+}
+
 async fn apply_one(
     engine: &DockerEngine,
     p: &Pipeline,
@@ -63,9 +98,9 @@ async fn apply_one(
         keep_failed: args.keep_failed,
         attempts: args.attempts,
         retry_delay: args.retry_delay,
-        run_name: format!("pipeline-{}", run_id()),
+        run_name: format!("pipeline-{}-{}", container_safe(&p.name), run_id()),
     };
-    let recorder = Recorder::new(p);
+    let recorder = Recorder::new(p, &opts.run_name);
     let sink = Tee(vec![ui, &recorder]);
     let outcome = tokio::select! {
         r = execute::apply(engine, p, &opts, &sink) => Ok(r),
@@ -106,18 +141,25 @@ async fn apply_one(
         }
     };
     if let Some(path) = &args.report {
-        let report = recorder.finish(status, code, error);
-        let written = serde_json::to_vec_pretty(&report)
-            .map_err(std::io::Error::other)
-            .and_then(|json| std::fs::write(path, json));
-        if let Err(e) = written {
-            ui.error(&format!(
-                "cannot write the report to `{}`: {e}",
-                path.display()
-            ));
-        }
+        write_report(&recorder, path, status, code, error, ui);
     }
     code
+}
+
+fn write_report(
+    recorder: &Recorder,
+    path: &std::path::Path,
+    status: &str,
+    code: u8,
+    error: Option<String>,
+    ui: &Ui,
+) {
+    if let Err(e) = recorder.write(path, status, code, error) {
+        ui.error(&format!(
+            "cannot write the report to `{}`: {e}",
+            path.display()
+        ));
+    }
 }
 
 /// Prints an apply error with what the user needs next: the last output lines, what was

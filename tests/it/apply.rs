@@ -1,1 +1,390 @@
-//! See the module's owner; tests land here.
+//! Issue 2 acceptance: `pipeline apply` end to end on the real engine and real registries,
+//! checked by reading back what the registry holds and pulling it.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::{output_text, unique, Project};
+use crate::support::engine::{containers_named, docker, docker_ok, image_inspect, require_image};
+use crate::support::registry::Registry;
+
+const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Copies an example folder into the project.
+fn copy_example(name: &str, project: &Project) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    copy_dir(&src, project.path());
+}
+
+fn copy_dir(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dest.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+/// The manifest and config a registry holds for `repository:tag`.
+fn registry_image(reg: &Registry, repository: &str, tag: &str) -> (String, Value, Value) {
+    let resp = reg.get(
+        &format!("/v2/{repository}/manifests/{tag}"),
+        &[("Accept", MANIFEST_V2)],
+    );
+    assert_eq!(
+        resp.status,
+        200,
+        "manifest {repository}:{tag}: {}",
+        resp.text()
+    );
+    let digest = resp
+        .header("Docker-Content-Digest")
+        .expect("digest header")
+        .to_string();
+    let manifest: Value = serde_json::from_slice(&resp.body).unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let resp = reg.get(&format!("/v2/{repository}/blobs/{config_digest}"), &[]);
+    assert_eq!(resp.status, 200);
+    (
+        digest,
+        manifest,
+        serde_json::from_slice(&resp.body).unwrap(),
+    )
+}
+
+/// `pushed REPO:TAG@DIGEST` lines of stdout.
+fn pushed(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("pushed "))
+        .filter_map(|l| l.split_once('@'))
+        .map(|(r, d)| (r.to_string(), d.to_string()))
+        .collect()
+}
+
+#[test]
+fn debian_vim_example_is_published_and_pulled_back_with_vim_author_and_base_layers() {
+    require_image("debian:bookworm");
+    let reg = Registry::start();
+    let project = Project::new();
+    copy_example("debian-vim", &project);
+    // A unique local tag so that parallel runs of this test do not race on `myvim:1.1`.
+    let version = unique("v");
+    let out = project
+        .cmd(&[
+            "apply",
+            "pipeline.toml",
+            "--var",
+            &format!("registry={}", reg.addr),
+            "--var",
+            &format!("version={version}"),
+        ])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "apply failed:\n{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let repo = format!("{}/atguiguwh/myvim", reg.addr);
+
+    // Each tag reached the registry, with the manifest digest the tool printed.
+    let reported = pushed(&stdout);
+    assert_eq!(reported.len(), 2, "two pushes expected:\n{stdout}");
+    for tag in [version.as_str(), "latest"] {
+        let (digest, manifest, config) = registry_image(&reg, "atguiguwh/myvim", tag);
+        assert!(
+            reported.contains(&(format!("{repo}:{tag}"), digest.clone())),
+            "{tag}: {digest} not in\n{stdout}"
+        );
+        assert_eq!(config["author"], "zzyy <zzyy@example.com>");
+        let history = config["history"].as_array().unwrap();
+        assert_eq!(
+            history.last().unwrap()["comment"],
+            format!("debian with vim {version}")
+        );
+        assert_eq!(config["config"]["Cmd"], serde_json::json!(["vim"]));
+        let env: Vec<&str> = config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(env.contains(&"EDITOR=vim"), "{env:?}");
+        assert!(
+            !env.iter().any(|e| e.starts_with("DEBIAN_FRONTEND")),
+            "step env leaked: {env:?}"
+        );
+        assert_eq!(
+            config["config"]["Labels"]["org.opencontainers.image.version"],
+            version.as_str()
+        );
+        // The base's layers stay at the bottom.
+        let base = image_inspect("debian:bookworm");
+        let base_layers = base["RootFS"]["Layers"].as_array().unwrap();
+        let layers = config["rootfs"]["diff_ids"].as_array().unwrap();
+        assert!(layers.len() > base_layers.len(), "no layer added");
+        assert_eq!(&layers[..base_layers.len()], &base_layers[..]);
+        assert_eq!(manifest["layers"].as_array().unwrap().len(), layers.len());
+    }
+
+    // Pulled back from the registry, it runs vim and carries the vimrc.
+    let reference = format!("{repo}:{version}");
+    docker_ok(&["pull", &reference]);
+    let vim = docker_ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        &reference,
+        "-c",
+        "vim --version | head -1; cat /root/.vimrc",
+    ]);
+    assert!(vim.contains("VIM - Vi IMproved"), "{vim}");
+    assert!(vim.contains("syntax on"), "{vim}");
+    let inspect = image_inspect(&reference);
+    assert_eq!(inspect["Author"], "zzyy <zzyy@example.com>");
+    // Nothing of the build container leaked: no tool command, no tool labels.
+    assert_eq!(
+        inspect["Config"]["Entrypoint"]
+            .as_array()
+            .map_or(0, |a| a.len()),
+        0
+    );
+    assert!(
+        !inspect["Config"].to_string().contains("sleep"),
+        "{}",
+        inspect["Config"]
+    );
+    assert!(
+        containers_named("pipeline-debian-vim-").is_empty(),
+        "build containers left behind"
+    );
+    docker(&[
+        "rmi",
+        &reference,
+        &format!("{repo}:latest"),
+        &format!("myvim:{version}"),
+    ]);
+}
+
+#[test]
+fn busybox_pipeline_copies_files_sets_config_keeps_base_cmd_and_cleans_up() {
+    require_image("busybox:latest");
+    let reg = Registry::start();
+    let project = Project::new();
+    let name = unique("bb-apply");
+    project.file("files/app.conf", "port=8080\n");
+    project.file("files/sub/nested.txt", "nested\n");
+    project.file("files/run.sh", "#!/bin/sh\necho run\n");
+    std::fs::set_permissions(
+        project.path().join("files/run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    project.file("single.txt", "single\n");
+    let tag = unique("t");
+    project.pipeline(&format!(
+        r#"
+name = "{name}"
+[vars]
+who = "world"
+[base]
+image = "busybox:latest"
+pull = "never"
+
+[[step]]
+name = "write"
+run = "mkdir -p /srv && echo 'hello {{{{ who }}}}' > /srv/index.html && echo $STEP_ONLY > /srv/env.txt"
+env = {{ STEP_ONLY = "from-step-env" }}
+
+[[step]]
+copy = {{ src = "files", dest = "/etc/app" }}
+
+[[step]]
+copy = {{ src = "single.txt", dest = "/opt/", mode = "0600", owner = "42:42" }}
+
+[[step]]
+name = "as nobody in /tmp"
+run = ["/bin/sh", "-c", "id -u > /tmp/whoami; pwd > /tmp/pwd"]
+user = "nobody"
+workdir = "/tmp"
+
+[commit]
+author = "Tester <t@example.com>"
+message = "busybox test"
+tags = ["{name}:{tag}"]
+
+[commit.config]
+expose = [8080, "53/udp"]
+env = {{ APP_MODE = "prod" }}
+labels = {{ team = "platform" }}
+workdir = "/srv"
+volumes = ["/data"]
+
+[[publish]]
+repository = "{addr}/test/{name}"
+tags = ["{tag}", "stable"]
+"#,
+        addr = reg.addr
+    ));
+    let out = project.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "apply failed:\n{text}");
+    // Live, labelled step output in plain mode, with timestamps.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("20") && l.contains("step [4/4] as nobody in /tmp")),
+        "{text}"
+    );
+
+    let local = format!("{name}:{tag}");
+    let inspect = image_inspect(&local);
+    let config = &inspect["Config"];
+    assert_eq!(inspect["Author"], "Tester <t@example.com>");
+    assert_eq!(inspect["Comment"], "busybox test");
+    // The base's CMD stays (busybox imports with CMD ["sh"]); nothing of the tool leaks.
+    assert_eq!(config["Cmd"], serde_json::json!(["sh"]), "{config}");
+    assert_eq!(config["WorkingDir"], "/srv");
+    assert!(
+        config["ExposedPorts"].get("8080/tcp").is_some()
+            && config["ExposedPorts"].get("53/udp").is_some(),
+        "{config}"
+    );
+    assert!(config["Volumes"].get("/data").is_some(), "{config}");
+    assert_eq!(config["Labels"], serde_json::json!({"team": "platform"}));
+    let env = config["Env"].to_string();
+    assert!(
+        env.contains("APP_MODE=prod") && !env.contains("STEP_ONLY"),
+        "{env}"
+    );
+
+    let files = docker_ok(&[
+        "run", "--rm", "--user", "0", &local, "sh", "-c",
+        "cat /srv/index.html /srv/env.txt /etc/app/app.conf /etc/app/sub/nested.txt /tmp/whoami /tmp/pwd; \
+         stat -c '%a %u:%g %n' /etc/app/run.sh /opt/single.txt",
+    ]);
+    for expected in [
+        "hello world",
+        "from-step-env",
+        "port=8080",
+        "nested",
+        "42",
+        "/tmp",
+        "755 0:0 /etc/app/run.sh",
+        "600 42:42 /opt/single.txt",
+    ] {
+        assert!(
+            files.contains(expected),
+            "missing `{expected}` in:\n{files}"
+        );
+    }
+
+    // Both tags in the registry, same digest as printed.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for t in [tag.as_str(), "stable"] {
+        let digest = reg
+            .manifest_digest(&format!("test/{name}"), t)
+            .expect("pushed");
+        assert!(
+            stdout.contains(&format!("{}/test/{name}:{t}@{digest}", reg.addr)),
+            "{stdout}"
+        );
+    }
+    assert!(
+        containers_named(&format!("pipeline-{name}-")).is_empty(),
+        "build containers left behind"
+    );
+    docker(&["rmi", &local]);
+}
+
+#[test]
+fn publishes_to_a_registry_with_htpasswd_auth_using_password_env() {
+    require_image("busybox:latest");
+    let reg = Registry::start_with_auth("zzyybuy", "s3cret-pass");
+    let project = Project::new();
+    let name = unique("bb-auth");
+    project.pipeline(&format!(
+        r#"
+name = "{name}"
+[base]
+image = "busybox:latest"
+[[step]]
+run = "echo {name} > /id"
+[[publish]]
+repository = "{addr}/private/{name}"
+tags = ["1"]
+username = "zzyybuy"
+password_env = "TEST_REGISTRY_PASSWORD"
+"#,
+        addr = reg.addr
+    ));
+    // Without the variable: refused before anything runs, by name.
+    let out = project
+        .cmd(&["apply", "pipeline.toml"])
+        .env_remove("TEST_REGISTRY_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(output_text(&out).contains("TEST_REGISTRY_PASSWORD"));
+
+    let out = project
+        .cmd(&["apply", "pipeline.toml"])
+        .env("TEST_REGISTRY_PASSWORD", "s3cret-pass")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("s3cret-pass"), "password printed:\n{text}");
+    assert!(reg
+        .manifest_digest(&format!("private/{name}"), "1")
+        .is_some());
+    // The user's docker config was not written.
+    assert!(
+        !project.path().join(".docker-config").exists(),
+        "the docker config was written"
+    );
+}
+
+#[test]
+fn failing_step_names_step_exit_code_and_last_lines_and_pushes_nothing() {
+    require_image("busybox:latest");
+    let reg = Registry::start();
+    let project = Project::new();
+    let name = unique("bb-fail");
+    project.pipeline(&format!(
+        r#"
+name = "{name}"
+[base]
+image = "busybox:latest"
+[[step]]
+name = "breaks"
+run = "echo first line; echo second line >&2; exit 7"
+[[publish]]
+repository = "{addr}/fail/{name}"
+tags = ["1"]
+"#,
+        addr = reg.addr
+    ));
+    let out = project.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("step 1 `breaks` failed with exit code 7"),
+        "{text}"
+    );
+    assert!(text.contains("second line"), "{text}");
+    assert!(
+        reg.tags(&format!("fail/{name}")).is_empty(),
+        "something was pushed"
+    );
+    assert!(
+        containers_named(&format!("pipeline-{name}-")).is_empty(),
+        "build containers left behind"
+    );
+}
