@@ -37,34 +37,39 @@ pub async fn run(args: GcArgs, ui: &Ui) -> u8 {
     exit::OK
 }
 
-/// Cache images no longer used by the newest apply of their pipeline: everything except, per
-/// pipeline, the newest checkpoint, its ancestors, and the newest final image built on them.
+/// Cache images no longer used by the newest apply of their pipeline. Kept, per pipeline: the
+/// newest checkpoint and its ancestors, and the newest final image whose layers are those of a
+/// kept checkpoint (a final image and the checkpoint of its last step share their layers).
 pub async fn collect<E: Engine>(
     engine: &E,
 ) -> Result<Vec<(String, Vec<String>)>, crate::engine::EngineError> {
     let cache = engine.list_cache().await?;
-    let mut notes: HashMap<String, CheckpointNote> = HashMap::new();
+    let mut info: HashMap<&str, (Option<CheckpointNote>, std::time::SystemTime, Vec<String>)> =
+        HashMap::new();
     for c in &cache {
-        if let Some(info) = engine.inspect_image(&c.id).await? {
-            if let Some(note) = CheckpointNote::from_comment(&info.comment) {
-                notes.insert(c.id.clone(), note);
-            }
+        if let Some(i) = engine.inspect_image(&c.id).await? {
+            let created =
+                humantime::parse_rfc3339_weak(&i.created).unwrap_or(std::time::UNIX_EPOCH);
+            info.insert(
+                c.id.as_str(),
+                (CheckpointNote::from_comment(&i.comment), created, i.layers),
+            );
         }
     }
     let by_id: HashMap<&str, &crate::engine::CacheImage> =
         cache.iter().map(|c| (c.id.as_str(), c)).collect();
-    let mut keep: HashSet<String> = HashSet::new();
-    let mut newest: HashMap<&str, &crate::engine::CacheImage> = HashMap::new();
-    for c in &cache {
-        if let Some(n) = notes.get(&c.id) {
-            let slot = newest.entry(n.pipeline.as_str()).or_insert(c);
-            if c.created > slot.created {
-                *slot = c;
+    let mut newest: HashMap<&str, (&str, std::time::SystemTime)> = HashMap::new();
+    for (id, (note, created, _)) in &info {
+        if let Some(n) = note {
+            let slot = newest.entry(n.pipeline.as_str()).or_insert((id, *created));
+            if *created > slot.1 {
+                *slot = (id, *created);
             }
         }
     }
-    for tip in newest.values() {
-        let mut cur = Some(*tip);
+    let mut keep: HashSet<String> = HashSet::new();
+    for (tip, _) in newest.values() {
+        let mut cur = by_id.get(tip).copied();
         while let Some(c) = cur {
             if !keep.insert(c.id.clone()) {
                 break;
@@ -72,21 +77,21 @@ pub async fn collect<E: Engine>(
             cur = by_id.get(c.parent.as_str()).copied();
         }
     }
-    // Final images: keep the newest one whose parent is a kept checkpoint (or a tip's parent).
-    let mut finals: Vec<&crate::engine::CacheImage> = cache
+    let kept_stacks: HashSet<&Vec<String>> = info
         .iter()
-        .filter(|c| {
-            !notes.contains_key(&c.id)
-                && (keep.contains(&c.parent) || newest.values().any(|t| t.parent == c.parent))
-        })
+        .filter(|(id, (note, _, _))| note.is_some() && keep.contains(**id))
+        .map(|(_, (_, _, layers))| layers)
         .collect();
-    finals.sort_by_key(|c| std::cmp::Reverse(c.created));
-    let mut seen_parents = HashSet::new();
-    for f in finals {
-        if seen_parents.insert(f.parent.clone()) {
-            keep.insert(f.id.clone());
+    let mut newest_final: HashMap<&Vec<String>, (&str, std::time::SystemTime)> = HashMap::new();
+    for (id, (note, created, layers)) in &info {
+        if note.is_none() && kept_stacks.contains(layers) {
+            let slot = newest_final.entry(layers).or_insert((id, *created));
+            if *created > slot.1 {
+                *slot = (id, *created);
+            }
         }
     }
+    keep.extend(newest_final.values().map(|(id, _)| id.to_string()));
     Ok(cache
         .iter()
         .filter(|c| !keep.contains(&c.id))

@@ -40,6 +40,8 @@ impl EngineError {
             "connection reset",
             "connection refused",
             "broken pipe",
+            "use of closed network connection",
+            "connection closed",
             "eof",
             "timeout",
             "timed out",
@@ -86,6 +88,10 @@ pub struct ImageInfo {
     /// `repository@sha256:...` for each repository the image was pushed to or pulled from.
     pub repo_digests: Vec<String>,
     pub comment: String,
+    /// Creation time as the engine reports it (RFC 3339, nanoseconds).
+    pub created: String,
+    /// Layer diff ids, bottom first.
+    pub layers: Vec<String>,
 }
 
 /// The parts of an image config the tool reads and writes.

@@ -8,4 +8,5 @@ mod harness;
 mod apply;
 mod cache;
 mod config;
+mod executor;
 mod faults;
