@@ -157,6 +157,8 @@ impl Engine for DockerEngine {
             },
             repo_digests: image.repo_digests.unwrap_or_default(),
             comment: image.comment.unwrap_or_default(),
+            created: image.created.unwrap_or_default(),
+            layers: image.root_fs.and_then(|r| r.layers).unwrap_or_default(),
         }))
     }
 
