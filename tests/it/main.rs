@@ -8,5 +8,6 @@ mod harness;
 mod apply;
 mod cache;
 mod config;
+mod docs;
 mod executor;
 mod faults;
