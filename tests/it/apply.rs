@@ -388,3 +388,58 @@ tags = ["1"]
         "build containers left behind"
     );
 }
+
+#[test]
+fn a_private_base_is_pulled_with_its_credentials() {
+    require_image("busybox:latest");
+    let reg = Registry::start_with_auth("puller", "pull-pass");
+    let project = Project::new();
+    let name = unique("bb-private");
+    // Put a base image into the private registry with the docker CLI, logged in through a
+    // throwaway docker config, then forget it locally.
+    let base = format!("{}/bases/{name}:1", reg.addr);
+    let login_dir = tempfile::tempdir().unwrap();
+    let cfg = login_dir.path().to_str().unwrap();
+    docker_ok(&["tag", "busybox:latest", &base]);
+    let login = std::process::Command::new(crate::support::engine::docker_bin())
+        .args(["--config", cfg, "login", "-u", "puller", "--password-stdin", &reg.addr])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"pull-pass")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(login.status.success(), "{}", output_text(&login));
+    let push = docker(&["--config", cfg, "push", &base]);
+    assert!(push.status.success(), "{}", output_text(&push));
+    docker_ok(&["rmi", &base]);
+
+    project.pipeline(&format!(
+        r#"
+name = "{name}"
+[base]
+image = "{base}"
+pull = "always"
+username = "puller"
+password_env = "BASE_PASSWORD"
+[[step]]
+run = "echo built > /built"
+[commit]
+tags = ["{name}:1"]
+"#
+    ));
+    let out = project.cmd(&["apply", "pipeline.toml"]).env("BASE_PASSWORD", "pull-pass").output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("pulled"), "{text}");
+    assert_eq!(docker_ok(&["run", "--rm", &format!("{name}:1"), "cat", "/built"]), "built");
+
+    // Without credentials the pull is refused, and the error says so.
+    docker(&["rmi", &base, &format!("{name}:1")]);
+    let out = project.cmd(&["apply", "pipeline.toml"]).env("BASE_PASSWORD", "wrong").output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains(&base) && !text.contains("wrong\n"), "{text}");
+}
