@@ -169,7 +169,7 @@ pub fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
     } else {
         resume(&keys, &obs.cache, obs.no_cache)
     };
-    let first_reason = miss_reason(inputs, obs, &resume);
+    let first_reason = miss_reason(&p.name, inputs, obs, &resume);
     let steps = p
         .steps
         .iter()
@@ -247,7 +247,7 @@ pub fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
 }
 
 /// Why the first uncached step must run.
-fn miss_reason(inputs: &[StepInputs], obs: &Observed, resume: &Resume) -> String {
+fn miss_reason(pipeline: &str, inputs: &[StepInputs], obs: &Observed, resume: &Resume) -> String {
     if obs.no_cache {
         return "the cache is disabled (--no-cache)".into();
     }
@@ -258,10 +258,12 @@ fn miss_reason(inputs: &[StepInputs], obs: &Observed, resume: &Resume) -> String
     let Some(current) = inputs.get(k) else {
         return String::new();
     };
-    for sibling in siblings(resume, obs.base_id.as_deref(), &obs.cache) {
-        let Some(note) = obs.notes.get(&sibling.id) else {
-            continue;
-        };
+    // Only this pipeline's earlier entries say what changed; another's would mislead.
+    let own = siblings(resume, obs.base_id.as_deref(), &obs.cache)
+        .into_iter()
+        .filter_map(|s| obs.notes.get(&s.id))
+        .filter(|n| n.pipeline == pipeline);
+    for note in own {
         if note.first != k + 1 {
             continue;
         }

@@ -88,7 +88,7 @@ pub async fn observe<E: Engine>(
     // Notes of the images that held the first step to run explain why it misses.
     for sibling in plan::siblings(&resume, obs.base_id.as_deref(), &obs.cache)
         .into_iter()
-        .take(3)
+        .take(10)
     {
         if let Ok(Some(info)) = engine.inspect_image(&sibling.id).await {
             if let Some(note) = CheckpointNote::from_comment(&info.comment) {
