@@ -17,6 +17,9 @@ pub struct Report {
     pub tool_version: String,
     pub pipeline: String,
     pub file: String,
+    /// Prefix of the names of every container this run created (`pipeline-<runid>`); empty
+    /// when the run never reached the engine.
+    pub run_name: String,
     /// `succeeded`, `failed` or `interrupted`.
     pub status: String,
     pub exit_code: u8,
@@ -40,7 +43,7 @@ pub struct BaseRecord {
 pub struct StepRecord {
     pub index: usize,
     pub name: String,
-    /// `cached`, `succeeded`, `failed`, `timed_out`, `error` or `not_run`.
+    /// `cached`, `succeeded`, `failed`, `timed_out`, `error`, `interrupted` or `not_run`.
     pub status: String,
     pub cached: bool,
     pub exit_code: Option<i64>,
@@ -72,7 +75,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(pipeline: &crate::model::Pipeline) -> Self {
+    pub fn new(pipeline: &crate::model::Pipeline, run_name: &str) -> Self {
         let steps = pipeline
             .steps
             .iter()
@@ -93,6 +96,7 @@ impl Recorder {
                 tool_version: env!("CARGO_PKG_VERSION").into(),
                 pipeline: pipeline.name.clone(),
                 file: pipeline.file.display().to_string(),
+                run_name: run_name.into(),
                 status: "running".into(),
                 exit_code: 0,
                 error: None,
@@ -106,10 +110,28 @@ impl Recorder {
         }
     }
 
+    /// Writes the final report to `path` as pretty JSON.
+    pub fn write(
+        &self,
+        path: &std::path::Path,
+        status: &str,
+        exit_code: u8,
+        error: Option<String>,
+    ) -> std::io::Result<()> {
+        let report = self.finish(status, exit_code, error);
+        let json = serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?;
+        std::fs::write(path, json)
+    }
+
     /// The final report.
     pub fn finish(&self, status: &str, exit_code: u8, error: Option<String>) -> Report {
         let mut r = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         r.status = status.into();
+        if status == "interrupted" {
+            for s in r.steps.iter_mut().filter(|s| s.status == "running") {
+                s.status = "interrupted".into();
+            }
+        }
         r.exit_code = exit_code;
         r.error = error;
         r.duration_ms = self.started.elapsed().as_millis();

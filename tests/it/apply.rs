@@ -402,7 +402,15 @@ fn a_private_base_is_pulled_with_its_credentials() {
     let cfg = login_dir.path().to_str().unwrap();
     docker_ok(&["tag", "busybox:latest", &base]);
     let login = std::process::Command::new(crate::support::engine::docker_bin())
-        .args(["--config", cfg, "login", "-u", "puller", "--password-stdin", &reg.addr])
+        .args([
+            "--config",
+            cfg,
+            "login",
+            "-u",
+            "puller",
+            "--password-stdin",
+            &reg.addr,
+        ])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
@@ -430,15 +438,26 @@ run = "echo built > /built"
 tags = ["{name}:1"]
 "#
     ));
-    let out = project.cmd(&["apply", "pipeline.toml"]).env("BASE_PASSWORD", "pull-pass").output().unwrap();
+    let out = project
+        .cmd(&["apply", "pipeline.toml"])
+        .env("BASE_PASSWORD", "pull-pass")
+        .output()
+        .unwrap();
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("pulled"), "{text}");
-    assert_eq!(docker_ok(&["run", "--rm", &format!("{name}:1"), "cat", "/built"]), "built");
+    assert_eq!(
+        docker_ok(&["run", "--rm", &format!("{name}:1"), "cat", "/built"]),
+        "built"
+    );
 
     // Without credentials the pull is refused, and the error says so.
     docker(&["rmi", &base, &format!("{name}:1")]);
-    let out = project.cmd(&["apply", "pipeline.toml"]).env("BASE_PASSWORD", "wrong").output().unwrap();
+    let out = project
+        .cmd(&["apply", "pipeline.toml"])
+        .env("BASE_PASSWORD", "wrong")
+        .output()
+        .unwrap();
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(5), "{text}");
     assert!(text.contains(&base) && !text.contains("wrong\n"), "{text}");

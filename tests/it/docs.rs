@@ -4,14 +4,26 @@ use crate::harness::{output_text, Project};
 
 #[test]
 fn every_toml_block_in_the_readme_validates() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let blocks: Vec<&str> = readme.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()).collect();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
     assert!(!blocks.is_empty(), "README.md has no TOML block");
     for block in blocks {
         let project = Project::new();
         project.file("files/vimrc", "set number\n");
         project.pipeline(block);
-        let out = project.cmd(&["validate", "pipeline.toml"]).output().unwrap();
-        assert!(out.status.success(), "README block does not validate:\n{block}\n{}", output_text(&out));
+        let out = project
+            .cmd(&["validate", "pipeline.toml"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "README block does not validate:\n{block}\n{}",
+            output_text(&out)
+        );
     }
 }
