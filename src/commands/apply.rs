@@ -174,7 +174,7 @@ fn explain(e: &ApplyError, p: &Pipeline, ui: &Ui, recorder: &Recorder) {
                     ui.line(&format!("  {l}"));
                 }
             }
-            ui.hint("steps before it that succeeded are cached: fix the step and apply again");
+            ui.hint("fix the step and apply again: the build resumes from the last checkpoint before it");
         }
         ApplyError::Push {
             repository,
