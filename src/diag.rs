@@ -48,6 +48,10 @@ impl Diagnostic {
     }
 }
 
+/// At most this many diagnostics are shown for one file (a badly broken file can make the
+/// TOML parser report one per line).
+pub const MAX_SHOWN: usize = 100;
+
 /// The problems found in one file, with the file's name and text for rendering.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -63,7 +67,7 @@ impl Report {
         let file = SimpleFile::new(self.file.as_str(), self.source.as_str());
         let config = Config::default();
         let mut out = String::new();
-        for d in &self.diagnostics {
+        for d in self.diagnostics.iter().take(MAX_SHOWN) {
             let mut cs = CsDiagnostic::error()
                 .with_code(d.code)
                 .with_message(&d.message);
@@ -84,6 +88,13 @@ impl Report {
                 Err(_) => out.push_str(&format!("error[{}]: {}\n", d.code, d.message)),
             }
         }
+        if self.diagnostics.len() > MAX_SHOWN {
+            out.push_str(&format!(
+                "error: {} more problems in {} not shown\n",
+                self.diagnostics.len() - MAX_SHOWN,
+                self.file
+            ));
+        }
         out
     }
 }
@@ -102,10 +113,18 @@ fn clamp(span: &Range<usize>, source: &str) -> Range<usize> {
 }
 
 /// The closest known name to `unknown`, for "did you mean" hints.
+/// A name is close when it is similar (Jaro-Winkler above 0.8) or one edit away (a typo,
+/// a missing or extra letter, two swapped letters: `rnu` -> `run`).
 pub fn suggest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let unknown = unknown.to_lowercase();
     known
         .into_iter()
-        .map(|k| (strsim::jaro_winkler(unknown, k), k))
+        .map(|k| {
+            let edits = strsim::osa_distance(&unknown, &k.to_lowercase());
+            let close = edits <= 1 || (edits == 2 && k.chars().count() > 5);
+            let score = strsim::jaro_winkler(&unknown, k) + if close { 1.0 } else { 0.0 };
+            (score, k)
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| k)

@@ -149,10 +149,7 @@ impl<'a> Builder<'a> {
     ) -> Result<Pipeline, Vec<Diagnostic>> {
         let name = match &raw.name {
             Some(n) => self.text(n).unwrap_or_default(),
-            None => file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            None => default_pipeline_name(file, self.dir),
         };
         for (key, value) in &raw.vars {
             if crate::config::template::toml_to_value(value.get_ref()).is_none() {
@@ -320,9 +317,10 @@ impl<'a> Builder<'a> {
     fn step(
         &mut self,
         index: usize,
-        s: &raw::Step,
-        declared: &BTreeMap<String, raw::Secret>,
+        spanned: &toml::Spanned<raw::Step>,
+        declared: &BTreeMap<Str, raw::Secret>,
     ) -> Option<Step> {
+        let s = spanned.get_ref();
         let action = match (&s.run, &s.copy) {
             (Some(run), None) => self.run(run),
             (None, Some(copy)) => self.copy(copy),
@@ -338,16 +336,20 @@ impl<'a> Builder<'a> {
                 None
             }
             (None, None) => {
-                let span = s.name.as_ref().map(|n| n.span());
-                let mut d = Diagnostic::new(
-                    "step-action",
-                    format!("step {} has neither `run` nor `copy`", index + 1),
-                )
-                .hint("add `run = \"...\"` or `copy = { src = \"...\", dest = \"...\" }`");
-                if let Some(span) = span {
-                    d = d.at(span);
-                }
-                self.diags.push(d);
+                let span = s
+                    .name
+                    .as_ref()
+                    .map(|n| n.span())
+                    .unwrap_or(spanned.span().start..spanned.span().start);
+                self.diags.push(
+                    Diagnostic::new(
+                        "step-action",
+                        format!("step {} has neither `run` nor `copy`", index + 1),
+                    )
+                    .at(span)
+                    .label("in this step")
+                    .hint("add `run = \"...\"` or `copy = { src = \"...\", dest = \"...\" }`"),
+                );
                 None
             }
         };
@@ -357,15 +359,15 @@ impl<'a> Builder<'a> {
         let timeout = s.timeout.as_ref().and_then(|t| self.duration(t));
         let mut secrets = Vec::new();
         for name in &s.secrets {
-            if declared.contains_key(name.get_ref()) {
+            if declared.contains_key(name.get_ref().as_str()) {
                 secrets.push(name.get_ref().clone());
             } else {
-                let hint =
-                    crate::diag::suggest(name.get_ref(), declared.keys().map(String::as_str))
-                        .map(|k| format!("did you mean `{k}`?"))
-                        .unwrap_or_else(|| {
-                            "declare it as [secrets.NAME] with `env` or `file`".into()
-                        });
+                let hint = crate::diag::suggest(
+                    name.get_ref(),
+                    declared.keys().map(|k| k.get_ref().as_str()),
+                )
+                .map(|k| format!("did you mean `{k}`?"))
+                .unwrap_or_else(|| "declare it as [secrets.NAME] with `env` or `file`".into());
                 self.diags.push(
                     Diagnostic::new(
                         "unknown-secret",
@@ -656,17 +658,18 @@ impl<'a> Builder<'a> {
         out
     }
 
-    fn secrets(
-        &mut self,
-        secrets: &BTreeMap<String, raw::Secret>,
-    ) -> BTreeMap<String, SecretSource> {
+    fn secrets(&mut self, secrets: &BTreeMap<Str, raw::Secret>) -> BTreeMap<String, SecretSource> {
         let mut out = BTreeMap::new();
-        for (name, s) in secrets {
+        for (spanned, s) in secrets {
+            let name = spanned.get_ref();
             if !is_env_name(name) {
-                self.diags.push(Diagnostic::new(
-                    "invalid-secret-name",
-                    format!("secret name `{name}` must use letters, digits and `_`"),
-                ));
+                self.diags.push(
+                    Diagnostic::new(
+                        "invalid-secret-name",
+                        format!("secret name `{name}` must use letters, digits and `_`"),
+                    )
+                    .at(spanned.span()),
+                );
             }
             let source = match (&s.env, &s.file) {
                 (Some(e), None) => self.text(e).map(SecretSource::Env),
@@ -689,6 +692,7 @@ impl<'a> Builder<'a> {
                             "secret-source",
                             format!("secret `{name}` has neither `env` nor `file`"),
                         )
+                        .at(spanned.span())
                         .hint("add `env = \"VARIABLE\"` or `file = \"path\"`"),
                     );
                     None
@@ -743,5 +747,17 @@ fn default_name(action: &Action) -> String {
         format!("{}…", line.chars().take(47).collect::<String>())
     } else {
         line.to_string()
+    }
+}
+
+/// The file name without `.toml`; for a file named `pipeline.toml`, its folder's name.
+fn default_pipeline_name(file: &Path, dir: &Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match dir.file_name() {
+        Some(folder) if stem == "pipeline" => folder.to_string_lossy().into_owned(),
+        _ => stem,
     }
 }

@@ -1,5 +1,6 @@
 //! Loading a pipeline file: read, parse (with spans), template, validate.
 
+pub mod check;
 pub mod raw;
 pub mod template;
 
@@ -7,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use minijinja::Value;
+use serde::Deserialize;
 
 use crate::diag::{Diagnostic, Report};
 use crate::model::{Builder, Pipeline};
@@ -21,10 +23,69 @@ pub struct Overrides {
     pub vars: Vec<(String, String)>,
 }
 
-/// Parses a pipeline file's text into its raw form; every problem becomes a diagnostic.
-pub fn parse(source: &str) -> Result<raw::PipelineFile, Vec<Diagnostic>> {
-    toml::from_str::<raw::PipelineFile>(source).map_err(|e| vec![toml_error(&e)])
+/// A parsed pipeline file: what could be read of it, and every problem found on the way.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The file's raw form, with the structurally wrong parts left out; `None` when too much is
+    /// wrong (a syntax error, a missing `[base]`...) to check anything further.
+    pub file: Option<raw::PipelineFile>,
+    /// TOML syntax errors, unknown keys, wrong types and missing keys, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Spans of tables that lost keys to structural problems (see [`check::Checked`]).
+    pub pruned: Vec<std::ops::Range<usize>>,
 }
+
+/// Parses a pipeline file's text: every syntax error and every structural problem (unknown
+/// key, wrong type, missing key) is reported, not only the first one.
+pub fn parse(source: &str) -> Parsed {
+    let (mut root, errors) = toml::de::DeTable::parse_recoverable(source);
+    let mut diagnostics: Vec<Diagnostic> = errors
+        .iter()
+        .take(crate::diag::MAX_SHOWN)
+        .map(toml_error)
+        .collect();
+    let syntax_ok = diagnostics.is_empty();
+    let checked = check::check(&mut root);
+    if syntax_ok {
+        diagnostics.extend(checked.diagnostics);
+    } else {
+        // After the first syntax error the recovered tree is a guess: keep only what the
+        // structural check says about the part before it.
+        let first = diagnostics
+            .iter()
+            .filter_map(|d| d.span.as_ref().map(|s| s.start))
+            .min()
+            .unwrap_or(0);
+        diagnostics.extend(checked.diagnostics.into_iter().filter(|d| {
+            d.code != "missing-key"
+                && d.span
+                    .as_ref()
+                    .is_some_and(|s| s.start < s.end && s.end <= first)
+        }));
+    }
+    let complete = checked.complete;
+    diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+    let file = if syntax_ok && complete {
+        match raw::PipelineFile::deserialize(toml::de::Deserializer::from(root)) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                diagnostics.push(toml_error(&e));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Parsed {
+        file,
+        diagnostics,
+        pruned: checked.pruned,
+    }
+}
+
+/// Semantic codes about something missing, which a structural problem in the same table
+/// (an unknown or mistyped key, removed before the semantic checks) already explains.
+const CASCADES: &[&str] = &["step-action", "secret-source", "incomplete-credentials"];
 
 /// Turns a TOML or serde error into a coded diagnostic.
 pub fn toml_error(e: &toml::de::Error) -> Diagnostic {
@@ -71,13 +132,14 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Report> {
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             return Err(fail(
                 text,
-                vec![Diagnostic::new("invalid-utf8", "the file is not valid UTF-8").at(at..at + 1)],
+                vec![
+                    Diagnostic::new("invalid-utf8", "the file is not valid UTF-8")
+                        .at(at..at + 1)
+                        .hint("save the file as UTF-8"),
+                ],
             ));
         }
     };
-    let raw = parse(&source).map_err(|d| fail(source.clone(), d))?;
-    let vars = variables(&raw, overrides).map_err(|d| fail(source.clone(), d))?;
-    let templates = Templates::new(vars);
     let dir = path
         .parent()
         .map(|p| {
@@ -98,15 +160,52 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Report> {
                 )],
             )
         })?;
-    Builder::new(&templates, &dir)
-        .build(path, raw)
-        .map_err(|d| fail(source, d))
+    load_str(path, &source, &dir, overrides).map_err(|d| fail(source, d))
+}
+
+/// Parses, templates and validates a pipeline file's text; `dir` is the (canonical) folder
+/// copy sources and secret files are relative to. Every problem found is returned.
+pub fn load_str(
+    path: &Path,
+    source: &str,
+    dir: &Path,
+    overrides: &Overrides,
+) -> Result<Pipeline, Vec<Diagnostic>> {
+    let Parsed {
+        file,
+        mut diagnostics,
+        pruned,
+    } = parse(source);
+    let Some(raw) = file else {
+        return Err(diagnostics);
+    };
+    let (vars, var_diags) = variables(&raw, overrides);
+    diagnostics.extend(var_diags);
+    let templates = Templates::new(vars);
+    match Builder::new(&templates, dir).build(path, raw) {
+        Ok(p) if diagnostics.is_empty() => Ok(p),
+        Ok(_) => Err(diagnostics),
+        Err(d) => {
+            // "Neither `run` nor `copy`" in a step whose `rnu` was just reported says the
+            // same thing twice.
+            let cascade = |d: &Diagnostic| {
+                CASCADES.contains(&d.code)
+                    && d.span.as_ref().is_some_and(|s| {
+                        pruned
+                            .iter()
+                            .any(|t| t.start <= s.start && s.start < t.end.max(t.start + 1))
+                    })
+            };
+            diagnostics.extend(d.into_iter().filter(|d| !cascade(d)));
+            Err(diagnostics)
+        }
+    }
 }
 
 fn variables(
     raw: &raw::PipelineFile,
     overrides: &Overrides,
-) -> Result<BTreeMap<String, Value>, Vec<Diagnostic>> {
+) -> (BTreeMap<String, Value>, Vec<Diagnostic>) {
     let mut vars: BTreeMap<String, Value> = raw
         .vars
         .iter()
@@ -145,9 +244,5 @@ fn variables(
     for (k, v) in &overrides.vars {
         vars.insert(k.clone(), Value::from(v.as_str()));
     }
-    if diags.is_empty() {
-        Ok(vars)
-    } else {
-        Err(diags)
-    }
+    (vars, diags)
 }

@@ -30,7 +30,8 @@ pub struct PipelineFile {
     pub base: Base,
     /// Setup steps, run in order in a container made from the base image.
     #[serde(default, rename = "step")]
-    pub steps: Vec<Step>,
+    #[schemars(with = "Vec<Step>")]
+    pub steps: Vec<Spanned<Step>>,
     /// How the result is committed: author, message, local tags and image config changes.
     #[serde(default)]
     pub commit: Commit,
@@ -40,7 +41,8 @@ pub struct PipelineFile {
     /// Secrets that steps may read from `/run/secrets/NAME` while they run. Their values never
     /// enter the image, the cache key, the output or the report.
     #[serde(default)]
-    pub secrets: BTreeMap<String, Secret>,
+    #[schemars(with = "BTreeMap<String, Secret>")]
+    pub secrets: BTreeMap<Str, Secret>,
     /// Step cache and checkpoint settings.
     #[serde(default)]
     pub cache: CacheSettings,

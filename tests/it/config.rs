@@ -1,1 +1,530 @@
-//! See the module's owner; tests land here.
+//! The config language: located diagnostics for every mistake at once, the committed JSON
+//! Schema, and no panic or hang on any input.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pipeline::config::{self, Overrides};
+use pipeline::diag::Report;
+
+use crate::harness::{output_text, Project};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `examples/*/pipeline.toml`, sorted.
+fn examples() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
+        .expect("examples/")
+        .flatten()
+        .map(|e| e.path().join("pipeline.toml"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    assert!(!found.is_empty(), "no examples/*/pipeline.toml found");
+    found
+}
+
+/// Every `tests/it/bad/*.toml`, sorted.
+fn bad_files() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root().join("tests/it/bad"))
+        .expect("tests/it/bad/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    found.sort();
+    found
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The rendered diagnostics of one bad file, with the path shown as `bad/NAME.toml` and the
+/// folder as `[DIR]`, so that the text is the same on every machine.
+fn rendered(path: &Path) -> String {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    match config::load(path, &Overrides::default()) {
+        Ok(_) => panic!("{} is valid, but it is meant to be bad", path.display()),
+        Err(mut report) => {
+            report.file = format!("bad/{name}");
+            let dir = path.parent().unwrap().canonicalize().unwrap();
+            report.render().replace(&dir.display().to_string(), "[DIR]")
+        }
+    }
+}
+
+// ---- 1. every mistake at once, located ------------------------------------------------
+
+#[test]
+fn three_mistakes_give_three_located_diagnostics_in_one_run() {
+    let file = root().join("tests/it/bad/three-mistakes.toml");
+    let out = assert_cmd::Command::cargo_bin("pipeline")
+        .unwrap()
+        .args(["validate", file.to_str().unwrap()])
+        .env_remove("NO_COLOR")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error[")).collect();
+    assert_eq!(errors.len(), 3, "expected 3 diagnostics:\n{stderr}");
+    for (code, at, hint) in [
+        (
+            "error[unknown-key]",
+            "three-mistakes.toml:4:1",
+            "did you mean `pull`?",
+        ),
+        (
+            "error[invalid-type]",
+            "three-mistakes.toml:10:8",
+            "[\"latest\"]",
+        ),
+        (
+            "error[undefined-variable]",
+            "three-mistakes.toml:7:7",
+            "--var greting=VALUE",
+        ),
+    ] {
+        assert!(stderr.contains(code), "no {code} in:\n{stderr}");
+        assert!(stderr.contains(at), "no location {at} in:\n{stderr}");
+        assert!(stderr.contains(hint), "no hint {hint} in:\n{stderr}");
+    }
+    // The source line with a marker under the span.
+    assert!(
+        stderr.contains("tags = \"latest\"\n   │        ^^^^^^^^"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_bad_file_fails_with_coded_located_diagnostics() {
+    for file in bad_files() {
+        let report = match config::load(&file, &Overrides::default()) {
+            Ok(_) => panic!("{} should not validate", file.display()),
+            Err(r) => r,
+        };
+        assert!(!report.diagnostics.is_empty());
+        for d in &report.diagnostics {
+            assert!(
+                !d.code.is_empty()
+                    && d.code
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "code `{}` is not kebab-case",
+                d.code
+            );
+            assert!(
+                d.span.is_some(),
+                "{}: diagnostic without a location: {d:?}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_codes_the_issue_lists_are_all_covered() {
+    let mut codes = std::collections::BTreeSet::new();
+    for file in bad_files() {
+        if let Err(r) = config::load(&file, &Overrides::default()) {
+            codes.extend(r.diagnostics.iter().map(|d| d.code));
+        }
+    }
+    for code in [
+        "toml-syntax",
+        "unknown-key",
+        "invalid-type",
+        "missing-key",
+        "invalid-value",
+        "step-action",
+        "empty-tags",
+        "invalid-reference",
+        "invalid-tag",
+        "duplicate-target",
+        "incomplete-credentials",
+        "path-not-found",
+        "path-escapes",
+        "invalid-env-name",
+        "invalid-port",
+        "undefined-variable",
+        "template-syntax",
+    ] {
+        assert!(
+            codes.contains(code),
+            "no bad file produces `{code}`: {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn plan_and_apply_validate_first_and_stop_on_errors() {
+    let file = root().join("tests/it/bad/three-mistakes.toml");
+    for cmd in ["plan", "apply"] {
+        let out = assert_cmd::Command::cargo_bin("pipeline")
+            .unwrap()
+            .args([cmd, file.to_str().unwrap()])
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {text}");
+        assert_eq!(text.matches("error[").count(), 3, "{cmd}: {text}");
+    }
+}
+
+#[test]
+fn a_missing_password_variable_is_named_before_anything_runs() {
+    let p = Project::new();
+    p.pipeline(
+        r#"
+[base]
+image = "busybox:latest"
+
+[[step]]
+run = "true"
+
+[[publish]]
+repository = "localhost:5000/app"
+tags = ["1"]
+username = "ci"
+password_env = "PIPELINE_TEST_UNSET_PASSWORD"
+"#,
+    );
+    let out = p
+        .cmd(&["plan", "pipeline.toml"])
+        .env_remove("PIPELINE_TEST_UNSET_PASSWORD")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("PIPELINE_TEST_UNSET_PASSWORD"), "{text}");
+}
+
+#[test]
+fn vars_come_from_the_file_var_files_and_the_command_line() {
+    let p = Project::new();
+    p.pipeline(
+        r#"
+[vars]
+release = "bookworm"
+
+[base]
+image = "debian:{{ release }}"
+
+[[step]]
+run = "echo {{ greeting }} {{ who }}"
+
+[commit]
+tags = ["app:{{ version }}"]
+"#,
+    );
+    p.file("vars.toml", "greeting = \"hi\"\nversion = 3\n");
+    let out = p.cmd(&["validate", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("undefined variables `greeting` and `who`"),
+        "{text}"
+    );
+    assert!(text.contains("undefined variable `version`"), "{text}");
+    p.cmd(&[
+        "validate",
+        "--var-file",
+        "vars.toml",
+        "--var",
+        "who=world",
+        "pipeline.toml",
+    ])
+    .assert()
+    .code(0);
+}
+
+#[test]
+fn environment_variables_only_through_env() {
+    let p = Project::new();
+    p.pipeline("[base]\nimage = \"debian:{{ PIPELINE_TEST_TAG }}\"\n[[step]]\nrun = \"true\"\n");
+    let out = p
+        .cmd(&["validate", "pipeline.toml"])
+        .env("PIPELINE_TEST_TAG", "bookworm")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    p.pipeline(
+        "[base]\nimage = \"debian:{{ env.PIPELINE_TEST_TAG }}\"\n[[step]]\nrun = \"true\"\n",
+    );
+    p.cmd(&["validate", "pipeline.toml"])
+        .env("PIPELINE_TEST_TAG", "bookworm")
+        .assert()
+        .code(0);
+}
+
+// ---- 3. the JSON Schema ---------------------------------------------------------------
+
+#[test]
+fn the_committed_schema_is_the_binarys() {
+    let committed =
+        std::fs::read_to_string(root().join("schemas/pipeline.schema.json")).unwrap_or_default();
+    assert!(
+        committed == pipeline::commands::schema_json(),
+        "schemas/pipeline.schema.json is stale: run `cargo run -- schema > schemas/pipeline.schema.json`"
+    );
+}
+
+#[test]
+fn every_example_has_a_schema_line_validates_against_the_schema_and_loads() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&pipeline::commands::schema_json()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    for example in examples() {
+        let text = std::fs::read_to_string(&example).unwrap();
+        assert!(
+            text.starts_with("#:schema "),
+            "{} does not start with a `#:schema` line",
+            example.display()
+        );
+        let value: toml::Value = toml::from_str(&text).unwrap();
+        let json = serde_json::to_value(&value).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{} does not match the schema:\n{}",
+            example.display(),
+            errors.join("\n")
+        );
+        if let Err(report) = config::load(&example, &Overrides::default()) {
+            panic!(
+                "{} does not validate:\n{}",
+                example.display(),
+                report.render()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_schema_rejects_what_validate_rejects_structurally() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&pipeline::commands::schema_json()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for bad in [
+        "[base]\nimage = \"a\"\n[[step]]\nrnu = \"x\"\n",
+        "[base]\nimage = \"a\"\n[commit]\ntags = \"latest\"\n",
+        "[base]\nimage = \"a\"\npull = \"sometimes\"\n",
+        "[[step]]\nrun = \"x\"\n",
+    ] {
+        let json = serde_json::to_value(toml::from_str::<toml::Value>(bad).unwrap()).unwrap();
+        assert!(!validator.is_valid(&json), "the schema accepts:\n{bad}");
+        assert!(
+            !config::parse(bad).diagnostics.is_empty(),
+            "validate accepts:\n{bad}"
+        );
+    }
+}
+
+// ---- 5. snapshots of rendered diagnostics -----------------------------------------------
+
+#[test]
+fn rendered_diagnostics_of_bad_files() {
+    for file in bad_files() {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        insta::assert_snapshot!(name, rendered(&file));
+    }
+}
+
+// ---- 4. no panic, no hang -----------------------------------------------------------------
+
+/// A small deterministic generator (xorshift), so the mangled cases are the same every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Mangled copies of `source`: deleted bytes, stray brackets and braces, `{{`, invalid UTF-8,
+/// NUL, truncation, duplicated lines.
+fn mangle(source: &[u8], rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
+    const INSERTS: &[&[u8]] = &[
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b"[[",
+        b"]]",
+        b"{{",
+        b"}}",
+        b"{%",
+        b"%}",
+        b"\"",
+        b"'",
+        b"=",
+        b"\0",
+        b"\xff",
+        b"\xc3",
+        b"\xe2\x82",
+        b"\n",
+        b"#",
+        b".",
+        b"\\",
+        b"{{ x }}",
+        b"{{ env. }}",
+        b"[step]",
+        b"[[step]]",
+        b"\"\"\"",
+        b"1e999",
+        b"-",
+        b"\r",
+    ];
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut s = source.to_vec();
+        let edits = 1 + rng.below(4);
+        for _ in 0..edits {
+            if s.is_empty() {
+                break;
+            }
+            let at = rng.below(s.len());
+            match (i + rng.below(5)) % 5 {
+                0 => {
+                    let len = 1 + rng.below(12);
+                    s.drain(at..(at + len).min(s.len()));
+                }
+                1 | 2 => {
+                    let ins = INSERTS[rng.below(INSERTS.len())];
+                    s.splice(at..at, ins.iter().copied());
+                }
+                3 => s.truncate(at),
+                _ => {
+                    // Duplicate a line somewhere else.
+                    let start = s[..at]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |p| p + 1);
+                    let end = s[at..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(s.len(), |p| at + p + 1);
+                    let line = s[start..end].to_vec();
+                    let to = rng.below(s.len());
+                    s.splice(to..to, line);
+                }
+            }
+        }
+        out.push(s);
+    }
+    out
+}
+
+/// Inputs that once broke the loader (found by the fuzzer or by hand); each must give a
+/// diagnostic, not a panic.
+const REGRESSIONS: &[&str] = &[
+    "",
+    "\0",
+    "[",
+    "{{",
+    "[base]\nimage = \"{{\"\n",
+    "[base]\nimage = \"{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}\"\n",
+    // Exponential recursion: only the template fuel limit stops it.
+    "[base]\nimage = \"{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}\"\n",
+    "[base]\nimage = \"a\"\n[vars]\nx = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n",
+    "[base]\nimage = \"a\"\n[[step]]\ncopy = { src = \"\", dest = \"/\" }\n",
+    "[base]\nimage = \"a\"\n[[step]]\ncopy = { src = \"/\", dest = \"\" }\n",
+    "[base]\nimage = \"a\"\n[[step]]\nrun = []\n",
+    "[base]\nimage = \"a\"\n[[step]]\nrun = [\"\"]\n",
+    "[base]\nimage = \"\"\n",
+    "[base]\nimage = \"a\"\n[commit.config]\nexpose = [-1, 9223372036854775807, \"/\", \"1/\"]\n",
+    "[base]\nimage = \"a\"\n[secrets.x]\n[[step]]\nrun = \"x\"\nsecrets = [\"x\", \"y\"]\n",
+    "[base]\nimage = \"a\"\n[cache]\ncheckpoint_after = \"0s\"\n",
+    "[base]\nimage = \"a\"\n[[step]]\nrun = \"x\"\ntimeout = \"99999999999999999999h\"\n",
+    "base = 1\nstep = 2\npublish = {}\n",
+    "[base]\nimage = 2024-01-01\n[vars]\nd = 1979-05-27T07:32:00Z\n",
+    "[base]\nimage = \"a\"\n[[publish]]\nrepository = \"{{ 'x' * 3 }}\"\ntags = [\"é\"]\n",
+];
+
+/// Loads `bytes` as a pipeline file in `dir` with the library, as `validate` does.
+fn load_bytes(dir: &Path, bytes: &[u8]) -> Result<(), Report> {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, bytes).unwrap();
+    config::load(&path, &Overrides::default()).map(|_| ())
+}
+
+#[test]
+fn mangled_examples_give_diagnostics_never_a_panic() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for example in examples() {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(example.parent().unwrap(), tmp.path());
+        let source = std::fs::read(&example).unwrap();
+        let mut cases = mangle(&source, &mut rng, 120);
+        cases.extend(REGRESSIONS.iter().map(|s| s.as_bytes().to_vec()));
+        for case in cases {
+            let shown = String::from_utf8_lossy(&case).into_owned();
+            let outcome = std::panic::catch_unwind(|| {
+                load_bytes(tmp.path(), &case).map_err(|r| (r.diagnostics.len(), r.render()))
+            });
+            match outcome {
+                Err(_) => panic!("the loader panicked on:\n{shown}"),
+                Ok(Err((n, text))) => {
+                    assert!(
+                        n > 0 && text.contains("error["),
+                        "no diagnostic for:\n{shown}"
+                    )
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn mangled_examples_through_the_binary_exit_0_or_2() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for example in examples() {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(example.parent().unwrap(), tmp.path());
+        let source = std::fs::read(&example).unwrap();
+        let mut cases = mangle(&source, &mut rng, 10);
+        cases.extend(REGRESSIONS.iter().take(8).map(|s| s.as_bytes().to_vec()));
+        for case in cases {
+            std::fs::write(tmp.path().join("pipeline.toml"), &case).unwrap();
+            let out = assert_cmd::Command::cargo_bin("pipeline")
+                .unwrap()
+                .current_dir(tmp.path())
+                .args(["validate", "pipeline.toml"])
+                .timeout(Duration::from_secs(20))
+                .output()
+                .unwrap();
+            let shown = String::from_utf8_lossy(&case);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match out.status.code() {
+                Some(0) => {}
+                Some(2) => assert!(stderr.contains("error["), "exit 2 without a diagnostic for:\n{shown}\n{stderr}"),
+                other => panic!("exit {other:?} (101 is a panic, None a timeout/signal) for:\n{shown}\n{stderr}"),
+            }
+        }
+    }
+}
