@@ -689,7 +689,10 @@ impl<'a> Lines<'a> {
             .trim_end_matches('\r')
             .to_string();
         for s in self.secrets {
-            for variant in [s.trim(), s] {
+            // The whole value, and each line of a multi-line value (a key file, say), since
+            // output arrives line by line.
+            let lines = s.lines().map(str::trim).filter(|l| l.len() >= 4);
+            for variant in [s, s.trim()].into_iter().chain(lines) {
                 if !variant.is_empty() {
                     text = text.replace(variant, "******");
                 }
@@ -819,4 +822,64 @@ async fn publish<E: Engine>(
         }
     }
     Ok(pushed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn output_is_split_into_lines_and_secrets_are_redacted_even_line_by_line() {
+        let seen = Mutex::new(Vec::new());
+        let sink = |e: Event| {
+            if let Event::StepOutput { line, .. } = e {
+                seen.lock().unwrap().push(line);
+            }
+        };
+        let secrets = [
+            "hunter2",
+            "-----BEGIN KEY-----\nabcdefgh\n-----END KEY-----\n",
+        ];
+        let mut lines = Lines::new(1, &secrets, &sink);
+        lines.push(OutputStream::Stdout, b"pass=hun");
+        lines.push(OutputStream::Stdout, b"ter2 ok\nkey: abcdefgh\npartial");
+        lines.finish();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["pass=****** ok", "key: ******", "partial"]
+        );
+        assert_eq!(lines.tail().len(), 3);
+    }
+
+    #[test]
+    fn final_config_keeps_the_base_and_applies_changes_like_a_dockerfile() {
+        let base = ImageConfig {
+            cmd: Some(vec!["bash".into()]),
+            env: vec!["PATH=/bin".into(), "LANG=C".into()],
+            labels: [("a".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        };
+        let unchanged = final_config(&base, &ConfigChanges::default());
+        assert_eq!(unchanged, base);
+        let changes = ConfigChanges {
+            entrypoint: Some(vec!["/entry".into()]),
+            env: [
+                ("LANG".to_string(), "C.UTF-8".to_string()),
+                ("EDITOR".to_string(), "vim".to_string()),
+            ]
+            .into(),
+            labels: [("b".to_string(), "2".to_string())].into(),
+            expose: vec!["80/tcp".into()],
+            ..Default::default()
+        };
+        let cfg = final_config(&base, &changes);
+        assert_eq!(
+            cfg.cmd, None,
+            "a new entrypoint drops the inherited command"
+        );
+        assert_eq!(cfg.env, ["PATH=/bin", "LANG=C.UTF-8", "EDITOR=vim"]);
+        assert_eq!(cfg.labels.len(), 2);
+        assert_eq!(cfg.exposed_ports, ["80/tcp"]);
+    }
 }
