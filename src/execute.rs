@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use crate::cache::{CheckpointNote, NotedStep, StepInputs};
 use crate::credentials::{self, CredentialError};
 use crate::engine::{
-    CacheImage, CommitSpec, ContainerSpec, Credentials, Engine, EngineError, ExecSpec, ImageConfig,
-    ImageInfo, OutputStream, CACHE_REPOSITORY,
+    CommitSpec, ContainerSpec, Credentials, Engine, EngineError, ExecSpec, ImageConfig, ImageInfo,
+    OutputStream, CACHE_REPOSITORY,
 };
 use crate::events::{Event, Sink, StepOutcome};
 use crate::model::{Action, ConfigChanges, Pipeline, PullPolicy, SecretSource, Step};
@@ -130,14 +130,9 @@ pub async fn apply<E: Engine>(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let cache = if opts.no_cache {
-        Vec::new()
-    } else {
-        engine.list_cache().await?
-    };
     let (keys, commit_key) = plan::keys(p, &inputs, Some(&base.id));
     let commit_key = commit_key.expect("the base id is known");
-    let resume = plan::resume(&keys, &cache, opts.no_cache);
+    let (resume, reusable) = lookup(engine, &keys, &commit_key, opts.no_cache).await?;
     let total = p.steps.len();
     for (i, s) in p.steps.iter().enumerate().take(resume.steps_cached) {
         sink.event(Event::StepCached {
@@ -146,13 +141,11 @@ pub async fn apply<E: Engine>(
             name: s.name.clone(),
         });
     }
-    let reusable = (!opts.no_cache && resume.steps_cached == total)
-        .then(|| find(&cache, &commit_key))
-        .flatten();
 
     let mut build = Build {
         engine,
         containers: Vec::new(),
+        last_checkpoint: None,
         opts,
         sink,
     };
@@ -201,11 +194,42 @@ pub async fn apply<E: Engine>(
     })
 }
 
-fn find(cache: &[CacheImage], key: &str) -> Option<String> {
-    cache
-        .iter()
-        .find(|c| c.keys.iter().any(|k| k == key))
-        .map(|c| c.id.clone())
+/// Finds the final image, or else the longest cached prefix of the steps. Asks for the few
+/// tags it needs (about a millisecond each) rather than listing every cache image, which grows
+/// with the cache; long pipelines list once instead of asking step by step.
+async fn lookup<E: Engine>(
+    engine: &E,
+    keys: &[String],
+    commit_key: &str,
+    no_cache: bool,
+) -> Result<(plan::Resume, Option<String>), EngineError> {
+    let full = plan::Resume {
+        steps_cached: keys.len(),
+        image: None,
+    };
+    if no_cache {
+        return Ok((plan::Resume::default(), None));
+    }
+    let tag = |key: &str| format!("{CACHE_REPOSITORY}:{key}");
+    if let Some(image) = engine.inspect_image(&tag(commit_key)).await? {
+        return Ok((full, Some(image.id)));
+    }
+    if keys.len() > 8 {
+        let cache = engine.list_cache().await?;
+        return Ok((plan::resume(keys, &cache, false), None));
+    }
+    for (i, key) in keys.iter().enumerate().rev() {
+        if let Some(image) = engine.inspect_image(&tag(key)).await? {
+            return Ok((
+                plan::Resume {
+                    steps_cached: i + 1,
+                    image: Some(image.id),
+                },
+                None,
+            ));
+        }
+    }
+    Ok((plan::Resume::default(), None))
 }
 
 /// Reads every secret's value up front, so a missing one stops the run before it starts.
@@ -368,6 +392,8 @@ pub fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig {
 struct Build<'a, E: Engine> {
     engine: &'a E,
     containers: Vec<String>,
+    /// The checkpoint of all steps, still to commit: (container, commit, cache key, step).
+    last_checkpoint: Option<(String, CommitSpec, String, usize)>,
     opts: &'a Options,
     sink: &'a dyn Sink,
 }
@@ -396,7 +422,22 @@ impl<E: Engine> Build<'_, E> {
         Ok(id)
     }
 
+    /// Commits the pending last checkpoint (it caches the steps for a later change of the
+    /// commit metadata alone), then removes every container.
     async fn cleanup(&mut self) {
+        if let Some((id, spec, key, after_step)) = self.last_checkpoint.take() {
+            let committed = async {
+                let image = self.engine.commit(&id, &spec).await?;
+                self.engine.tag(&image, CACHE_REPOSITORY, &key).await?;
+                Ok::<_, EngineError>(image)
+            };
+            match committed.await {
+                Ok(image) => self.sink.event(Event::Checkpoint { after_step, image }),
+                Err(e) => self
+                    .sink
+                    .event(Event::Warning(format!("could not cache the steps: {e}"))),
+            }
+        }
         let removals = self.containers.drain(..).map(|id| {
             let engine = self.engine;
             async move { (engine.remove_container(&id).await, id) }
@@ -490,6 +531,11 @@ impl<E: Engine> Build<'_, E> {
                     message: Some(note.to_comment()),
                     config: base.config.clone(),
                 };
+                if last {
+                    // Committed after the final image, while the pushes run: see `cleanup`.
+                    self.last_checkpoint = Some((id.clone(), spec, keys[i].clone(), i + 1));
+                    break;
+                }
                 let checkpoint = self
                     .engine
                     .commit(&id, &spec)
@@ -503,11 +549,9 @@ impl<E: Engine> Build<'_, E> {
                     image: checkpoint.clone(),
                 });
                 group_start = i + 1;
-                if !last {
-                    // Continue from the checkpoint so the next layer holds only what follows.
-                    image = checkpoint;
-                    id = self.container(&image, uses_secrets, true).await?;
-                }
+                // Continue from the checkpoint so the next layer holds only what follows.
+                image = checkpoint;
+                id = self.container(&image, uses_secrets, true).await?;
             }
         }
         // The final commit of the same container: its layer is the checkpoint's, shared.

@@ -200,7 +200,7 @@ pull = "never"
 
 [[step]]
 name = "write"
-run = "mkdir -p /srv && echo 'hello {{{{ who }}}}' > /srv/index.html && echo $STEP_ONLY > /srv/env.txt"
+run = "mkdir -p /srv && echo 'hello {{{{ who }}}}' > /srv/index.html && echo $STEP_ONLY > /srv/env.txt && echo {name} > /srv/nonce"
 env = {{ STEP_ONLY = "from-step-env" }}
 
 [[step]]
