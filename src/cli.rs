@@ -63,18 +63,32 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Attempts for a push or pull that fails with a transient error.
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub attempts: u32,
     /// First delay between attempts; it doubles each time.
     #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retry_delay: std::time::Duration,
+    /// A Docker engine to build on (repeatable): unix://PATH, tcp://HOST:PORT (TLS per
+    /// DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, or `?tls=1&cert_path=DIR`), https://, ssh://USER@HOST.
+    /// Default: DOCKER_HOST, else the local socket.
+    #[arg(long = "engine", value_name = "URL")]
+    pub engines: Vec<String>,
+    /// How many pipelines run at once (default: 4 per engine).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// After a failure, start nothing new and let running pipelines finish (the default).
+    #[arg(long, overrides_with = "keep_going")]
+    pub fail_fast: bool,
+    /// After a failure, go on with every pipeline that does not build on the failed one.
+    #[arg(long, overrides_with = "fail_fast")]
+    pub keep_going: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Pipeline file.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    /// Pipeline files (a folder means every `*.toml` in it); several show their graph and order.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub vars: VarArgs,
     /// Plan as if the cache were empty.

@@ -16,10 +16,12 @@ pub mod engine;
 pub mod events;
 pub mod execute;
 pub mod exit;
+pub mod graph;
 pub mod model;
 pub mod plan;
 pub mod reference;
 pub mod report;
+pub mod schedule;
 pub mod ui;
 
 use std::ffi::OsString;

@@ -17,6 +17,8 @@ pub struct Ui {
     /// Prefix of every line (the pipeline's name when several run).
     prefix: String,
     bar: Mutex<Option<ProgressBar>>,
+    /// False for one of several pipelines running at once: their spinners would fight.
+    live: bool,
 }
 
 impl Ui {
@@ -33,6 +35,18 @@ impl Ui {
             tty,
             prefix: String::new(),
             bar: Mutex::new(None),
+            live: true,
+        }
+    }
+
+    /// The renderer of one of several pipelines running at once: same style, every line
+    /// prefixed with `[prefix]`, no live spinner.
+    pub fn for_pipeline(&self, prefix: impl Into<String>) -> Ui {
+        Ui {
+            tty: self.tty,
+            prefix: prefix.into(),
+            bar: Mutex::new(None),
+            live: false,
         }
     }
 
@@ -66,7 +80,7 @@ impl Ui {
     }
 
     fn spin(&self, message: String) {
-        if !self.tty {
+        if !self.tty || !self.live {
             return;
         }
         let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());

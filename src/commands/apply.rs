@@ -25,6 +25,17 @@ pub async fn run(args: ApplyArgs, ui: &Ui) -> u8 {
     if let Err(code) = super::check_passwords(&pipelines, ui) {
         return code;
     }
+    // Several pipelines, or chosen engines: the dependency graph, in parallel (src/schedule.rs).
+    if pipelines.len() > 1 || !args.engines.is_empty() {
+        let interrupt = async {
+            tokio::select! {
+                _ = sigint.recv() => exit::SIGINT,
+                _ = sigterm.recv() => exit::SIGTERM,
+            }
+        };
+        let request = crate::schedule::Request::from_args(&args);
+        return crate::schedule::apply_cli(&pipelines, request, ui, explain, interrupt).await;
+    }
     let engine = match DockerEngine::connect().await {
         Ok(e) => e,
         Err(e) => {

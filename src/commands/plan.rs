@@ -14,10 +14,21 @@ pub async fn run(args: PlanArgs, ui: &Ui) -> u8 {
     } else {
         exit::USAGE
     };
-    let pipelines = match super::load_all(std::slice::from_ref(&args.file), &args.vars) {
+    let pipelines = match super::load_all(&args.files, &args.vars) {
         Ok(p) => p,
         Err(_) => return error,
     };
+    // Several pipelines: their dependency graph decides the order (and is validated first).
+    let graph = match crate::graph::build(&pipelines) {
+        Ok(g) => g,
+        Err(errors) => {
+            for e in errors {
+                ui.error(&e.to_string());
+            }
+            return error;
+        }
+    };
+    let multi = pipelines.len() > 1;
     if super::check_passwords(&pipelines, ui).is_err() {
         return error;
     }
@@ -32,8 +43,15 @@ pub async fn run(args: PlanArgs, ui: &Ui) -> u8 {
         }
     };
     let mut changes = false;
-    for p in &pipelines {
-        let plan = match observe(&engine, p, args.no_cache).await {
+    let mut plans = Vec::new();
+    let mut produced: HashMap<usize, Option<String>> = HashMap::new();
+    for &i in &graph.order {
+        let p = &pipelines[i];
+        let known_base = graph.nodes[i]
+            .dependency
+            .as_ref()
+            .map(|d| produced.get(&d.producer).cloned().flatten());
+        let plan = match observe(&engine, p, args.no_cache, known_base).await {
             Ok(plan) => plan,
             Err(e) => {
                 ui.error(&e);
@@ -45,12 +63,40 @@ pub async fn run(args: PlanArgs, ui: &Ui) -> u8 {
             }
         };
         changes |= !plan.is_noop();
+        // A dependent plans against its producer's result: the current one unless the producer
+        // would make a new image first.
+        let rebuilt = graph.nodes[i].dependency.as_ref().and_then(|d| {
+            let made = produced.get(&d.producer).cloned().flatten();
+            made.is_none().then(|| (d.producer, d.reference.clone()))
+        });
+        produced.insert(i, plan.commit.image.clone());
         match args.format {
+            Format::Json if multi => plans.push(plan),
             Format::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(&plan).unwrap_or_default()
             ),
-            Format::Text => print!("{}", render(&plan)),
+            Format::Text => {
+                print!("{}", render(&plan));
+                if let Some((producer, reference)) = &rebuilt {
+                    println!(
+                        "  note: `{}` makes a new `{reference}` first in the same apply: this pipeline runs on it",
+                        graph.nodes[*producer].name
+                    );
+                }
+            }
+        }
+    }
+    if multi {
+        match args.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "graph": graph, "plans": plans })
+                )
+                .unwrap_or_default()
+            ),
+            Format::Text => print!("{}", graph.render()),
         }
     }
     if args.detailed_exitcode && changes {
@@ -61,15 +107,25 @@ pub async fn run(args: PlanArgs, ui: &Ui) -> u8 {
 }
 
 /// Reads what the engine and registries hold, without changing anything, and plans.
+/// Reads what the engine and registries hold, without changing anything, and plans.
+/// `known_base` is the base image id when another pipeline of the same apply makes it
+/// (`Some(None)`: it makes a new one, not known yet).
 pub async fn observe<E: Engine>(
     engine: &E,
     p: &crate::model::Pipeline,
     no_cache: bool,
+    known_base: Option<Option<String>>,
 ) -> Result<Plan, String> {
-    let base = engine
-        .inspect_image(&p.base.image.to_string())
-        .await
-        .map_err(|e| e.to_string())?;
+    let base = match known_base {
+        Some(id) => id.map(|id| crate::engine::ImageInfo {
+            id,
+            ..Default::default()
+        }),
+        None => engine
+            .inspect_image(&p.base.image.to_string())
+            .await
+            .map_err(|e| e.to_string())?,
+    };
     let inputs = p
         .steps
         .iter()

@@ -57,6 +57,75 @@ impl DockerEngine {
     }
 }
 
+/// Client certificates for a TLS engine: `key.pem`, `cert.pem` and `ca.pem` in one folder,
+/// as the docker CLI's `DOCKER_CERT_PATH`.
+#[derive(Debug, Clone)]
+pub struct TlsDir(pub std::path::PathBuf);
+
+impl DockerEngine {
+    /// Connects to the engine at `url` (`unix://PATH`, `tcp://HOST:PORT`, `ssh://[USER@]HOST`),
+    /// with TLS when `tls` is given, and negotiates the API version. `DOCKER_HOST` and
+    /// `DOCKER_TLS_VERIFY` are not read: the caller decides.
+    pub async fn connect_url(url: &str, tls: Option<&TlsDir>) -> Result<Self, EngineError> {
+        let endpoint = url.to_string();
+        let unreachable = |detail: String| EngineError::Unreachable {
+            endpoint: endpoint.clone(),
+            detail,
+        };
+        let timeout = 1800;
+        let version = bollard::API_DEFAULT_VERSION;
+        let docker =
+            if let Some(path) = url.strip_prefix("unix://") {
+                if !std::path::Path::new(path).exists() {
+                    return Err(unreachable("the socket does not exist".into()));
+                }
+                Docker::connect_with_unix(url, timeout, version)
+            } else if url.starts_with("ssh://") {
+                Docker::connect_with_ssh(url, timeout, version, None)
+            } else if url.starts_with("tcp://")
+                || url.starts_with("http://")
+                || url.starts_with("https://")
+            {
+                match tls {
+                    Some(TlsDir(dir)) => {
+                        for f in ["key.pem", "cert.pem", "ca.pem"] {
+                            if !dir.join(f).is_file() {
+                                return Err(unreachable(format!(
+                                    "TLS is on but `{}` is missing",
+                                    dir.join(f).display()
+                                )));
+                            }
+                        }
+                        let addr = url.replacen("http://", "tcp://", 1);
+                        Docker::connect_with_ssl(
+                            &addr,
+                            &dir.join("key.pem"),
+                            &dir.join("cert.pem"),
+                            &dir.join("ca.pem"),
+                            timeout,
+                            version,
+                        )
+                    }
+                    None if url.starts_with("https://") => return Err(unreachable(
+                        "https:// needs client certificates (DOCKER_CERT_PATH or ?cert_path=DIR)"
+                            .into(),
+                    )),
+                    None => Docker::connect_with_http(url, timeout, version),
+                }
+            } else {
+                return Err(unreachable(
+                    "unsupported scheme: use unix://, tcp://, https:// or ssh://".into(),
+                ));
+            }
+            .map_err(|e| unreachable(root_cause(&e)))?;
+        let docker = tokio::time::timeout(Duration::from_secs(20), docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable("no answer within 20 s".into()))?
+            .map_err(|e| unreachable(root_cause(&e)))?;
+        Ok(Self { docker, endpoint })
+    }
+}
+
 fn root_cause(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

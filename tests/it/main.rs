@@ -11,3 +11,4 @@ mod config;
 mod docs;
 mod executor;
 mod faults;
+mod multi;

@@ -1,0 +1,457 @@
+//! The dependency graph of the pipelines of one apply.
+//!
+//! A pipeline whose `base.image` names an image another pipeline of the same apply produces
+//! (one of its `commit.tags`, or a `[[publish]]` `repository:tag`) depends on it: it runs after
+//! it, on that fresh result. A pipeline has one base, so it has at most one dependency; the
+//! graph is a forest unless the files form a cycle. Cycles and references two pipelines produce
+//! are validation errors that name the files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::model::{Login, Pipeline};
+use crate::reference::ImageRef;
+
+/// How a pipeline gets the image it builds on from the pipeline that produces it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dependency {
+    /// Index of the producing pipeline.
+    pub producer: usize,
+    /// The base reference as the dependent writes it.
+    pub reference: String,
+    /// A reference the producer pushes to a registry, which another engine can pull: the base
+    /// reference itself when it is a publish target, else the producer's first published tag.
+    /// `None` when the producer publishes nothing: the dependent must run on its engine.
+    pub pull_from: Option<String>,
+    /// Credentials of the publish target `pull_from` names.
+    #[serde(skip)]
+    pub login: Option<Login>,
+}
+
+/// One pipeline of the graph.
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub file: String,
+    pub dependency: Option<Dependency>,
+    /// Indexes of the pipelines built on this one.
+    pub dependents: Vec<usize>,
+    /// 1 for pipelines without a dependency, else the producer's stage + 1.
+    pub stage: usize,
+}
+
+/// The validated graph.
+#[derive(Debug, Clone, Serialize)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    /// A topological order (producers first; command-line order within a stage).
+    pub order: Vec<usize>,
+}
+
+/// Why the pipelines cannot be ordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphError {
+    /// Several pipelines produce the image another one builds on.
+    Ambiguous {
+        reference: String,
+        consumer: String,
+        producers: Vec<String>,
+    },
+    /// Pipelines that (transitively) build on each other, as file names in cycle order.
+    Cycle { files: Vec<String> },
+}
+
+impl fmt::Display for GraphError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GraphError::Ambiguous {
+                reference,
+                consumer,
+                producers,
+            } => write!(
+                f,
+                "{consumer}: base image `{reference}` is produced by several pipelines: {}; \
+                 give them distinct tags",
+                producers.join(", ")
+            ),
+            GraphError::Cycle { files } => {
+                let mut path = files.clone();
+                if let Some(first) = files.first() {
+                    path.push(first.clone());
+                }
+                write!(
+                    f,
+                    "the pipelines build on each other in a cycle: {}",
+                    path.join(" -> ")
+                )
+            }
+        }
+    }
+}
+
+/// The key two references are compared by: registry (docker.io and its `library/` spelled out),
+/// path and tag (`latest` when none). References by digest never match a produced tag.
+pub fn key(r: &ImageRef) -> Option<String> {
+    if r.digest.is_some() {
+        return None;
+    }
+    let registry = r.registry.as_deref().unwrap_or("docker.io");
+    let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
+        "docker.io"
+    } else {
+        registry
+    };
+    let path = if registry == "docker.io" && !r.path.contains('/') {
+        format!("library/{}", r.path)
+    } else {
+        r.path.clone()
+    };
+    Some(format!(
+        "{registry}/{path}:{}",
+        r.tag.as_deref().unwrap_or("latest")
+    ))
+}
+
+/// A reference a pipeline produces.
+struct Produced {
+    pipeline: usize,
+    published: bool,
+    /// `repository:tag` as the producer writes it.
+    reference: String,
+    login: Option<Login>,
+}
+
+fn file_of(p: &Pipeline) -> String {
+    p.file.display().to_string()
+}
+
+/// Every reference `p` leaves in the engine or a registry: commit tags, then publish targets.
+fn produced(i: usize, p: &Pipeline) -> Vec<(String, Produced)> {
+    let mut out = Vec::new();
+    for t in &p.commit.tags {
+        let t = t.clone().with_default_tag();
+        if let Some(k) = key(&t) {
+            out.push((
+                k,
+                Produced {
+                    pipeline: i,
+                    published: false,
+                    reference: t.to_string(),
+                    login: None,
+                },
+            ));
+        }
+    }
+    for target in &p.publish {
+        for tag in &target.tags {
+            let mut r = target.repository.clone();
+            r.tag = Some(tag.clone());
+            r.digest = None;
+            if let Some(k) = key(&r) {
+                out.push((
+                    k,
+                    Produced {
+                        pipeline: i,
+                        published: true,
+                        reference: r.to_string(),
+                        login: target.login.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Builds and checks the graph of `pipelines` (in command-line order).
+pub fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
+    let mut producers: BTreeMap<String, Vec<Produced>> = BTreeMap::new();
+    for (i, p) in pipelines.iter().enumerate() {
+        for (k, prod) in produced(i, p) {
+            producers.entry(k).or_default().push(prod);
+        }
+    }
+    let mut errors = Vec::new();
+    let mut nodes: Vec<Node> = pipelines
+        .iter()
+        .map(|p| Node {
+            name: p.name.clone(),
+            file: file_of(p),
+            dependency: None,
+            dependents: Vec::new(),
+            stage: 1,
+        })
+        .collect();
+    for (i, p) in pipelines.iter().enumerate() {
+        let Some(k) = key(&p.base.image) else {
+            continue;
+        };
+        let Some(found) = producers.get(&k) else {
+            continue;
+        };
+        // A pipeline that builds on its own previous result does not depend on itself.
+        let mut others: Vec<usize> = found
+            .iter()
+            .map(|f| f.pipeline)
+            .filter(|&j| j != i)
+            .collect();
+        others.dedup();
+        others.sort_unstable();
+        others.dedup();
+        match others.as_slice() {
+            [] => {}
+            [j] => {
+                let j = *j;
+                let exact = found.iter().find(|f| f.pipeline == j && f.published);
+                let any_published = produced(j, &pipelines[j])
+                    .into_iter()
+                    .map(|(_, prod)| prod)
+                    .find(|prod| prod.published);
+                let source = exact
+                    .map(|f| (f.reference.clone(), f.login.clone()))
+                    .or_else(|| any_published.map(|f| (f.reference, f.login)));
+                let (pull_from, login) = match source {
+                    Some((r, l)) => (Some(r), l),
+                    None => (None, None),
+                };
+                nodes[i].dependency = Some(Dependency {
+                    producer: j,
+                    reference: p.base.image.to_string(),
+                    pull_from,
+                    login,
+                });
+                nodes[j].dependents.push(i);
+            }
+            many => errors.push(GraphError::Ambiguous {
+                reference: p.base.image.to_string(),
+                consumer: file_of(p),
+                producers: many.iter().map(|&j| file_of(&pipelines[j])).collect(),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Kahn's algorithm; at most one dependency per node.
+    let mut order = Vec::new();
+    let mut placed = vec![false; nodes.len()];
+    let mut progress = true;
+    while progress {
+        progress = false;
+        for i in 0..nodes.len() {
+            if placed[i] {
+                continue;
+            }
+            let ready = match &nodes[i].dependency {
+                None => true,
+                Some(d) => placed[d.producer],
+            };
+            if ready {
+                nodes[i].stage = nodes[i]
+                    .dependency
+                    .as_ref()
+                    .map_or(1, |d| nodes[d.producer].stage + 1);
+                placed[i] = true;
+                order.push(i);
+                progress = true;
+            }
+        }
+    }
+    // Stable stage order: stage first, command-line order within it.
+    order.sort_by_key(|&i| (nodes[i].stage, i));
+    if order.len() < nodes.len() {
+        // Every unplaced node leads into a cycle; walk from the first to find it.
+        let mut reported = vec![false; nodes.len()];
+        for start in 0..nodes.len() {
+            if placed[start] || reported[start] {
+                continue;
+            }
+            let mut path = Vec::new();
+            let mut at = start;
+            while !path.contains(&at) && !reported[at] {
+                path.push(at);
+                at = nodes[at]
+                    .dependency
+                    .as_ref()
+                    .map(|d| d.producer)
+                    .expect("an unplaced node has a dependency");
+            }
+            for &n in &path {
+                reported[n] = true;
+            }
+            let Some(pos) = path.iter().position(|&n| n == at) else {
+                continue; // leads into a cycle already reported
+            };
+            // Producers first reads naturally: reverse the dependent -> producer walk, then
+            // start at the first file in command-line order, for stable messages.
+            let mut cycle: Vec<usize> = path[pos..].iter().rev().copied().collect();
+            let first = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
+            cycle.rotate_left(first);
+            errors.push(GraphError::Cycle {
+                files: cycle.iter().map(|&n| nodes[n].file.clone()).collect(),
+            });
+        }
+        return Err(errors);
+    }
+    Ok(Graph { nodes, order })
+}
+
+impl Graph {
+    /// Number of stages (longest dependency chain).
+    pub fn stages(&self) -> usize {
+        self.nodes.iter().map(|n| n.stage).max().unwrap_or(0)
+    }
+
+    /// The graph and order as text, for `plan`.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "graph: {} pipelines, {} stage(s)\n",
+            self.nodes.len(),
+            self.stages()
+        );
+        for stage in 1..=self.stages() {
+            out.push_str(&format!("  stage {stage}\n"));
+            for &i in self.order.iter().filter(|&&i| self.nodes[i].stage == stage) {
+                let n = &self.nodes[i];
+                out.push_str(&format!("    {} ({})", n.name, n.file));
+                if let Some(d) = &n.dependency {
+                    let producer = &self.nodes[d.producer].name;
+                    match &d.pull_from {
+                        Some(r) => out.push_str(&format!(
+                            " <- {producer} via `{}` (another engine pulls `{r}`)",
+                            d.reference
+                        )),
+                        None => out.push_str(&format!(
+                            " <- {producer} via `{}` (not published: runs on {producer}'s engine)",
+                            d.reference
+                        )),
+                    }
+                }
+                out.push('\n');
+            }
+        }
+        let names: Vec<&str> = self
+            .order
+            .iter()
+            .map(|&i| self.nodes[i].name.as_str())
+            .collect();
+        out.push_str(&format!("order: {}\n", names.join(", ")));
+        out
+    }
+
+    /// Every transitive dependent of `i`.
+    pub fn descendants(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut stack = self.nodes[i].dependents.clone();
+        while let Some(n) = stack.pop() {
+            if !out.contains(&n) {
+                out.push(n);
+                stack.extend(self.nodes[n].dependents.iter().copied());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, Overrides};
+    use std::path::Path;
+
+    fn p(file: &str, base: &str, tags: &[&str], publish: Option<(&str, &[&str])>) -> Pipeline {
+        let mut t = format!("[base]\nimage = \"{base}\"\n[[step]]\nrun = \"true\"\n");
+        if !tags.is_empty() {
+            let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
+            t += &format!("[commit]\ntags = [{}]\n", tags.join(", "));
+        }
+        if let Some((repo, tags)) = publish {
+            let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
+            t += &format!(
+                "[[publish]]\nrepository = \"{repo}\"\ntags = [{}]\n",
+                tags.join(", ")
+            );
+        }
+        load_str(Path::new(file), &t, Path::new("/"), &Overrides::default())
+            .unwrap_or_else(|d| panic!("{file}: {d:?}"))
+    }
+
+    #[test]
+    fn references_match_with_docker_defaults() {
+        let k = |s: &str| key(&ImageRef::parse(s).unwrap());
+        assert_eq!(k("busybox"), k("docker.io/library/busybox:latest"));
+        assert_eq!(k("team/app:1"), k("docker.io/team/app:1"));
+        assert_ne!(k("localhost:5000/app"), k("app"));
+        assert_eq!(
+            k("app@sha256:0123456789012345678901234567890123456789012345678901234567890123"),
+            None
+        );
+    }
+
+    #[test]
+    fn dependents_follow_their_producers_and_know_what_to_pull() {
+        let g = build(&[
+            p("app.toml", "reg:5000/t/base:1", &[], None),
+            p(
+                "base.toml",
+                "busybox",
+                &["base:local"],
+                Some(("reg:5000/t/base", &["1"])),
+            ),
+            p("local.toml", "base:local", &[], None),
+            p("lonely.toml", "busybox", &["lonely:1"], None),
+            p("onlylocal.toml", "lonely:1", &[], None),
+            p("own.toml", "own:1", &["own:1"], None),
+        ])
+        .unwrap();
+        assert_eq!(g.order, vec![1, 3, 5, 0, 2, 4]);
+        let d = g.nodes[0].dependency.as_ref().unwrap();
+        assert_eq!(
+            (d.producer, d.pull_from.as_deref()),
+            (1, Some("reg:5000/t/base:1"))
+        );
+        // Built on a local tag of a producer that publishes: another engine pulls the push.
+        let d = g.nodes[2].dependency.as_ref().unwrap();
+        assert_eq!(d.pull_from.as_deref(), Some("reg:5000/t/base:1"));
+        // Not published at all: pinned to the producer's engine.
+        assert_eq!(g.nodes[4].dependency.as_ref().unwrap().pull_from, None);
+        assert!(
+            g.nodes[5].dependency.is_none(),
+            "its own tag is not a dependency"
+        );
+        assert_eq!(g.stages(), 2);
+        assert!(g.render().contains("order: "));
+        assert_eq!(g.descendants(1), vec![2, 0]);
+    }
+
+    #[test]
+    fn cycles_and_ambiguous_producers_name_the_files() {
+        let e = build(&[
+            p("a.toml", "c:1", &["a:1"], None),
+            p("b.toml", "a:1", &["b:1"], None),
+            p("c.toml", "b:1", &["c:1"], None),
+            p("d.toml", "a:1", &[], None),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e,
+            vec![GraphError::Cycle {
+                files: vec!["a.toml".into(), "b.toml".into(), "c.toml".into()]
+            }]
+        );
+        assert!(e[0]
+            .to_string()
+            .contains("a.toml -> b.toml -> c.toml -> a.toml"));
+        let e = build(&[
+            p("x.toml", "busybox", &["x:1"], None),
+            p("y.toml", "busybox", &[], Some(("x", &["1"]))),
+            p("z.toml", "x:1", &[], None),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(&e[0], GraphError::Ambiguous { producers, .. } if producers == &["x.toml", "y.toml"])
+        );
+    }
+}
