@@ -28,6 +28,41 @@ pub struct Options {
     pub run_name: String,
 }
 
+/// An id for one run: microseconds and the process id, in hex.
+pub fn run_id() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!(
+        "{:x}{:04x}",
+        micros & 0xff_ffff_ffff,
+        std::process::id() & 0xffff
+    )
+}
+
+/// The name prefix of a run's containers: `pipeline-<pipeline name>-<run id>`, the pipeline
+/// name reduced to what a container name may hold.
+pub fn run_name(pipeline: &str, run_id: &str) -> String {
+    let safe: String = pipeline
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let safe = if safe.is_empty() {
+        "unnamed".to_string()
+    } else {
+        safe
+    };
+    format!("pipeline-{safe}-{run_id}")
+}
+
 /// Lines of output kept to explain a failed step.
 const TAIL_LINES: usize = 20;
 

@@ -248,37 +248,6 @@ impl Sink for BaseCheck<'_> {
     }
 }
 
-fn container_safe(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    if safe.is_empty() {
-        "unnamed".into()
-    } else {
-        safe
-    }
-}
-
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}{:04x}",
-        (nanos / 1000) & 0x00ff_ffff_ffff,
-        std::process::id() & 0xffff
-    )
-}
-
 /// Whether `engine` still answers (a cheap inspect of an image that does not exist).
 async fn answers<E: Engine>(engine: &E) -> Result<(), String> {
     match tokio::time::timeout(
@@ -308,12 +277,12 @@ pub async fn run<E: Engine>(
 ) -> (Summary, Vec<Option<Recorder>>) {
     let t0 = Instant::now();
     let n = pipelines.len();
-    let id = run_id();
+    let id = crate::execute::run_id();
     let slots: Vec<Slot> = pipelines
         .iter()
         .enumerate()
         .map(|(i, p)| Slot {
-            run_name: format!("pipeline-{}-{id}{i:x}", container_safe(&p.name)),
+            run_name: format!("{}{i:x}", crate::execute::run_name(&p.name, &id)),
             recorder: OnceLock::new(),
             ui: if n > 1 {
                 ui.for_pipeline(p.name.clone())

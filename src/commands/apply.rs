@@ -55,44 +55,12 @@ pub async fn run(args: ApplyArgs, ui: &Ui) -> u8 {
             return exit::ENGINE;
         }
     };
-    for p in &pipelines {
-        let code = apply_one(&engine, p, &args, ui, &mut sigint, &mut sigterm).await;
-        if code != exit::OK {
-            return code;
+    match pipelines.first() {
+        Some(p) => apply_one(&engine, p, &args, ui, &mut sigint, &mut sigterm).await,
+        None => {
+            ui.error("no pipeline files to apply (a folder needs `*.toml` files)");
+            exit::USAGE
         }
-    }
-    exit::OK
-}
-
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}{:04x}",
-        (nanos / 1000) & 0xffff_ffff_ff,
-        std::process::id() & 0xffff
-    )
-}
-
-/// A pipeline name as it may appear in a container name.
-fn container_safe(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    if safe.is_empty() {
-        "unnamed".into()
-    } else {
-        safe
     }
 }
 
@@ -109,7 +77,7 @@ async fn apply_one(
         keep_failed: args.keep_failed,
         attempts: args.attempts,
         retry_delay: args.retry_delay,
-        run_name: format!("pipeline-{}-{}", container_safe(&p.name), run_id()),
+        run_name: execute::run_name(&p.name, &execute::run_id()),
     };
     let recorder = Recorder::new(p, &opts.run_name);
     let sink = Tee(vec![ui, &recorder]);
