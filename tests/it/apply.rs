@@ -462,3 +462,43 @@ tags = ["{name}:1"]
     assert_eq!(out.status.code(), Some(5), "{text}");
     assert!(text.contains(&base) && !text.contains("wrong\n"), "{text}");
 }
+
+#[test]
+fn the_busybox_example_applies_and_serves_its_page() {
+    require_image("busybox:latest");
+    let reg = Registry::start();
+    let project = Project::new();
+    copy_example("busybox", &project);
+    let greeting = unique("hi");
+    let out = project
+        .cmd(&[
+            "apply",
+            "pipeline.toml",
+            "--var",
+            &format!("registry={}", reg.addr),
+            "--var",
+            &format!("greeting={greeting}"),
+        ])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        reg.manifest_digest("examples/busybox-web", "latest")
+            .is_some(),
+        "{text}"
+    );
+    let page = docker_ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "cat",
+        "example/busybox-web:latest",
+        "/srv/www/index.html",
+        "/etc/app/app.conf",
+    ]);
+    assert!(
+        page.contains(&format!("{greeting} from pipeline")) && page.contains("port=8080"),
+        "{page}"
+    );
+}
