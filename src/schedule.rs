@@ -410,16 +410,7 @@ pub async fn run<E: Engine>(
                 let result = execute::apply(engine, &p, &opts, &sink).await;
                 match &result {
                     Ok(applied) => {
-                        println!("image {}", applied.image);
-                        for t in &applied.tags {
-                            println!("tagged {t}");
-                        }
-                        for pushed in &applied.pushed {
-                            println!(
-                                "pushed {}:{}@{}",
-                                pushed.repository, pushed.tag, pushed.digest
-                            );
-                        }
+                        crate::ui::print_applied(applied);
                     }
                     Err(err) => explain(err, &p, &slot.ui, recorder),
                 }

@@ -273,6 +273,18 @@ impl Sink for Ui {
     }
 }
 
+/// Prints what an apply produced on stdout, for scripts: `image ID`, `tagged REF` and
+/// `pushed REPO:TAG@DIGEST` lines.
+pub fn print_applied(applied: &crate::execute::Applied) {
+    println!("image {}", applied.image);
+    for t in &applied.tags {
+        println!("tagged {t}");
+    }
+    for p in &applied.pushed {
+        println!("pushed {}:{}@{}", p.repository, p.tag, p.digest);
+    }
+}
+
 /// The short form of an image id, as docker prints it.
 pub fn short(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);

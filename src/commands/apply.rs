@@ -88,16 +88,7 @@ async fn apply_one(
     };
     let (status, code, error) = match outcome {
         Ok(Ok(applied)) => {
-            println!("image {}", applied.image);
-            for t in &applied.tags {
-                println!("tagged {t}");
-            }
-            for pushed in &applied.pushed {
-                println!(
-                    "pushed {}:{}@{}",
-                    pushed.repository, pushed.tag, pushed.digest
-                );
-            }
+            crate::ui::print_applied(&applied);
             ("succeeded", exit::OK, None)
         }
         Ok(Err(e)) => {

@@ -150,6 +150,15 @@ fn is_auth_text(t: &str) -> bool {
     .any(|n| t.contains(n))
 }
 
+/// An error a pull or push stream reported.
+fn registry_error(message: String) -> EngineError {
+    if is_auth_text(&message) {
+        EngineError::Auth(message)
+    } else {
+        EngineError::Registry(message)
+    }
+}
+
 fn convert(e: BollardError) -> EngineError {
     match e {
         BollardError::DockerResponseServerError {
@@ -247,11 +256,7 @@ impl Engine for DockerEngine {
         while let Some(item) = stream.next().await {
             let info = item.map_err(convert)?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(if is_auth_text(&err) {
-                    EngineError::Auth(err)
-                } else {
-                    EngineError::Registry(err)
-                });
+                return Err(registry_error(err));
             }
             progress(progress_of(
                 info.id,
@@ -527,11 +532,7 @@ impl Engine for DockerEngine {
         while let Some(item) = stream.next().await {
             let info = item.map_err(convert)?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(if is_auth_text(&err) {
-                    EngineError::Auth(err)
-                } else {
-                    EngineError::Registry(err)
-                });
+                return Err(registry_error(err));
             }
             if let Some(status) = &info.status {
                 // "<tag>: digest: sha256:... size: N"
