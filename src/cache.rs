@@ -59,6 +59,14 @@ impl StepInputs {
     }
 }
 
+/// The cache tag that points at the image the newest apply of a pipeline produced:
+/// `last-` and a digest of the pipeline's name. `pipeline gc` keeps what these point to.
+pub fn last_tag(pipeline: &str) -> String {
+    format!("{LAST_PREFIX}{}", &hash(&["pipeline", pipeline])[..24])
+}
+
+pub const LAST_PREFIX: &str = "last-";
+
 /// The key of the base image: the start of every chain.
 pub fn base_key(base_image_id: &str) -> String {
     hash(&["pipeline-cache-v1", base_image_id])

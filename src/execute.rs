@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::cache::{CheckpointNote, NotedStep, StepInputs};
+use crate::cache::{self, CheckpointNote, NotedStep, StepInputs};
 use crate::credentials::{self, CredentialError};
 use crate::engine::{
     CommitSpec, ContainerSpec, Credentials, Engine, EngineError, ExecSpec, ImageConfig, ImageInfo,
@@ -192,10 +192,20 @@ pub async fn apply<E: Engine>(
                 let image = build
                     .run(p, &base, &resume, &keys, &inputs, &secrets, &final_config)
                     .await?;
+                // The pointer first: `gc` keeps what it points to, so a concurrent gc never
+                // sees this image as an unused entry.
+                engine
+                    .tag(&image, CACHE_REPOSITORY, &cache::last_tag(&p.name))
+                    .await?;
                 engine.tag(&image, CACHE_REPOSITORY, &commit_key).await?;
                 image
             }
         };
+        if reusable.is_some() {
+            engine
+                .tag(&image, CACHE_REPOSITORY, &cache::last_tag(&p.name))
+                .await?;
+        }
         let mut tags = Vec::new();
         for t in &p.commit.tags {
             let tag = t.tag.clone().unwrap_or_else(|| "latest".into());

@@ -1,8 +1,9 @@
 use std::collections::{HashMap, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cache::CheckpointNote;
+use crate::cache::{CheckpointNote, LAST_PREFIX};
 use crate::cli::GcArgs;
-use crate::engine::{Engine, CACHE_REPOSITORY};
+use crate::engine::{CacheImage, Engine, CACHE_REPOSITORY};
 use crate::exit;
 use crate::ui::{short, Ui};
 
@@ -37,28 +38,53 @@ pub async fn run(args: GcArgs, ui: &Ui) -> u8 {
     exit::OK
 }
 
-/// Cache images no longer used by the newest apply of their pipeline. Kept, per pipeline: the
-/// newest checkpoint and its ancestors, and the newest final image whose layers are those of a
-/// kept checkpoint (a final image and the checkpoint of its last step share their layers).
+/// Cache images no longer used by the newest apply of their pipeline. Kept, per pipeline:
+/// the image its newest apply produced (the `last-*` pointer tag) with its ancestors and the
+/// checkpoint of all its steps (same layers, needed when only the commit changes next), and
+/// the newest checkpoint with its ancestors (what a failed apply will resume from).
 pub async fn collect<E: Engine>(
     engine: &E,
 ) -> Result<Vec<(String, Vec<String>)>, crate::engine::EngineError> {
     let cache = engine.list_cache().await?;
-    let mut info: HashMap<&str, (Option<CheckpointNote>, std::time::SystemTime, Vec<String>)> =
-        HashMap::new();
+    let mut info: HashMap<&str, (Option<CheckpointNote>, SystemTime, Vec<String>)> = HashMap::new();
     for c in &cache {
         if let Some(i) = engine.inspect_image(&c.id).await? {
-            let created =
-                humantime::parse_rfc3339_weak(&i.created).unwrap_or(std::time::UNIX_EPOCH);
+            let created = humantime::parse_rfc3339_weak(&i.created).unwrap_or(UNIX_EPOCH);
             info.insert(
                 c.id.as_str(),
                 (CheckpointNote::from_comment(&i.comment), created, i.layers),
             );
         }
     }
-    let by_id: HashMap<&str, &crate::engine::CacheImage> =
-        cache.iter().map(|c| (c.id.as_str(), c)).collect();
-    let mut newest: HashMap<&str, (&str, std::time::SystemTime)> = HashMap::new();
+    let by_id: HashMap<&str, &CacheImage> = cache.iter().map(|c| (c.id.as_str(), c)).collect();
+    let mut keep: HashSet<String> = HashSet::new();
+    let keep_with_ancestors = |id: &str, keep: &mut HashSet<String>| {
+        let mut cur = by_id.get(id).copied();
+        while let Some(c) = cur {
+            if !keep.insert(c.id.clone()) {
+                break;
+            }
+            cur = by_id.get(c.parent.as_str()).copied();
+        }
+    };
+    // What the newest applies produced.
+    let finals: Vec<&CacheImage> = cache
+        .iter()
+        .filter(|c| c.keys.iter().any(|k| k.starts_with(LAST_PREFIX)))
+        .collect();
+    for f in &finals {
+        keep_with_ancestors(&f.id, &mut keep);
+        let layers = info.get(f.id.as_str()).map(|i| &i.2);
+        let all_steps = info
+            .iter()
+            .filter(|(_, (note, _, l))| note.is_some() && Some(l) == layers)
+            .max_by_key(|(_, (_, created, _))| *created);
+        if let Some((id, _)) = all_steps {
+            keep_with_ancestors(id, &mut keep);
+        }
+    }
+    // The newest checkpoint of each pipeline.
+    let mut newest: HashMap<&str, (&str, SystemTime)> = HashMap::new();
     for (id, (note, created, _)) in &info {
         if let Some(n) = note {
             let slot = newest.entry(n.pipeline.as_str()).or_insert((id, *created));
@@ -67,31 +93,9 @@ pub async fn collect<E: Engine>(
             }
         }
     }
-    let mut keep: HashSet<String> = HashSet::new();
-    for (tip, _) in newest.values() {
-        let mut cur = by_id.get(tip).copied();
-        while let Some(c) = cur {
-            if !keep.insert(c.id.clone()) {
-                break;
-            }
-            cur = by_id.get(c.parent.as_str()).copied();
-        }
+    for (id, _) in newest.values() {
+        keep_with_ancestors(id, &mut keep);
     }
-    let kept_stacks: HashSet<&Vec<String>> = info
-        .iter()
-        .filter(|(id, (note, _, _))| note.is_some() && keep.contains(**id))
-        .map(|(_, (_, _, layers))| layers)
-        .collect();
-    let mut newest_final: HashMap<&Vec<String>, (&str, std::time::SystemTime)> = HashMap::new();
-    for (id, (note, created, layers)) in &info {
-        if note.is_none() && kept_stacks.contains(layers) {
-            let slot = newest_final.entry(layers).or_insert((id, *created));
-            if *created > slot.1 {
-                *slot = (id, *created);
-            }
-        }
-    }
-    keep.extend(newest_final.values().map(|(id, _)| id.to_string()));
     Ok(cache
         .iter()
         .filter(|c| !keep.contains(&c.id))

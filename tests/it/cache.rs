@@ -372,3 +372,26 @@ fn gc_removes_only_entries_the_newest_apply_no_longer_uses() {
     let (creates, execs, text) = apply_counting(&project, &name, &[]);
     assert_eq!((creates, execs), (0, 0), "{text}");
 }
+
+#[test]
+fn gc_keeps_what_the_newest_apply_produced_even_without_steps() {
+    require_image("busybox:latest");
+    let project = Project::new();
+    let name = unique("cache-gc-nosteps");
+    project.pipeline(&format!(
+        "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\n[commit]\nmessage = \"{name}\"\n[commit.config]\nlabels = {{ only = \"config\" }}\n"
+    ));
+    let (creates, _, text) = apply_counting(&project, &name, &[]);
+    assert_eq!(
+        creates, 1,
+        "a commit of config alone needs one (never started) container:\n{text}"
+    );
+    let gc = project.cmd(&["gc"]).output().unwrap();
+    assert!(gc.status.success(), "{}", output_text(&gc));
+    let (creates, execs, text) = apply_counting(&project, &name, &[]);
+    assert_eq!(
+        (creates, execs),
+        (0, 0),
+        "gc removed the newest apply's image:\n{text}"
+    );
+}
