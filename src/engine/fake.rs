@@ -12,7 +12,8 @@ struct State {
     /// `repository:tag` -> image id.
     tags: HashMap<String, String>,
     parents: HashMap<String, String>,
-    containers: HashMap<String, String>,
+    /// Container id -> (name, image id).
+    containers: HashMap<String, (String, String)>,
     remote: HashMap<String, String>,
     calls: Vec<String>,
     next: u64,
@@ -133,7 +134,7 @@ impl Engine for FakeEngine {
             resolve(&s, &spec.image).ok_or_else(|| EngineError::NotFound(spec.image.clone()))?;
         s.next += 1;
         let id = format!("container{}", s.next);
-        s.containers.insert(id.clone(), image);
+        s.containers.insert(id.clone(), (spec.name.clone(), image));
         Ok(id)
     }
 
@@ -180,7 +181,7 @@ impl Engine for FakeEngine {
 
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
         let mut s = self.record(format!("commit {id}"));
-        let parent = s
+        let (_, parent) = s
             .containers
             .get(id)
             .cloned()
@@ -211,8 +212,10 @@ impl Engine for FakeEngine {
     }
 
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError> {
-        drop(self.record(format!("remove_named {prefix}")));
-        Ok(0)
+        let mut s = self.record(format!("remove_named {prefix}"));
+        let before = s.containers.len();
+        s.containers.retain(|_, (name, _)| !name.starts_with(prefix));
+        Ok(before - s.containers.len())
     }
 
     async fn push(
