@@ -467,13 +467,9 @@ fn proxied_publish_failure(mode: FaultMode, label: &str) {
     p.pipeline(&publishing_pipeline(&name, &tag, &[(&direct, None)]));
     let again = apply(&p, &[], &[]);
     again.expect_code(0).expect_no_container_left();
-    // The same image, reused, unless a concurrent `pipeline gc` (another module's tests run
-    // one on the same engine) dropped its cache tag meanwhile: then the step is rebuilt.
-    if again.report["image"]["reused"] != true {
-        eprintln!("[faults] the kept image was not reused (cache tag gone?)");
-    } else {
-        assert_eq!(again.report["image"]["id"], r.report["image"]["id"]);
-    }
+    // The same image, reused (a concurrent `pipeline gc` keeps what the newest apply made).
+    assert_eq!(again.report["image"]["reused"], true, "{}", again.text());
+    assert_eq!(again.report["image"]["id"], r.report["image"]["id"]);
     assert_eq!(reg.tags(&format!("faults/{name}")).len(), 2);
     let content = docker_ok(&["run", "--rm", "--entrypoint", "/bin/cat", &tag, "/content"]);
     assert_eq!(content, name);
@@ -925,5 +921,47 @@ fn the_same_pipeline_twice_at_once_both_succeed_or_one_fails_clearly() {
         .expect("pushed");
     docker_ok(&["pull", &format!("{repo}@{digest}")]);
     engine::remove_image(&format!("{repo}@{digest}"));
+    engine::remove_image(&tag);
+}
+
+#[test]
+fn sigint_during_a_push_exits_130_and_keeps_the_image() {
+    setup();
+    let name = unique("faults-sigpush");
+    let tag = format!("faults/{name}:1");
+    let reg = Registry::start();
+    // A registry that keeps failing: the engine retries the upload for a long while, so the
+    // interrupt lands in the middle of the push.
+    let proxy = FaultProxy::start(&reg.addr, FaultMode::Http500 { times: 1000 });
+    let repo = format!("{}/faults/{name}", proxy.addr);
+    let p = Project::new();
+    p.pipeline(&publishing_pipeline(&name, &tag, &[(&repo, None)]));
+    let (mut child, rx) = spawn_apply(&p, &[]);
+    wait_for_line(&rx, &format!("push {repo}"), Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    assert!(StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = wait_exit(&mut child, Duration::from_secs(20)).expect("apply did not exit");
+    let took = sent.elapsed();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
+    assert!(took < Duration::from_secs(5), "took {took:?} to exit");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(report["steps"][0]["status"], "succeeded", "{report:#}");
+    let prefix = format!("{}-", report["run_name"].as_str().unwrap());
+    assert!(
+        containers_named(&prefix).is_empty(),
+        "containers left behind"
+    );
+    // Nothing lost: the committed image stays, tagged.
+    assert!(engine::image_exists(&tag), "the built image is gone");
+    assert!(reg.tags(&format!("faults/{name}")).is_empty());
     engine::remove_image(&tag);
 }
