@@ -116,7 +116,7 @@ pub enum ApplyError {
         tag: String,
         attempts: u32,
         #[source]
-        source: EngineError,
+        source: Box<EngineError>,
         /// The committed image, kept in the engine.
         image: String,
         /// What reached a registry before the failure.
@@ -498,6 +498,7 @@ impl<E: Engine> Build<'_, E> {
 
     /// Runs the uncached steps and commits; returns the final image id.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::needless_range_loop)] // `i` indexes steps, keys and inputs together
     async fn run(
         &mut self,
         p: &Pipeline,
@@ -836,7 +837,7 @@ async fn publish<E: Engine>(
                 repository: repository.clone(),
                 tag: tag.clone(),
                 attempts,
-                source,
+                source: Box::new(source),
                 image: image.to_string(),
                 pushed: pushed.clone(),
             };

@@ -155,7 +155,7 @@ fn explain(e: &ApplyError, p: &Pipeline, ui: &Ui, recorder: &Recorder) {
             pushed,
         } => {
             recorder.push_failed(repository, tag, *attempts);
-            if let EngineError::Auth(_) = source {
+            if let EngineError::Auth(_) = **source {
                 let user = p
                     .publish
                     .iter()

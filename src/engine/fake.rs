@@ -214,7 +214,8 @@ impl Engine for FakeEngine {
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError> {
         let mut s = self.record(format!("remove_named {prefix}"));
         let before = s.containers.len();
-        s.containers.retain(|_, (name, _)| !name.starts_with(prefix));
+        s.containers
+            .retain(|_, (name, _)| !name.starts_with(prefix));
         Ok(before - s.containers.len())
     }
 
