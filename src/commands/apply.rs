@@ -184,6 +184,3 @@ fn explain(e: &ApplyError, p: &Pipeline, ui: &Ui, recorder: &Recorder) {
         _ => {}
     }
 }
-
-#[allow(dead_code)]
-fn _assert_engine<E: Engine>(_: &E) {}
