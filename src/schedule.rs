@@ -209,6 +209,21 @@ pub struct Outcome {
     pub finished: Option<Duration>,
 }
 
+impl Outcome {
+    /// A pipeline that never ran on an engine: skipped, not started, or refused a start.
+    fn not_run(status: Status, detail: String) -> Self {
+        Self {
+            status,
+            engine: None,
+            code: None,
+            detail: Some(detail),
+            applied: None,
+            started: None,
+            finished: None,
+        }
+    }
+}
+
 /// The result of the whole run.
 #[derive(Debug)]
 pub struct Summary {
@@ -346,13 +361,9 @@ pub async fn run<E: Engine>(
                         first_failure = Some(exit::ENGINE);
                     }
                     outcomes[i] = Some(Outcome {
-                        status: Status::Failed,
-                        engine: None,
                         code: Some(exit::ENGINE),
-                        detail: Some(why),
-                        applied: None,
-                        started: None,
                         finished: Some(t0.elapsed()),
+                        ..Outcome::not_run(Status::Failed, why)
                     });
                     skip_dependents(graph, i, &mut outcomes, &slots);
                     continue;
@@ -543,15 +554,7 @@ pub async fn run<E: Engine>(
                 .map(|_| "interrupted before it started".to_string())
                 .or_else(|| stopping.clone())
                 .unwrap_or_else(|| "not started".into());
-            *outcome = Some(Outcome {
-                status: Status::NotStarted,
-                engine: None,
-                code: None,
-                detail: Some(why),
-                applied: None,
-                started: None,
-                finished: None,
-            });
+            *outcome = Some(Outcome::not_run(Status::NotStarted, why));
         }
     }
     let code = interrupted.or(first_failure).unwrap_or(exit::OK);
@@ -576,15 +579,7 @@ fn skip_dependents(graph: &Graph, failed: usize, outcomes: &mut [Option<Outcome>
                 graph.nodes[failed].name
             );
             slots[d].ui.line(&why);
-            outcomes[d] = Some(Outcome {
-                status: Status::Skipped,
-                engine: None,
-                code: None,
-                detail: Some(why),
-                applied: None,
-                started: None,
-                finished: None,
-            });
+            outcomes[d] = Some(Outcome::not_run(Status::Skipped, why));
         }
     }
 }
