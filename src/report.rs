@@ -110,19 +110,6 @@ impl Recorder {
         }
     }
 
-    /// Writes the final report to `path` as pretty JSON.
-    pub fn write(
-        &self,
-        path: &std::path::Path,
-        status: &str,
-        exit_code: u8,
-        error: Option<String>,
-    ) -> std::io::Result<()> {
-        let report = self.finish(status, exit_code, error);
-        let json = serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?;
-        std::fs::write(path, json)
-    }
-
     /// The final report.
     pub fn finish(&self, status: &str, exit_code: u8, error: Option<String>) -> Report {
         let mut r = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -801,7 +801,7 @@ pub async fn apply_cli(
                 lost_engines: Vec::new(),
             };
             let none: Vec<Option<Recorder>> = pipelines.iter().map(|_| None).collect();
-            write_report(
+            crate::commands::save_report(
                 path,
                 report_json(pipelines, &graph, &engines, &summary, none),
                 ui,
@@ -839,19 +839,7 @@ pub async fn apply_cli(
     }
     if let Some(path) = req.report {
         let json = report_json(pipelines, &graph, &engines, &summary, recorders);
-        write_report(path, json, ui);
+        crate::commands::save_report(path, json, ui);
     }
     summary.code
-}
-
-fn write_report(path: &std::path::Path, json: serde_json::Result<Vec<u8>>, ui: &Ui) {
-    let written = json
-        .map_err(std::io::Error::other)
-        .and_then(|json| std::fs::write(path, json));
-    if let Err(e) = written {
-        ui.error(&format!(
-            "cannot write the report to `{}`: {e}",
-            path.display()
-        ));
-    }
 }

@@ -43,14 +43,9 @@ pub async fn run(args: ApplyArgs, ui: &Ui) -> u8 {
             ui.hint("start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST at a running one");
             // The report says why nothing ran.
             if let (Some(path), Some(p)) = (&args.report, pipelines.first()) {
-                write_report(
-                    &Recorder::new(p, ""),
-                    path,
-                    "failed",
-                    exit::ENGINE,
-                    Some(e.to_string()),
-                    ui,
-                );
+                let report =
+                    Recorder::new(p, "").finish("failed", exit::ENGINE, Some(e.to_string()));
+                super::save_report(path, serde_json::to_vec_pretty(&report), ui);
             }
             return exit::ENGINE;
         }
@@ -111,25 +106,10 @@ async fn apply_one(
         }
     };
     if let Some(path) = &args.report {
-        write_report(&recorder, path, status, code, error, ui);
+        let report = recorder.finish(status, code, error);
+        super::save_report(path, serde_json::to_vec_pretty(&report), ui);
     }
     code
-}
-
-fn write_report(
-    recorder: &Recorder,
-    path: &std::path::Path,
-    status: &str,
-    code: u8,
-    error: Option<String>,
-    ui: &Ui,
-) {
-    if let Err(e) = recorder.write(path, status, code, error) {
-        ui.error(&format!(
-            "cannot write the report to `{}`: {e}",
-            path.display()
-        ));
-    }
 }
 
 /// Prints an apply error with what the user needs next: the last output lines, what was

@@ -106,3 +106,16 @@ async fn connect(ui: &Ui) -> Result<DockerEngine, u8> {
         exit::ENGINE
     })
 }
+
+/// Writes a JSON run report; a failure to write it is reported, never fatal.
+pub(crate) fn save_report(path: &std::path::Path, json: serde_json::Result<Vec<u8>>, ui: &Ui) {
+    let written = json
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(path, json));
+    if let Err(e) = written {
+        ui.error(&format!(
+            "cannot write the report to `{}`: {e}",
+            path.display()
+        ));
+    }
+}

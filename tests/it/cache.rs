@@ -47,6 +47,15 @@ message = "first"
     )
 }
 
+/// Marks the step whose command starts with `run_prefix` with `checkpoint = true`.
+fn checkpoint_step(toml: &str, run_prefix: &str) -> String {
+    toml.replacen(
+        &format!("[[step]]\nrun = \"{run_prefix}"),
+        &format!("[[step]]\ncheckpoint = true\nrun = \"{run_prefix}"),
+        1,
+    )
+}
+
 #[test]
 fn unchanged_reapply_starts_no_container_and_runs_no_exec() {
     require_image("busybox:latest");
@@ -93,17 +102,8 @@ fn editing_the_last_step_after_checkpoints_runs_only_that_step() {
     let name = unique("cache-edit");
     let nonce = unique("nonce");
     let with_checkpoints = |last: &str| {
-        small_steps(&name, &nonce, last, "")
-            .replacen(
-                "[[step]]\nrun = \"mkdir",
-                "[[step]]\ncheckpoint = true\nrun = \"mkdir",
-                1,
-            )
-            .replacen(
-                "[[step]]\nrun = \"echo nonce",
-                "[[step]]\ncheckpoint = true\nrun = \"echo nonce",
-                1,
-            )
+        let toml = small_steps(&name, &nonce, last, "");
+        checkpoint_step(&checkpoint_step(&toml, "mkdir"), "echo nonce")
     };
     project.pipeline(&with_checkpoints("v1"));
     let (_, execs, text) = apply_counting(&project, &name, &[]);
@@ -330,10 +330,9 @@ fn gc_removes_only_entries_the_newest_apply_no_longer_uses() {
     let name = unique("cache-gc");
     let nonce = unique("nonce");
     let write = |last: &str| {
-        project.pipeline(&small_steps(&name, &nonce, last, "").replacen(
-            "[[step]]\nrun = \"mkdir",
-            "[[step]]\ncheckpoint = true\nrun = \"mkdir",
-            1,
+        project.pipeline(&checkpoint_step(
+            &small_steps(&name, &nonce, last, ""),
+            "mkdir",
         ))
     };
     write("old");
