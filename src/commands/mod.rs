@@ -35,46 +35,14 @@ fn overrides(v: &VarArgs) -> Overrides {
     }
 }
 
-/// Expands folders to the `*.toml` files in them, sorted.
-fn expand(files: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for f in files {
-        if f.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(f)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect();
-            found.sort();
-            out.extend(found);
-        } else {
-            out.push(f.clone());
-        }
-    }
-    out
-}
-
 /// Loads and validates every file; prints every diagnostic of every file on failure.
 fn load_all(files: &[PathBuf], vars: &VarArgs) -> Result<Vec<Pipeline>, u8> {
-    let overrides = overrides(vars);
-    let mut pipelines = Vec::new();
-    let mut failed = false;
-    for f in expand(files) {
-        match config::load(&f, &overrides) {
-            Ok(p) => pipelines.push(p),
-            Err(report) => {
-                eprint!("{}", report.render());
-                failed = true;
-            }
+    config::load_all(files, &overrides(vars)).map_err(|reports| {
+        for r in reports {
+            eprint!("{}", r.render());
         }
-    }
-    if failed {
-        Err(exit::USAGE)
-    } else {
-        Ok(pipelines)
-    }
+        exit::USAGE
+    })
 }
 
 /// Checks that every `password_env` variable is set, before anything runs.

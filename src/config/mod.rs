@@ -3,16 +3,18 @@
 pub mod check;
 pub mod raw;
 pub mod template;
+mod validate;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use minijinja::Value;
 use serde::Deserialize;
 
 use crate::diag::{Diagnostic, Report};
-use crate::model::{Builder, Pipeline};
+use crate::model::Pipeline;
 use template::Templates;
+use validate::Builder;
 
 /// Variables given on the command line, applied over `[vars]` in this order.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +108,47 @@ pub fn toml_error(e: &toml::de::Error) -> Diagnostic {
         d = d.at(span);
     }
     d
+}
+
+/// Expands folders to the `*.toml` files in them, sorted; files are taken as given.
+pub(crate) fn expand(files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for f in files {
+        if f.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(f)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// Loads and validates every file (folders expanded); on failure, the problems of every file.
+pub(crate) fn load_all(
+    files: &[PathBuf],
+    overrides: &Overrides,
+) -> Result<Vec<Pipeline>, Vec<Report>> {
+    let mut pipelines = Vec::new();
+    let mut reports = Vec::new();
+    for f in expand(files) {
+        match load(&f, overrides) {
+            Ok(p) => pipelines.push(p),
+            Err(report) => reports.push(report),
+        }
+    }
+    if reports.is_empty() {
+        Ok(pipelines)
+    } else {
+        Err(reports)
+    }
 }
 
 /// Loads, templates and validates one pipeline file.

@@ -1,0 +1,648 @@
+//! From the file as written to the checked [`Pipeline`]: templates rendered, references
+//! parsed, paths resolved, every problem collected as a located diagnostic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{self, Str};
+use super::template::Templates;
+use crate::diag::Diagnostic;
+use crate::model::*;
+use crate::reference::{self, ImageRef};
+
+/// Builds a [`Pipeline`] from the raw file, collecting every problem.
+pub struct Builder<'a> {
+    t: &'a Templates,
+    dir: &'a Path,
+    diags: Vec<Diagnostic>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(t: &'a Templates, dir: &'a Path) -> Self {
+        Self {
+            t,
+            dir,
+            diags: Vec::new(),
+        }
+    }
+
+    pub fn build(
+        mut self,
+        file: &Path,
+        raw: raw::PipelineFile,
+    ) -> Result<Pipeline, Vec<Diagnostic>> {
+        let name = match &raw.name {
+            Some(n) => self.text(n).unwrap_or_default(),
+            None => default_pipeline_name(file, self.dir),
+        };
+        for (key, value) in &raw.vars {
+            if crate::config::template::toml_to_value(value.get_ref()).is_none() {
+                self.diags.push(
+                    Diagnostic::new(
+                        "invalid-var",
+                        format!("variable `{key}` must be a string, number or boolean"),
+                    )
+                    .at(value.span()),
+                );
+            }
+        }
+        let base = self.base(&raw.base);
+        let secrets = self.secrets(&raw.secrets);
+        let steps: Vec<Step> = raw
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.step(i, s, &raw.secrets))
+            .collect();
+        let commit = self.commit(&raw.commit);
+        let publish = self.publish(&raw.publish);
+        let checkpoint_after = match &raw.cache.checkpoint_after {
+            Some(s) => self.duration(s).unwrap_or(Duration::from_secs(1)),
+            None => Duration::from_secs(1),
+        };
+        if !self.diags.is_empty() {
+            return Err(self.diags);
+        }
+        Ok(Pipeline {
+            name,
+            file: file.to_path_buf(),
+            dir: self.dir.to_path_buf(),
+            base: base.expect("no diagnostics implies a base"),
+            steps,
+            commit,
+            publish,
+            secrets,
+            checkpoint_after,
+        })
+    }
+
+    fn text(&mut self, s: &Str) -> Option<String> {
+        self.t.str(s).map_err(|d| self.diags.push(d)).ok()
+    }
+
+    fn error(
+        &mut self,
+        code: &'static str,
+        message: impl Into<String>,
+        span: std::ops::Range<usize>,
+    ) {
+        self.diags.push(Diagnostic::new(code, message).at(span));
+    }
+
+    fn reference(&mut self, s: &Str) -> Option<ImageRef> {
+        let text = self.text(s)?;
+        ImageRef::parse(&text)
+            .map_err(|e| self.error("invalid-reference", e, s.span()))
+            .ok()
+    }
+
+    fn login(
+        &mut self,
+        username: &Option<Str>,
+        password_env: &Option<Str>,
+        at: std::ops::Range<usize>,
+    ) -> Option<Login> {
+        match (username, password_env) {
+            (None, None) => None,
+            (Some(u), Some(p)) => {
+                let username = self.text(u)?;
+                let password_env = self.text(p)?;
+                if !is_env_name(&password_env) {
+                    self.error(
+                        "invalid-env-name",
+                        format!("`{password_env}` is not a valid environment variable name"),
+                        p.span(),
+                    );
+                }
+                Some(Login {
+                    username,
+                    password_env,
+                })
+            }
+            (Some(u), None) => {
+                self.diags.push(
+                    Diagnostic::new("incomplete-credentials", "`username` is set without `password_env`")
+                        .at(u.span())
+                        .hint("add `password_env = \"NAME\"`, the name of the variable holding the password"),
+                );
+                None
+            }
+            (None, Some(p)) => {
+                let _ = at;
+                self.diags.push(
+                    Diagnostic::new(
+                        "incomplete-credentials",
+                        "`password_env` is set without `username`",
+                    )
+                    .at(p.span()),
+                );
+                None
+            }
+        }
+    }
+
+    fn base(&mut self, b: &raw::Base) -> Option<Base> {
+        let image = self.reference(&b.image);
+        let login = self.login(&b.username, &b.password_env, b.image.span());
+        let pull = b.pull.as_ref().map(|p| *p.get_ref()).unwrap_or_default();
+        Some(Base {
+            image: image?.with_default_tag(),
+            pull,
+            login,
+        })
+    }
+
+    fn duration(&mut self, s: &Str) -> Option<Duration> {
+        let text = self.text(s)?;
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.error(
+                    "invalid-duration",
+                    "the duration must be longer than zero",
+                    s.span(),
+                );
+                None
+            }
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::new(
+                        "invalid-duration",
+                        format!("`{text}` is not a duration: {e}"),
+                    )
+                    .at(s.span())
+                    .hint("write e.g. \"90s\", \"10m\" or \"1h 30m\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn env_map(&mut self, map: &BTreeMap<Str, Str>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (k, v) in map {
+            if !is_env_name(k.get_ref()) {
+                self.diags.push(
+                    Diagnostic::new(
+                        "invalid-env-name",
+                        format!("`{}` is not a valid environment variable name", k.get_ref()),
+                    )
+                    .at(k.span())
+                    .hint("use letters, digits and `_`, not starting with a digit"),
+                );
+            }
+            if let Some(v) = self.text(v) {
+                out.insert(k.get_ref().clone(), v);
+            }
+        }
+        out
+    }
+
+    fn step(
+        &mut self,
+        index: usize,
+        spanned: &toml::Spanned<raw::Step>,
+        declared: &BTreeMap<Str, raw::Secret>,
+    ) -> Option<Step> {
+        let s = spanned.get_ref();
+        let action = match (&s.run, &s.copy) {
+            (Some(run), None) => self.run(run),
+            (None, Some(copy)) => self.copy(copy),
+            (Some(run), Some(_)) => {
+                self.diags.push(
+                    Diagnostic::new(
+                        "step-action",
+                        format!("step {} has both `run` and `copy`", index + 1),
+                    )
+                    .at(run.span())
+                    .hint("split it into two [[step]] tables"),
+                );
+                None
+            }
+            (None, None) => {
+                let span = s
+                    .name
+                    .as_ref()
+                    .map(|n| n.span())
+                    .unwrap_or(spanned.span().start..spanned.span().start);
+                self.diags.push(
+                    Diagnostic::new(
+                        "step-action",
+                        format!("step {} has neither `run` nor `copy`", index + 1),
+                    )
+                    .at(span)
+                    .label("in this step")
+                    .hint("add `run = \"...\"` or `copy = { src = \"...\", dest = \"...\" }`"),
+                );
+                None
+            }
+        };
+        let env = self.env_map(&s.env);
+        let user = s.user.as_ref().and_then(|u| self.text(u));
+        let workdir = s.workdir.as_ref().and_then(|w| self.absolute(w));
+        let timeout = s.timeout.as_ref().and_then(|t| self.duration(t));
+        let mut secrets = Vec::new();
+        for name in &s.secrets {
+            if declared.contains_key(name.get_ref().as_str()) {
+                secrets.push(name.get_ref().clone());
+            } else {
+                let hint = crate::diag::suggest(
+                    name.get_ref(),
+                    declared.keys().map(|k| k.get_ref().as_str()),
+                )
+                .map(|k| format!("did you mean `{k}`?"))
+                .unwrap_or_else(|| "declare it as [secrets.NAME] with `env` or `file`".into());
+                self.diags.push(
+                    Diagnostic::new(
+                        "unknown-secret",
+                        format!(
+                            "secret `{}` is not declared under [secrets]",
+                            name.get_ref()
+                        ),
+                    )
+                    .at(name.span())
+                    .hint(hint),
+                );
+            }
+        }
+        let name = s.name.as_ref().and_then(|n| self.text(n));
+        let action = action?;
+        let name = name.unwrap_or_else(|| default_name(&action));
+        Some(Step {
+            name,
+            action,
+            env,
+            user,
+            workdir,
+            timeout,
+            checkpoint: s.checkpoint,
+            secrets,
+        })
+    }
+
+    fn run(&mut self, run: &toml::Spanned<raw::RunSpec>) -> Option<Action> {
+        let command = match run.get_ref() {
+            raw::RunSpec::Shell(s) => Command::Shell(
+                self.t
+                    .render(s, run.span())
+                    .map_err(|d| self.diags.push(d))
+                    .ok()?,
+            ),
+            raw::RunSpec::Exec(v) => {
+                let mut argv = Vec::new();
+                for a in v {
+                    argv.push(
+                        self.t
+                            .render(a, run.span())
+                            .map_err(|d| self.diags.push(d))
+                            .ok()?,
+                    );
+                }
+                Command::Exec(argv)
+            }
+        };
+        let empty = match &command {
+            Command::Shell(s) => s.trim().is_empty(),
+            Command::Exec(v) => v.first().is_none_or(|a| a.is_empty()),
+        };
+        if empty {
+            self.error("empty-command", "the command is empty", run.span());
+            return None;
+        }
+        Some(Action::Run(command))
+    }
+
+    fn absolute(&mut self, s: &Str) -> Option<String> {
+        let text = self.text(s)?;
+        if text.starts_with('/') {
+            Some(text)
+        } else {
+            self.error(
+                "relative-path",
+                format!("`{text}` must be an absolute path in the image"),
+                s.span(),
+            );
+            None
+        }
+    }
+
+    fn copy(&mut self, c: &raw::Copy) -> Option<Action> {
+        let src_text = self.text(&c.src);
+        let dest = self.absolute(&c.dest);
+        let mode = c.mode.as_ref().and_then(|m| {
+            let text = self.text(m)?;
+            match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+                Ok(v) if v <= 0o7777 => Some(v),
+                _ => {
+                    self.diags.push(
+                        Diagnostic::new(
+                            "invalid-mode",
+                            format!("`{text}` is not an octal file mode"),
+                        )
+                        .at(m.span())
+                        .hint("write e.g. \"0644\" or \"0755\""),
+                    );
+                    None
+                }
+            }
+        });
+        let owner = c.owner.as_ref().and_then(|o| {
+            let text = self.text(o)?;
+            let parsed = match text.split_once(':') {
+                Some((u, g)) => u.parse::<u32>().ok().zip(g.parse::<u32>().ok()),
+                None => text.parse::<u32>().ok().map(|u| (u, u)),
+            };
+            if parsed.is_none() {
+                self.diags.push(
+                    Diagnostic::new("invalid-owner", format!("`{text}` is not a numeric owner"))
+                        .at(o.span())
+                        .hint("write `uid` or `uid:gid`, e.g. \"1000:1000\""),
+                );
+            }
+            parsed
+        });
+        let src = self.host_path(src_text.as_deref()?, c.src.span(), "copy source")?;
+        Some(Action::Copy(CopySpec {
+            src,
+            src_display: src_text?,
+            dest: dest?,
+            mode,
+            owner,
+        }))
+    }
+
+    /// Resolves a host path relative to the pipeline folder; it must exist and stay inside it.
+    fn host_path(
+        &mut self,
+        text: &str,
+        span: std::ops::Range<usize>,
+        what: &str,
+    ) -> Option<PathBuf> {
+        let rel = Path::new(text);
+        if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+            // Resolve anyway: `a/../b` inside the folder is fine, escaping it is not.
+        }
+        let joined = self.dir.join(rel);
+        match joined.canonicalize() {
+            Ok(path) if path.starts_with(self.dir) => Some(path),
+            Ok(_) => {
+                self.diags.push(
+                    Diagnostic::new(
+                        "path-escapes",
+                        format!("{what} `{text}` is outside the pipeline's folder"),
+                    )
+                    .at(span)
+                    .hint(format!("keep it under {}", self.dir.display())),
+                );
+                None
+            }
+            Err(_) => {
+                self.diags.push(
+                    Diagnostic::new("path-not-found", format!("{what} `{text}` does not exist"))
+                        .at(span)
+                        .label(format!("looked for {}", joined.display())),
+                );
+                None
+            }
+        }
+    }
+
+    fn commit(&mut self, c: &raw::Commit) -> Commit {
+        let author = c.author.as_ref().and_then(|a| self.text(a));
+        let message = c.message.as_ref().and_then(|m| self.text(m));
+        let mut tags = Vec::new();
+        if let Some(list) = &c.tags {
+            if list.get_ref().is_empty() {
+                self.empty_tags(list.span(), "commit.tags");
+            }
+            for t in list.get_ref() {
+                if let Some(r) = self.reference(t) {
+                    tags.push(r.with_default_tag());
+                }
+            }
+        }
+        let config = self.config(&c.config);
+        Commit {
+            author,
+            message,
+            tags,
+            config,
+        }
+    }
+
+    fn empty_tags(&mut self, span: std::ops::Range<usize>, key: &str) {
+        self.diags.push(
+            Diagnostic::new("empty-tags", format!("`{key}` is empty"))
+                .at(span)
+                .hint("list at least one tag, or remove the key"),
+        );
+    }
+
+    fn list(&mut self, v: &Option<Vec<Str>>) -> Option<Vec<String>> {
+        let v = v.as_ref()?;
+        Some(v.iter().filter_map(|s| self.text(s)).collect())
+    }
+
+    fn config(&mut self, c: &raw::ImageConfig) -> ConfigChanges {
+        let cmd = self.list(&c.cmd);
+        let entrypoint = self.list(&c.entrypoint);
+        let env = c.env.as_ref().map(|m| self.env_map(m)).unwrap_or_default();
+        let mut labels = BTreeMap::new();
+        for (k, v) in c.labels.iter().flatten() {
+            if k.get_ref().is_empty() {
+                self.error("invalid-label", "a label name cannot be empty", k.span());
+            }
+            if let Some(v) = self.text(v) {
+                labels.insert(k.get_ref().clone(), v);
+            }
+        }
+        let mut expose = Vec::new();
+        for p in c.expose.iter().flatten() {
+            match port(p.get_ref()) {
+                Ok(p) => expose.push(p),
+                Err(e) => self.diags.push(
+                    Diagnostic::new("invalid-port", e)
+                        .at(p.span())
+                        .hint("write a port 1-65535, optionally with /tcp or /udp"),
+                ),
+            }
+        }
+        let user = c.user.as_ref().and_then(|u| self.text(u));
+        let workdir = c.workdir.as_ref().and_then(|w| self.absolute(w));
+        let volumes = c
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| self.absolute(v))
+            .collect();
+        ConfigChanges {
+            cmd,
+            entrypoint,
+            env,
+            labels,
+            expose,
+            user,
+            workdir,
+            volumes,
+        }
+    }
+
+    fn publish(&mut self, targets: &[raw::Publish]) -> Vec<Target> {
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        for p in targets {
+            let repository = self.reference(&p.repository);
+            if let Some(r) = &repository {
+                if r.tag.is_some() || r.digest.is_some() {
+                    self.diags.push(
+                        Diagnostic::new(
+                            "tag-in-repository",
+                            format!("`{r}` names a tag or digest"),
+                        )
+                        .at(p.repository.span())
+                        .hint("give the repository alone and list tags under `tags`"),
+                    );
+                }
+            }
+            if p.tags.get_ref().is_empty() {
+                self.empty_tags(p.tags.span(), "publish.tags");
+            }
+            let mut tags = Vec::new();
+            for t in p.tags.get_ref() {
+                let Some(text) = self.text(t) else { continue };
+                if let Err(e) = reference::validate_tag(&text) {
+                    self.error("invalid-tag", e, t.span());
+                    continue;
+                }
+                if let Some(r) = &repository {
+                    if !seen.insert((r.repository(), text.clone())) {
+                        self.diags.push(
+                            Diagnostic::new(
+                                "duplicate-target",
+                                format!("`{}:{text}` is published twice", r.repository()),
+                            )
+                            .at(t.span())
+                            .hint("remove one of the two"),
+                        );
+                    }
+                }
+                tags.push(text);
+            }
+            let login = self.login(&p.username, &p.password_env, p.repository.span());
+            if let Some(mut repository) = repository {
+                repository.tag = None;
+                repository.digest = None;
+                out.push(Target {
+                    repository,
+                    tags,
+                    login,
+                });
+            }
+        }
+        out
+    }
+
+    fn secrets(&mut self, secrets: &BTreeMap<Str, raw::Secret>) -> BTreeMap<String, SecretSource> {
+        let mut out = BTreeMap::new();
+        for (spanned, s) in secrets {
+            let name = spanned.get_ref();
+            if !is_env_name(name) {
+                self.diags.push(
+                    Diagnostic::new(
+                        "invalid-secret-name",
+                        format!("secret name `{name}` must use letters, digits and `_`"),
+                    )
+                    .at(spanned.span()),
+                );
+            }
+            let source = match (&s.env, &s.file) {
+                (Some(e), None) => self.text(e).map(SecretSource::Env),
+                (None, Some(f)) => {
+                    let text = self.text(f);
+                    text.and_then(|t| self.host_path(&t, f.span(), "secret file"))
+                        .map(SecretSource::File)
+                }
+                (Some(e), Some(_)) => {
+                    self.error(
+                        "secret-source",
+                        format!("secret `{name}` has both `env` and `file`"),
+                        e.span(),
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.diags.push(
+                        Diagnostic::new(
+                            "secret-source",
+                            format!("secret `{name}` has neither `env` nor `file`"),
+                        )
+                        .at(spanned.span())
+                        .hint("add `env = \"VARIABLE\"` or `file = \"path\"`"),
+                    );
+                    None
+                }
+            };
+            if let Some(source) = source {
+                out.insert(name.clone(), source);
+            }
+        }
+        out
+    }
+}
+
+/// A POSIX-style environment variable name.
+pub fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn port(p: &raw::PortSpec) -> Result<String, String> {
+    let (num, proto) = match p {
+        raw::PortSpec::Number(n) => (n.to_string(), "tcp"),
+        raw::PortSpec::Text(t) => match t.split_once('/') {
+            Some((n, proto)) => (n.to_string(), proto),
+            None => (t.clone(), "tcp"),
+        },
+    };
+    let ok_num = num.parse::<u16>().is_ok_and(|n| n > 0);
+    if !ok_num || !["tcp", "udp", "sctp"].contains(&proto) {
+        return Err(format!(
+            "`{}` is not a valid port",
+            match p {
+                raw::PortSpec::Number(n) => n.to_string(),
+                raw::PortSpec::Text(t) => t.clone(),
+            }
+        ));
+    }
+    Ok(format!("{num}/{proto}"))
+}
+
+fn default_name(action: &Action) -> String {
+    let text = match action {
+        Action::Run(Command::Shell(s)) => s.clone(),
+        Action::Run(Command::Exec(v)) => v.join(" "),
+        Action::Copy(c) => format!("copy {} -> {}", c.src_display, c.dest),
+    };
+    let line = text.lines().next().unwrap_or_default().trim();
+    if line.chars().count() > 48 {
+        format!("{}…", line.chars().take(47).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// The file name without `.toml`; for a file named `pipeline.toml`, its folder's name.
+fn default_pipeline_name(file: &Path, dir: &Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match dir.file_name() {
+        Some(folder) if stem == "pipeline" => folder.to_string_lossy().into_owned(),
+        _ => stem,
+    }
+}

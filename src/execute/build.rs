@@ -1,0 +1,328 @@
+//! The build: containers, steps, checkpoints and the final commit.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::output::Lines;
+use super::{ApplyError, Options};
+use crate::cache::{CheckpointNote, NotedStep, StepInputs};
+use crate::engine::{
+    CommitSpec, ContainerSpec, Engine, EngineError, ExecSpec, ImageConfig, ImageInfo,
+    CACHE_REPOSITORY,
+};
+use crate::events::{Event, Sink, StepOutcome};
+use crate::model::{Action, Pipeline, Step};
+use crate::plan;
+
+/// The build: its containers, removed at the end whatever happens.
+pub(super) struct Build<'a, E: Engine> {
+    engine: &'a E,
+    containers: Vec<String>,
+    /// The checkpoint of all steps, still to commit: (container, commit, cache key, step).
+    last_checkpoint: Option<(String, CommitSpec, String, usize)>,
+    opts: &'a Options,
+    sink: &'a dyn Sink,
+}
+
+impl<'a, E: Engine> Build<'a, E> {
+    pub(super) fn new(engine: &'a E, opts: &'a Options, sink: &'a dyn Sink) -> Self {
+        Self {
+            engine,
+            containers: Vec::new(),
+            last_checkpoint: None,
+            opts,
+            sink,
+        }
+    }
+
+    async fn container(
+        &mut self,
+        image: &str,
+        secrets: bool,
+        start: bool,
+    ) -> Result<String, EngineError> {
+        let mut spec = ContainerSpec {
+            name: format!("{}-{}", self.opts.run_name, self.containers.len() + 1),
+            image: image.to_string(),
+            ..Default::default()
+        };
+        if secrets {
+            // A tmpfs is never part of a commit.
+            spec.tmpfs.insert("/run/secrets".into(), "mode=0755".into());
+        }
+        let id = self.engine.create_container(&spec).await?;
+        self.containers.push(id.clone());
+        if start {
+            self.engine.start_container(&id).await?;
+        }
+        Ok(id)
+    }
+
+    /// Commits the pending last checkpoint (it caches the steps for a later change of the
+    /// commit metadata alone), then removes every container.
+    pub(super) async fn cleanup(&mut self) {
+        if let Some((id, spec, key, after_step)) = self.last_checkpoint.take() {
+            let committed = async {
+                let image = self.engine.commit(&id, &spec).await?;
+                self.engine.tag(&image, CACHE_REPOSITORY, &key).await?;
+                Ok::<_, EngineError>(image)
+            };
+            match committed.await {
+                Ok(image) => self.sink.event(Event::Checkpoint { after_step, image }),
+                Err(e) => self
+                    .sink
+                    .event(Event::Warning(format!("could not cache the steps: {e}"))),
+            }
+        }
+        let removals = self.containers.drain(..).map(|id| {
+            let engine = self.engine;
+            async move { (engine.remove_container(&id).await, id) }
+        });
+        for (result, id) in futures_util::future::join_all(removals).await {
+            if let Err(e) = result {
+                self.sink.event(Event::Warning(format!(
+                    "could not remove container `{id}`: {e}"
+                )));
+            }
+        }
+    }
+
+    /// Runs the uncached steps and commits; returns the final image id.
+    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::needless_range_loop)] // `i` indexes steps, keys and inputs together
+    pub(super) async fn run(
+        &mut self,
+        p: &Pipeline,
+        base: &ImageInfo,
+        resume: &plan::Resume,
+        keys: &[String],
+        inputs: &[StepInputs],
+        secrets: &BTreeMap<String, String>,
+        final_config: &ImageConfig,
+    ) -> Result<String, ApplyError> {
+        let total = p.steps.len();
+        let mut image = resume.image.clone().unwrap_or_else(|| base.id.clone());
+        let commit = |config: &ImageConfig| CommitSpec {
+            author: p.commit.author.clone(),
+            message: p.commit.message.clone(),
+            config: config.clone(),
+        };
+        if resume.steps_cached == total {
+            // Only the commit metadata changed: a container that never starts is enough.
+            let id = self.container(&image, false, false).await?;
+            return self
+                .engine
+                .commit(&id, &commit(final_config))
+                .await
+                .map_err(ApplyError::Commit);
+        }
+        let uses_secrets = p.steps.iter().any(|s| !s.secrets.is_empty());
+        let mut id = self.container(&image, uses_secrets, true).await?;
+        let mut group_start = resume.steps_cached;
+        for i in resume.steps_cached..total {
+            let step = &p.steps[i];
+            let started = Instant::now();
+            self.sink.event(Event::StepStarted {
+                index: i + 1,
+                total,
+                name: step.name.clone(),
+            });
+            let result = self.step(&id, i, step, secrets).await;
+            let duration = started.elapsed();
+            let outcome = match &result {
+                Ok(()) => StepOutcome::Succeeded,
+                Err(ApplyError::StepFailed { code, .. }) => {
+                    StepOutcome::Failed { exit_code: *code }
+                }
+                Err(ApplyError::StepTimedOut { .. }) => StepOutcome::TimedOut,
+                Err(_) => StepOutcome::Error,
+            };
+            self.sink.event(Event::StepFinished {
+                index: i + 1,
+                outcome,
+                duration,
+            });
+            if let Err(e) = result {
+                if self.opts.keep_failed && !matches!(e, ApplyError::StepTimedOut { .. }) {
+                    self.keep_failed(&id, i + 1, &base.config).await;
+                }
+                return Err(e);
+            }
+            let last = i + 1 == total;
+            let wanted = step.checkpoint.unwrap_or(duration >= p.checkpoint_after);
+            if last || wanted {
+                // A checkpoint keeps the base's config, so that anything built on it (later
+                // steps, a changed commit) starts from the same config as a fresh build.
+                let note = CheckpointNote {
+                    pipeline: p.name.clone(),
+                    first: group_start + 1,
+                    steps: (group_start..=i)
+                        .map(|j| NotedStep {
+                            name: p.steps[j].name.clone(),
+                            inputs: inputs[j].clone(),
+                        })
+                        .collect(),
+                };
+                let spec = CommitSpec {
+                    author: None,
+                    message: Some(note.to_comment()),
+                    config: base.config.clone(),
+                };
+                if last {
+                    // Committed after the final image, while the pushes run: see `cleanup`.
+                    self.last_checkpoint = Some((id.clone(), spec, keys[i].clone(), i + 1));
+                    break;
+                }
+                let checkpoint = self
+                    .engine
+                    .commit(&id, &spec)
+                    .await
+                    .map_err(ApplyError::Commit)?;
+                self.engine
+                    .tag(&checkpoint, CACHE_REPOSITORY, &keys[i])
+                    .await?;
+                self.sink.event(Event::Checkpoint {
+                    after_step: i + 1,
+                    image: checkpoint.clone(),
+                });
+                group_start = i + 1;
+                // Continue from the checkpoint so the next layer holds only what follows.
+                image = checkpoint;
+                id = self.container(&image, uses_secrets, true).await?;
+            }
+        }
+        // The final commit of the same container: its layer is the checkpoint's, shared.
+        self.engine
+            .commit(&id, &commit(final_config))
+            .await
+            .map_err(ApplyError::Commit)
+    }
+
+    async fn step(
+        &self,
+        id: &str,
+        i: usize,
+        step: &Step,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<(), ApplyError> {
+        let name = || step.name.clone();
+        let engine_err = |source| ApplyError::StepEngine {
+            index: i + 1,
+            name: name(),
+            source,
+        };
+        match &step.action {
+            Action::Copy(c) => {
+                let archive = crate::archive::stream(c);
+                self.engine
+                    .upload(id, "/", archive)
+                    .await
+                    .map_err(engine_err)
+            }
+            Action::Run(cmd) => {
+                let mut values: Vec<&str> = Vec::new();
+                for s in &step.secrets {
+                    let value = &secrets[s];
+                    values.push(value);
+                    let write = ExecSpec {
+                        argv: vec![
+                            "/bin/sh".into(),
+                            "-c".into(),
+                            "umask 077 && cat > \"$0\"".into(),
+                            format!("/run/secrets/{s}"),
+                        ],
+                        stdin: Some(value.as_bytes().to_vec()),
+                        ..Default::default()
+                    };
+                    let code = self
+                        .engine
+                        .exec(id, &write, &mut |_, _| {})
+                        .await
+                        .map_err(engine_err)?;
+                    if code != 0 {
+                        return Err(engine_err(EngineError::Api(format!(
+                            "could not place secret `{s}` (exit code {code})"
+                        ))));
+                    }
+                }
+                let spec = ExecSpec {
+                    argv: cmd.argv(),
+                    env: step.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                    user: step.user.clone(),
+                    workdir: step.workdir.clone(),
+                    stdin: None,
+                };
+                let mut lines = Lines::new(i + 1, &values, self.sink);
+                let mut on_output = |stream, bytes: &[u8]| lines.push(stream, bytes);
+                let run = self.engine.exec(id, &spec, &mut on_output);
+                let result = match step.timeout {
+                    Some(limit) => match tokio::time::timeout(limit, run).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            lines.finish();
+                            return Err(ApplyError::StepTimedOut {
+                                index: i + 1,
+                                name: name(),
+                                timeout: limit,
+                                tail: lines.tail(),
+                            });
+                        }
+                    },
+                    None => run.await,
+                };
+                lines.finish();
+                let code = result.map_err(engine_err)?;
+                if !step.secrets.is_empty() {
+                    let argv = ["rm", "-f"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .chain(step.secrets.iter().map(|s| format!("/run/secrets/{s}")))
+                        .collect();
+                    self.engine
+                        .exec(
+                            id,
+                            &ExecSpec {
+                                argv,
+                                ..Default::default()
+                            },
+                            &mut |_, _| {},
+                        )
+                        .await
+                        .map_err(engine_err)?;
+                }
+                if code != 0 {
+                    return Err(ApplyError::StepFailed {
+                        index: i + 1,
+                        name: name(),
+                        code,
+                        tail: lines.tail(),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn keep_failed(&self, id: &str, step: usize, config: &ImageConfig) {
+        let spec = CommitSpec {
+            author: None,
+            message: Some(format!("failed at step {step}")),
+            config: config.clone(),
+        };
+        let kept = async {
+            let image = self.engine.commit(id, &spec).await?;
+            let tag = format!(
+                "{}-step{step}",
+                self.opts.run_name.trim_start_matches("pipeline-")
+            );
+            self.engine.tag(&image, "pipeline-debug", &tag).await?;
+            Ok::<_, EngineError>(format!("pipeline-debug:{tag}"))
+        };
+        match kept.await {
+            Ok(image) => self.sink.event(Event::KeptFailed { image, step }),
+            Err(e) => self.sink.event(Event::Warning(format!(
+                "could not keep the failed container: {e}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Publishing: every tag of every target, in order, skipping what the registry already holds.
+
+use super::retry::retry;
+use super::{ApplyError, Options, Pushed};
+use crate::credentials;
+use crate::engine::{Credentials, Engine};
+use crate::events::{Event, Sink};
+use crate::model::Pipeline;
+
+/// Pushes every tag of every target, in order. Nothing is pushed unless the build succeeded
+/// (the caller only gets here then).
+pub(super) async fn publish<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    image: &str,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<Vec<Pushed>, ApplyError> {
+    let mut pushed = Vec::new();
+    if p.publish.is_empty() {
+        return Ok(pushed);
+    }
+    for target in &p.publish {
+        let repository = target.repository.repository();
+        let creds: Option<Credentials> =
+            credentials::resolve(target.repository.registry_host(), target.login.as_ref()).await?;
+        // Up to date when the registry already holds this image's manifest under the tag; only
+        // possible when the image was pushed to this repository before.
+        let prefix = format!("{repository}@");
+        let local: Vec<String> = match engine.inspect_image(image).await {
+            Ok(Some(i)) => i
+                .repo_digests
+                .into_iter()
+                .filter_map(|d| d.strip_prefix(&prefix).map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for tag in &target.tags {
+            let fail = |source, attempts, pushed: &Vec<Pushed>| ApplyError::Push {
+                repository: repository.clone(),
+                tag: tag.clone(),
+                attempts,
+                source: Box::new(source),
+                image: image.to_string(),
+                pushed: pushed.clone(),
+            };
+            engine
+                .tag(image, &repository, tag)
+                .await
+                .map_err(|e| fail(e, 0, &pushed))?;
+            if !local.is_empty() {
+                if let Ok(Some(remote)) = engine
+                    .remote_digest(&format!("{repository}:{tag}"), creds.clone())
+                    .await
+                {
+                    if local.contains(&remote) {
+                        let entry = Pushed {
+                            repository: repository.clone(),
+                            tag: tag.clone(),
+                            digest: remote,
+                            attempts: 0,
+                            up_to_date: true,
+                        };
+                        sink.event(Event::Pushed {
+                            repository: repository.clone(),
+                            tag: tag.clone(),
+                            digest: entry.digest.clone(),
+                            attempts: 0,
+                            up_to_date: true,
+                        });
+                        pushed.push(entry);
+                        continue;
+                    }
+                }
+            }
+            sink.event(Event::PushStarted {
+                repository: repository.clone(),
+                tag: tag.clone(),
+            });
+            let result = retry(opts, sink, Some((&repository, tag)), || {
+                let creds = creds.clone();
+                let (repository, tag) = (repository.clone(), tag.clone());
+                async move {
+                    engine
+                        .push(&repository, &tag, creds, &mut |progress| {
+                            sink.event(Event::PushProgress {
+                                repository: repository.clone(),
+                                tag: tag.clone(),
+                                progress,
+                            })
+                        })
+                        .await
+                }
+            })
+            .await;
+            match result {
+                Ok((digest, attempts)) => {
+                    sink.event(Event::Pushed {
+                        repository: repository.clone(),
+                        tag: tag.clone(),
+                        digest: digest.clone(),
+                        attempts,
+                        up_to_date: false,
+                    });
+                    pushed.push(Pushed {
+                        repository: repository.clone(),
+                        tag: tag.clone(),
+                        digest,
+                        attempts,
+                        up_to_date: false,
+                    });
+                }
+                Err((source, attempts)) => return Err(fail(source, attempts, &pushed)),
+            }
+        }
+    }
+    Ok(pushed)
+}
