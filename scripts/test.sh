@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prepare the machine (engine, registry, base images), then run the whole test suite.
+# Prepare the machine (engine, registry, base images), then run the whole test suite: the
+# hermetic tests and, with the `engine-tests` feature, the ones against the real engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo test --release --tests
+cargo test --release --features engine-tests --tests

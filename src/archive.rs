@@ -11,7 +11,7 @@ use crate::engine::Archive;
 use crate::model::CopySpec;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     Dir,
     File { size: u64 },
     Symlink(String),
@@ -19,18 +19,18 @@ pub enum EntryKind {
 
 /// One file system entry under a copy source.
 #[derive(Debug, Clone)]
-pub struct WalkEntry {
-    pub path: PathBuf,
+pub(crate) struct WalkEntry {
+    pub(crate) path: PathBuf,
     /// Path relative to the source (`""` when the source is a single file).
-    pub rel: String,
-    pub kind: EntryKind,
-    pub mode: u32,
-    pub mtime: u64,
+    pub(crate) rel: String,
+    pub(crate) kind: EntryKind,
+    pub(crate) mode: u32,
+    pub(crate) mtime: u64,
 }
 
 /// Lists a copy source in a fixed order: a file alone, or a directory's contents (not the
 /// directory itself), parents before children, names sorted.
-pub fn walk(src: &Path) -> io::Result<Vec<WalkEntry>> {
+pub(crate) fn walk(src: &Path) -> io::Result<Vec<WalkEntry>> {
     let meta = std::fs::symlink_metadata(src)?;
     let mut out = Vec::new();
     if meta.is_dir() {
@@ -84,7 +84,7 @@ fn entry(path: PathBuf, rel: String, meta: &std::fs::Metadata) -> io::Result<Wal
 }
 
 /// The path of the copied source in the image, without the leading `/`.
-pub fn target_path(c: &CopySpec, src_is_dir: bool) -> String {
+pub(crate) fn target_path(c: &CopySpec, src_is_dir: bool) -> String {
     let dest = c.dest.trim_start_matches('/');
     if !src_is_dir && c.dest.ends_with('/') {
         let base = c
@@ -127,7 +127,7 @@ impl Write for ChunkWriter {
 }
 
 /// Streams the copy as a tar archive meant to be extracted at `/`.
-pub fn stream(c: &CopySpec) -> Archive {
+pub(crate) fn stream(c: &CopySpec) -> Archive {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
     let spec = c.clone();
     tokio::task::spawn_blocking(move || {

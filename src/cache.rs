@@ -3,24 +3,26 @@
 //! names; for copies the content, mode and owner of every file, never mtimes). Secret values
 //! and step names are never part of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::engine::{CacheImage, Engine, EngineError};
 use crate::model::{Action, Commit, CopySpec, Step};
 
 /// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
 /// input changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepInputs {
-    pub fields: BTreeMap<String, String>,
+pub(crate) struct StepInputs {
+    pub(crate) fields: BTreeMap<String, String>,
 }
 
 impl StepInputs {
-    pub fn of(step: &Step) -> std::io::Result<Self> {
+    pub(crate) fn of(step: &Step) -> std::io::Result<Self> {
         let mut fields = BTreeMap::new();
         let mut put = |k: &str, v: String| {
             fields.insert(k.to_string(), v);
@@ -42,7 +44,7 @@ impl StepInputs {
     }
 
     /// Names of the fields that differ from `old`.
-    pub fn changed_since(&self, old: &StepInputs) -> Vec<String> {
+    pub(crate) fn changed_since(&self, old: &StepInputs) -> Vec<String> {
         let mut names: Vec<String> = self
             .fields
             .iter()
@@ -61,19 +63,19 @@ impl StepInputs {
 
 /// The cache tag that points at the image the newest apply of a pipeline produced:
 /// `last-` and a digest of the pipeline's name. `pipeline gc` keeps what these point to.
-pub fn last_tag(pipeline: &str) -> String {
+pub(crate) fn last_tag(pipeline: &str) -> String {
     format!("{LAST_PREFIX}{}", &hash(&["pipeline", pipeline])[..24])
 }
 
-pub const LAST_PREFIX: &str = "last-";
+pub(crate) const LAST_PREFIX: &str = "last-";
 
 /// The key of the base image: the start of every chain.
-pub fn base_key(base_image_id: &str) -> String {
+pub(crate) fn base_key(base_image_id: &str) -> String {
     hash(&["pipeline-cache-v1", base_image_id])
 }
 
 /// The key after a step, given the key before it.
-pub fn step_key(parent: &str, inputs: &StepInputs) -> String {
+pub(crate) fn step_key(parent: &str, inputs: &StepInputs) -> String {
     hash(&[
         parent,
         &serde_json::to_string(&inputs.fields).unwrap_or_default(),
@@ -81,7 +83,7 @@ pub fn step_key(parent: &str, inputs: &StepInputs) -> String {
 }
 
 /// The key of the committed image: all steps plus the commit metadata and config.
-pub fn commit_key(last_step_key: &str, commit: &Commit) -> String {
+pub(crate) fn commit_key(last_step_key: &str, commit: &Commit) -> String {
     let config = &commit.config;
     let meta = serde_json::json!({
         "author": commit.author, "message": commit.message,
@@ -106,7 +108,7 @@ fn digest_json<T: Serialize>(v: &T) -> String {
 
 /// Digest of a copy source: relative paths, types, permission bits, symlink targets and file
 /// contents, in a fixed order. Modification times are left out on purpose.
-pub fn tree_digest(c: &CopySpec) -> std::io::Result<String> {
+pub(crate) fn tree_digest(c: &CopySpec) -> std::io::Result<String> {
     let mut h = Sha256::new();
     for entry in crate::archive::walk(&c.src)? {
         h.update(entry.rel.as_bytes());
@@ -142,30 +144,95 @@ fn file_digest(path: &Path, h: &mut Sha256) -> std::io::Result<()> {
 /// What a checkpoint image records in its commit comment, so later runs can say which input
 /// of a step changed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointNote {
-    pub pipeline: String,
+pub(crate) struct CheckpointNote {
+    pub(crate) pipeline: String,
     /// 1-based index of the first step the checkpoint holds.
-    pub first: usize,
-    pub steps: Vec<NotedStep>,
+    pub(crate) first: usize,
+    pub(crate) steps: Vec<NotedStep>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NotedStep {
-    pub name: String,
-    pub inputs: StepInputs,
+pub(crate) struct NotedStep {
+    pub(crate) name: String,
+    pub(crate) inputs: StepInputs,
 }
 
 const NOTE_PREFIX: &str = "pipeline checkpoint v1 ";
 
 impl CheckpointNote {
-    pub fn to_comment(&self) -> String {
+    pub(crate) fn to_comment(&self) -> String {
         format!(
             "{NOTE_PREFIX}{}",
             serde_json::to_string(self).unwrap_or_default()
         )
     }
 
-    pub fn from_comment(comment: &str) -> Option<Self> {
+    pub(crate) fn from_comment(comment: &str) -> Option<Self> {
         serde_json::from_str(comment.strip_prefix(NOTE_PREFIX)?).ok()
     }
+}
+
+/// Cache images no longer used by the newest apply of their pipeline. Kept, per pipeline:
+/// the image its newest apply produced (the `last-*` pointer tag) with its ancestors and the
+/// checkpoint of all its steps (same layers, needed when only the commit changes next), and
+/// the newest checkpoint with its ancestors (what a failed apply will resume from).
+pub(crate) async fn unused<E: Engine>(
+    engine: &E,
+) -> Result<Vec<(String, Vec<String>)>, EngineError> {
+    let cache = engine.list_cache().await?;
+    let mut info: HashMap<&str, (Option<CheckpointNote>, SystemTime, Vec<String>)> = HashMap::new();
+    for c in &cache {
+        if let Some(i) = engine.inspect_image(&c.id).await? {
+            let created = humantime::parse_rfc3339_weak(&i.created).unwrap_or(UNIX_EPOCH);
+            info.insert(
+                c.id.as_str(),
+                (CheckpointNote::from_comment(&i.comment), created, i.layers),
+            );
+        }
+    }
+    let by_id: HashMap<&str, &CacheImage> = cache.iter().map(|c| (c.id.as_str(), c)).collect();
+    let mut keep: HashSet<String> = HashSet::new();
+    let keep_with_ancestors = |id: &str, keep: &mut HashSet<String>| {
+        let mut cur = by_id.get(id).copied();
+        while let Some(c) = cur {
+            if !keep.insert(c.id.clone()) {
+                break;
+            }
+            cur = by_id.get(c.parent.as_str()).copied();
+        }
+    };
+    // What the newest applies produced.
+    let finals: Vec<&CacheImage> = cache
+        .iter()
+        .filter(|c| c.keys.iter().any(|k| k.starts_with(LAST_PREFIX)))
+        .collect();
+    for f in &finals {
+        keep_with_ancestors(&f.id, &mut keep);
+        let layers = info.get(f.id.as_str()).map(|i| &i.2);
+        let all_steps = info
+            .iter()
+            .filter(|(_, (note, _, l))| note.is_some() && Some(l) == layers)
+            .max_by_key(|(_, (_, created, _))| *created);
+        if let Some((id, _)) = all_steps {
+            keep_with_ancestors(id, &mut keep);
+        }
+    }
+    // The newest checkpoint of each pipeline.
+    let mut newest: HashMap<&str, (&str, SystemTime)> = HashMap::new();
+    for (id, (note, created, _)) in &info {
+        if let Some(n) = note {
+            let slot = newest.entry(n.pipeline.as_str()).or_insert((id, *created));
+            if *created > slot.1 {
+                *slot = (id, *created);
+            }
+        }
+    }
+    for (id, _) in newest.values() {
+        keep_with_ancestors(id, &mut keep);
+    }
+    Ok(cache
+        .iter()
+        .filter(|c| !keep.contains(&c.id))
+        .map(|c| (c.id.clone(), c.keys.clone()))
+        .collect())
 }

@@ -7,23 +7,23 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Turn a version-controlled TOML file into a published container image.
 #[derive(Debug, Parser)]
 #[command(name = "pipeline", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Output style: `auto` (live on a terminal, plain timestamped lines otherwise), `tty`, `plain`.
     #[arg(long, global = true, value_enum, default_value_t = Progress::Auto, env = "PIPELINE_PROGRESS")]
-    pub progress: Progress,
+    pub(crate) progress: Progress,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
+pub(crate) enum Progress {
     Auto,
     Tty,
     Plain,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Build, commit, tag and publish the image each pipeline file describes.
     Apply(ApplyArgs),
     /// Show what apply would do (cached or run, and why; what it would push), touching nothing.
@@ -37,91 +37,98 @@ pub enum Command {
 }
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct VarArgs {
+pub(crate) struct VarArgs {
     /// Set a template variable, overriding `[vars]` (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-    pub vars: Vec<(String, String)>,
+    pub(crate) vars: Vec<(String, String)>,
     /// Load template variables from a TOML file of `key = value` lines (repeatable).
     #[arg(long = "var-file", value_name = "FILE")]
-    pub var_files: Vec<PathBuf>,
+    pub(crate) var_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     /// Pipeline files.
     #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]
-    pub vars: VarArgs,
+    pub(crate) vars: VarArgs,
     /// Run every step, ignoring the cache (new cache entries are still written).
     #[arg(long)]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// On a failing step, keep its container as a debug image and print how to enter it.
     #[arg(long)]
-    pub keep_failed: bool,
+    pub(crate) keep_failed: bool,
     /// Write a JSON run report to FILE (on success, failure and interrupt).
     #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     /// Attempts for a push or pull that fails with a transient error.
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// First delay between attempts; it doubles each time.
     #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub retry_delay: std::time::Duration,
+    pub(crate) retry_delay: std::time::Duration,
     /// A Docker engine to build on (repeatable): unix://PATH, tcp://HOST:PORT (TLS per
     /// DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, or `?tls=1&cert_path=DIR`), https://, ssh://USER@HOST.
     /// Default: DOCKER_HOST, else the local socket.
     #[arg(long = "engine", value_name = "URL")]
-    pub engines: Vec<String>,
+    pub(crate) engines: Vec<String>,
     /// How many pipelines run at once (default: 4 per engine).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: Option<u32>,
+    pub(crate) jobs: Option<u32>,
     /// After a failure, start nothing new and let running pipelines finish (the default).
     #[arg(long, overrides_with = "keep_going")]
-    pub fail_fast: bool,
+    pub(crate) fail_fast: bool,
     /// After a failure, go on with every pipeline that does not build on the failed one.
     #[arg(long, overrides_with = "fail_fast")]
-    pub keep_going: bool,
+    pub(crate) keep_going: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// Pipeline files (a folder means every `*.toml` in it); several show their graph and order.
     #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]
-    pub vars: VarArgs,
+    pub(crate) vars: VarArgs,
     /// Plan as if the cache were empty.
     #[arg(long)]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// Exit 0 when apply would change nothing, 2 when it would, 1 on error.
     #[arg(long)]
-    pub detailed_exitcode: bool,
+    pub(crate) detailed_exitcode: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    pub(crate) format: Format,
+    /// The engine to plan against (repeatable; the first that answers is used); default:
+    /// DOCKER_HOST, else the local socket.
+    #[arg(long = "engine", value_name = "URL")]
+    pub(crate) engines: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// Pipeline files.
     #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]
-    pub vars: VarArgs,
+    pub(crate) vars: VarArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct GcArgs {
+pub(crate) struct GcArgs {
     /// Show what would be removed without removing it.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
+    /// An engine to collect on (repeatable); default: DOCKER_HOST, else the local socket.
+    #[arg(long = "engine", value_name = "URL")]
+    pub(crate) engines: Vec<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

@@ -6,13 +6,13 @@ use crate::engine::Credentials;
 use crate::model::Login;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
+pub(crate) enum CredentialError {
     #[error("the environment variable `{var}` (password_env for user `{user}`) is not set")]
     MissingPassword { var: String, user: String },
 }
 
 /// Names of `password_env` variables that are not set, for checking before anything runs.
-pub fn missing_passwords<'a>(logins: impl IntoIterator<Item = &'a Login>) -> Vec<&'a Login> {
+pub(crate) fn missing_passwords<'a>(logins: impl IntoIterator<Item = &'a Login>) -> Vec<&'a Login> {
     logins
         .into_iter()
         .filter(|l| std::env::var_os(&l.password_env).is_none())
@@ -20,7 +20,7 @@ pub fn missing_passwords<'a>(logins: impl IntoIterator<Item = &'a Login>) -> Vec
 }
 
 /// Credentials for `registry` (a host, `docker.io` for Docker Hub).
-pub async fn resolve(
+pub(crate) async fn resolve(
     registry: &str,
     login: Option<&Login>,
 ) -> Result<Option<Credentials>, CredentialError> {

@@ -1,14 +1,19 @@
 //! What the executor reports while it works. The library never prints: the command layer
 //! renders these events (terminal, plain lines) and collects them into the run report.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::engine::{OutputStream, Progress};
+use crate::error::Signal;
+use crate::execute::{Applied, ApplyError};
+use crate::model::Pipeline;
+use crate::schedule::Status;
 
 #[derive(Debug, Clone)]
-pub enum Event {
+pub(crate) enum Event {
     /// The base image is present (after a pull when one was needed).
     BaseReady {
         reference: String,
@@ -78,11 +83,48 @@ pub enum Event {
         step: usize,
     },
     Warning(String),
+    /// The pipeline starts on an engine; `after` names the pipeline it builds on and, when
+    /// its image is pulled from a registry, the reference pulled.
+    Started {
+        run_name: String,
+        engine: String,
+        after: Option<(String, Option<String>)>,
+    },
+    /// The pipeline's apply succeeded.
+    Succeeded {
+        applied: Applied,
+        engine: String,
+        duration: Duration,
+    },
+    /// The pipeline's apply failed.
+    Failed {
+        error: Arc<ApplyError>,
+        pipeline: Arc<Pipeline>,
+    },
+    /// The pipeline did not run: skipped, not started, or refused a start (failed).
+    NotRun {
+        status: Status,
+        why: String,
+    },
+    /// Run-wide: an engine stopped answering; the pipelines on it fail, the others go on.
+    EngineLost {
+        endpoint: String,
+        why: String,
+    },
+    /// Run-wide: `--fail-fast` starts nothing new and waits for the running pipelines.
+    Stopping {
+        why: String,
+        running: usize,
+    },
+    /// Run-wide: a signal stops the run; build containers are being removed.
+    Interrupted {
+        signal: Signal,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StepOutcome {
+pub(crate) enum StepOutcome {
     Succeeded,
     Failed { exit_code: i64 },
     TimedOut,
@@ -90,7 +132,7 @@ pub enum StepOutcome {
 }
 
 /// Where events go.
-pub trait Sink: Send + Sync {
+pub(crate) trait Sink: Send + Sync {
     fn event(&self, e: Event);
 }
 

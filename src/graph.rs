@@ -16,43 +16,43 @@ use crate::reference::ImageRef;
 
 /// How a pipeline gets the image it builds on from the pipeline that produces it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Dependency {
+pub(crate) struct Dependency {
     /// Index of the producing pipeline.
-    pub producer: usize,
+    pub(crate) producer: usize,
     /// The base reference as the dependent writes it.
-    pub reference: String,
+    pub(crate) reference: String,
     /// A reference the producer pushes to a registry, which another engine can pull: the base
     /// reference itself when it is a publish target, else the producer's first published tag.
     /// `None` when the producer publishes nothing: the dependent must run on its engine.
-    pub pull_from: Option<String>,
+    pub(crate) pull_from: Option<String>,
     /// Credentials of the publish target `pull_from` names.
     #[serde(skip)]
-    pub login: Option<Login>,
+    pub(crate) login: Option<Login>,
 }
 
 /// One pipeline of the graph.
 #[derive(Debug, Clone, Serialize)]
-pub struct Node {
-    pub name: String,
-    pub file: String,
-    pub dependency: Option<Dependency>,
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) file: String,
+    pub(crate) dependency: Option<Dependency>,
     /// Indexes of the pipelines built on this one.
-    pub dependents: Vec<usize>,
+    pub(crate) dependents: Vec<usize>,
     /// 1 for pipelines without a dependency, else the producer's stage + 1.
-    pub stage: usize,
+    pub(crate) stage: usize,
 }
 
 /// The validated graph.
 #[derive(Debug, Clone, Serialize)]
-pub struct Graph {
-    pub nodes: Vec<Node>,
+pub(crate) struct Graph {
+    pub(crate) nodes: Vec<Node>,
     /// A topological order (producers first; command-line order within a stage).
-    pub order: Vec<usize>,
+    pub(crate) order: Vec<usize>,
 }
 
 /// Why the pipelines cannot be ordered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GraphError {
+pub(crate) enum GraphError {
     /// Several pipelines produce the image another one builds on.
     Ambiguous {
         reference: String,
@@ -93,7 +93,7 @@ impl fmt::Display for GraphError {
 
 /// The key two references are compared by: registry (docker.io and its `library/` spelled out),
 /// path and tag (`latest` when none). References by digest never match a produced tag.
-pub fn key(r: &ImageRef) -> Option<String> {
+pub(crate) fn key(r: &ImageRef) -> Option<String> {
     if r.digest.is_some() {
         return None;
     }
@@ -166,7 +166,7 @@ fn produced(i: usize, p: &Pipeline) -> Vec<(String, Produced)> {
 }
 
 /// Builds and checks the graph of `pipelines` (in command-line order).
-pub fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
+pub(crate) fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
     let mut producers: BTreeMap<String, Vec<Produced>> = BTreeMap::new();
     for (i, p) in pipelines.iter().enumerate() {
         for (k, prod) in produced(i, p) {
@@ -300,12 +300,12 @@ pub fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
 
 impl Graph {
     /// Number of stages (longest dependency chain).
-    pub fn stages(&self) -> usize {
+    pub(crate) fn stages(&self) -> usize {
         self.nodes.iter().map(|n| n.stage).max().unwrap_or(0)
     }
 
     /// The graph and order as text, for `plan`.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = format!(
             "graph: {} pipelines, {} stage(s)\n",
             self.nodes.len(),
@@ -342,7 +342,7 @@ impl Graph {
     }
 
     /// Every transitive dependent of `i`.
-    pub fn descendants(&self, i: usize) -> Vec<usize> {
+    pub(crate) fn descendants(&self, i: usize) -> Vec<usize> {
         let mut out = Vec::new();
         let mut stack = self.nodes[i].dependents.clone();
         while let Some(n) = stack.pop() {

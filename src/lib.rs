@@ -1,47 +1,51 @@
 //! `pipeline`: a version-controlled TOML file in, a published container image out.
 //!
-//! Data flows parse -> validate -> plan -> execute: [`config`] reads the file as written,
-//! [`model`] checks it, [`plan`] decides what to do from what the engine holds, [`execute`]
-//! does it through the [`engine`] boundary and reports [`events`], which the command layer
-//! renders ([`ui`]) and records ([`report`]).
+//! Data flows parse -> validate -> plan -> execute: [`config`] reads the file as written and
+//! checks it into a [`model::Pipeline`], `plan` decides what to do from what the engine holds,
+//! `execute` does it through the `engine` boundary and reports `events`, which the command
+//! layer renders (`ui`) and records (`report`). `schedule` runs one pipeline or a graph of
+//! several over one or more engines. The public API is what the tests, the fuzz target and
+//! the benchmarks need: [`run`], [`config`], [`diag`], [`model`] and [`schema_json`].
 
-pub mod archive;
-pub mod cache;
-pub mod cli;
-pub mod commands;
+mod archive;
+mod cache;
+mod cli;
+mod commands;
 pub mod config;
-pub mod credentials;
+mod credentials;
 pub mod diag;
-pub mod engine;
-pub mod events;
-pub mod execute;
-pub mod exit;
-pub mod graph;
+mod engine;
+mod error;
+mod events;
+mod execute;
+mod graph;
 pub mod model;
-pub mod plan;
+mod plan;
 pub mod reference;
-pub mod report;
-pub mod schedule;
-pub mod ui;
+mod report;
+mod schedule;
+#[cfg(test)]
+mod testing;
+mod ui;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Parses the arguments, runs the command and returns the process exit code.
+pub use commands::schema_json;
+
+/// Parses the arguments, runs the command, renders its error if it failed, and returns the
+/// process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    let ui = ui::Ui::new(cli.progress);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -49,11 +53,18 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::INTERNAL);
+            let e = error::CliError::Runtime(format!("cannot start the async runtime: {e}"));
+            e.render(&ui);
+            return ExitCode::from(e.code());
         }
     };
-    let code = runtime.block_on(commands::dispatch(cli));
+    let code = match runtime.block_on(commands::dispatch(cli, &ui)) {
+        Ok(status) => status.code(),
+        Err(e) => {
+            e.render(&ui);
+            e.code()
+        }
+    };
     // Blocking tasks (archive writers) must not keep the process alive after an interrupt.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     ExitCode::from(code)

@@ -7,75 +7,129 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::engine::EngineError;
+use crate::error::ExitStatus;
 use crate::events::{Event, Sink, StepOutcome};
+use crate::execute::ApplyError;
+use crate::graph::Graph;
+use crate::model::Pipeline;
+use crate::schedule::{Status, Summary};
+
+/// How a run (or one pipeline of it) ended, as the report says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+    Skipped,
+    NotStarted,
+}
+
+impl From<Status> for RunStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Succeeded => RunStatus::Succeeded,
+            Status::Failed => RunStatus::Failed,
+            Status::Skipped => RunStatus::Skipped,
+            Status::NotStarted => RunStatus::NotStarted,
+            Status::Interrupted => RunStatus::Interrupted,
+        }
+    }
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StepStatus {
+    NotRun,
+    Cached,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Error,
+    Interrupted,
+}
+
+/// What happened to one push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PushStatus {
+    Pushed,
+    UpToDate,
+    Failed,
+}
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Format version of this report.
-    pub report_version: u32,
+    pub(crate) report_version: u32,
     /// The tool's version.
-    pub tool_version: String,
-    pub pipeline: String,
-    pub file: String,
+    pub(crate) tool_version: String,
+    pub(crate) pipeline: String,
+    pub(crate) file: String,
     /// Prefix of the names of every container this run created (`pipeline-<runid>`); empty
     /// when the run never reached the engine.
-    pub run_name: String,
-    /// `succeeded`, `failed` or `interrupted`.
-    pub status: String,
-    pub exit_code: u8,
-    pub error: Option<String>,
-    pub started_at: String,
-    pub duration_ms: u128,
-    pub base: Option<BaseRecord>,
-    pub steps: Vec<StepRecord>,
-    pub image: Option<ImageRecord>,
-    pub pushes: Vec<PushRecord>,
+    pub(crate) run_name: String,
+    /// `succeeded`, `failed`, `interrupted`; in a multi-pipeline report also `skipped`
+    /// and `not_started`.
+    pub(crate) status: RunStatus,
+    pub(crate) exit_code: u8,
+    pub(crate) error: Option<String>,
+    pub(crate) started_at: String,
+    pub(crate) duration_ms: u128,
+    pub(crate) base: Option<BaseRecord>,
+    pub(crate) steps: Vec<StepRecord>,
+    pub(crate) image: Option<ImageRecord>,
+    pub(crate) pushes: Vec<PushRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct BaseRecord {
-    pub reference: String,
-    pub id: String,
-    pub pulled: bool,
+pub(crate) struct BaseRecord {
+    pub(crate) reference: String,
+    pub(crate) id: String,
+    pub(crate) pulled: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StepRecord {
-    pub index: usize,
-    pub name: String,
+pub(crate) struct StepRecord {
+    pub(crate) index: usize,
+    pub(crate) name: String,
     /// `cached`, `succeeded`, `failed`, `timed_out`, `error`, `interrupted` or `not_run`.
-    pub status: String,
-    pub cached: bool,
-    pub exit_code: Option<i64>,
-    pub duration_ms: Option<u128>,
+    pub(crate) status: StepStatus,
+    pub(crate) cached: bool,
+    pub(crate) exit_code: Option<i64>,
+    pub(crate) duration_ms: Option<u128>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ImageRecord {
-    pub id: String,
-    pub tags: Vec<String>,
-    pub reused: bool,
+pub(crate) struct ImageRecord {
+    pub(crate) id: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) reused: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PushRecord {
-    pub repository: String,
-    pub tag: String,
+pub(crate) struct PushRecord {
+    pub(crate) repository: String,
+    pub(crate) tag: String,
     /// Manifest digest in that registry (`sha256:...`), when the push succeeded.
-    pub digest: Option<String>,
+    pub(crate) digest: Option<String>,
     /// `pushed`, `up_to_date` or `failed`.
-    pub status: String,
-    pub attempts: u32,
+    pub(crate) status: PushStatus,
+    pub(crate) attempts: u32,
 }
 
 /// Collects events into a report.
-pub struct Recorder {
+pub(crate) struct Recorder {
     started: Instant,
     state: Mutex<Report>,
 }
 
 impl Recorder {
-    pub fn new(pipeline: &crate::model::Pipeline, run_name: &str) -> Self {
+    pub(crate) fn new(pipeline: &Pipeline) -> Self {
         let steps = pipeline
             .steps
             .iter()
@@ -83,7 +137,7 @@ impl Recorder {
             .map(|(i, s)| StepRecord {
                 index: i + 1,
                 name: s.name.clone(),
-                status: "not_run".into(),
+                status: StepStatus::NotRun,
                 cached: false,
                 exit_code: None,
                 duration_ms: None,
@@ -96,8 +150,8 @@ impl Recorder {
                 tool_version: env!("CARGO_PKG_VERSION").into(),
                 pipeline: pipeline.name.clone(),
                 file: pipeline.file.display().to_string(),
-                run_name: run_name.into(),
-                status: "running".into(),
+                run_name: String::new(),
+                status: RunStatus::Running,
                 exit_code: 0,
                 error: None,
                 started_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -111,12 +165,16 @@ impl Recorder {
     }
 
     /// The final report.
-    pub fn finish(&self, status: &str, exit_code: u8, error: Option<String>) -> Report {
+    pub(crate) fn finish(&self, status: RunStatus, exit_code: u8, error: Option<String>) -> Report {
         let mut r = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        r.status = status.into();
-        if status == "interrupted" {
-            for s in r.steps.iter_mut().filter(|s| s.status == "running") {
-                s.status = "interrupted".into();
+        r.status = status;
+        if status == RunStatus::Interrupted {
+            for s in r
+                .steps
+                .iter_mut()
+                .filter(|s| s.status == StepStatus::Running)
+            {
+                s.status = StepStatus::Interrupted;
             }
         }
         r.exit_code = exit_code;
@@ -143,13 +201,13 @@ impl Sink for Recorder {
             }
             Event::StepCached { index, .. } => {
                 if let Some(s) = r.steps.get_mut(index - 1) {
-                    s.status = "cached".into();
+                    s.status = StepStatus::Cached;
                     s.cached = true;
                 }
             }
             Event::StepStarted { index, .. } => {
                 if let Some(s) = r.steps.get_mut(index - 1) {
-                    s.status = "running".into();
+                    s.status = StepStatus::Running;
                 }
             }
             Event::StepFinished {
@@ -160,12 +218,11 @@ impl Sink for Recorder {
                 if let Some(s) = r.steps.get_mut(index - 1) {
                     s.duration_ms = Some(duration.as_millis());
                     s.status = match outcome {
-                        StepOutcome::Succeeded => "succeeded",
-                        StepOutcome::Failed { .. } => "failed",
-                        StepOutcome::TimedOut => "timed_out",
-                        StepOutcome::Error => "error",
-                    }
-                    .into();
+                        StepOutcome::Succeeded => StepStatus::Succeeded,
+                        StepOutcome::Failed { .. } => StepStatus::Failed,
+                        StepOutcome::TimedOut => StepStatus::TimedOut,
+                        StepOutcome::Error => StepStatus::Error,
+                    };
                     s.exit_code = match outcome {
                         StepOutcome::Succeeded => Some(0),
                         StepOutcome::Failed { exit_code } => Some(exit_code),
@@ -194,30 +251,41 @@ impl Sink for Recorder {
                 repository,
                 tag,
                 digest: Some(digest),
-                status: if up_to_date { "up_to_date" } else { "pushed" }.into(),
+                status: if up_to_date {
+                    PushStatus::UpToDate
+                } else {
+                    PushStatus::Pushed
+                },
                 attempts,
             }),
+            Event::Started { run_name, .. } => {
+                r.run_name = run_name;
+                r.started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            }
+            Event::Failed { error, .. } => {
+                if let ApplyError::Push {
+                    repository,
+                    tag,
+                    attempts,
+                    ..
+                } = &*error
+                {
+                    r.pushes.push(PushRecord {
+                        repository: repository.clone(),
+                        tag: tag.clone(),
+                        digest: None,
+                        status: PushStatus::Failed,
+                        attempts: *attempts,
+                    });
+                }
+            }
             _ => {}
         }
     }
 }
 
-impl Recorder {
-    /// Records a push that failed for good.
-    pub fn push_failed(&self, repository: &str, tag: &str, attempts: u32) {
-        let mut r = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        r.pushes.push(PushRecord {
-            repository: repository.into(),
-            tag: tag.into(),
-            digest: None,
-            status: "failed".into(),
-            attempts,
-        });
-    }
-}
-
 /// Sends every event to each sink in turn.
-pub struct Tee<'a>(pub Vec<&'a dyn Sink>);
+pub(crate) struct Tee<'a>(pub Vec<&'a dyn Sink>);
 
 impl Sink for Tee<'_> {
     fn event(&self, e: Event) {
@@ -225,4 +293,123 @@ impl Sink for Tee<'_> {
             s.event(e.clone());
         }
     }
+}
+
+/// One pipeline in the JSON report of a multi-pipeline apply.
+#[derive(Debug, Serialize)]
+pub(crate) struct Entry {
+    /// The engine it ran on.
+    pub(crate) engine: Option<String>,
+    #[serde(flatten)]
+    pub(crate) report: Report,
+}
+
+/// The JSON report of a multi-pipeline apply (`--report`): one entry per pipeline, in
+/// command-line order, each the single-pipeline report plus the engine it ran on.
+#[derive(Debug, Serialize)]
+pub(crate) struct MultiReport {
+    pub(crate) report_version: u32,
+    pub(crate) status: RunStatus,
+    pub(crate) exit_code: u8,
+    pub(crate) duration_ms: u128,
+    pub(crate) engines: Vec<String>,
+    /// Pipeline names in the order the graph allows.
+    pub(crate) order: Vec<String>,
+    pub(crate) pipelines: Vec<Entry>,
+}
+
+/// The report of a run: for one pipeline, the single-pipeline report itself.
+pub(crate) fn of_run(
+    pipelines: &[Pipeline],
+    graph: &Graph,
+    engines: &[String],
+    summary: &Summary,
+    recorders: &[Recorder],
+) -> serde_json::Result<Vec<u8>> {
+    let reports: Vec<Report> = recorders
+        .iter()
+        .zip(&summary.outcomes)
+        .map(|(r, o)| {
+            let code = o.exit.map_or(0, ExitStatus::code);
+            let mut report = r.finish(o.status.into(), code, o.detail.clone());
+            // Its own run, not until the report is written (the others may run longer).
+            report.duration_ms = match (o.started, o.finished) {
+                (Some(s), Some(f)) => (f - s).as_millis(),
+                _ => 0,
+            };
+            report
+        })
+        .collect();
+    if reports.len() == 1 {
+        return serde_json::to_vec_pretty(&reports[0]);
+    }
+    let status = match summary.exit {
+        ExitStatus::Success => RunStatus::Succeeded,
+        ExitStatus::Interrupted(_) => RunStatus::Interrupted,
+        _ => RunStatus::Failed,
+    };
+    serde_json::to_vec_pretty(&MultiReport {
+        report_version: 1,
+        status,
+        exit_code: summary.exit.code(),
+        duration_ms: summary.elapsed.as_millis(),
+        engines: engines.to_vec(),
+        order: graph
+            .order
+            .iter()
+            .map(|&i| pipelines[i].name.clone())
+            .collect(),
+        pipelines: reports
+            .into_iter()
+            .zip(&summary.outcomes)
+            .map(|(report, o)| Entry {
+                engine: o.engine.map(|e| engines[e].clone()),
+                report,
+            })
+            .collect(),
+    })
+}
+
+/// The report of a run that reached no engine: every pipeline failed with `error`.
+pub(crate) fn of_unreached(
+    pipelines: &[Pipeline],
+    error: &EngineError,
+) -> serde_json::Result<Vec<u8>> {
+    let reports: Vec<Report> = pipelines
+        .iter()
+        .map(|p| {
+            Recorder::new(p).finish(
+                RunStatus::Failed,
+                ExitStatus::EngineFailed.code(),
+                Some(error.to_string()),
+            )
+        })
+        .collect();
+    if reports.len() == 1 {
+        return serde_json::to_vec_pretty(&reports[0]);
+    }
+    serde_json::to_vec_pretty(&MultiReport {
+        report_version: 1,
+        status: RunStatus::Failed,
+        exit_code: ExitStatus::EngineFailed.code(),
+        duration_ms: 0,
+        engines: Vec::new(),
+        order: pipelines.iter().map(|p| p.name.clone()).collect(),
+        pipelines: reports
+            .into_iter()
+            .map(|report| Entry {
+                engine: None,
+                report,
+            })
+            .collect(),
+    })
+}
+
+/// Writes a JSON report to `path`.
+pub(crate) fn save(
+    path: &std::path::Path,
+    json: serde_json::Result<Vec<u8>>,
+) -> std::io::Result<()> {
+    let json = json.map_err(std::io::Error::other)?;
+    std::fs::write(path, json)
 }

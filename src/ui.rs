@@ -9,10 +9,15 @@ use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::Progress;
+use crate::engine::{EngineError, OutputStream, Progress as Transfer};
+use crate::error::Signal;
 use crate::events::{Event, Sink, StepOutcome};
+use crate::execute::{Applied, ApplyError};
+use crate::model::Pipeline;
+use crate::schedule::{Status, Summary};
 
 /// The human renderer.
-pub struct Ui {
+pub(crate) struct Ui {
     tty: bool,
     /// Prefix of every line (the pipeline's name when several run).
     prefix: String,
@@ -22,7 +27,7 @@ pub struct Ui {
 }
 
 impl Ui {
-    pub fn new(mode: Progress) -> Self {
+    pub(crate) fn new(mode: Progress) -> Self {
         let tty = match mode {
             Progress::Auto => std::io::stderr().is_terminal(),
             Progress::Tty => true,
@@ -39,24 +44,29 @@ impl Ui {
         }
     }
 
-    /// The renderer of one of several pipelines running at once: same style, every line
-    /// prefixed with `[prefix]`, no live spinner.
-    pub fn for_pipeline(&self, prefix: impl Into<String>) -> Ui {
+    /// The renderer of one pipeline of a run: same style; with several pipelines every line
+    /// is prefixed with `[name]` and there is no live spinner (they would fight).
+    pub(crate) fn for_pipeline(&self, name: &str, several: bool) -> Ui {
         Ui {
             tty: self.tty,
-            prefix: prefix.into(),
+            prefix: if several {
+                name.to_string()
+            } else {
+                String::new()
+            },
             bar: Mutex::new(None),
-            live: false,
+            live: !several,
         }
     }
 
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
+    /// Prints rendered diagnostics as they are.
+    pub(crate) fn diagnostics(&self, rendered: &str) {
+        self.stop_spin();
+        let _ = write!(std::io::stderr().lock(), "{rendered}");
     }
 
     /// Prints one line to stderr, above any progress bar.
-    pub fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         let text = if self.prefix.is_empty() {
             text.to_string()
         } else {
@@ -102,14 +112,27 @@ impl Ui {
         }
     }
 
-    pub fn error(&self, text: &str) {
+    pub(crate) fn error(&self, text: &str) {
         self.stop_spin();
         self.line(&format!("{} {text}", style("error:").red().bold()));
     }
 
-    pub fn hint(&self, text: &str) {
+    pub(crate) fn hint(&self, text: &str) {
         self.line(&format!("{} {text}", style("hint:").cyan()));
     }
+}
+
+/// ` 12.0 MiB/30.5 MiB` for a layer in transfer, else nothing.
+fn bytes_done(p: &Transfer) -> String {
+    match (p.current, p.total) {
+        (Some(c), Some(t)) if t > 0 => format!(" {}/{}", mib(c), mib(t)),
+        (Some(c), _) if c > 0 => format!(" {}", mib(c)),
+        _ => String::new(),
+    }
+}
+
+fn mib(bytes: i64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn secs(d: Duration) -> String {
@@ -129,9 +152,9 @@ impl Sink for Ui {
                 self.line(&format!("base {reference} {how} ({})", short(&id)));
             }
             Event::PullProgress(p) => {
-                let layer = p.id.map(|i| format!("{i}: ")).unwrap_or_default();
                 if self.tty {
-                    self.spin(format!("pull {layer}{}", p.status));
+                    let layer = p.id.as_ref().map(|i| format!("{i}: ")).unwrap_or_default();
+                    self.spin(format!("pull {layer}{}{}", p.status, bytes_done(&p)));
                 }
             }
             Event::StepCached { index, total, name } => {
@@ -146,9 +169,17 @@ impl Sink for Ui {
                     style("step").bold()
                 ));
             }
-            Event::StepOutput { index, line, .. } => {
+            Event::StepOutput {
+                index,
+                stream,
+                line,
+            } => {
                 if self.tty {
-                    self.line(&format!("  {} {line}", style("│").dim()));
+                    let bar = match stream {
+                        OutputStream::Stdout => style("│").dim(),
+                        OutputStream::Stderr => style("│").red(),
+                    };
+                    self.line(&format!("  {bar} {line}"));
                 } else {
                     self.line(&format!("[step {index}] {line}"));
                 }
@@ -215,10 +246,15 @@ impl Sink for Ui {
                 progress,
             } => {
                 if self.tty {
-                    let layer = progress.id.map(|i| format!(" {i}")).unwrap_or_default();
+                    let layer = progress
+                        .id
+                        .as_ref()
+                        .map(|i| format!(" {i}"))
+                        .unwrap_or_default();
                     self.spin(format!(
-                        "push {repository}:{tag}{layer} {}",
-                        progress.status
+                        "push {repository}:{tag}{layer} {}{}",
+                        progress.status,
+                        bytes_done(&progress)
                     ));
                 }
             }
@@ -269,13 +305,163 @@ impl Sink for Ui {
                 ));
             }
             Event::Warning(w) => self.line(&format!("{} {w}", style("warning:").yellow())),
+            Event::Started { engine, after, .. } => {
+                let how = match after {
+                    Some((producer, None)) => format!(" (after `{producer}`, same engine)"),
+                    Some((producer, Some(pulled))) => {
+                        format!(" (after `{producer}`, pulling `{pulled}`)")
+                    }
+                    None => String::new(),
+                };
+                self.line(&format!("start on {engine}{how}"));
+            }
+            Event::Succeeded {
+                applied,
+                engine,
+                duration,
+            } => {
+                self.stop_spin();
+                print_applied(&applied);
+                self.line(&format!("succeeded on {engine} in {}", secs(duration)));
+            }
+            Event::Failed { error, pipeline } => self.explain(&error, &pipeline),
+            Event::NotRun { status, why } => match status {
+                Status::Failed => self.error(&format!("cannot start: {why}")),
+                _ => self.line(&why),
+            },
+            Event::EngineLost { endpoint, why } => self.error(&format!(
+                "engine {endpoint} is unreachable ({why}): the pipelines on it fail, the others go on"
+            )),
+            Event::Stopping { why, running } => self.line(&format!(
+                "{why}; starting nothing new, waiting for {running} running {}",
+                plural(running, "pipeline", "pipelines")
+            )),
+            Event::Interrupted { signal } => {
+                let name = match signal {
+                    Signal::Interrupt => "interrupted",
+                    Signal::Terminate => "terminated",
+                };
+                self.error(&format!("{name}: removing the build containers"));
+            }
         }
     }
 }
 
+impl Ui {
+    /// Prints an apply error with what the user needs next: the last output lines, what was
+    /// pushed, where the image is, how to retry.
+    fn explain(&self, e: &ApplyError, p: &Pipeline) {
+        self.error(&e.to_string());
+        match e {
+            ApplyError::StepFailed { tail, .. } | ApplyError::StepTimedOut { tail, .. } => {
+                if !tail.is_empty() {
+                    self.line("last output:");
+                    for l in tail {
+                        self.line(&format!("  {l}"));
+                    }
+                }
+                self.hint("fix the step and apply again: the build resumes from the last checkpoint before it");
+            }
+            ApplyError::Push {
+                repository,
+                tag,
+                source,
+                image,
+                pushed,
+                ..
+            } => {
+                if let EngineError::Auth(_) = **source {
+                    let user = p
+                        .publish
+                        .iter()
+                        .find(|t| t.repository.repository() == *repository)
+                        .and_then(|t| t.login.as_ref())
+                        .map(|l| format!("user `{}`", l.username))
+                        .unwrap_or_else(|| "the docker config's credentials (or none)".into());
+                    self.line(&format!("the registry refused {user} for `{repository}`"));
+                }
+                if pushed.is_empty() {
+                    self.line("nothing was pushed");
+                } else {
+                    self.line("pushed before the failure:");
+                    for p in pushed {
+                        self.line(&format!("  {}:{}@{}", p.repository, p.tag, p.digest));
+                    }
+                }
+                self.line(&format!("the image is kept in the engine as {image}"));
+                self.hint(&format!(
+                    "apply again to retry (the build is cached), or push by hand: docker push {repository}:{tag}"
+                ));
+            }
+            ApplyError::BaseMissing { reference } => {
+                self.hint(&format!("load it (`docker pull`, `docker load`, `docker import`) or set `pull = \"missing\"` for `{reference}`"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `1 step`, `2 steps`.
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The summary of a run of several pipelines, one line per pipeline.
+pub(crate) fn render_summary(
+    pipelines: &[Pipeline],
+    summary: &Summary,
+    engines: &[String],
+) -> String {
+    let count = |s: Status| summary.outcomes.iter().filter(|o| o.status == s).count();
+    let mut out = format!(
+        "summary: {} succeeded, {} failed, {} skipped, {} not started in {:.1}s on {}\n",
+        count(Status::Succeeded),
+        count(Status::Failed) + count(Status::Interrupted),
+        count(Status::Skipped),
+        count(Status::NotStarted),
+        summary.elapsed.as_secs_f64(),
+        plural(engines.len(), "engine", "engines")
+    );
+    let width = pipelines.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for (p, o) in pipelines.iter().zip(&summary.outcomes) {
+        let engine = o
+            .engine
+            .map(|e| engines[e].clone())
+            .unwrap_or_else(|| "-".into());
+        let took = match (o.started, o.finished) {
+            (Some(s), Some(f)) => secs(f - s),
+            _ => "-".into(),
+        };
+        let what = match (&o.status, &o.applied, &o.detail) {
+            (Status::Succeeded, Some(a), _) => format!("image {}", short(&a.image)),
+            (Status::Failed | Status::Interrupted, _, Some(d)) => {
+                format!("exit {}: {d}", o.exit.map_or(1, |x| x.code()))
+            }
+            (_, _, Some(d)) => d.clone(),
+            _ => String::new(),
+        };
+        let word = match o.status {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::NotStarted => "not_started",
+            Status::Interrupted => "interrupted",
+        };
+        out.push_str(&format!(
+            "  {word:<11} {:<width$}  {engine}  {took}  {what}\n",
+            p.name
+        ));
+    }
+    out
+}
+
 /// Prints what an apply produced on stdout, for scripts: `image ID`, `tagged REF` and
 /// `pushed REPO:TAG@DIGEST` lines.
-pub fn print_applied(applied: &crate::execute::Applied) {
+fn print_applied(applied: &Applied) {
     println!("image {}", applied.image);
     for t in &applied.tags {
         println!("tagged {t}");
@@ -286,7 +472,7 @@ pub fn print_applied(applied: &crate::execute::Applied) {
 }
 
 /// The short form of an image id, as docker prints it.
-pub fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
 }

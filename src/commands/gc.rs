@@ -1,104 +1,41 @@
-use std::collections::{HashMap, HashSet};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::cache::{CheckpointNote, LAST_PREFIX};
 use crate::cli::GcArgs;
-use crate::engine::{CacheImage, Engine, CACHE_REPOSITORY};
-use crate::exit;
+use crate::engine::{Engine, CACHE_REPOSITORY};
+use crate::error::{CliError, ExitStatus};
 use crate::ui::{short, Ui};
 
-pub async fn run(args: GcArgs, ui: &Ui) -> u8 {
-    let engine = match super::connect(ui).await {
-        Ok(e) => e,
-        Err(code) => return code,
-    };
-    let doomed = match collect(&engine).await {
-        Ok(d) => d,
-        Err(e) => {
-            ui.error(&e.to_string());
-            return exit::ENGINE;
-        }
-    };
-    for (id, keys) in &doomed {
-        for key in keys {
-            let reference = format!("{CACHE_REPOSITORY}:{key}");
-            if args.dry_run {
-                println!("would remove {reference} ({})", short(id));
-            } else if let Err(e) = engine.remove_image(&reference).await {
-                ui.error(&format!("cannot remove {reference}: {e}"));
-                return exit::ENGINE;
-            } else {
-                println!("removed {reference} ({})", short(id));
+pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
+    let engines = super::engines(&args.engines, ui).await?;
+    let several = engines.len() > 1;
+    let mut removed_any = false;
+    for engine in &engines {
+        let on = if several {
+            format!(" on {}", engine.endpoint())
+        } else {
+            String::new()
+        };
+        let unused = crate::cache::unused(engine).await?;
+        for (id, keys) in &unused {
+            for key in keys {
+                let reference = format!("{CACHE_REPOSITORY}:{key}");
+                if args.dry_run {
+                    println!("would remove {reference} ({}){on}", short(id));
+                    continue;
+                }
+                match engine.remove_image(&reference).await {
+                    Ok(()) => println!("removed {reference} ({}){on}", short(id)),
+                    // An apply running now uses it: leave it, go on with the rest.
+                    Err(e) if e.is_conflict() => ui.line(&format!(
+                        "kept {reference} ({}){on}: in use by a container ({e})",
+                        short(id)
+                    )),
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
+        removed_any |= !unused.is_empty();
     }
-    if doomed.is_empty() {
-        eprintln!("nothing to remove");
+    if !removed_any {
+        ui.line("nothing to remove");
     }
-    exit::OK
-}
-
-/// Cache images no longer used by the newest apply of their pipeline. Kept, per pipeline:
-/// the image its newest apply produced (the `last-*` pointer tag) with its ancestors and the
-/// checkpoint of all its steps (same layers, needed when only the commit changes next), and
-/// the newest checkpoint with its ancestors (what a failed apply will resume from).
-pub async fn collect<E: Engine>(
-    engine: &E,
-) -> Result<Vec<(String, Vec<String>)>, crate::engine::EngineError> {
-    let cache = engine.list_cache().await?;
-    let mut info: HashMap<&str, (Option<CheckpointNote>, SystemTime, Vec<String>)> = HashMap::new();
-    for c in &cache {
-        if let Some(i) = engine.inspect_image(&c.id).await? {
-            let created = humantime::parse_rfc3339_weak(&i.created).unwrap_or(UNIX_EPOCH);
-            info.insert(
-                c.id.as_str(),
-                (CheckpointNote::from_comment(&i.comment), created, i.layers),
-            );
-        }
-    }
-    let by_id: HashMap<&str, &CacheImage> = cache.iter().map(|c| (c.id.as_str(), c)).collect();
-    let mut keep: HashSet<String> = HashSet::new();
-    let keep_with_ancestors = |id: &str, keep: &mut HashSet<String>| {
-        let mut cur = by_id.get(id).copied();
-        while let Some(c) = cur {
-            if !keep.insert(c.id.clone()) {
-                break;
-            }
-            cur = by_id.get(c.parent.as_str()).copied();
-        }
-    };
-    // What the newest applies produced.
-    let finals: Vec<&CacheImage> = cache
-        .iter()
-        .filter(|c| c.keys.iter().any(|k| k.starts_with(LAST_PREFIX)))
-        .collect();
-    for f in &finals {
-        keep_with_ancestors(&f.id, &mut keep);
-        let layers = info.get(f.id.as_str()).map(|i| &i.2);
-        let all_steps = info
-            .iter()
-            .filter(|(_, (note, _, l))| note.is_some() && Some(l) == layers)
-            .max_by_key(|(_, (_, created, _))| *created);
-        if let Some((id, _)) = all_steps {
-            keep_with_ancestors(id, &mut keep);
-        }
-    }
-    // The newest checkpoint of each pipeline.
-    let mut newest: HashMap<&str, (&str, SystemTime)> = HashMap::new();
-    for (id, (note, created, _)) in &info {
-        if let Some(n) = note {
-            let slot = newest.entry(n.pipeline.as_str()).or_insert((id, *created));
-            if *created > slot.1 {
-                *slot = (id, *created);
-            }
-        }
-    }
-    for (id, _) in newest.values() {
-        keep_with_ancestors(id, &mut keep);
-    }
-    Ok(cache
-        .iter()
-        .filter(|c| !keep.contains(&c.id))
-        .map(|c| (c.id.clone(), c.keys.clone()))
-        .collect())
+    Ok(ExitStatus::Success)
 }

@@ -1,4 +1,5 @@
-//! One file per subcommand: glue between the CLI, the library and the renderers.
+//! One file per subcommand: glue between the CLI, the library and the renderers. Commands
+//! return how they ended; errors are rendered once, by [`crate::run`].
 
 mod apply;
 mod gc;
@@ -10,21 +11,21 @@ use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, VarArgs};
 use crate::config::{self, Overrides};
+use crate::engine::connect::{self, ConnectError};
 use crate::engine::docker::DockerEngine;
-use crate::exit;
+use crate::error::{CliError, ExitStatus};
 use crate::model::Pipeline;
 use crate::ui::Ui;
 
 pub use schema::schema_json;
 
-pub async fn dispatch(cli: Cli) -> u8 {
-    let ui = Ui::new(cli.progress);
+pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> {
     match cli.command {
-        Command::Apply(args) => apply::run(args, &ui).await,
-        Command::Plan(args) => plan::run(args, &ui).await,
-        Command::Validate(args) => validate::run(args),
+        Command::Apply(args) => apply::run(args, ui).await,
+        Command::Plan(args) => plan::run(args, ui).await,
+        Command::Validate(args) => validate::run(args, ui),
         Command::Schema => schema::run(),
-        Command::Gc(args) => gc::run(args, &ui).await,
+        Command::Gc(args) => gc::run(args, ui).await,
     }
 }
 
@@ -35,18 +36,19 @@ fn overrides(v: &VarArgs) -> Overrides {
     }
 }
 
-/// Loads and validates every file; prints every diagnostic of every file on failure.
-fn load_all(files: &[PathBuf], vars: &VarArgs) -> Result<Vec<Pipeline>, u8> {
-    config::load_all(files, &overrides(vars)).map_err(|reports| {
-        for r in reports {
-            eprint!("{}", r.render());
-        }
-        exit::USAGE
-    })
+/// Loads and validates every file (folders expanded): every problem of every file at once.
+fn load_all(files: &[PathBuf], vars: &VarArgs) -> Result<Vec<Pipeline>, CliError> {
+    let pipelines = config::load_all(files, &overrides(vars)).map_err(CliError::Invalid)?;
+    if pipelines.is_empty() {
+        return Err(CliError::Usage(
+            "no pipeline files (a folder needs `*.toml` files)".into(),
+        ));
+    }
+    Ok(pipelines)
 }
 
 /// Checks that every `password_env` variable is set, before anything runs.
-fn check_passwords(pipelines: &[Pipeline], ui: &Ui) -> Result<(), u8> {
+fn check_passwords(pipelines: &[Pipeline]) -> Result<(), CliError> {
     let logins = pipelines.iter().flat_map(|p| {
         p.base
             .login
@@ -54,36 +56,26 @@ fn check_passwords(pipelines: &[Pipeline], ui: &Ui) -> Result<(), u8> {
             .chain(p.publish.iter().filter_map(|t| t.login.as_ref()))
     });
     let missing = crate::credentials::missing_passwords(logins);
-    for l in &missing {
-        ui.error(&format!(
-            "the environment variable `{}` (password_env for user `{}`) is not set",
-            l.password_env, l.username
-        ));
-    }
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(exit::USAGE)
+        Err(CliError::MissingPasswords(
+            missing.into_iter().cloned().collect(),
+        ))
     }
 }
 
-async fn connect(ui: &Ui) -> Result<DockerEngine, u8> {
-    DockerEngine::connect().await.map_err(|e| {
-        ui.error(&e.to_string());
-        ui.hint("start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST at a running one");
-        exit::ENGINE
-    })
-}
-
-/// Writes a JSON run report; a failure to write it is reported, never fatal.
-pub(crate) fn save_report(path: &std::path::Path, json: serde_json::Result<Vec<u8>>, ui: &Ui) {
-    let written = json
-        .map_err(std::io::Error::other)
-        .and_then(|json| std::fs::write(path, json));
-    if let Err(e) = written {
-        ui.error(&format!(
-            "cannot write the report to `{}`: {e}",
-            path.display()
-        ));
+/// Connects to the engines of `--engine` (or `DOCKER_HOST`, else the local socket); names
+/// the ones left out because they do not answer.
+async fn engines(urls: &[String], ui: &Ui) -> Result<Vec<DockerEngine>, CliError> {
+    match connect::connect_all(urls).await {
+        Ok(c) => {
+            for e in c.left_out {
+                ui.error(&format!("{e} (this engine is left out)"));
+            }
+            Ok(c.engines)
+        }
+        Err(ConnectError::Usage(e)) => Err(CliError::Usage(e)),
+        Err(ConnectError::NoEngine(e)) => Err(CliError::NoEngine(e)),
     }
 }

@@ -1,47 +1,36 @@
 use std::collections::HashMap;
 
-use crate::cache::{CheckpointNote, StepInputs};
 use crate::cli::{Format, PlanArgs};
-use crate::credentials;
 use crate::engine::Engine;
-use crate::exit;
-use crate::plan::{self, Observed, Plan, PushStatus, StepStatus};
-use crate::ui::{short, Ui};
+use crate::error::{CliError, ExitStatus};
+use crate::plan::{observe, Plan, PushStatus, StepStatus};
+use crate::ui::{self, short, Ui};
 
-pub async fn run(args: PlanArgs, ui: &Ui) -> u8 {
-    let error = if args.detailed_exitcode {
-        exit::INTERNAL
-    } else {
-        exit::USAGE
-    };
-    let pipelines = match super::load_all(&args.files, &args.vars) {
-        Ok(p) => p,
-        Err(_) => return error,
-    };
+pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
+    let detailed = args.detailed_exitcode;
+    plan(args, ui).await.map_err(|e| {
+        if detailed {
+            CliError::Detailed(Box::new(e))
+        } else {
+            e
+        }
+    })
+}
+
+async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
+    let pipelines = super::load_all(&args.files, &args.vars)?;
     // Several pipelines: their dependency graph decides the order (and is validated first).
-    let graph = match crate::graph::build(&pipelines) {
-        Ok(g) => g,
-        Err(errors) => {
-            for e in errors {
-                ui.error(&e.to_string());
-            }
-            return error;
-        }
-    };
+    let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
     let multi = pipelines.len() > 1;
-    if super::check_passwords(&pipelines, ui).is_err() {
-        return error;
+    super::check_passwords(&pipelines)?;
+    let engines = super::engines(&args.engines, ui).await?;
+    let engine = &engines[0];
+    if engines.len() > 1 {
+        ui.line(&format!(
+            "planning against {}: apply places each pipeline on the least loaded engine",
+            engine.endpoint()
+        ));
     }
-    let engine = match super::connect(ui).await {
-        Ok(e) => e,
-        Err(code) => {
-            return if args.detailed_exitcode {
-                exit::INTERNAL
-            } else {
-                code
-            }
-        }
-    };
     let mut changes = false;
     let mut plans = Vec::new();
     let mut produced: HashMap<usize, Option<String>> = HashMap::new();
@@ -51,17 +40,12 @@ pub async fn run(args: PlanArgs, ui: &Ui) -> u8 {
             .dependency
             .as_ref()
             .map(|d| produced.get(&d.producer).cloned().flatten());
-        let plan = match observe(&engine, p, args.no_cache, known_base).await {
-            Ok(plan) => plan,
-            Err(e) => {
-                ui.error(&e);
-                return if args.detailed_exitcode {
-                    exit::INTERNAL
-                } else {
-                    exit::ENGINE
-                };
-            }
-        };
+        let plan = observe::plan(engine, p, args.no_cache, known_base)
+            .await
+            .map_err(|e| CliError::Plan {
+                pipeline: p.name.clone(),
+                detail: e.to_string(),
+            })?;
         changes |= !plan.is_noop();
         // A dependent plans against its producer's result: the current one unless the producer
         // would make a new image first.
@@ -99,82 +83,11 @@ pub async fn run(args: PlanArgs, ui: &Ui) -> u8 {
             Format::Text => print!("{}", graph.render()),
         }
     }
-    if args.detailed_exitcode && changes {
-        exit::USAGE
+    Ok(if args.detailed_exitcode && changes {
+        ExitStatus::Changes
     } else {
-        exit::OK
-    }
-}
-
-/// Reads what the engine and registries hold, without changing anything, and plans.
-/// Reads what the engine and registries hold, without changing anything, and plans.
-/// `known_base` is the base image id when another pipeline of the same apply makes it
-/// (`Some(None)`: it makes a new one, not known yet).
-pub async fn observe<E: Engine>(
-    engine: &E,
-    p: &crate::model::Pipeline,
-    no_cache: bool,
-    known_base: Option<Option<String>>,
-) -> Result<Plan, String> {
-    let base = match known_base {
-        Some(id) => id.map(|id| crate::engine::ImageInfo {
-            id,
-            ..Default::default()
-        }),
-        None => engine
-            .inspect_image(&p.base.image.to_string())
-            .await
-            .map_err(|e| e.to_string())?,
-    };
-    let inputs = p
-        .steps
-        .iter()
-        .map(|s| StepInputs::of(s).map_err(|e| format!("step `{}`: {e}", s.name)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut obs = Observed {
-        base_id: base.map(|b| b.id),
-        no_cache,
-        ..Default::default()
-    };
-    if !no_cache {
-        obs.cache = engine.list_cache().await.map_err(|e| e.to_string())?;
-    }
-    let (keys, _) = plan::keys(p, &inputs, obs.base_id.as_deref());
-    let resume = plan::resume(&keys, &obs.cache, no_cache);
-    // Notes of the images that held the first step to run explain why it misses.
-    for sibling in plan::siblings(&resume, obs.base_id.as_deref(), &obs.cache)
-        .into_iter()
-        .take(10)
-    {
-        if let Ok(Some(info)) = engine.inspect_image(&sibling.id).await {
-            if let Some(note) = CheckpointNote::from_comment(&info.comment) {
-                obs.notes.insert(sibling.id.clone(), note);
-            }
-        }
-    }
-    let draft = plan::build(p, &inputs, &obs);
-    if let Some(image) = &draft.commit.image {
-        if let Ok(Some(info)) = engine.inspect_image(image).await {
-            obs.local_digests = info.repo_digests;
-        }
-    }
-    let mut remote = HashMap::new();
-    for t in &p.publish {
-        let repository = t.repository.repository();
-        let creds = credentials::resolve(t.repository.registry_host(), t.login.as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
-        for tag in &t.tags {
-            if let Ok(digest) = engine
-                .remote_digest(&format!("{repository}:{tag}"), creds.clone())
-                .await
-            {
-                remote.insert((repository.clone(), tag.clone()), digest);
-            }
-        }
-    }
-    obs.remote = remote;
-    Ok(plan::build(p, &inputs, &obs))
+        ExitStatus::Success
+    })
 }
 
 fn render(plan: &Plan) -> String {
@@ -233,7 +146,9 @@ fn render(plan: &Plan) -> String {
             "a new commit"
         };
         out.push_str(&format!(
-            "apply would run {to_run} of {total} steps, make {commit}, push {pushes} tags\n"
+            "apply would run {to_run} of {}, make {commit}, push {}\n",
+            ui::plural(total, "step", "steps"),
+            ui::plural(pushes, "tag", "tags")
         ));
     }
     out

@@ -1,5 +1,5 @@
 use crate::config::raw::PipelineFile;
-use crate::exit;
+use crate::error::{CliError, ExitStatus};
 
 /// The JSON Schema of the pipeline file format, as committed in `schemas/pipeline.schema.json`.
 pub fn schema_json() -> String {
@@ -9,7 +9,7 @@ pub fn schema_json() -> String {
     text
 }
 
-pub fn run() -> u8 {
+pub(super) fn run() -> Result<ExitStatus, CliError> {
     print!("{}", schema_json());
-    exit::OK
+    Ok(ExitStatus::Success)
 }

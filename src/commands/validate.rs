@@ -1,26 +1,18 @@
 use crate::cli::ValidateArgs;
-use crate::exit;
+use crate::error::{CliError, ExitStatus};
+use crate::ui::{plural, Ui};
 
-pub fn run(args: ValidateArgs) -> u8 {
-    match super::load_all(&args.files, &args.vars) {
-        Ok(pipelines) => {
-            // Files given together also form a dependency graph: no cycles, one producer per base.
-            if let Err(errors) = crate::graph::build(&pipelines) {
-                for e in errors {
-                    eprintln!("error: {e}");
-                }
-                return exit::USAGE;
-            }
-            for p in pipelines {
-                eprintln!(
-                    "{}: ok ({} steps, {} publish targets)",
-                    p.file.display(),
-                    p.steps.len(),
-                    p.publish.len()
-                );
-            }
-            exit::OK
-        }
-        Err(code) => code,
+pub(super) fn run(args: ValidateArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
+    let pipelines = super::load_all(&args.files, &args.vars)?;
+    // Files given together also form a dependency graph: no cycles, one producer per base.
+    crate::graph::build(&pipelines).map_err(CliError::Graph)?;
+    for p in pipelines {
+        ui.line(&format!(
+            "{}: ok ({}, {})",
+            p.file.display(),
+            plural(p.steps.len(), "step", "steps"),
+            plural(p.publish.len(), "publish target", "publish targets")
+        ));
     }
+    Ok(ExitStatus::Success)
 }

@@ -12,14 +12,14 @@ use crate::model::*;
 use crate::reference::{self, ImageRef};
 
 /// Builds a [`Pipeline`] from the raw file, collecting every problem.
-pub struct Builder<'a> {
+pub(super) struct Builder<'a> {
     t: &'a Templates,
     dir: &'a Path,
     diags: Vec<Diagnostic>,
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(t: &'a Templates, dir: &'a Path) -> Self {
+    pub(super) fn new(t: &'a Templates, dir: &'a Path) -> Self {
         Self {
             t,
             dir,
@@ -27,7 +27,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    pub fn build(
+    pub(super) fn build(
         mut self,
         file: &Path,
         raw: raw::PipelineFile,
@@ -592,7 +592,7 @@ impl<'a> Builder<'a> {
 }
 
 /// A POSIX-style environment variable name.
-pub fn is_env_name(s: &str) -> bool {
+pub(crate) fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()

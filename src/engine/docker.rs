@@ -9,9 +9,9 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::StartExecResults;
 use bollard::models::{ContainerConfig, ContainerCreateBody, ExecConfig, HostConfig};
 use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
-    DownloadFromContainerOptions, ListContainersOptions, ListImagesOptions, PushImageOptions,
-    RemoveContainerOptions, RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
+    CommitContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    ListImagesOptions, PushImageOptions, RemoveContainerOptions, RemoveImageOptions,
+    TagImageOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -20,53 +20,21 @@ use tokio::io::AsyncWriteExt;
 use super::*;
 
 /// A connected Docker engine.
-pub struct DockerEngine {
+pub(crate) struct DockerEngine {
     docker: Docker,
     endpoint: String,
-}
-
-/// The endpoint `connect_with_defaults` uses, for messages.
-pub fn default_endpoint() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
-}
-
-impl DockerEngine {
-    /// Connects as the docker CLI would (`DOCKER_HOST`, else the local socket) and negotiates
-    /// the API version with the daemon.
-    pub async fn connect() -> Result<Self, EngineError> {
-        let endpoint = default_endpoint();
-        let unreachable = |detail: String| EngineError::Unreachable {
-            endpoint: endpoint.clone(),
-            detail,
-        };
-        if let Some(path) = endpoint.strip_prefix("unix://") {
-            if !std::path::Path::new(path).exists() {
-                return Err(unreachable("the socket does not exist".into()));
-            }
-        }
-        let docker = Docker::connect_with_defaults()
-            .map_err(|e| unreachable(e.to_string()))?
-            // Commits and removals of big containers can take minutes; this bounds only the wait
-            // for response headers, not streamed output.
-            .with_timeout(Duration::from_secs(1800));
-        let docker = tokio::time::timeout(Duration::from_secs(20), docker.negotiate_version())
-            .await
-            .map_err(|_| unreachable("no answer within 20 s".into()))?
-            .map_err(|e| unreachable(root_cause(&e)))?;
-        Ok(Self { docker, endpoint })
-    }
 }
 
 /// Client certificates for a TLS engine: `key.pem`, `cert.pem` and `ca.pem` in one folder,
 /// as the docker CLI's `DOCKER_CERT_PATH`.
 #[derive(Debug, Clone)]
-pub struct TlsDir(pub std::path::PathBuf);
+pub(crate) struct TlsDir(pub std::path::PathBuf);
 
 impl DockerEngine {
     /// Connects to the engine at `url` (`unix://PATH`, `tcp://HOST:PORT`, `ssh://[USER@]HOST`),
     /// with TLS when `tls` is given, and negotiates the API version. `DOCKER_HOST` and
     /// `DOCKER_TLS_VERIFY` are not read: the caller decides.
-    pub async fn connect_url(url: &str, tls: Option<&TlsDir>) -> Result<Self, EngineError> {
+    pub(crate) async fn connect_url(url: &str, tls: Option<&TlsDir>) -> Result<Self, EngineError> {
         let endpoint = url.to_string();
         let unreachable = |detail: String| EngineError::Unreachable {
             endpoint: endpoint.clone(),
@@ -150,37 +118,83 @@ fn is_auth_text(t: &str) -> bool {
     .any(|n| t.contains(n))
 }
 
-/// An error a pull or push stream reported.
+/// A registry failure the engine relayed as text (inside a pull or push stream, or as the
+/// message of an error answer to a registry call): the text is all the engine tells, so
+/// this is the one place that reads it.
 fn registry_error(message: String) -> EngineError {
     if is_auth_text(&message) {
-        EngineError::Auth(message)
-    } else {
-        EngineError::Registry(message)
+        return EngineError::Auth(message);
     }
+    let t = message.to_lowercase();
+    let transient = [
+        "connection reset",
+        "connection refused",
+        "broken pipe",
+        "use of closed network connection",
+        "connection closed",
+        "eof",
+        "timeout",
+        "timed out",
+        "500 internal",
+        "502",
+        "503",
+        "504",
+        "internal server error",
+        "bad gateway",
+        "service unavailable",
+        "received unexpected http status: 5",
+        "blob unknown",
+    ]
+    .iter()
+    .any(|needle| t.contains(needle));
+    EngineError::Registry { message, transient }
 }
 
-fn convert(e: BollardError) -> EngineError {
-    match e {
-        BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        } => {
-            if status_code == 404 {
-                EngineError::NotFound(message)
-            } else if is_auth_text(&message) {
-                EngineError::Auth(message)
-            } else {
-                EngineError::Api(format!("{message} (HTTP {status_code})"))
+impl DockerEngine {
+    /// An engine error from a bollard error, naming this engine when the connection broke.
+    fn convert(&self, e: BollardError) -> EngineError {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => EngineError::NotFound(message),
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => {
+                if is_auth_text(&message) {
+                    EngineError::Auth(message)
+                } else {
+                    EngineError::Api {
+                        status: status_code,
+                        message,
+                    }
+                }
             }
+            BollardError::DockerStreamError { error } => registry_error(error),
+            e @ (BollardError::IOError { .. }
+            | BollardError::HyperResponseError { .. }
+            | BollardError::HyperLegacyError { .. }
+            | BollardError::HttpClientError { .. }
+            | BollardError::RequestTimeoutError
+            | BollardError::SocketNotFoundError(_)) => EngineError::Connection {
+                endpoint: self.endpoint.clone(),
+                detail: root_cause(&e),
+            },
+            other => EngineError::Other(root_cause(&other)),
         }
-        BollardError::DockerStreamError { error } => {
-            if is_auth_text(&error) {
-                EngineError::Auth(error)
-            } else {
-                EngineError::Registry(error)
-            }
+    }
+
+    /// An error of a registry call (pull, push, remote digest): the engine relays the
+    /// registry's failure as the message of its error answer.
+    fn convert_registry(&self, e: BollardError) -> EngineError {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } if status_code != 404 => registry_error(message),
+            other => self.convert(other),
         }
-        other => EngineError::Api(root_cause(&other)),
     }
 }
 
@@ -218,7 +232,7 @@ impl Engine for DockerEngine {
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => return Ok(None),
-            Err(e) => return Err(convert(e)),
+            Err(e) => return Err(self.convert(e)),
         };
         let c = image.config.unwrap_or_default();
         Ok(Some(ImageInfo {
@@ -254,7 +268,7 @@ impl Engine for DockerEngine {
             .docker
             .create_image(Some(options), None, credentials(creds));
         while let Some(item) = stream.next().await {
-            let info = item.map_err(convert)?;
+            let info = item.map_err(|e| self.convert_registry(e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 return Err(registry_error(err));
             }
@@ -277,7 +291,7 @@ impl Engine for DockerEngine {
                 ..Default::default()
             }))
             .await
-            .map_err(convert)?;
+            .map_err(|e| self.convert(e))?;
         let prefix = format!("{CACHE_REPOSITORY}:");
         Ok(images
             .into_iter()
@@ -316,7 +330,7 @@ impl Engine for DockerEngine {
             .docker
             .create_container(Some(options), body)
             .await
-            .map_err(convert)?;
+            .map_err(|e| self.convert(e))?;
         Ok(created.id)
     }
 
@@ -324,7 +338,7 @@ impl Engine for DockerEngine {
         self.docker
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
-            .map_err(convert)
+            .map_err(|e| self.convert(e))
     }
 
     async fn exec(
@@ -343,12 +357,16 @@ impl Engine for DockerEngine {
             working_dir: spec.workdir.clone(),
             ..Default::default()
         };
-        let exec = self.docker.create_exec(id, config).await.map_err(convert)?;
+        let exec = self
+            .docker
+            .create_exec(id, config)
+            .await
+            .map_err(|e| self.convert(e))?;
         match self
             .docker
             .start_exec(&exec.id, None)
             .await
-            .map_err(convert)?
+            .map_err(|e| self.convert(e))?
         {
             StartExecResults::Attached {
                 output: mut stream,
@@ -356,15 +374,15 @@ impl Engine for DockerEngine {
             } => {
                 if let Some(bytes) = &spec.stdin {
                     input.write_all(bytes).await.map_err(|e| {
-                        EngineError::Api(format!("writing to the command's input: {e}"))
+                        EngineError::Other(format!("writing to the command's input: {e}"))
                     })?;
                     input.shutdown().await.map_err(|e| {
-                        EngineError::Api(format!("closing the command's input: {e}"))
+                        EngineError::Other(format!("closing the command's input: {e}"))
                     })?;
                 }
                 drop(input);
                 while let Some(item) = stream.next().await {
-                    match item.map_err(convert)? {
+                    match item.map_err(|e| self.convert(e))? {
                         LogOutput::StdOut { message } | LogOutput::Console { message } => {
                             output(OutputStream::Stdout, &message)
                         }
@@ -374,13 +392,17 @@ impl Engine for DockerEngine {
                 }
             }
             StartExecResults::Detached => {
-                return Err(EngineError::Api("the engine detached the exec".into()))
+                return Err(EngineError::Other("the engine detached the exec".into()))
             }
         }
-        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(convert)?;
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| self.convert(e))?;
         inspect
             .exit_code
-            .ok_or_else(|| EngineError::Api("the engine reported no exit code".into()))
+            .ok_or_else(|| EngineError::Other("the engine reported no exit code".into()))
     }
 
     async fn upload(&self, id: &str, path: &str, archive: Archive) -> Result<(), EngineError> {
@@ -391,40 +413,7 @@ impl Engine for DockerEngine {
         self.docker
             .upload_to_container(id, Some(options), bollard::body_try_stream(archive))
             .await
-            .map_err(convert)
-    }
-
-    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError> {
-        let options = DownloadFromContainerOptions {
-            path: path.to_string(),
-        };
-        let mut stream = self.docker.download_from_container(id, Some(options));
-        let mut tar_bytes = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(c) => tar_bytes.extend_from_slice(&c),
-                Err(BollardError::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => return Ok(None),
-                Err(e) => return Err(convert(e)),
-            }
-            if tar_bytes.len() > 16 << 20 {
-                return Err(EngineError::Api(format!("`{path}` is too large to read")));
-            }
-        }
-        let mut archive = tar::Archive::new(tar_bytes.as_slice());
-        let mut entries = archive
-            .entries()
-            .map_err(|e| EngineError::Api(e.to_string()))?;
-        match entries.next() {
-            Some(Ok(mut entry)) => {
-                let mut content = Vec::new();
-                std::io::Read::read_to_end(&mut entry, &mut content)
-                    .map_err(|e| EngineError::Api(e.to_string()))?;
-                Ok(Some(content))
-            }
-            _ => Ok(None),
-        }
+            .map_err(|e| self.convert(e))
     }
 
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
@@ -453,7 +442,7 @@ impl Engine for DockerEngine {
             .docker
             .commit_container(options, config)
             .await
-            .map_err(convert)?;
+            .map_err(|e| self.convert(e))?;
         Ok(id.id)
     }
 
@@ -465,7 +454,7 @@ impl Engine for DockerEngine {
         self.docker
             .tag_image(image, Some(options))
             .await
-            .map_err(convert)
+            .map_err(|e| self.convert(e))
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
@@ -483,7 +472,7 @@ impl Engine for DockerEngine {
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
-            Err(e) => Err(convert(e)),
+            Err(e) => Err(self.convert(e)),
         }
     }
 
@@ -498,7 +487,7 @@ impl Engine for DockerEngine {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(convert)?;
+            .map_err(|e| self.convert(e))?;
         let mut removed = 0;
         for c in containers {
             let ours = c
@@ -530,7 +519,7 @@ impl Engine for DockerEngine {
             .push_image(repository, Some(options), credentials(creds));
         let mut digest = None;
         while let Some(item) = stream.next().await {
-            let info = item.map_err(convert)?;
+            let info = item.map_err(|e| self.convert_registry(e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 return Err(registry_error(err));
             }
@@ -546,10 +535,9 @@ impl Engine for DockerEngine {
                 info.progress_detail.as_ref(),
             ));
         }
-        digest.ok_or_else(|| {
-            EngineError::Registry(format!(
-                "the push of `{repository}:{tag}` reported no digest"
-            ))
+        digest.ok_or_else(|| EngineError::Registry {
+            message: format!("the push of `{repository}:{tag}` reported no digest"),
+            transient: false,
         })
     }
 
@@ -564,10 +552,10 @@ impl Engine for DockerEngine {
             .await
         {
             Ok(d) => Ok(d.descriptor.digest),
-            Err(e) => match convert(e) {
+            Err(e) => match self.convert_registry(e) {
                 EngineError::NotFound(_) => Ok(None),
-                EngineError::Api(m) | EngineError::Registry(m)
-                    if m.contains("manifest unknown") || m.contains("not found") =>
+                EngineError::Registry { message, .. }
+                    if message.contains("manifest unknown") || message.contains("not found") =>
                 {
                     Ok(None)
                 }
@@ -591,7 +579,7 @@ impl Engine for DockerEngine {
             | Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
-            Err(e) => Err(convert(e)),
+            Err(e) => Err(self.convert(e)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! images, tags and containers consistently, without a daemon.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::*;
@@ -19,15 +20,20 @@ struct State {
     next: u64,
 }
 
-/// A fake engine. Commands whose argv contains `exit N` exit with N; everything else exits 0.
+/// A fake engine. Commands whose argv contains `exit N` exit with N; `sleep S` waits S
+/// seconds first (tokio time, so a paused test clock makes it instant); `engine-dies` takes
+/// the engine down mid-command. Everything else exits 0. [`FakeEngine::set_down`] makes every
+/// call fail as an unreachable engine would.
 #[derive(Debug, Default)]
-pub struct FakeEngine {
+pub(crate) struct FakeEngine {
     state: Mutex<State>,
+    down: AtomicBool,
+    name: String,
 }
 
 impl FakeEngine {
     /// An engine holding one image under `reference`.
-    pub fn with_image(reference: &str, config: ImageConfig) -> Self {
+    pub(crate) fn with_image(reference: &str, config: ImageConfig) -> Self {
         let fake = Self::default();
         {
             let mut s = fake.state.lock().unwrap();
@@ -45,25 +51,47 @@ impl FakeEngine {
         fake
     }
 
+    /// The same, answering as `endpoint`.
+    pub(crate) fn named(mut self, endpoint: &str) -> Self {
+        self.name = endpoint.to_string();
+        self
+    }
+
+    /// Stops (or resumes) answering.
+    pub(crate) fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn gate(&self) -> Result<(), EngineError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(EngineError::Connection {
+                endpoint: self.endpoint().to_string(),
+                detail: "connection refused".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Every call so far, as `verb argument`.
-    pub fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
     }
 
     /// Calls whose verb is `verb`.
-    pub fn count(&self, verb: &str) -> usize {
+    pub(crate) fn count(&self, verb: &str) -> usize {
         self.calls()
             .iter()
             .filter(|c| c.split(' ').next() == Some(verb))
             .count()
     }
 
-    pub fn clear_calls(&self) {
+    pub(crate) fn clear_calls(&self) {
         self.state.lock().unwrap().calls.clear();
     }
 
     /// Live (not removed) containers.
-    pub fn containers(&self) -> usize {
+    pub(crate) fn containers(&self) -> usize {
         self.state.lock().unwrap().containers.len()
     }
 
@@ -88,10 +116,15 @@ fn resolve(s: &State, reference: &str) -> Option<String> {
 
 impl Engine for FakeEngine {
     fn endpoint(&self) -> &str {
-        "fake://"
+        if self.name.is_empty() {
+            "fake://"
+        } else {
+            &self.name
+        }
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
+        self.gate()?;
         let s = self.record(format!("inspect {reference}"));
         Ok(resolve(&s, reference).and_then(|id| s.images.get(&id).cloned()))
     }
@@ -102,6 +135,7 @@ impl Engine for FakeEngine {
         _: Option<Credentials>,
         _: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(), EngineError> {
+        self.gate()?;
         let s = self.record(format!("pull {reference}"));
         match resolve(&s, reference) {
             Some(_) => Ok(()),
@@ -112,6 +146,7 @@ impl Engine for FakeEngine {
     }
 
     async fn list_cache(&self) -> Result<Vec<CacheImage>, EngineError> {
+        self.gate()?;
         let s = self.record("list_cache".into());
         let mut by_id: HashMap<String, CacheImage> = HashMap::new();
         for (tag, id) in &s.tags {
@@ -129,6 +164,7 @@ impl Engine for FakeEngine {
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        self.gate()?;
         let mut s = self.record(format!("create {}", spec.image));
         let image =
             resolve(&s, &spec.image).ok_or_else(|| EngineError::NotFound(spec.image.clone()))?;
@@ -139,6 +175,7 @@ impl Engine for FakeEngine {
     }
 
     async fn start_container(&self, id: &str) -> Result<(), EngineError> {
+        self.gate()?;
         drop(self.record(format!("start {id}")));
         Ok(())
     }
@@ -149,8 +186,24 @@ impl Engine for FakeEngine {
         spec: &ExecSpec,
         output: &mut (dyn FnMut(OutputStream, &[u8]) + Send),
     ) -> Result<i64, EngineError> {
+        self.gate()?;
         let line = spec.argv.join(" ");
         drop(self.record(format!("exec {line}")));
+        if let Some(secs) = line
+            .split("sleep ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+        {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
+        }
+        if line.contains("engine-dies") {
+            self.set_down(true);
+            return Err(EngineError::Connection {
+                endpoint: self.endpoint().to_string(),
+                detail: "the engine went away".into(),
+            });
+        }
         if !self.state.lock().unwrap().containers.contains_key(id) {
             return Err(EngineError::NotFound(format!("no container {id}")));
         }
@@ -165,21 +218,18 @@ impl Engine for FakeEngine {
     }
 
     async fn upload(&self, id: &str, path: &str, mut archive: Archive) -> Result<(), EngineError> {
+        self.gate()?;
         use futures_util::StreamExt;
         let mut bytes = 0;
         while let Some(chunk) = archive.next().await {
-            bytes += chunk.map_err(|e| EngineError::Api(e.to_string()))?.len();
+            bytes += chunk.map_err(|e| EngineError::Other(e.to_string()))?.len();
         }
         drop(self.record(format!("upload {id} {path} {bytes}")));
         Ok(())
     }
 
-    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError> {
-        drop(self.record(format!("read {id} {path}")));
-        Ok(None)
-    }
-
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
+        self.gate()?;
         let mut s = self.record(format!("commit {id}"));
         let (_, parent) = s
             .containers
@@ -200,6 +250,7 @@ impl Engine for FakeEngine {
     }
 
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError> {
+        self.gate()?;
         let mut s = self.record(format!("tag {repository}:{tag}"));
         s.tags
             .insert(format!("{repository}:{tag}"), image.to_string());
@@ -207,11 +258,13 @@ impl Engine for FakeEngine {
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        self.gate()?;
         drop(self.record(format!("remove {id}")).containers.remove(id));
         Ok(())
     }
 
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError> {
+        self.gate()?;
         let mut s = self.record(format!("remove_named {prefix}"));
         let before = s.containers.len();
         s.containers
@@ -226,6 +279,7 @@ impl Engine for FakeEngine {
         _: Option<Credentials>,
         _: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<String, EngineError> {
+        self.gate()?;
         let mut s = self.record(format!("push {repository}:{tag}"));
         let image = s
             .tags
@@ -246,6 +300,7 @@ impl Engine for FakeEngine {
         reference: &str,
         _: Option<Credentials>,
     ) -> Result<Option<String>, EngineError> {
+        self.gate()?;
         Ok(self
             .record(format!("remote_digest {reference}"))
             .remote
@@ -254,6 +309,7 @@ impl Engine for FakeEngine {
     }
 
     async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        self.gate()?;
         drop(
             self.record(format!("remove_image {reference}"))
                 .tags

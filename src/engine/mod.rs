@@ -1,8 +1,10 @@
 //! The engine boundary. Everything the tool asks of a container engine goes through
 //! [`Engine`]; only `docker.rs` knows bollard.
 
-pub mod docker;
-pub mod fake;
+pub(crate) mod connect;
+pub(crate) mod docker;
+#[cfg(test)]
+pub(crate) mod fake;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,62 +14,56 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 /// A tar archive streamed to the engine.
-pub type Archive = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+pub(crate) type Archive = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error("cannot reach the Docker engine at `{endpoint}`: {detail}")]
     Unreachable { endpoint: String, detail: String },
+    /// The connection broke during a call (reset, closed, timed out): worth retrying.
+    #[error("lost the connection to the Docker engine at `{endpoint}`: {detail}")]
+    Connection { endpoint: String, detail: String },
     #[error("{0}")]
     NotFound(String),
     #[error("authentication refused: {0}")]
     Auth(String),
+    /// A registry failure the engine relayed; `transient` for resets and 5xx answers.
+    #[error("{message}")]
+    Registry { message: String, transient: bool },
+    /// The engine answered with an error status.
+    #[error("{message} (HTTP {status})")]
+    Api { status: u16, message: String },
     #[error("{0}")]
-    Registry(String),
-    #[error("{0}")]
-    Api(String),
+    Other(String),
 }
 
 impl EngineError {
-    /// True for failures worth retrying: connection resets, 5xx answers, timeouts.
-    pub fn is_transient(&self) -> bool {
-        let text = match self {
-            EngineError::Registry(t) | EngineError::Api(t) => t.to_lowercase(),
-            _ => return false,
-        };
-        [
-            "connection reset",
-            "connection refused",
-            "broken pipe",
-            "use of closed network connection",
-            "connection closed",
-            "eof",
-            "timeout",
-            "timed out",
-            "500 internal",
-            "502",
-            "503",
-            "504",
-            "internal server error",
-            "bad gateway",
-            "service unavailable",
-            "received unexpected http status: 5",
-            "blob unknown",
-        ]
-        .iter()
-        .any(|needle| text.contains(needle))
+    /// True for failures worth retrying: broken connections, a registry's resets and 5xx
+    /// answers, a gateway's 502-504.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Connection { .. } => true,
+            EngineError::Registry { transient, .. } => *transient,
+            EngineError::Api { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
+
+    /// True when the engine refused because the object is in use (HTTP 409).
+    pub(crate) fn is_conflict(&self) -> bool {
+        matches!(self, EngineError::Api { status: 409, .. })
     }
 }
 
 /// Registry credentials for one request. The password never prints.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-    pub server: String,
+pub(crate) struct Credentials {
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) server: String,
     /// From the docker config, in place of a password.
-    pub identity_token: Option<String>,
+    pub(crate) identity_token: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -82,90 +78,90 @@ impl fmt::Debug for Credentials {
 
 /// What the tool needs to know of an image.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImageInfo {
-    pub id: String,
-    pub config: ImageConfig,
+pub(crate) struct ImageInfo {
+    pub(crate) id: String,
+    pub(crate) config: ImageConfig,
     /// `repository@sha256:...` for each repository the image was pushed to or pulled from.
-    pub repo_digests: Vec<String>,
-    pub comment: String,
+    pub(crate) repo_digests: Vec<String>,
+    pub(crate) comment: String,
     /// Creation time as the engine reports it (RFC 3339, nanoseconds).
-    pub created: String,
+    pub(crate) created: String,
     /// Layer diff ids, bottom first.
-    pub layers: Vec<String>,
+    pub(crate) layers: Vec<String>,
 }
 
 /// The parts of an image config the tool reads and writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageConfig {
-    pub cmd: Option<Vec<String>>,
-    pub entrypoint: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub labels: BTreeMap<String, String>,
-    pub exposed_ports: Vec<String>,
-    pub user: String,
-    pub workdir: String,
-    pub volumes: Vec<String>,
+pub(crate) struct ImageConfig {
+    pub(crate) cmd: Option<Vec<String>>,
+    pub(crate) entrypoint: Option<Vec<String>>,
+    pub(crate) env: Vec<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) exposed_ports: Vec<String>,
+    pub(crate) user: String,
+    pub(crate) workdir: String,
+    pub(crate) volumes: Vec<String>,
 }
 
 /// One of the tool's cache images, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheImage {
-    pub id: String,
-    pub parent: String,
+pub(crate) struct CacheImage {
+    pub(crate) id: String,
+    pub(crate) parent: String,
     /// Cache keys this image is tagged with.
-    pub keys: Vec<String>,
-    pub created: i64,
+    pub(crate) keys: Vec<String>,
+    pub(crate) created: i64,
 }
 
 /// A build container.
 #[derive(Debug, Clone, Default)]
-pub struct ContainerSpec {
-    pub name: String,
-    pub image: String,
+pub(crate) struct ContainerSpec {
+    pub(crate) name: String,
+    pub(crate) image: String,
     /// `tmpfs` mounts (path -> options), e.g. for `/run/secrets`.
-    pub tmpfs: BTreeMap<String, String>,
+    pub(crate) tmpfs: BTreeMap<String, String>,
 }
 
 /// A command run in the build container.
 #[derive(Debug, Clone, Default)]
-pub struct ExecSpec {
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
+pub(crate) struct ExecSpec {
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: Vec<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) workdir: Option<String>,
     /// Bytes written to the command's standard input, which is then closed.
-    pub stdin: Option<Vec<u8>>,
+    pub(crate) stdin: Option<Vec<u8>>,
 }
 
 /// Which stream a chunk of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputStream {
+pub(crate) enum OutputStream {
     Stdout,
     Stderr,
 }
 
 /// A commit of the build container into an image.
 #[derive(Debug, Clone, Default)]
-pub struct CommitSpec {
-    pub author: Option<String>,
-    pub message: Option<String>,
+pub(crate) struct CommitSpec {
+    pub(crate) author: Option<String>,
+    pub(crate) message: Option<String>,
     /// The complete config of the new image. Fields the engine would otherwise merge in from
     /// the container (its entrypoint, command) are always given explicitly.
-    pub config: ImageConfig,
+    pub(crate) config: ImageConfig,
 }
 
 /// Progress of a pull or push, one layer or status line at a time.
 #[derive(Debug, Clone)]
-pub struct Progress {
-    pub id: Option<String>,
-    pub status: String,
-    pub current: Option<i64>,
-    pub total: Option<i64>,
+pub(crate) struct Progress {
+    pub(crate) id: Option<String>,
+    pub(crate) status: String,
+    pub(crate) current: Option<i64>,
+    pub(crate) total: Option<i64>,
 }
 
 /// The engine operations the tool uses.
 #[allow(async_fn_in_trait)]
-pub trait Engine {
+pub(crate) trait Engine {
     /// A name for messages: the endpoint.
     fn endpoint(&self) -> &str;
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError>;
@@ -188,8 +184,6 @@ pub trait Engine {
     ) -> Result<i64, EngineError>;
     /// Extracts a tar archive at `path` (a directory) in the container.
     async fn upload(&self, id: &str, path: &str, archive: Archive) -> Result<(), EngineError>;
-    /// Reads one file from the container, if it exists (small files only).
-    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError>;
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError>;
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError>;
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
@@ -214,4 +208,4 @@ pub trait Engine {
 }
 
 /// The repository the tool tags its cache images under.
-pub const CACHE_REPOSITORY: &str = "pipeline-cache";
+pub(crate) const CACHE_REPOSITORY: &str = "pipeline-cache";

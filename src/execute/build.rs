@@ -240,7 +240,7 @@ impl<'a, E: Engine> Build<'a, E> {
                         .await
                         .map_err(engine_err)?;
                     if code != 0 {
-                        return Err(engine_err(EngineError::Api(format!(
+                        return Err(engine_err(EngineError::Other(format!(
                             "could not place secret `{s}` (exit code {code})"
                         ))));
                     }

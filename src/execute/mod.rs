@@ -5,6 +5,8 @@ mod build;
 mod output;
 mod publish;
 mod retry;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,20 +23,20 @@ use retry::retry;
 
 /// How apply behaves.
 #[derive(Debug, Clone)]
-pub struct Options {
-    pub no_cache: bool,
+pub(crate) struct Options {
+    pub(crate) no_cache: bool,
     /// Commit a failed step's container as a debug image instead of discarding it.
-    pub keep_failed: bool,
+    pub(crate) keep_failed: bool,
     /// Attempts for a push or pull that fails with a transient error.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// First retry delay; it doubles on each retry.
-    pub retry_delay: Duration,
+    pub(crate) retry_delay: Duration,
     /// Prefix of the names of every container this run creates.
-    pub run_name: String,
+    pub(crate) run_name: String,
 }
 
 /// An id for one run: microseconds and the process id, in hex.
-pub fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros())
@@ -48,7 +50,7 @@ pub fn run_id() -> String {
 
 /// The name prefix of a run's containers: `pipeline-<pipeline name>-<run id>`, the pipeline
 /// name reduced to what a container name may hold.
-pub fn run_name(pipeline: &str, run_id: &str) -> String {
+pub(crate) fn run_name(pipeline: &str, run_id: &str) -> String {
     let safe: String = pipeline
         .chars()
         .map(|c| {
@@ -69,7 +71,7 @@ pub fn run_name(pipeline: &str, run_id: &str) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     #[error("step {index} `{name}` failed with exit code {code}")]
     StepFailed {
         index: usize,
@@ -130,24 +132,24 @@ pub enum ApplyError {
 
 /// One tag in a registry.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Pushed {
-    pub repository: String,
-    pub tag: String,
-    pub digest: String,
-    pub attempts: u32,
-    pub up_to_date: bool,
+pub(crate) struct Pushed {
+    pub(crate) repository: String,
+    pub(crate) tag: String,
+    pub(crate) digest: String,
+    pub(crate) attempts: u32,
+    pub(crate) up_to_date: bool,
 }
 
 /// What a successful apply produced.
 #[derive(Debug, Clone)]
-pub struct Applied {
-    pub image: String,
-    pub tags: Vec<String>,
-    pub pushed: Vec<Pushed>,
+pub(crate) struct Applied {
+    pub(crate) image: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) pushed: Vec<Pushed>,
 }
 
 /// Applies a pipeline.
-pub async fn apply<E: Engine>(
+pub(crate) async fn apply<E: Engine>(
     engine: &E,
     p: &Pipeline,
     opts: &Options,
@@ -169,7 +171,10 @@ pub async fn apply<E: Engine>(
         .collect::<Result<Vec<_>, _>>()?;
     let (keys, commit_key) = plan::keys(p, &inputs, Some(&base.id));
     let commit_key = commit_key.expect("the base id is known");
-    let (resume, reusable) = lookup(engine, &keys, &commit_key, opts.no_cache).await?;
+    let plan::observe::Hit {
+        resume,
+        image: reusable,
+    } = plan::observe::lookup(engine, &keys, &commit_key, opts.no_cache).await?;
     let total = p.steps.len();
     for (i, s) in p.steps.iter().enumerate().take(resume.steps_cached) {
         sink.event(Event::StepCached {
@@ -233,44 +238,6 @@ pub async fn apply<E: Engine>(
         tags,
         pushed: pushed?,
     })
-}
-
-/// Finds the final image, or else the longest cached prefix of the steps. Asks for the few
-/// tags it needs (about a millisecond each) rather than listing every cache image, which grows
-/// with the cache; long pipelines list once instead of asking step by step.
-async fn lookup<E: Engine>(
-    engine: &E,
-    keys: &[String],
-    commit_key: &str,
-    no_cache: bool,
-) -> Result<(plan::Resume, Option<String>), EngineError> {
-    let full = plan::Resume {
-        steps_cached: keys.len(),
-        image: None,
-    };
-    if no_cache {
-        return Ok((plan::Resume::default(), None));
-    }
-    let tag = |key: &str| format!("{CACHE_REPOSITORY}:{key}");
-    if let Some(image) = engine.inspect_image(&tag(commit_key)).await? {
-        return Ok((full, Some(image.id)));
-    }
-    if keys.len() > 8 {
-        let cache = engine.list_cache().await?;
-        return Ok((plan::resume(keys, &cache, false), None));
-    }
-    for (i, key) in keys.iter().enumerate().rev() {
-        if let Some(image) = engine.inspect_image(&tag(key)).await? {
-            return Ok((
-                plan::Resume {
-                    steps_cached: i + 1,
-                    image: Some(image.id),
-                },
-                None,
-            ));
-        }
-    }
-    Ok((plan::Resume::default(), None))
 }
 
 /// Reads every secret's value up front, so a missing one stops the run before it starts.
@@ -346,7 +313,7 @@ async fn ensure_base<E: Engine>(
 }
 
 /// The committed image's config: the base's, with the pipeline's changes.
-pub fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig {
+pub(crate) fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig {
     let mut cfg = base.clone();
     if let Some(ep) = &c.entrypoint {
         cfg.entrypoint = Some(ep.clone());
@@ -389,7 +356,7 @@ pub fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig {
 }
 
 #[cfg(test)]
-mod tests {
+mod config_tests {
     use super::*;
 
     #[test]

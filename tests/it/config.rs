@@ -279,15 +279,14 @@ fn the_committed_schema_is_the_binarys() {
     let committed =
         std::fs::read_to_string(root().join("schemas/pipeline.schema.json")).unwrap_or_default();
     assert!(
-        committed == pipeline::commands::schema_json(),
+        committed == pipeline::schema_json(),
         "schemas/pipeline.schema.json is stale: run `cargo run -- schema > schemas/pipeline.schema.json`"
     );
 }
 
 #[test]
 fn every_example_has_a_schema_line_validates_against_the_schema_and_loads() {
-    let schema: serde_json::Value =
-        serde_json::from_str(&pipeline::commands::schema_json()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&pipeline::schema_json()).unwrap();
     let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
     for example in examples() {
         let text = std::fs::read_to_string(&example).unwrap();
@@ -320,8 +319,7 @@ fn every_example_has_a_schema_line_validates_against_the_schema_and_loads() {
 
 #[test]
 fn the_schema_rejects_what_validate_rejects_structurally() {
-    let schema: serde_json::Value =
-        serde_json::from_str(&pipeline::commands::schema_json()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&pipeline::schema_json()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for bad in [
         "[base]\nimage = \"a\"\n[[step]]\nrnu = \"x\"\n",

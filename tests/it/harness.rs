@@ -7,23 +7,23 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use assert_cmd::Command;
 
 /// A temporary folder holding pipeline files and the files they copy.
-pub struct Project {
-    pub dir: tempfile::TempDir,
+pub(crate) struct Project {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Project {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes a file (creating folders); returns its path.
-    pub fn file(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn file(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.dir.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, contents).unwrap();
@@ -31,13 +31,13 @@ impl Project {
     }
 
     /// Writes `pipeline.toml`.
-    pub fn pipeline(&self, toml: &str) -> PathBuf {
+    pub(crate) fn pipeline(&self, toml: &str) -> PathBuf {
         self.file("pipeline.toml", toml)
     }
 
     /// The binary, run in the folder with plain output and an empty docker config (so the
     /// developer's credentials never leak into a test).
-    pub fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::cargo_bin("pipeline").expect("binary");
         cmd.current_dir(self.dir.path())
             .env("PIPELINE_PROGRESS", "plain")
@@ -50,7 +50,7 @@ impl Project {
 }
 
 /// A name unique to this test process and call, for images, repositories and tags.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -65,7 +65,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Stdout and stderr of a finished command, as text.
-pub fn output_text(out: &std::process::Output) -> String {
+pub(crate) fn output_text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

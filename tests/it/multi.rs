@@ -744,33 +744,6 @@ fn an_engine_that_goes_away_fails_only_its_pipelines() {
 }
 
 #[test]
-fn engine_urls_take_tls_options_per_engine() {
-    use pipeline::schedule::parse_engine;
-    let e = parse_engine("tcp://127.0.0.1:2376?tls=1&cert_path=/certs/a").unwrap();
-    assert_eq!(e.url, "tcp://127.0.0.1:2376");
-    assert_eq!(e.tls.as_deref(), Some(std::path::Path::new("/certs/a")));
-    let e = parse_engine("tcp://127.0.0.1:2376?cert_path=/certs/b").unwrap();
-    assert_eq!(e.tls.as_deref(), Some(std::path::Path::new("/certs/b")));
-    assert_eq!(
-        parse_engine("tcp://127.0.0.1:2375?tls=0").unwrap().tls,
-        None
-    );
-    assert_eq!(parse_engine("unix:///run/x.sock").unwrap().tls, None);
-    assert!(parse_engine("https://h:2376").unwrap().tls.is_some());
-    assert!(parse_engine("ssh://me@builder").is_ok());
-    for bad in [
-        "ftp://x",
-        "unix:///x?tls=1",
-        "tcp://h?tls=maybe",
-        "tcp://h?color=1",
-        "ssh://me@builder:2222",
-        "tcp://",
-    ] {
-        assert!(parse_engine(bad).is_err(), "{bad}");
-    }
-}
-
-#[test]
 fn an_interrupt_removes_the_build_containers_of_every_running_pipeline() {
     require_image("busybox:latest");
     let u = unique("mtint");

@@ -18,14 +18,14 @@ use super::engine::docker_bin;
 use super::registry::free_port;
 
 /// One extra engine.
-pub struct Daemon {
+pub(crate) struct Daemon {
     /// The `DOCKER_HOST` of this daemon: `unix:///...sock` or `tcp://127.0.0.1:PORT`.
-    pub host: String,
+    pub(crate) host: String,
     /// The value to give `pipeline apply --engine` (with `?cert_path=DIR` for TLS).
-    pub engine_arg: String,
+    pub(crate) engine_arg: String,
     /// Client certificates (`ca.pem`, `cert.pem`, `key.pem`) when the daemon uses TLS.
-    pub client_certs: Option<PathBuf>,
-    pub bridge: String,
+    pub(crate) client_certs: Option<PathBuf>,
+    pub(crate) bridge: String,
     child: Option<Child>,
     exec_root: PathBuf,
     dir: Option<tempfile::TempDir>,
@@ -125,12 +125,12 @@ cp ca.pem client/ca.pem
 
 impl Daemon {
     /// A daemon on a unix socket.
-    pub fn start() -> Daemon {
+    pub(crate) fn start() -> Daemon {
         Self::launch(false)
     }
 
     /// A daemon on tcp://127.0.0.1:PORT that requires TLS client certificates.
-    pub fn start_tls() -> Daemon {
+    pub(crate) fn start_tls() -> Daemon {
         Self::launch(true)
     }
 
@@ -255,7 +255,7 @@ impl Daemon {
     }
 
     /// The docker CLI pointed at this daemon.
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::new(docker_bin());
         cmd.env_remove("DOCKER_TLS_VERIFY")
             .env_remove("DOCKER_CERT_PATH");
@@ -273,7 +273,7 @@ impl Daemon {
         cmd
     }
 
-    pub fn docker(&self, args: &[&str]) -> Output {
+    pub(crate) fn docker(&self, args: &[&str]) -> Output {
         self.command()
             .args(args)
             .stdin(Stdio::null())
@@ -281,7 +281,7 @@ impl Daemon {
             .expect("run docker")
     }
 
-    pub fn docker_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn docker_ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
         assert!(
             out.status.success(),
@@ -294,7 +294,7 @@ impl Daemon {
     }
 
     /// Copies `image` from the main engine into this one (`docker save | docker load`).
-    pub fn load_image(&self, image: &str) {
+    pub(crate) fn load_image(&self, image: &str) {
         let save = Command::new(docker_bin())
             .args(["save", image])
             .stdout(Stdio::piped())
@@ -326,12 +326,12 @@ impl Daemon {
 
     /// Container events (`create`, `start`, `exec_start`, ...) of this engine between two
     /// unix times (seconds, fractional), as JSON values.
-    pub fn events(&self, since: &str, until: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn events(&self, since: &str, until: &str) -> Vec<serde_json::Value> {
         events_of(&mut self.command(), since, until)
     }
 
     /// Stops the daemon now (as an engine that goes away would); Drop still cleans up.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -415,7 +415,7 @@ impl Drop for Daemon {
 
 /// `docker events --since .. --until ..` for container events, through `cmd` (a docker CLI
 /// pointed at some engine).
-pub fn events_of(cmd: &mut Command, since: &str, until: &str) -> Vec<serde_json::Value> {
+pub(crate) fn events_of(cmd: &mut Command, since: &str, until: &str) -> Vec<serde_json::Value> {
     let out = cmd
         .args([
             "events",
@@ -444,7 +444,7 @@ pub fn events_of(cmd: &mut Command, since: &str, until: &str) -> Vec<serde_json:
 }
 
 /// Now as a unix time with nanoseconds, as `docker events --since` takes it.
-pub fn unix_now() -> String {
+pub(crate) fn unix_now() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();

@@ -12,17 +12,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The docker CLI binary: `$DOCKER`, else `/usr/bin/docker`.
-pub fn docker_bin() -> String {
+pub(crate) fn docker_bin() -> String {
     std::env::var("DOCKER").unwrap_or_else(|_| "/usr/bin/docker".to_string())
 }
 
 /// Where the engine is expected, for messages.
-pub fn engine_address() -> String {
+pub(crate) fn engine_address() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
 }
 
 /// Panics unless a Docker engine answers. Never skips. Checked once per test binary.
-pub fn require_engine() {
+pub(crate) fn require_engine() {
     static ENGINE: OnceLock<Result<String, String>> = OnceLock::new();
     let result = ENGINE.get_or_init(|| {
         match Command::new(docker_bin())
@@ -45,7 +45,7 @@ pub fn require_engine() {
 }
 
 /// Panics with a hint when `image` (e.g. "busybox:latest") is not in the engine.
-pub fn require_image(image: &str) {
+pub(crate) fn require_image(image: &str) {
     require_engine();
     if !image_exists(image) {
         panic!(
@@ -56,7 +56,7 @@ pub fn require_image(image: &str) {
 }
 
 /// Runs the docker CLI with `args` and returns its output, whatever the exit status.
-pub fn docker(args: &[&str]) -> Output {
+pub(crate) fn docker(args: &[&str]) -> Output {
     Command::new(docker_bin())
         .args(args)
         .stdin(Stdio::null())
@@ -65,7 +65,7 @@ pub fn docker(args: &[&str]) -> Output {
 }
 
 /// Runs the docker CLI, panics (with its stderr) unless it succeeds, returns trimmed stdout.
-pub fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(
         out.status.success(),
@@ -78,7 +78,7 @@ pub fn docker_ok(args: &[&str]) -> String {
 }
 
 /// Names of all containers (running or not) whose name starts with `prefix`.
-pub fn containers_named(prefix: &str) -> Vec<String> {
+pub(crate) fn containers_named(prefix: &str) -> Vec<String> {
     docker_ok(&["ps", "-a", "--no-trunc", "--format", "{{.Names}}"])
         .lines()
         .map(|l| l.trim().trim_start_matches('/'))
@@ -88,18 +88,18 @@ pub fn containers_named(prefix: &str) -> Vec<String> {
 }
 
 /// Force-removes every container whose name starts with `prefix` (cleanup helper).
-pub fn remove_containers_named(prefix: &str) {
+pub(crate) fn remove_containers_named(prefix: &str) {
     for name in containers_named(prefix) {
         let _ = docker(&["rm", "-f", &name]);
     }
 }
 
-pub fn image_exists(reference: &str) -> bool {
+pub(crate) fn image_exists(reference: &str) -> bool {
     docker(&["image", "inspect", reference]).status.success()
 }
 
 /// `docker image inspect REFERENCE` as JSON (the single object, not the array), or None.
-pub fn try_image_inspect(reference: &str) -> Option<Value> {
+pub(crate) fn try_image_inspect(reference: &str) -> Option<Value> {
     let out = docker(&["image", "inspect", reference]);
     if !out.status.success() {
         return None;
@@ -110,13 +110,13 @@ pub fn try_image_inspect(reference: &str) -> Option<Value> {
 }
 
 /// `docker image inspect REFERENCE` as JSON; panics when the image does not exist.
-pub fn image_inspect(reference: &str) -> Value {
+pub(crate) fn image_inspect(reference: &str) -> Value {
     try_image_inspect(reference)
         .unwrap_or_else(|| panic!("image {reference} does not exist in the engine"))
 }
 
 /// Removes an image reference if present (cleanup helper; ignores errors).
-pub fn remove_image(reference: &str) {
+pub(crate) fn remove_image(reference: &str) {
     let _ = docker(&["rmi", "-f", reference]);
 }
 
@@ -127,7 +127,7 @@ pub fn remove_image(reference: &str) {
 /// so events still in flight when `stop` is called are not lost (the engine keeps the last 256).
 /// The engine records every event of every client: when tests run in parallel, narrow the
 /// events down (e.g. [`with_container_name_prefix`]) or pass filters to `start_with_filters`.
-pub struct EventRecorder {
+pub(crate) struct EventRecorder {
     child: Option<Child>,
     reader: Option<JoinHandle<()>>,
     lines: Arc<Mutex<Vec<String>>>,
@@ -136,12 +136,12 @@ pub struct EventRecorder {
 }
 
 impl EventRecorder {
-    pub fn start() -> EventRecorder {
+    pub(crate) fn start() -> EventRecorder {
         Self::start_with_filters(&[])
     }
 
     /// `filters` are `docker events --filter` values, e.g. `"type=container"`, `"label=a=b"`.
-    pub fn start_with_filters(filters: &[&str]) -> EventRecorder {
+    pub(crate) fn start_with_filters(filters: &[&str]) -> EventRecorder {
         require_engine();
         let since = unix_now();
         let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
@@ -201,7 +201,7 @@ impl EventRecorder {
     }
 
     /// Stops recording and returns the events in engine order (by `timeNano`).
-    pub fn stop(mut self) -> Vec<Value> {
+    pub(crate) fn stop(mut self) -> Vec<Value> {
         let until = unix_now();
         std::thread::sleep(Duration::from_millis(100));
         self.kill();
@@ -259,7 +259,7 @@ impl Drop for EventRecorder {
 }
 
 /// Events of type `typ` ("container", "image", "network", ...) whose Action starts with `action_prefix`.
-pub fn count_events(events: &[Value], typ: &str, action_prefix: &str) -> usize {
+pub(crate) fn count_events(events: &[Value], typ: &str, action_prefix: &str) -> usize {
     events
         .iter()
         .filter(|e| {
@@ -272,7 +272,7 @@ pub fn count_events(events: &[Value], typ: &str, action_prefix: &str) -> usize {
 }
 
 /// Container creations (Type=container, Action=create).
-pub fn container_creates(events: &[Value]) -> usize {
+pub(crate) fn container_creates(events: &[Value]) -> usize {
     events
         .iter()
         .filter(|e| e["Type"] == "container" && e["Action"] == "create")
@@ -281,12 +281,12 @@ pub fn container_creates(events: &[Value]) -> usize {
 
 /// Exec starts. The 20.10 engine prints them as Action `"exec_start: CMD ARGS "` (and
 /// `"exec_create: ..."`, then `"exec_die"` with Actor.Attributes.exitCode).
-pub fn exec_starts(events: &[Value]) -> usize {
+pub(crate) fn exec_starts(events: &[Value]) -> usize {
     count_events(events, "container", "exec_start")
 }
 
 /// Container events whose container name (Actor.Attributes.name) starts with `prefix`.
-pub fn with_container_name_prefix(events: &[Value], prefix: &str) -> Vec<Value> {
+pub(crate) fn with_container_name_prefix(events: &[Value], prefix: &str) -> Vec<Value> {
     events
         .iter()
         .filter(|e| {

@@ -3,7 +3,7 @@
 //! Everything here panics with a hint instead of skipping: a missing engine is a failure.
 #![allow(dead_code)]
 
-pub mod daemons;
-pub mod engine;
-pub mod proxy;
-pub mod registry;
+pub(crate) mod daemons;
+pub(crate) mod engine;
+pub(crate) mod proxy;
+pub(crate) mod registry;

@@ -17,7 +17,7 @@ const MAX_ACTIVE: usize = 64;
 const TICK: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FaultMode {
+pub(crate) enum FaultMode {
     /// Forward everything unchanged.
     PassThrough,
     /// On every connection: forward the first n client-to-upstream bytes, then reset (RST)
@@ -43,10 +43,10 @@ struct Stats {
     bytes_down: AtomicU64,
 }
 
-pub struct FaultProxy {
+pub(crate) struct FaultProxy {
     /// "127.0.0.1:PORT" of the proxy.
-    pub addr: String,
-    pub upstream: String,
+    pub(crate) addr: String,
+    pub(crate) upstream: String,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
@@ -54,7 +54,7 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Listens on a free 127.0.0.1 port and forwards to `upstream` ("127.0.0.1:PORT").
-    pub fn start(upstream: &str, mode: FaultMode) -> FaultProxy {
+    pub(crate) fn start(upstream: &str, mode: FaultMode) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy: bind 127.0.0.1:0");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -72,24 +72,24 @@ impl FaultProxy {
     }
 
     /// Connections accepted so far (including faulted and refused ones).
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.stats.connections.load(SeqCst)
     }
     /// Connections that opened with a TLS handshake (the engine's HTTPS probe before it
     /// falls back to http); they are always passed through and never faulted.
-    pub fn tls_probes(&self) -> usize {
+    pub(crate) fn tls_probes(&self) -> usize {
         self.stats.tls_probes.load(SeqCst)
     }
     /// Faults injected so far: resets done, or 500 answers sent (= HTTP requests failed).
-    pub fn faults(&self) -> usize {
+    pub(crate) fn faults(&self) -> usize {
         self.stats.faults.load(SeqCst)
     }
     /// Bytes forwarded client -> upstream.
-    pub fn bytes_upstream(&self) -> u64 {
+    pub(crate) fn bytes_upstream(&self) -> u64 {
         self.stats.bytes_up.load(SeqCst)
     }
     /// Bytes forwarded upstream -> client.
-    pub fn bytes_downstream(&self) -> u64 {
+    pub(crate) fn bytes_downstream(&self) -> u64 {
         self.stats.bytes_down.load(SeqCst)
     }
 }

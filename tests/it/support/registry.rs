@@ -14,7 +14,7 @@ fn registry_bin() -> String {
 }
 
 /// A port that was free on 127.0.0.1 a moment ago (bind to port 0, read, release).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind 127.0.0.1:0")
         .local_addr()
@@ -22,23 +22,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub struct Registry {
+pub(crate) struct Registry {
     /// "127.0.0.1:PORT": use it in image references, e.g. format!("{}/team/app:1", reg.addr).
-    pub addr: String,
+    pub(crate) addr: String,
     /// Some((user, password)) for a registry started with `start_with_auth`.
-    pub credentials: Option<(String, String)>,
+    pub(crate) credentials: Option<(String, String)>,
     child: Child,
     dir: tempfile::TempDir,
 }
 
 impl Registry {
     /// An open registry (no authentication).
-    pub fn start() -> Registry {
+    pub(crate) fn start() -> Registry {
         Self::launch(None)
     }
 
     /// A registry that requires HTTP basic authentication as `user`/`password` (htpasswd).
-    pub fn start_with_auth(user: &str, password: &str) -> Registry {
+    pub(crate) fn start_with_auth(user: &str, password: &str) -> Registry {
         Self::launch(Some((user.to_string(), password.to_string())))
     }
 
@@ -117,22 +117,22 @@ impl Registry {
     }
 
     /// "http://127.0.0.1:PORT"
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The registry's own log so far (useful in assertion messages).
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// The storage folder (rootdirectory) of this registry.
-    pub fn storage_dir(&self) -> PathBuf {
+    pub(crate) fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")
     }
 
     /// GET `path` on this registry, with basic auth when it has credentials.
-    pub fn get(&self, path: &str, extra_headers: &[(&str, &str)]) -> HttpResponse {
+    pub(crate) fn get(&self, path: &str, extra_headers: &[(&str, &str)]) -> HttpResponse {
         let auth;
         let mut headers: Vec<(&str, &str)> = extra_headers.to_vec();
         if let Some((u, p)) = &self.credentials {
@@ -144,7 +144,7 @@ impl Registry {
     }
 
     /// Tags of `repository` ("team/app"); empty when the repository does not exist.
-    pub fn tags(&self, repository: &str) -> Vec<String> {
+    pub(crate) fn tags(&self, repository: &str) -> Vec<String> {
         let resp = self.get(&format!("/v2/{repository}/tags/list"), &[]);
         if resp.status == 404 {
             return Vec::new();
@@ -167,7 +167,7 @@ impl Registry {
     }
 
     /// The manifest digest ("sha256:...") of `repository:tag`, or None when it is not there.
-    pub fn manifest_digest(&self, repository: &str, tag: &str) -> Option<String> {
+    pub(crate) fn manifest_digest(&self, repository: &str, tag: &str) -> Option<String> {
         let accept = "application/vnd.docker.distribution.manifest.v2+json, \
                       application/vnd.docker.distribution.manifest.list.v2+json, \
                       application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
@@ -191,28 +191,32 @@ impl Drop for Registry {
     }
 }
 
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl HttpResponse {
     /// First header named `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// A minimal HTTP/1.0 GET (the server closes after the response, so no chunked bodies) to
 /// `addr` ("127.0.0.1:PORT"). Err on connection errors, resets and malformed answers.
-pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+pub(crate) fn http_get(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: pipeline-tests\r\n");
@@ -247,7 +251,7 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Re
 }
 
 /// Standard base64 with padding (for basic auth headers).
-pub fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {

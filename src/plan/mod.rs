@@ -1,5 +1,8 @@
 //! Planning: pure and deterministic. From the pipeline and what the engine holds (base image
-//! id, cache images, remote digests) to what apply would do, and why.
+//! id, cache images, remote digests) to what apply would do, and why. What the engine holds
+//! is read by [`observe`], the one cache lookup `plan` and `apply` share.
+
+pub(crate) mod observe;
 
 use std::collections::HashMap;
 
@@ -11,79 +14,82 @@ use crate::model::Pipeline;
 
 /// What the engine and registries hold, as far as the plan needs to know.
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// The local base image id; `None` when it must be pulled first.
-    pub base_id: Option<String>,
-    pub cache: Vec<CacheImage>,
+    pub(crate) base_id: Option<String>,
+    /// What the cache serves (see [`observe::lookup`]).
+    pub(crate) hit: observe::Hit,
+    /// Cache images, when a miss needs explaining.
+    pub(crate) cache: Vec<CacheImage>,
     /// Checkpoint notes of cache images (by image id), used to explain misses.
-    pub notes: HashMap<String, CheckpointNote>,
+    pub(crate) notes: HashMap<String, CheckpointNote>,
     /// Remote manifest digests by (repository, tag); absent when not asked.
-    pub remote: HashMap<(String, String), Option<String>>,
+    pub(crate) remote: HashMap<(String, String), Option<String>>,
     /// `repository@digest` records of the reusable final image.
-    pub local_digests: Vec<String>,
+    pub(crate) local_digests: Vec<String>,
     /// `--no-cache`.
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Plan {
-    pub pipeline: String,
-    pub base: BasePlan,
-    pub steps: Vec<StepPlan>,
+pub(crate) struct Plan {
+    pub(crate) pipeline: String,
+    pub(crate) base: BasePlan,
+    pub(crate) steps: Vec<StepPlan>,
     /// How many leading steps the cache serves, and the image that holds them.
-    pub resume: Resume,
-    pub commit: CommitPlan,
-    pub publish: Vec<PushPlan>,
+    pub(crate) resume: Resume,
+    pub(crate) commit: CommitPlan,
+    pub(crate) publish: Vec<PushPlan>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct BasePlan {
-    pub reference: String,
-    pub id: Option<String>,
-    pub pull: bool,
+pub(crate) struct BasePlan {
+    pub(crate) reference: String,
+    pub(crate) id: Option<String>,
+    pub(crate) pull: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StepPlan {
-    pub index: usize,
-    pub name: String,
-    pub key: Option<String>,
+pub(crate) struct StepPlan {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) key: Option<String>,
     #[serde(flatten)]
-    pub status: StepStatus,
+    pub(crate) status: StepStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum StepStatus {
+pub(crate) enum StepStatus {
     Cached,
     Run { reason: String },
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Resume {
-    pub steps_cached: usize,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Resume {
+    pub(crate) steps_cached: usize,
     /// `None`: start from the base image.
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct CommitPlan {
-    pub key: Option<String>,
+pub(crate) struct CommitPlan {
+    pub(crate) key: Option<String>,
     /// The existing final image, when nothing that goes into it changed.
-    pub image: Option<String>,
-    pub tags: Vec<String>,
+    pub(crate) image: Option<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PushPlan {
-    pub repository: String,
-    pub tag: String,
-    pub status: PushStatus,
+pub(crate) struct PushPlan {
+    pub(crate) repository: String,
+    pub(crate) tag: String,
+    pub(crate) status: PushStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PushStatus {
+pub(crate) enum PushStatus {
     New,
     Changed,
     UpToDate,
@@ -92,7 +98,7 @@ pub enum PushStatus {
 
 impl Plan {
     /// True when apply would run, commit or push nothing.
-    pub fn is_noop(&self) -> bool {
+    pub(crate) fn is_noop(&self) -> bool {
         self.commit.image.is_some()
             && self.steps.iter().all(|s| s.status == StepStatus::Cached)
             && self
@@ -103,7 +109,7 @@ impl Plan {
 }
 
 /// The chain of keys: one per step, then the commit key. Empty when the base id is unknown.
-pub fn keys(
+pub(crate) fn keys(
     p: &Pipeline,
     inputs: &[StepInputs],
     base_id: Option<&str>,
@@ -121,7 +127,7 @@ pub fn keys(
 }
 
 /// The longest cached prefix of the chain.
-pub fn resume(keys: &[String], cache: &[CacheImage], no_cache: bool) -> Resume {
+pub(crate) fn resume(keys: &[String], cache: &[CacheImage], no_cache: bool) -> Resume {
     if no_cache {
         return Resume::default();
     }
@@ -146,7 +152,7 @@ fn index(cache: &[CacheImage]) -> HashMap<&str, &str> {
 
 /// Cache images that hold the step after `resume`, newest first: the candidates that explain
 /// why that step misses. Their notes are worth reading.
-pub fn siblings<'a>(
+pub(crate) fn siblings<'a>(
     resume: &Resume,
     base_id: Option<&str>,
     cache: &'a [CacheImage],
@@ -161,14 +167,9 @@ pub fn siblings<'a>(
 }
 
 /// The whole plan.
-pub fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
+pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
     let (keys, commit_key) = keys(p, inputs, obs.base_id.as_deref());
-    let resume = if keys.is_empty() && obs.base_id.is_some() && !obs.no_cache {
-        // No steps: the base image itself is the starting point.
-        Resume::default()
-    } else {
-        resume(&keys, &obs.cache, obs.no_cache)
-    };
+    let resume = obs.hit.resume.clone();
     let first_reason = miss_reason(&p.name, inputs, obs, &resume);
     let steps = p
         .steps
@@ -191,15 +192,7 @@ pub fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
             },
         })
         .collect();
-    let by_key = index(&obs.cache);
-    let commit_image = if obs.no_cache {
-        None
-    } else {
-        commit_key
-            .as_deref()
-            .and_then(|k| by_key.get(k))
-            .map(|s| s.to_string())
-    };
+    let commit_image = obs.hit.image.clone();
     let publish = p
         .publish
         .iter()

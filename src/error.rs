@@ -1,0 +1,143 @@
+//! How a command ends: an [`ExitStatus`] when it ran to its end, a [`CliError`] when it could
+//! not. Both map to the documented exit codes here and nowhere else (README.md, "Exit codes");
+//! errors are rendered once, by [`crate::run`].
+
+use crate::diag;
+use crate::engine::EngineError;
+use crate::execute::ApplyError;
+use crate::graph::GraphError;
+use crate::model::Login;
+use crate::ui::Ui;
+
+/// The end of a command that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// Everything succeeded; for `plan --detailed-exitcode`: nothing would change.
+    Success,
+    /// `plan --detailed-exitcode`: apply would change something.
+    Changes,
+    /// A step failed: non-zero exit, timeout, or an unreadable copy source.
+    StepFailed,
+    /// Publishing failed; the committed image is kept in the engine.
+    PublishFailed,
+    /// The engine failed or is unreachable, or the base image is missing or cannot be pulled.
+    EngineFailed,
+    /// Invalid input found while running (a missing secret or password variable).
+    Usage,
+    Interrupted(Signal),
+}
+
+/// A signal that stopped the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl ExitStatus {
+    /// The process exit code.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Changes | ExitStatus::Usage => 2,
+            ExitStatus::StepFailed => 3,
+            ExitStatus::PublishFailed => 4,
+            ExitStatus::EngineFailed => 5,
+            ExitStatus::Interrupted(Signal::Interrupt) => 130,
+            ExitStatus::Interrupted(Signal::Terminate) => 143,
+        }
+    }
+
+    /// How an apply error ends the run.
+    pub(crate) fn of(e: &ApplyError) -> Self {
+        use ApplyError::*;
+        match e {
+            StepFailed { .. } | StepTimedOut { .. } | StepEngine { .. } | CopySource { .. } => {
+                ExitStatus::StepFailed
+            }
+            Push { .. } => ExitStatus::PublishFailed,
+            Credentials(_) | Secret { .. } => ExitStatus::Usage,
+            BaseMissing { .. } | Pull { .. } | Commit(_) | Engine(_) => ExitStatus::EngineFailed,
+        }
+    }
+}
+
+/// Why a command could not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// The command line itself (clap's own errors are printed by clap).
+    #[error("{0}")]
+    Usage(String),
+    /// Pipeline files with problems: every diagnostic of every file.
+    #[error("invalid pipeline files")]
+    Invalid(Vec<diag::Report>),
+    #[error("the pipelines cannot be ordered")]
+    Graph(Vec<GraphError>),
+    #[error("password variables are not set")]
+    MissingPasswords(Vec<Login>),
+    /// No engine answered.
+    #[error("no engine is reachable")]
+    NoEngine(Vec<EngineError>),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot plan `{pipeline}`: {detail}")]
+    Plan { pipeline: String, detail: String },
+    #[error("cannot start: {0}")]
+    Runtime(String),
+    /// `plan --detailed-exitcode`: any error exits 1.
+    #[error(transparent)]
+    Detailed(Box<CliError>),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub(crate) fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_)
+            | CliError::Invalid(_)
+            | CliError::Graph(_)
+            | CliError::MissingPasswords(_) => 2,
+            CliError::NoEngine(_) | CliError::Engine(_) | CliError::Plan { .. } => 5,
+            CliError::Runtime(_) | CliError::Detailed(_) => 1,
+        }
+    }
+
+    /// Prints the error with what to do next.
+    pub(crate) fn render(&self, ui: &Ui) {
+        match self {
+            CliError::Invalid(reports) => {
+                for r in reports {
+                    ui.diagnostics(&r.render());
+                }
+            }
+            CliError::Graph(errors) => {
+                for e in errors {
+                    ui.error(&e.to_string());
+                }
+            }
+            CliError::MissingPasswords(logins) => {
+                for l in logins {
+                    ui.error(&format!(
+                        "the environment variable `{}` (password_env for user `{}`) is not set",
+                        l.password_env, l.username
+                    ));
+                }
+            }
+            CliError::NoEngine(errors) => {
+                for e in errors {
+                    ui.error(&e.to_string());
+                }
+                ui.hint(START_ENGINE);
+            }
+            CliError::Engine(e @ EngineError::Unreachable { .. }) => {
+                ui.error(&e.to_string());
+                ui.hint(START_ENGINE);
+            }
+            CliError::Detailed(inner) => inner.render(ui),
+            other => ui.error(&other.to_string()),
+        }
+    }
+}
+
+/// What to do when no engine answers.
+pub(crate) const START_ENGINE: &str = "start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST / --engine at a running one";

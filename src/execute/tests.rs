@@ -1,0 +1,143 @@
+//! The executor and the cache lookup against the in-memory fake engine: no daemon needed.
+
+use super::*;
+use crate::engine::fake::FakeEngine;
+use crate::plan::{observe, StepStatus};
+use crate::testing::{engine, runtime, Folder};
+
+fn options() -> Options {
+    Options {
+        no_cache: false,
+        keep_failed: false,
+        attempts: 2,
+        retry_delay: std::time::Duration::from_millis(1),
+        run_name: "pipeline-test-run".into(),
+    }
+}
+
+fn run(engine: &FakeEngine, p: &Pipeline) -> Result<Applied, ApplyError> {
+    runtime().block_on(apply(engine, p, &options(), &|_e: Event| {}))
+}
+
+const THREE_STEPS: &str = r#"
+[base]
+image = "base:1"
+[[step]]
+run = "echo one"
+[[step]]
+run = "echo two"
+[[step]]
+checkpoint = false
+run = "echo {{ last }}"
+[commit]
+message = "{{ message }}"
+[vars]
+last = "three"
+message = "m1"
+[[publish]]
+repository = "registry.test:5000/app"
+tags = ["1", "latest"]
+"#;
+
+#[test]
+fn cold_apply_uses_one_container_and_pushes_every_tag_in_order() {
+    let f = Folder::new();
+    let p = f.load("p", THREE_STEPS);
+    let e = engine();
+    let applied = run(&e, &p).expect("apply");
+    assert_eq!(e.count("create"), 1);
+    assert_eq!(e.count("exec"), 3);
+    let pushes: Vec<String> = e
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("push "))
+        .collect();
+    assert_eq!(
+        pushes,
+        [
+            "push registry.test:5000/app:1",
+            "push registry.test:5000/app:latest"
+        ]
+    );
+    assert_eq!(applied.pushed.len(), 2);
+    assert_eq!(e.containers(), 0, "containers left behind");
+}
+
+#[test]
+fn reapply_runs_nothing_and_pushes_nothing() {
+    let f = Folder::new();
+    let p = f.load("p", THREE_STEPS);
+    let e = engine();
+    run(&e, &p).unwrap();
+    e.clear_calls();
+    let applied = run(&e, &p).unwrap();
+    assert_eq!(
+        (
+            e.count("create"),
+            e.count("exec"),
+            e.count("push"),
+            e.count("commit")
+        ),
+        (0, 0, 0, 0),
+        "{:?}",
+        e.calls()
+    );
+    assert!(applied.pushed.iter().all(|p| p.up_to_date));
+}
+
+#[test]
+fn commit_only_change_commits_without_starting_a_container() {
+    let f = Folder::new();
+    let e = engine();
+    run(&e, &f.load("p", THREE_STEPS)).unwrap();
+    e.clear_calls();
+    run(&e, &f.load("p", &THREE_STEPS.replace("\"m1\"", "\"m2\""))).unwrap();
+    assert_eq!(
+        (e.count("exec"), e.count("start"), e.count("commit")),
+        (0, 0, 1),
+        "{:?}",
+        e.calls()
+    );
+}
+
+#[test]
+fn a_failing_step_stops_the_run_removes_the_container_and_pushes_nothing() {
+    let f = Folder::new();
+    let p = f.load("p", &THREE_STEPS.replace("echo two", "exit 9"));
+    let e = engine();
+    match run(&e, &p) {
+        Err(ApplyError::StepFailed { index, code, .. }) => assert_eq!((index, code), (2, 9)),
+        other => panic!("expected a step failure, got {other:?}"),
+    }
+    assert_eq!(e.count("push"), 0);
+    assert_eq!(e.count("exec"), 2);
+    assert_eq!(e.containers(), 0);
+}
+
+#[test]
+fn plan_and_apply_share_one_lookup_and_plan_says_why_a_step_misses() {
+    let f = Folder::new();
+    let e = engine();
+    let p = f.load("p", THREE_STEPS);
+    run(&e, &p).unwrap();
+    let rt = runtime();
+    let unchanged = rt.block_on(observe::plan(&e, &p, false, None)).unwrap();
+    assert!(unchanged.is_noop(), "{unchanged:?}");
+    assert!(unchanged
+        .steps
+        .iter()
+        .all(|s| s.status == StepStatus::Cached));
+    let edited = f.load("p", &THREE_STEPS.replace("echo one", "echo ONE"));
+    let plan = rt
+        .block_on(observe::plan(&e, &edited, false, None))
+        .unwrap();
+    assert!(!plan.is_noop());
+    assert!(plan
+        .steps
+        .iter()
+        .all(|s| matches!(s.status, StepStatus::Run { .. })));
+    // What apply then does matches the plan: every step runs.
+    e.clear_calls();
+    run(&e, &edited).unwrap();
+    assert_eq!(e.count("exec"), 3, "{:?}", e.calls());
+}

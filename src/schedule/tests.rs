@@ -1,0 +1,388 @@
+//! The scheduler against fake engines: fail-fast, keep-going, skipped dependents, a lost
+//! engine, placement and interrupts, in milliseconds (the test clock is paused, so a step's
+//! `sleep 5` ends at once and in order).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::*;
+use crate::engine::fake::FakeEngine;
+use crate::testing::{engine, runtime, Folder};
+
+/// A pipeline named `name` on `base` running `steps`, tagging `tag` (when given).
+fn pipeline(name: &str, base: &str, steps: &[&str], tag: Option<&str>) -> String {
+    let mut t = format!("name = \"{name}\"\n[base]\nimage = \"{base}\"\npull = \"never\"\n");
+    for s in steps {
+        t += &format!("[[step]]\nrun = \"{s}\"\n");
+    }
+    t += "[commit]\nmessage = \"m\"\n";
+    if let Some(tag) = tag {
+        t += &format!("tags = [\"{tag}\"]\n");
+    }
+    t
+}
+
+/// Every event, per pipeline and for the run, as text.
+#[derive(Default)]
+struct Seen(Mutex<Vec<String>>);
+
+impl Sink for Seen {
+    fn event(&self, e: Event) {
+        let text = match e {
+            Event::Started { engine, .. } => format!("started {engine}"),
+            Event::Succeeded { .. } => "succeeded".into(),
+            Event::Failed { error, .. } => format!("failed {error}"),
+            Event::NotRun { status, why } => format!("{status:?} {why}"),
+            Event::EngineLost { endpoint, .. } => format!("lost {endpoint}"),
+            Event::Stopping { why, .. } => format!("stopping {why}"),
+            Event::Interrupted { .. } => "interrupted".into(),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(text);
+    }
+}
+
+impl Seen {
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+struct Run {
+    summary: Summary,
+    seen: Vec<Vec<String>>,
+    run_seen: Vec<String>,
+}
+
+impl Run {
+    fn statuses(&self) -> Vec<Status> {
+        self.summary.outcomes.iter().map(|o| o.status).collect()
+    }
+    fn engines(&self) -> Vec<Option<usize>> {
+        self.summary.outcomes.iter().map(|o| o.engine).collect()
+    }
+}
+
+fn apply(
+    files: &[(&str, String)],
+    engines: &[FakeEngine],
+    jobs: usize,
+    fail_fast: bool,
+    interrupt_after: Option<Duration>,
+) -> Run {
+    let folder = Folder::new();
+    let pipelines: Vec<Pipeline> = files.iter().map(|(n, t)| folder.load(n, t)).collect();
+    let graph = crate::graph::build(&pipelines).expect("graph");
+    let settings = Settings {
+        jobs,
+        fail_fast,
+        options: Options {
+            no_cache: false,
+            keep_failed: false,
+            attempts: 1,
+            retry_delay: Duration::from_millis(1),
+            run_name: String::new(),
+        },
+    };
+    let seen: Vec<Seen> = pipelines.iter().map(|_| Seen::default()).collect();
+    let sinks: Vec<&dyn Sink> = seen.iter().map(|s| s as &dyn Sink).collect();
+    let run_seen = Seen::default();
+    let summary = runtime().block_on(async {
+        let interrupt = async {
+            match interrupt_after {
+                Some(d) => {
+                    tokio::time::sleep(d).await;
+                    Signal::Interrupt
+                }
+                None => std::future::pending().await,
+            }
+        };
+        run(
+            &pipelines, &graph, engines, &settings, &sinks, &run_seen, interrupt,
+        )
+        .await
+    });
+    Run {
+        summary,
+        seen: seen.iter().map(Seen::all).collect(),
+        run_seen: run_seen.all(),
+    }
+}
+
+fn two_engines() -> Vec<FakeEngine> {
+    vec![engine().named("fake://a"), engine().named("fake://b")]
+}
+
+#[test]
+fn one_pipeline_is_a_graph_of_one() {
+    let e = [engine()];
+    let r = apply(
+        &[("one", pipeline("one", "base:1", &["echo hi"], None))],
+        &e,
+        4,
+        true,
+        None,
+    );
+    assert_eq!(r.statuses(), [Status::Succeeded]);
+    assert_eq!(r.summary.exit, ExitStatus::Success);
+    assert_eq!(r.seen[0], ["started fake://", "succeeded"]);
+    assert_eq!(e[0].containers(), 0);
+}
+
+#[test]
+fn fail_fast_starts_nothing_after_a_failure() {
+    let e = [engine()];
+    let r = apply(
+        &[
+            ("a", pipeline("a", "base:1", &["exit 3"], None)),
+            ("b", pipeline("b", "base:1", &["echo b"], None)),
+            ("c", pipeline("c", "base:1", &["echo c"], None)),
+        ],
+        &e,
+        1,
+        true,
+        None,
+    );
+    assert_eq!(
+        r.statuses(),
+        [Status::Failed, Status::NotStarted, Status::NotStarted]
+    );
+    assert_eq!(r.summary.exit, ExitStatus::StepFailed);
+    assert!(r.summary.outcomes[1]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("--fail-fast: `a` failed"));
+    assert_eq!(e[0].count("create"), 1, "{:?}", e[0].calls());
+}
+
+#[test]
+fn fail_fast_lets_running_pipelines_finish() {
+    let e = [engine()];
+    let r = apply(
+        &[
+            ("a", pipeline("a", "base:1", &["exit 3"], None)),
+            ("b", pipeline("b", "base:1", &["sleep 5"], None)),
+            ("c", pipeline("c", "base:1", &["echo c"], None)),
+        ],
+        &e,
+        2,
+        true,
+        None,
+    );
+    assert_eq!(
+        r.statuses(),
+        [Status::Failed, Status::Succeeded, Status::NotStarted]
+    );
+    assert_eq!(r.run_seen, ["stopping --fail-fast: `a` failed"]);
+}
+
+#[test]
+fn keep_going_runs_the_independent_and_skips_every_dependent() {
+    let e = [engine()];
+    let r = apply(
+        &[
+            ("a", pipeline("a", "base:1", &["exit 4"], Some("app:a"))),
+            ("b", pipeline("b", "app:a", &["echo b"], Some("app:b"))),
+            ("c", pipeline("c", "app:b", &["echo c"], None)),
+            ("d", pipeline("d", "base:1", &["echo d"], None)),
+        ],
+        &e,
+        1,
+        false,
+        None,
+    );
+    assert_eq!(
+        r.statuses(),
+        [
+            Status::Failed,
+            Status::Skipped,
+            Status::Skipped,
+            Status::Succeeded
+        ]
+    );
+    assert_eq!(r.summary.exit, ExitStatus::StepFailed);
+    assert_eq!(
+        r.seen[2],
+        ["Skipped skipped: it builds on `a`, which failed"]
+    );
+}
+
+#[test]
+fn a_dependent_runs_on_its_producers_result_on_the_same_engine() {
+    let e = two_engines();
+    let r = apply(
+        &[
+            ("app", pipeline("app", "lib:1", &["echo app"], None)),
+            (
+                "lib",
+                pipeline("lib", "base:1", &["echo lib"], Some("lib:1")),
+            ),
+        ],
+        &e,
+        4,
+        true,
+        None,
+    );
+    assert_eq!(r.statuses(), [Status::Succeeded, Status::Succeeded]);
+    // lib publishes nothing, so app must run where lib tagged its image.
+    assert_eq!(r.engines()[0], r.engines()[1]);
+    let producer = r.summary.outcomes[1]
+        .applied
+        .as_ref()
+        .unwrap()
+        .image
+        .clone();
+    let engine = &e[r.engines()[0].unwrap()];
+    assert!(
+        engine.calls().contains(&format!("create {producer}")),
+        "app started from lib's tag: {:?} (lib made {producer})",
+        engine.calls()
+    );
+}
+
+#[test]
+fn independent_pipelines_spread_over_the_engines() {
+    let e = two_engines();
+    let files: Vec<(&str, String)> = ["p1", "p2", "p3", "p4"]
+        .iter()
+        .map(|n| (*n, pipeline(n, "base:1", &["sleep 1"], None)))
+        .collect();
+    let r = apply(&files, &e, 4, true, None);
+    assert!(r.statuses().iter().all(|s| *s == Status::Succeeded));
+    let on_a = r.engines().iter().filter(|x| **x == Some(0)).count();
+    assert_eq!(on_a, 2, "{:?}", r.engines());
+}
+
+#[test]
+fn a_lost_engine_fails_only_its_pipelines_and_gets_no_new_work() {
+    let e = two_engines();
+    let r = apply(
+        &[
+            ("dies", pipeline("dies", "base:1", &["engine-dies"], None)),
+            ("slow", pipeline("slow", "base:1", &["sleep 2"], None)),
+            ("later", pipeline("later", "base:1", &["echo later"], None)),
+        ],
+        &e,
+        2,
+        true,
+        None,
+    );
+    assert_eq!(
+        r.statuses(),
+        [Status::Failed, Status::Succeeded, Status::Succeeded],
+        "{:?}",
+        r.summary.outcomes
+    );
+    assert_eq!(r.summary.exit, ExitStatus::EngineFailed);
+    assert_eq!(r.engines(), [Some(0), Some(1), Some(1)]);
+    assert_eq!(r.run_seen, ["lost fake://a"]);
+    assert!(r.summary.outcomes[0]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("its engine became unreachable"));
+}
+
+#[test]
+fn a_dependent_of_an_unpublished_pipeline_on_a_lost_engine_is_refused() {
+    let e = two_engines();
+    let r = apply(
+        &[
+            (
+                "lib",
+                pipeline("lib", "base:1", &["echo lib"], Some("lib:2")),
+            ),
+            (
+                "kill",
+                pipeline("kill", "base:1", &["sleep 1; engine-dies"], None),
+            ),
+            ("app", pipeline("app", "lib:2", &["sleep 3"], None)),
+        ],
+        &e,
+        2,
+        false,
+        None,
+    );
+    // lib and kill start on engines a and b; kill takes b down... or a: either way app,
+    // bound to lib's engine, is refused when that engine is the lost one, and runs otherwise.
+    let lost = r.summary.outcomes[1].engine;
+    if r.engines()[0] == lost {
+        assert_eq!(r.statuses()[2], Status::Failed);
+        assert!(
+            r.seen[2][0].contains("that engine is unreachable"),
+            "{:?}",
+            r.seen
+        );
+    } else {
+        assert_eq!(r.statuses()[2], Status::Succeeded);
+    }
+}
+
+#[test]
+fn an_interrupt_stops_everything_and_removes_the_build_containers() {
+    let e = two_engines();
+    let r = apply(
+        &[
+            ("a", pipeline("a", "base:1", &["sleep 60"], None)),
+            ("b", pipeline("b", "base:1", &["sleep 60"], None)),
+            ("c", pipeline("c", "base:1", &["echo c"], None)),
+        ],
+        &e,
+        2,
+        true,
+        Some(Duration::from_secs(5)),
+    );
+    assert_eq!(
+        r.statuses(),
+        [Status::Interrupted, Status::Interrupted, Status::NotStarted]
+    );
+    assert_eq!(r.summary.exit, ExitStatus::Interrupted(Signal::Interrupt));
+    assert_eq!(r.run_seen, ["interrupted"]);
+    assert_eq!(e[0].containers() + e[1].containers(), 0);
+    assert!(e[0].count("remove_named") >= 1 && e[1].count("remove_named") >= 1);
+}
+
+#[test]
+fn the_state_machine_places_by_load_and_refuses_when_no_engine_is_left() {
+    let folder = Folder::new();
+    let pipelines: Vec<Pipeline> = ["w", "x", "y", "z"]
+        .iter()
+        .map(|n| folder.load(n, &pipeline(n, "base:1", &["true"], None)))
+        .collect();
+    let graph = crate::graph::build(&pipelines).unwrap();
+    let names = pipelines.iter().map(|p| p.name.clone()).collect();
+    let mut s = Scheduler::new(&graph, names, 2, 8, false);
+    let start = |d: Option<Decision>| match d {
+        Some(Decision::Start {
+            pipeline, engine, ..
+        }) => (pipeline, engine),
+        other => panic!("expected a start, got {other:?}"),
+    };
+    assert_eq!(start(s.next()), (0, 0));
+    assert_eq!(start(s.next()), (1, 1));
+    let lost = |why: &str| Finish::Failed {
+        exit: ExitStatus::StepFailed,
+        detail: "step".into(),
+        lost: Some(why.into()),
+    };
+    let c = s.finish(0, lost("gone"));
+    assert_eq!(c.lost_engine, Some((0, "gone".into())));
+    assert_eq!(start(s.next()), (2, 1), "the lost engine gets no new work");
+    let c = s.finish(1, lost("gone too"));
+    assert_eq!(c.lost_engine, Some((1, "gone too".into())));
+    let c = s.finish(2, lost("again"));
+    assert_eq!(c.lost_engine, None, "an engine is lost once");
+    match s.next() {
+        Some(Decision::Refused { pipeline: 3, why }) => {
+            assert_eq!(why, "no engine is reachable")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let summary = s.summary();
+    assert_eq!(summary.exit, ExitStatus::EngineFailed);
+    assert!(summary
+        .outcomes
+        .iter()
+        .all(|o| o.status == Status::Failed && o.exit == Some(ExitStatus::EngineFailed)));
+}
