@@ -1,6 +1,8 @@
 //! The validated pipeline: templates rendered, references parsed, paths resolved. Every
 //! invariant the planner and executor rely on holds once a [`Pipeline`] exists.
 
+pub(crate) mod env;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -448,6 +448,19 @@ impl<'a> Builder<'a> {
         let cmd = self.list(&c.cmd);
         let entrypoint = self.list(&c.entrypoint);
         let env = c.env.as_ref().map(|m| self.env_map(m)).unwrap_or_default();
+        // `$VAR` in the committed env expands against the base's env at apply time.
+        for (k, v) in c.env.iter().flatten() {
+            let Some(text) = env.get(k.get_ref()) else {
+                continue;
+            };
+            if let Err(e) = crate::model::env::expand(text, &[]) {
+                self.diags.push(
+                    Diagnostic::new("invalid-env-value", e.0)
+                        .at(v.span())
+                        .hint("write `$NAME` or `${NAME}` (`${NAME:-default}`, `${NAME:+alt}`), and `\\$` for a literal `$`"),
+                );
+            }
+        }
         let mut labels = BTreeMap::new();
         for (k, v) in c.labels.iter().flatten() {
             if k.get_ref().is_empty() {

@@ -312,6 +312,9 @@ async fn ensure_base<E: Engine>(
     Ok(info)
 }
 
+/// The PATH a container gets when its image sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The committed image's config: the base's, with the pipeline's changes.
 pub(crate) fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig {
     let mut cfg = base.clone();
@@ -323,8 +326,16 @@ pub(crate) fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig
     if let Some(cmd) = &c.cmd {
         cfg.cmd = Some(cmd.clone());
     }
+    // Values expand against the base's environment, as a Dockerfile `ENV` does; validation
+    // has already refused what cannot be expanded.
+    let mut base_env = base.env.clone();
+    if !base_env.iter().any(|e| e.starts_with("PATH=")) {
+        // What the engine runs the image with when it sets no PATH.
+        base_env.push(format!("PATH={DEFAULT_PATH}"));
+    }
     for (k, v) in &c.env {
-        let entry = format!("{k}={v}");
+        let value = crate::model::env::expand(v, &base_env).unwrap_or_else(|_| v.clone());
+        let entry = format!("{k}={value}");
         match cfg
             .env
             .iter_mut()
@@ -381,6 +392,30 @@ mod config_tests {
             ..Default::default()
         };
         let cfg = final_config(&base, &changes);
+        let expanded = final_config(
+            &base,
+            &ConfigChanges {
+                env: [
+                    ("PATH".to_string(), "/opt/bin:$PATH".to_string()),
+                    ("HOME".to_string(), "${HOME:-/root}".to_string()),
+                ]
+                .into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            expanded.env,
+            ["PATH=/opt/bin:/bin", "LANG=C", "HOME=/root"],
+            "expanded against the base's env, as a Dockerfile ENV"
+        );
+        let no_path = final_config(
+            &ImageConfig::default(),
+            &ConfigChanges {
+                env: [("PATH".to_string(), "/opt/bin:$PATH".to_string())].into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(no_path.env, [format!("PATH=/opt/bin:{DEFAULT_PATH}")]);
         assert_eq!(
             cfg.cmd, None,
             "a new entrypoint drops the inherited command"

@@ -222,7 +222,7 @@ tags = ["{name}:{tag}"]
 
 [commit.config]
 expose = [8080, "53/udp"]
-env = {{ APP_MODE = "prod" }}
+env = {{ APP_MODE = "prod", PATH = "/opt/tools:$PATH", PRICE = "\\$5" }}
 labels = {{ team = "platform" }}
 workdir = "/srv"
 volumes = ["/data"]
@@ -263,6 +263,15 @@ tags = ["{tag}", "stable"]
         env.contains("APP_MODE=prod") && !env.contains("STEP_ONLY"),
         "{env}"
     );
+    // `$PATH` expands as in a Dockerfile ENV (the imported base sets no PATH: the engine's
+    // default), `\$` is a literal dollar; the image still finds `sh` and `ls`.
+    assert!(
+        env.contains(
+            "PATH=/opt/tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ) && env.contains("PRICE=$5"),
+        "{env}"
+    );
+    docker_ok(&["run", "--rm", &local, "ls", "/"]);
 
     let files = docker_ok(&[
         "run", "--rm", "--user", "0", &local, "sh", "-c",
