@@ -48,7 +48,7 @@ pub(crate) struct VarArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ApplyArgs {
-    /// Pipeline files.
+    /// Pipeline files; a folder means every pipeline `*.toml` in it.
     #[arg(required = true, value_name = "FILE")]
     pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]
@@ -114,7 +114,7 @@ pub(crate) enum Format {
 
 #[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
-    /// Pipeline files.
+    /// Pipeline files; a folder means every pipeline `*.toml` in it.
     #[arg(required = true, value_name = "FILE")]
     pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]

@@ -413,3 +413,72 @@ pub(crate) fn save(
     let json = json.map_err(std::io::Error::other)?;
     std::fs::write(path, json)
 }
+
+/// The report of a run refused before anything ran (exit 2): invalid files, a dependency
+/// cycle, a password variable not set. CI jobs that upload the report find why.
+#[derive(Debug, Serialize)]
+pub(crate) struct Refused {
+    pub(crate) report_version: u32,
+    pub(crate) tool_version: String,
+    pub(crate) status: RunStatus,
+    pub(crate) exit_code: u8,
+    pub(crate) error: String,
+    /// Every problem of every file, located.
+    pub(crate) diagnostics: Vec<Problem>,
+}
+
+/// One diagnostic of a refused run.
+#[derive(Debug, Serialize)]
+pub(crate) struct Problem {
+    pub(crate) file: String,
+    /// 1-based, when the problem has a place in the file.
+    pub(crate) line: Option<usize>,
+    pub(crate) column: Option<usize>,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+/// The report of a run refused with `error`.
+pub(crate) fn of_refused(error: &crate::error::CliError) -> serde_json::Result<Vec<u8>> {
+    let mut diagnostics = Vec::new();
+    if let crate::error::CliError::Invalid(reports) = error {
+        for r in reports {
+            for d in &r.diagnostics {
+                let place = d.span.as_ref().map(|s| {
+                    let before = &r.source.as_bytes()[..s.start.min(r.source.len())];
+                    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+                    (line, column)
+                });
+                diagnostics.push(Problem {
+                    file: r.file.clone(),
+                    line: place.map(|p| p.0),
+                    column: place.map(|p| p.1),
+                    code: d.code,
+                    message: d.message.clone(),
+                });
+            }
+        }
+    }
+    let error_text = match error {
+        crate::error::CliError::Graph(errors) => errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        crate::error::CliError::MissingPasswords(logins) => logins
+            .iter()
+            .map(|l| format!("the environment variable `{}` is not set", l.password_env))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
+    serde_json::to_vec_pretty(&Refused {
+        report_version: 1,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        status: RunStatus::Failed,
+        exit_code: error.code(),
+        error: error_text,
+        diagnostics,
+    })
+}

@@ -17,9 +17,21 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
     ) else {
         return Err(CliError::Runtime("cannot install signal handlers".into()));
     };
-    let pipelines = super::load_all(&args.files, &args.vars)?;
-    super::check_passwords(&pipelines)?;
-    let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
+    let checked = super::load_all(&args.files, &args.vars).and_then(|pipelines| {
+        super::check_passwords(&pipelines)?;
+        let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
+        Ok((pipelines, graph))
+    });
+    let (pipelines, graph) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            // The report says why nothing ran.
+            if let Some(path) = &args.report {
+                save(path, report::of_refused(&e), ui);
+            }
+            return Err(e);
+        }
+    };
     let engines = match super::engines(&args.engines, ui).await {
         Ok(e) => e,
         Err(e) => {

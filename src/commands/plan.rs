@@ -128,6 +128,7 @@ fn render(plan: &Plan) -> String {
             PushStatus::Changed => "changed",
             PushStatus::UpToDate => "up to date",
             PushStatus::Unknown => "unknown (registry not reachable)",
+            PushStatus::Refused => "unknown (the registry refused the credentials)",
         };
         if p.status != PushStatus::UpToDate {
             pushes += 1;

@@ -143,7 +143,7 @@ impl<'a, E: Engine> Build<'a, E> {
                 duration,
             });
             if let Err(e) = result {
-                if self.opts.keep_failed && !matches!(e, ApplyError::StepTimedOut { .. }) {
+                if self.opts.keep_failed {
                     self.keep_failed(&id, i + 1, &base.config).await;
                 }
                 return Err(e);

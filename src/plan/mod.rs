@@ -23,6 +23,8 @@ pub(crate) struct Observed {
     pub(crate) cache: Vec<CacheImage>,
     /// Checkpoint notes of cache images (by image id), used to explain misses.
     pub(crate) notes: HashMap<String, CheckpointNote>,
+    /// Targets whose registry refused the credentials.
+    pub refused: std::collections::HashSet<(String, String)>,
     /// Remote manifest digests by (repository, tag); absent when not asked.
     pub(crate) remote: HashMap<(String, String), Option<String>>,
     /// `repository@digest` records of the reusable final image.
@@ -94,6 +96,8 @@ pub(crate) enum PushStatus {
     Changed,
     UpToDate,
     Unknown,
+    /// The registry refused the credentials (or their absence).
+    Refused,
 }
 
 impl Plan {
@@ -203,7 +207,9 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
                 .map(move |tag| (repository.clone(), tag.clone()))
         })
         .map(|(repository, tag)| {
-            let status = match obs.remote.get(&(repository.clone(), tag.clone())) {
+            let target = (repository.clone(), tag.clone());
+            let status = match obs.remote.get(&target) {
+                None if obs.refused.contains(&target) => PushStatus::Refused,
                 None => PushStatus::Unknown,
                 Some(None) => PushStatus::New,
                 Some(Some(d))

@@ -135,11 +135,17 @@ pub(crate) async fn plan<E: Engine>(
         let repository = t.repository.repository();
         let creds = credentials::resolve(t.repository.registry_host(), t.login.as_ref()).await?;
         for tag in &t.tags {
-            if let Ok(digest) = engine
+            match engine
                 .remote_digest(&format!("{repository}:{tag}"), creds.clone())
                 .await
             {
-                remote.insert((repository.clone(), tag.clone()), digest);
+                Ok(digest) => {
+                    remote.insert((repository.clone(), tag.clone()), digest);
+                }
+                Err(EngineError::Auth(_)) => {
+                    obs.refused.insert((repository.clone(), tag.clone()));
+                }
+                Err(_) => {}
             }
         }
     }

@@ -186,6 +186,38 @@ fn plan_and_apply_validate_first_and_stop_on_errors() {
 }
 
 #[test]
+fn the_report_is_written_when_the_file_is_invalid() {
+    let file = root().join("tests/it/bad/three-mistakes.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = assert_cmd::Command::cargo_bin("pipeline")
+        .unwrap()
+        .args([
+            "apply",
+            "--report",
+            report.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report written")).unwrap();
+    assert_eq!(r["status"], "failed", "{r:#}");
+    assert_eq!(r["exit_code"], 2, "{r:#}");
+    let problems = r["diagnostics"].as_array().expect("diagnostics");
+    assert_eq!(problems.len(), 3, "{r:#}");
+    assert!(
+        problems.iter().all(|p| p["line"].as_u64().is_some()
+            && p["code"].as_str().is_some()
+            && p["file"].as_str().unwrap().ends_with("three-mistakes.toml")),
+        "{r:#}"
+    );
+}
+
+#[test]
 fn a_missing_password_variable_is_named_before_anything_runs() {
     let p = Project::new();
     p.pipeline(
