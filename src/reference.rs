@@ -1,6 +1,9 @@
-//! Image references: `[registry/]path[:tag][@digest]`, normalised the way docker does.
+//! Image references: `[registry/]path[:tag][@digest]`, checked with the distribution grammar
+//! and kept as written (normalisation, e.g. `docker.io/library/`, is the graph's business).
 
 use std::fmt;
+
+use oci_spec::distribution::{ParseError, Reference as OciReference};
 
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -14,19 +17,15 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    /// Parses a reference, saying what is wrong when it is not valid.
+    /// Parses a reference with the distribution grammar (the `oci-spec` crate's parser, the
+    /// one registries and engines implement), keeping the parts as written.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() {
             return Err("the image reference is empty".into());
         }
-        if s.len() > 255 + 128 + 72 {
-            return Err("the image reference is too long".into());
-        }
+        let parsed = OciReference::try_from(s).map_err(|e| explain(s, &e))?;
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => {
-                validate_digest(d)?;
-                (r, Some(d.to_string()))
-            }
+            Some((r, d)) => (r, Some(d.to_string())),
             None => (s, None),
         };
         // A tag follows the last ':' that comes after the last '/'.
@@ -34,19 +33,20 @@ impl ImageRef {
             Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_string())),
             _ => (rest, None),
         };
-        if let Some(tag) = &tag {
-            validate_tag(tag)?;
-        }
-        let (registry, path) = match name.split_once('/') {
-            Some((first, rest))
+        // The grammar's own rule for a leading registry host.
+        let registry = match name.split_once('/') {
+            Some((first, _))
                 if first.contains('.') || first.contains(':') || first == "localhost" =>
             {
-                validate_host(first)?;
-                (Some(first.to_string()), rest.to_string())
+                Some(first.to_string())
             }
-            _ => (None, name.to_string()),
+            _ => None,
         };
-        validate_path(&path)?;
+        let path = match &registry {
+            Some(r) => name[r.len() + 1..].to_string(),
+            None => name.to_string(),
+        };
+        debug_assert!(tag.is_none() || tag.as_deref() == parsed.tag());
         Ok(Self {
             registry,
             path,
@@ -90,17 +90,11 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, as the distribution grammar has it.
 pub fn validate_tag(tag: &str) -> Result<(), String> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let ok = !tag.contains([':', '@', '/'])
+        && OciReference::try_from(format!("x:{tag}").as_str())
+            .is_ok_and(|r| r.tag() == Some(tag) && r.digest().is_none());
     if ok {
         Ok(())
     } else {
@@ -110,62 +104,46 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
     }
 }
 
-fn validate_digest(d: &str) -> Result<(), String> {
-    match d.split_once(':') {
-        Some(("sha256", hex)) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(())
-        }
-        _ => Err(format!(
-            "`{d}` is not a valid digest: expected `sha256:` and 64 hex digits"
-        )),
-    }
-}
-
-fn validate_host(host: &str) -> Result<(), String> {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) => (n, Some(p)),
-        None => (host, None),
+/// Says what is wrong with a reference the grammar refused, in the user's terms.
+fn explain(s: &str, e: &ParseError) -> String {
+    let name = s.split(['@']).next().unwrap_or(s);
+    let path = match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+        _ => name,
     };
-    let name_ok = !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
-    if name_ok && port_ok {
-        Ok(())
-    } else {
-        Err(format!("`{host}` is not a valid registry host"))
+    let (path, tag) = match path.rsplit_once(':') {
+        Some((p, t)) => (p, Some(t)),
+        None => (path, None),
+    };
+    let mut reasons = Vec::new();
+    if path.chars().any(|c| c.is_ascii_uppercase()) {
+        reasons.push("the repository name must be lowercase".to_string());
     }
-}
-
-fn validate_path(path: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err("the repository name is empty".into());
+    if let Some(Err(t)) = tag.map(validate_tag) {
+        reasons.push(t);
     }
-    for component in path.split('/') {
-        let ok = !component.is_empty()
-            && component
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-            && component
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphanumeric())
-            && component
-                .bytes()
-                .last()
-                .is_some_and(|b| b.is_ascii_alphanumeric());
-        if !ok {
-            return Err(format!(
-                "`{path}` is not a valid repository name: components use lowercase letters, digits \
-                 and `.`, `_`, `-` between them"
-            ));
+    match e {
+        ParseError::ReferenceInvalidFormat if !reasons.is_empty() => {
+            format!(
+                "`{s}` is not a valid image reference: {}",
+                reasons.join("; ")
+            )
         }
+        ParseError::ReferenceInvalidFormat => format!(
+            "`{s}` is not a valid image reference: write [HOST[:PORT]/]PATH[:TAG][@DIGEST], where \
+             PATH's components are lowercase letters and digits joined by one `.`, one or two \
+             `_`, or `-`s, and a TAG is letters, digits, `_`, `.`, `-` (not first), at most 128"
+        ),
+        ParseError::NameContainsUppercase => {
+            format!("`{s}` is not a valid image reference: the repository name must be lowercase")
+        }
+        ParseError::DigestInvalidFormat
+        | ParseError::DigestInvalidLength
+        | ParseError::DigestUnsupported => format!(
+            "`{s}` is not a valid image reference: {e} (expected e.g. `sha256:` and 64 hex digits)"
+        ),
+        other => format!("`{s}` is not a valid image reference: {other}"),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -202,6 +180,9 @@ mod tests {
             "app:",
             "app@sha256:12",
             "x/-y",
+            "ux/a..b:1",
+            "a/b_-c",
+            "localhost:0x/app",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad} should be rejected");
         }

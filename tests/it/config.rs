@@ -186,6 +186,25 @@ fn plan_and_apply_validate_first_and_stop_on_errors() {
 }
 
 #[test]
+fn references_outside_the_distribution_grammar_are_located_validate_errors() {
+    let p = Project::new();
+    p.pipeline(
+        "[base]\nimage = \"busybox\"\n[commit]\ntags = [\"ux/a..b:1\"]\n[[publish]]\nrepository = \"localhost:5000/A/b\"\ntags = [\"-x\"]\n",
+    );
+    let out = p.cmd(&["validate", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(
+        text.matches("error[invalid-reference]").count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(text.matches("error[invalid-tag]").count(), 1, "{text}");
+    assert!(text.contains("pipeline.toml:4:9"), "{text}");
+    assert!(text.contains("must be lowercase"), "{text}");
+}
+
+#[test]
 fn the_report_is_written_when_the_file_is_invalid() {
     let file = root().join("tests/it/bad/three-mistakes.toml");
     let dir = tempfile::tempdir().unwrap();
