@@ -321,7 +321,7 @@ impl Sink for Ui {
                 duration,
             } => {
                 self.stop_spin();
-                print_applied(&applied);
+                print_applied(&applied, &self.prefix);
                 self.line(&format!("succeeded on {engine} in {}", secs(duration)));
             }
             Event::Failed { error, pipeline } => self.explain(&error, &pipeline),
@@ -460,14 +460,22 @@ pub(crate) fn render_summary(
 }
 
 /// Prints what an apply produced on stdout, for scripts: `image ID`, `tagged REF` and
-/// `pushed REPO:TAG@DIGEST` lines.
-fn print_applied(applied: &Applied) {
-    println!("image {}", applied.image);
+/// `pushed REPO:TAG@DIGEST` lines (`up-to-date REPO:TAG@DIGEST` for a tag the registry
+/// already held). With several pipelines each line starts with `[NAME] `.
+fn print_applied(applied: &Applied, pipeline: &str) {
+    let name = if pipeline.is_empty() {
+        String::new()
+    } else {
+        format!("[{pipeline}] ")
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{name}image {}", applied.image);
     for t in &applied.tags {
-        println!("tagged {t}");
+        let _ = writeln!(out, "{name}tagged {t}");
     }
     for p in &applied.pushed {
-        println!("pushed {}:{}@{}", p.repository, p.tag, p.digest);
+        let how = if p.up_to_date { "up-to-date" } else { "pushed" };
+        let _ = writeln!(out, "{name}{how} {}:{}@{}", p.repository, p.tag, p.digest);
     }
 }
 

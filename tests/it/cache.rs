@@ -89,6 +89,14 @@ fn unchanged_reapply_starts_no_container_and_runs_no_exec() {
         "pushes should be up to date:\n{text}"
     );
     assert!(text.contains("image unchanged"), "{text}");
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("up-to-date "))
+            .count()
+            == 2
+            && !text.lines().any(|l| l.starts_with("pushed ")),
+        "stdout says up-to-date, as stderr does:\n{text}"
+    );
 
     // --no-cache really runs everything again.
     let (creates, execs, _) = apply_counting(&project, &name, &["--no-cache"]);

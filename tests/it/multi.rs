@@ -466,6 +466,14 @@ fn six_pipelines_over_three_engines_beat_serial_and_the_app_holds_this_runs_base
         "the app's base is not this run's: {text}"
     );
     eprintln!("{text}");
+    // Results on stdout say which pipeline they belong to.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("[{u}-app] image sha256:"))),
+        "{stdout}"
+    );
 
     // Order: the app started after its base finished.
     let (_, base_end) = start_and_end(entry(&r, &format!("{u}-base")));
