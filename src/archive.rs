@@ -153,10 +153,11 @@ fn build(c: &CopySpec, writer: ChunkWriter) -> io::Result<()> {
     let (uid, gid) = c.owner.unwrap_or((0, 0));
     let mut tar = tar::Builder::new(writer);
     for e in walk(&c.src)? {
-        let name = if e.rel.is_empty() {
-            root.clone()
-        } else {
-            format!("{root}/{}", e.rel)
+        // Relative names: for `dest = "/"` the root is empty.
+        let name = match (root.is_empty(), e.rel.is_empty()) {
+            (_, true) => root.clone(),
+            (true, false) => e.rel.clone(),
+            (false, false) => format!("{root}/{}", e.rel),
         };
         let mut h = tar::Header::new_gnu();
         h.set_uid(uid as u64);

@@ -8,6 +8,7 @@ mod harness;
 mod apply;
 mod cache;
 mod config;
+mod copies;
 mod docs;
 mod executor;
 mod faults;

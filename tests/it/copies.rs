@@ -1,0 +1,89 @@
+//! Copies on the real engine: every destination `validate` accepts works, the others are
+//! located diagnostics.
+
+use crate::harness::{output_text, unique, Project};
+use crate::support::engine::{docker, remove_image, require_image};
+
+/// A busybox pipeline with `steps`, committed as `NAME:t`.
+fn pipeline(name: &str, steps: &str) -> String {
+    format!(
+        "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n{steps}\n\
+         [commit]\nmessage = \"copies\"\ntags = [\"{name}:t\"]\n"
+    )
+}
+
+/// Applies `pipeline.toml`, which must succeed; returns the committed image.
+fn apply_ok(project: &Project, name: &str) -> String {
+    require_image("busybox:latest");
+    let out = project.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    assert!(out.status.success(), "apply failed:\n{}", output_text(&out));
+    format!("{name}:t")
+}
+
+/// Runs `script` with `sh -c` in a throwaway container of `image`; returns its raw stdout.
+fn run_in(image: &str, script: &str) -> Vec<u8> {
+    let out = docker(&["run", "--rm", image, "sh", "-c", script]);
+    assert!(
+        out.status.success(),
+        "`{script}` failed in {image}:\n{}",
+        output_text(&out)
+    );
+    out.stdout
+}
+
+#[test]
+fn a_folder_copied_to_the_root_lands_in_the_root() {
+    let name = unique("copies-root");
+    let project = Project::new();
+    project.file("tree/top.txt", "top\n");
+    project.file("tree/sub/nested.txt", "nested\n");
+    project.file("single.txt", "single\n");
+    project.pipeline(&pipeline(
+        &name,
+        "[[step]]\ncopy = { src = \"tree\", dest = \"/\" }\n\
+         [[step]]\ncopy = { src = \"single.txt\", dest = \"/\" }\n",
+    ));
+    let image = apply_ok(&project, &name);
+    let out = run_in(
+        &image,
+        "cat /top.txt /sub/nested.txt /single.txt; stat -c '%a %u:%g' /",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "top\nnested\nsingle\n755 0:0\n"
+    );
+    remove_image(&image);
+}
+
+#[test]
+fn destinations_with_dot_segments_doubled_slashes_or_nul_are_located_validate_errors() {
+    let project = Project::new();
+    project.file("f.txt", "x");
+    let dests = ["/a/../b/", "/a/./b", "/a//b", "/a\\u0000b", "/etc/.."];
+    let steps: String = dests
+        .iter()
+        .map(|d| format!("[[step]]\ncopy = {{ src = \"f.txt\", dest = \"{d}\" }}\n"))
+        .collect();
+    project.pipeline(&format!("[base]\nimage = \"busybox:latest\"\n{steps}"));
+    let out = project
+        .cmd(&["validate", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(
+        text.matches("error[invalid-destination]").count(),
+        dests.len(),
+        "{text}"
+    );
+    for line in [4, 6, 8, 10, 12] {
+        assert!(
+            text.contains(&format!("pipeline.toml:{line}:")),
+            "no diagnostic at line {line}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("`/b/`"),
+        "the hint names the plain path:\n{text}"
+    );
+}
