@@ -1,7 +1,7 @@
 //! Copy sources as tar archives, streamed to the engine in small chunks (never whole in
 //! memory, so a 100 MB copy costs a few hundred kB).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -14,43 +14,39 @@ use crate::model::CopySpec;
 pub enum EntryKind {
     Dir,
     File { size: u64 },
-    Symlink(String),
+    Symlink(PathBuf),
 }
 
 /// One file system entry under a copy source.
 #[derive(Debug, Clone)]
 pub struct WalkEntry {
     pub path: PathBuf,
-    /// Path relative to the source (`""` when the source is a single file).
-    pub rel: String,
+    /// Path relative to the source, byte for byte as on disk (empty when the source is a
+    /// single file).
+    pub rel: PathBuf,
     pub kind: EntryKind,
     pub mode: u32,
     pub mtime: u64,
 }
 
 /// Lists a copy source in a fixed order: a file alone, or a directory's contents (not the
-/// directory itself), parents before children, names sorted.
+/// directory itself), parents before children, names sorted by their bytes.
 pub fn walk(src: &Path) -> io::Result<Vec<WalkEntry>> {
     let meta = std::fs::symlink_metadata(src)?;
     let mut out = Vec::new();
     if meta.is_dir() {
-        walk_dir(src, "", &mut out)?;
+        walk_dir(src, Path::new(""), &mut out)?;
     } else {
-        out.push(entry(src.to_path_buf(), String::new(), &meta)?);
+        out.push(entry(src.to_path_buf(), PathBuf::new(), &meta)?);
     }
     Ok(out)
 }
 
-fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<WalkEntry>) -> io::Result<()> {
+fn walk_dir(dir: &Path, prefix: &Path, out: &mut Vec<WalkEntry>) -> io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<Vec<_>, _>>()?;
     names.sort_by_key(|e| e.file_name());
     for e in names {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
+        let rel = prefix.join(e.file_name());
         let meta = std::fs::symlink_metadata(e.path())?;
         out.push(entry(e.path(), rel.clone(), &meta)?);
         if meta.is_dir() {
@@ -60,10 +56,10 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<WalkEntry>) -> io::Result<()
     Ok(())
 }
 
-fn entry(path: PathBuf, rel: String, meta: &std::fs::Metadata) -> io::Result<WalkEntry> {
+fn entry(path: PathBuf, rel: PathBuf, meta: &std::fs::Metadata) -> io::Result<WalkEntry> {
     use std::os::unix::fs::MetadataExt;
     let kind = if meta.file_type().is_symlink() {
-        EntryKind::Symlink(std::fs::read_link(&path)?.to_string_lossy().into_owned())
+        EntryKind::Symlink(std::fs::read_link(&path)?)
     } else if meta.is_dir() {
         EntryKind::Dir
     } else if meta.is_file() {
@@ -83,18 +79,15 @@ fn entry(path: PathBuf, rel: String, meta: &std::fs::Metadata) -> io::Result<Wal
     })
 }
 
-/// The path of the copied source in the image, without the leading `/`.
-pub fn target_path(c: &CopySpec, src_is_dir: bool) -> String {
-    let dest = c.dest.trim_start_matches('/');
-    if !src_is_dir && c.dest.ends_with('/') {
-        let base = c
-            .src
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        format!("{dest}{base}")
-    } else {
-        dest.trim_end_matches('/').to_string()
+/// Where the copied source goes in the image, relative to `/` (empty for `/` itself): `dest`,
+/// or for a file and a `dest` ending in `/`, the file's name inside it.
+pub fn target_path(c: &CopySpec, src_is_dir: bool) -> PathBuf {
+    let dest: PathBuf = Path::new(c.dest.trim_start_matches('/'))
+        .components()
+        .collect();
+    match c.src.file_name() {
+        Some(name) if !src_is_dir && c.dest.ends_with('/') => dest.join(name),
+        _ => dest,
     }
 }
 
@@ -132,13 +125,11 @@ pub fn stream(c: &CopySpec) -> Archive {
     let spec = c.clone();
     tokio::task::spawn_blocking(move || {
         let err_tx = tx.clone();
-        if let Err(e) = build(
-            &spec,
-            ChunkWriter {
-                tx,
-                buf: Vec::with_capacity(CHUNK),
-            },
-        ) {
+        let writer = ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        if let Err(e) = build(&spec, writer).and_then(|mut w| w.flush()) {
             let _ = err_tx.blocking_send(Err(e));
         }
     });
@@ -147,17 +138,17 @@ pub fn stream(c: &CopySpec) -> Archive {
     }))
 }
 
-fn build(c: &CopySpec, writer: ChunkWriter) -> io::Result<()> {
+/// Writes the copy as a tar archive meant to be extracted at `/`, names byte for byte.
+fn build<W: Write>(c: &CopySpec, out: W) -> io::Result<W> {
     let src_is_dir = std::fs::metadata(&c.src)?.is_dir();
     let root = target_path(c, src_is_dir);
     let (uid, gid) = c.owner.unwrap_or((0, 0));
-    let mut tar = tar::Builder::new(writer);
+    let mut tar = tar::Builder::new(out);
     for e in walk(&c.src)? {
-        // Relative names: for `dest = "/"` the root is empty.
-        let name = match (root.is_empty(), e.rel.is_empty()) {
-            (_, true) => root.clone(),
-            (true, false) => e.rel.clone(),
-            (false, false) => format!("{root}/{}", e.rel),
+        let name = if e.rel.as_os_str().is_empty() {
+            root.clone()
+        } else {
+            root.join(&e.rel)
         };
         let mut h = tar::Header::new_gnu();
         h.set_uid(uid as u64);
@@ -185,8 +176,68 @@ fn build(c: &CopySpec, writer: ChunkWriter) -> io::Result<()> {
             }
         }
     }
-    let mut writer = tar.into_inner()?;
-    writer.flush()
+    tar.into_inner()
 }
 
-use std::io::Read as _;
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+    use crate::cache::tree_digest;
+
+    /// A source folder `src` in a temp dir, holding `files` (relative path, content).
+    fn source(files: &[(&[u8], &[u8])]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        for (rel, content) in files {
+            let path = src.join(OsStr::from_bytes(rel));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, content).unwrap();
+        }
+        (dir, src)
+    }
+
+    fn spec(src: &Path, dest: &str, owner: Option<(u32, u32)>) -> CopySpec {
+        CopySpec {
+            src: src.to_path_buf(),
+            src_display: "src".into(),
+            dest: dest.into(),
+            mode: None,
+            owner,
+        }
+    }
+
+    #[test]
+    fn names_are_byte_exact_in_the_archive_and_apart_in_the_digest() {
+        let (_dir, src) = source(&[(b"a\xfe", b"A"), (b"a\xff", b"B")]);
+        let bytes = build(&spec(&src, "/names", None), Vec::new()).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let names: Vec<(Vec<u8>, Vec<u8>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut content = Vec::new();
+                e.read_to_end(&mut content).unwrap();
+                (e.path_bytes().into_owned(), content)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (b"names/a\xfe".to_vec(), b"A".to_vec()),
+                (b"names/a\xff".to_vec(), b"B".to_vec())
+            ]
+        );
+        // Either name alone, same content: the digests differ.
+        let (_d1, one) = source(&[(b"a\xfe", b"A")]);
+        let (_d2, other) = source(&[(b"a\xff", b"A")]);
+        assert_ne!(
+            tree_digest(&spec(&one, "/n", None)).unwrap(),
+            tree_digest(&spec(&other, "/n", None)).unwrap()
+        );
+    }
+}

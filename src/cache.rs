@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::archive::{EntryKind, WalkEntry};
 use crate::model::{Action, Commit, CopySpec, Step};
 
 /// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
@@ -104,30 +106,60 @@ fn digest_json<T: Serialize>(v: &T) -> String {
     hash(&[&serde_json::to_string(v).unwrap_or_default()])[..16].to_string()
 }
 
-/// Digest of a copy source: relative paths, types, permission bits, symlink targets and file
-/// contents, in a fixed order. Modification times are left out on purpose.
-pub fn tree_digest(c: &CopySpec) -> std::io::Result<String> {
-    let mut h = Sha256::new();
-    for entry in crate::archive::walk(&c.src)? {
-        h.update(entry.rel.as_bytes());
-        h.update([0]);
-        match &entry.kind {
-            crate::archive::EntryKind::Dir => h.update(b"d"),
-            crate::archive::EntryKind::Symlink(target) => {
-                h.update(b"l");
-                h.update(target.as_bytes());
+/// The digest of one entry of a copy source: its relative path (bytes, as on disk), type,
+/// size or symlink target, permission bits and content. Variable-length parts are
+/// length-prefixed, so no two different entries hash the same bytes. Modification times are
+/// left out on purpose.
+pub struct EntryHasher(Sha256);
+
+impl EntryHasher {
+    pub fn new(e: &WalkEntry) -> Self {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(e.rel.as_os_str().as_bytes());
+        match &e.kind {
+            EntryKind::Dir => field(b"d"),
+            EntryKind::Symlink(target) => {
+                field(b"l");
+                field(target.as_os_str().as_bytes());
             }
-            crate::archive::EntryKind::File { .. } => {
-                h.update(b"f");
-                file_digest(&entry.path, &mut h)?;
+            EntryKind::File { size } => {
+                field(b"f");
+                field(&size.to_le_bytes());
             }
         }
-        h.update(entry.mode.to_le_bytes());
+        field(&e.mode.to_le_bytes());
+        Self(h)
+    }
+
+    /// Feeds file content, exactly the size given to [`EntryHasher::new`] in all.
+    pub fn content(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
+/// Digest of a copy source: the digest of every entry, in walk order.
+pub fn tree_digest(c: &CopySpec) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    h.update(b"pipeline-copy-v2");
+    for e in crate::archive::walk(&c.src)? {
+        let mut entry = EntryHasher::new(&e);
+        if let EntryKind::File { .. } = e.kind {
+            file_digest(&e.path, &mut entry)?;
+        }
+        h.update(entry.finish());
     }
     Ok(hex::encode(h.finalize()))
 }
 
-fn file_digest(path: &Path, h: &mut Sha256) -> std::io::Result<()> {
+fn file_digest(path: &Path, h: &mut EntryHasher) -> std::io::Result<()> {
     let mut f = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -135,7 +167,7 @@ fn file_digest(path: &Path, h: &mut Sha256) -> std::io::Result<()> {
         if n == 0 {
             return Ok(());
         }
-        h.update(&buf[..n]);
+        h.content(&buf[..n]);
     }
 }
 

@@ -1,5 +1,8 @@
-//! Copies on the real engine: every destination `validate` accepts works, the others are
-//! located diagnostics.
+//! Copies on the real engine: file names arrive byte-exact, every destination `validate`
+//! accepts works, the others are located diagnostics.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 
 use crate::harness::{output_text, unique, Project};
 use crate::support::engine::{docker, remove_image, require_image};
@@ -29,6 +32,34 @@ fn run_in(image: &str, script: &str) -> Vec<u8> {
         output_text(&out)
     );
     out.stdout
+}
+
+#[test]
+fn file_names_that_are_not_utf8_arrive_byte_exact_and_apart() {
+    let name = unique("copies-names");
+    let project = Project::new();
+    std::fs::create_dir(project.path().join("names")).unwrap();
+    for (byte, content) in [(0xfe, "A"), (0xff, "B")] {
+        let file = [b'a', byte];
+        let path = project.path().join("names").join(OsStr::from_bytes(&file));
+        std::fs::write(path, content).unwrap();
+    }
+    project.pipeline(&pipeline(
+        &name,
+        "[[step]]\ncopy = { src = \"names\", dest = \"/names\" }\n",
+    ));
+    let image = apply_ok(&project, &name);
+    let listing = run_in(
+        &image,
+        "for f in /names/*; do printf '%s=' \"$f\"; cat \"$f\"; echo; done",
+    );
+    assert_eq!(
+        listing,
+        b"/names/a\xfe=A\n/names/a\xff=B\n",
+        "{}",
+        String::from_utf8_lossy(&listing)
+    );
+    remove_image(&image);
 }
 
 #[test]
