@@ -4,9 +4,9 @@
 //! and step names are never part of it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -16,21 +16,37 @@ use crate::model::{Action, Commit, CopySpec, Step};
 
 /// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
 /// input changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepInputs {
     pub fields: BTreeMap<String, String>,
+    /// For a copy: what its content digest was computed from, entry by entry, so that the
+    /// archive can be checked against it while it is sent. Never stored.
+    #[serde(skip)]
+    pub copied: Option<Arc<TreeDigest>>,
 }
+
+/// Inputs are equal when their digests are.
+impl PartialEq for StepInputs {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields == other.fields
+    }
+}
+
+impl Eq for StepInputs {}
 
 impl StepInputs {
     pub fn of(step: &Step) -> std::io::Result<Self> {
         let mut fields = BTreeMap::new();
+        let mut copied = None;
         let mut put = |k: &str, v: String| {
             fields.insert(k.to_string(), v);
         };
         match &step.action {
             Action::Run(cmd) => put("command", digest_json(&cmd.argv())),
             Action::Copy(c) => {
-                put("copied content", tree_digest(c)?);
+                let tree = tree_digest(c)?;
+                put("copied content", tree.hex());
+                copied = Some(Arc::new(tree));
                 put("copy destination", digest_json(&c.dest));
                 put("mode", digest_json(&c.mode));
                 put("owner", digest_json(&c.owner));
@@ -40,7 +56,7 @@ impl StepInputs {
         put("user", digest_json(&step.user));
         put("workdir", digest_json(&step.workdir));
         put("secrets", digest_json(&step.secrets));
-        Ok(Self { fields })
+        Ok(Self { fields, copied })
     }
 
     /// Names of the fields that differ from `old`.
@@ -145,30 +161,44 @@ impl EntryHasher {
     }
 }
 
-/// Digest of a copy source: the digest of every entry, in walk order.
-pub fn tree_digest(c: &CopySpec) -> std::io::Result<String> {
-    let mut h = Sha256::new();
-    h.update(b"pipeline-copy-v2");
-    for e in crate::archive::walk(&c.src)? {
-        let mut entry = EntryHasher::new(&e);
-        if let EntryKind::File { .. } = e.kind {
-            file_digest(&e.path, &mut entry)?;
-        }
-        h.update(entry.finish());
-    }
-    Ok(hex::encode(h.finalize()))
+/// What the digest of a copy source was computed from: each entry's relative path and digest,
+/// in walk order (see [`crate::archive::walk`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeDigest {
+    pub entries: Vec<(PathBuf, [u8; 32])>,
 }
 
-fn file_digest(path: &Path, h: &mut EntryHasher) -> std::io::Result<()> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
+impl TreeDigest {
+    /// The digest that goes into the cache key.
+    pub fn hex(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"pipeline-copy-v2");
+        for (_, digest) in &self.entries {
+            h.update(digest);
         }
-        h.content(&buf[..n]);
+        hex::encode(h.finalize())
     }
+}
+
+/// Digest of a copy source, entry by entry: what the archive of the copy must hold.
+pub fn tree_digest(c: &CopySpec) -> std::io::Result<TreeDigest> {
+    let mut entries = Vec::new();
+    for e in crate::archive::walk(&c.src)? {
+        let digest = entry_digest(&e)?;
+        entries.push((e.rel, digest));
+    }
+    Ok(TreeDigest { entries })
+}
+
+/// Digest of one walked entry, reading a file's content from disk.
+fn entry_digest(e: &WalkEntry) -> std::io::Result<[u8; 32]> {
+    let mut h = EntryHasher::new(e);
+    if let EntryKind::File { .. } = e.kind {
+        let mut content = crate::archive::Content::open(e, &mut h)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        while std::io::Read::read(&mut content, &mut buf)? > 0 {}
+    }
+    Ok(h.finish())
 }
 
 /// What a checkpoint image records in its commit comment, so later runs can say which input

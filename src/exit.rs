@@ -7,7 +7,8 @@ pub const INTERNAL: u8 = 1;
 /// The pipeline file or the command line is invalid (nothing was run). For
 /// `plan --detailed-exitcode`: apply would change something.
 pub const USAGE: u8 = 2;
-/// A step failed: non-zero exit, timeout, or an unreadable copy source.
+/// A step failed: non-zero exit, timeout, or a copy source that is unreadable or changed
+/// during apply.
 pub const STEP: u8 = 3;
 /// Publishing failed; the committed image is kept in the engine.
 pub const PUBLISH: u8 = 4;

@@ -126,6 +126,9 @@ fn explain(e: &ApplyError, p: &Pipeline, ui: &Ui, recorder: &Recorder) {
             }
             ui.hint("fix the step and apply again: the build resumes from the last checkpoint before it");
         }
+        ApplyError::CopySource { .. } => {
+            ui.hint("nothing of this step was cached; leave the copy source alone while apply runs, then apply again");
+        }
         ApplyError::Push {
             repository,
             tag,

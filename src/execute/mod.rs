@@ -91,7 +91,7 @@ pub enum ApplyError {
         #[source]
         source: EngineError,
     },
-    #[error("step {index} `{name}`: cannot read the copy source: {source}")]
+    #[error("step {index} `{name}`: copy source: {source}")]
     CopySource {
         index: usize,
         name: String,

@@ -1,11 +1,16 @@
-//! Copies on the real engine: file names arrive byte-exact, every destination `validate`
-//! accepts works, the others are located diagnostics.
+//! Copies on the real engine: the image holds exactly the bytes its cache key was computed
+//! from, file names arrive byte-exact, every destination `validate` accepts works, the others
+//! are located diagnostics.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::harness::{output_text, unique, Project};
-use crate::support::engine::{docker, remove_image, require_image};
+use crate::support::engine::{containers_named, docker, image_exists, remove_image, require_image};
 
 /// A busybox pipeline with `steps`, committed as `NAME:t`.
 fn pipeline(name: &str, steps: &str) -> String {
@@ -32,6 +37,82 @@ fn run_in(image: &str, script: &str) -> Vec<u8> {
         output_text(&out)
     );
     out.stdout
+}
+
+/// The name of the first build container whose name starts with `prefix`, once it exists.
+fn wait_for_container(prefix: &str, child: &mut Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(name) = containers_named(prefix).into_iter().next() {
+            return name;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("apply ended ({status}) before its build container {prefix}* existed");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no container {prefix}* after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_source_file_changed_after_its_key_fails_the_step_and_caches_nothing() {
+    require_image("busybox:latest");
+    let name = unique("copies-tamper");
+    let project = Project::new();
+    project.file("files/a.conf", "original\n");
+    project.file("files/b.conf", "other\n");
+    // The first step waits for /tmp/go, which the test creates after changing the source:
+    // the keys are computed before the build container exists, the copy runs after the wait.
+    project.pipeline(&pipeline(
+        &name,
+        &format!(
+            "[[step]]\nrun = \"echo {name}; i=0; while [ ! -e /tmp/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\"\n\
+             [[step]]\ncopy = {{ src = \"files\", dest = \"/etc/app\" }}\n"
+        ),
+    ));
+    let mut child = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("pipeline-{name}-");
+    let container = wait_for_container(&prefix, &mut child);
+    // Same size, other bytes: only the content tells.
+    project.file("files/a.conf", "tampered\n");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !docker(&["exec", &container, "touch", "/tmp/go"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "cannot exec in {container}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("step 2") && text.contains("a.conf") && text.contains("changed"),
+        "the error names the step and the file:\n{text}"
+    );
+    assert!(
+        !image_exists(&format!("{name}:t")),
+        "an image was committed"
+    );
+    assert_eq!(containers_named(&prefix), Vec::<String>::new());
+    // Nothing is cached under the key of the original content: restored, the copy runs again.
+    project.file("files/a.conf", "original\n");
+    let out = project
+        .cmd(&["plan", "pipeline.toml", "--format", "json"])
+        .output()
+        .unwrap();
+    let plan: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}:\n{}", output_text(&out)));
+    assert_ne!(plan["steps"][1]["status"], "cached", "{plan:#}");
 }
 
 #[test]
