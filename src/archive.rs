@@ -179,11 +179,18 @@ pub fn target_path(c: &CopySpec, src_is_dir: bool) -> PathBuf {
 }
 
 /// Writes the copy as a tar archive meant to be extracted at `/`, checked entry by entry
-/// against `expected` (what the step's cache key was computed from). On any error `out` is
-/// dropped without an end-of-archive marker.
-pub fn write<W: Write>(c: &CopySpec, expected: &TreeDigest, out: W) -> io::Result<W> {
+/// against `expected` (what the step's cache key was computed from). With `create_dest`, a
+/// directory copy also holds an entry for `dest` itself, with the source folder's mode and the
+/// owner, like the folder `COPY --chown` creates. On any error `out` is dropped without an
+/// end-of-archive marker.
+pub fn write<W: Write>(
+    c: &CopySpec,
+    expected: &TreeDigest,
+    create_dest: bool,
+    out: W,
+) -> io::Result<W> {
     let mut tar = tar::Builder::new(Gate(Some(out)));
-    match append_all(&mut tar, c, expected) {
+    match append_all(&mut tar, c, expected, create_dest) {
         Ok(()) => {
             let mut gate = tar.into_inner()?;
             Ok(gate.0.take().expect("the gate is open"))
@@ -200,6 +207,7 @@ fn append_all<W: Write>(
     tar: &mut tar::Builder<W>,
     c: &CopySpec,
     expected: &TreeDigest,
+    create_dest: bool,
 ) -> io::Result<()> {
     let entries = walk(&c.src)?;
     let src_is_dir = entries[0].kind == EntryKind::Dir;
@@ -221,8 +229,8 @@ fn append_all<W: Write>(
         match &e.kind {
             EntryKind::Dir => {
                 check(expected, i, e, &c.src, hasher.finish())?;
-                // The source folder itself is `dest`, which the engine creates.
-                if !is_root {
+                // The source folder itself is `dest`: written only when the copy creates it.
+                if !is_root || (create_dest && !name.as_os_str().is_empty()) {
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_mode(e.mode);
                     tar.append_data(&mut h, &name, io::empty())?;
@@ -346,7 +354,11 @@ impl SourceError {
 /// Streams the copy as a tar archive meant to be extracted at `/` (see [`write`]). When the
 /// source does not match `expected`, the archive ends with an error item instead of its end
 /// marker, which fails the upload, and the [`SourceError`] says why.
-pub fn stream(c: &CopySpec, expected: Arc<TreeDigest>) -> (Archive, SourceError) {
+pub fn stream(
+    c: &CopySpec,
+    expected: Arc<TreeDigest>,
+    create_dest: bool,
+) -> (Archive, SourceError) {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
     let spec = c.clone();
     let failure = SourceError::default();
@@ -357,7 +369,7 @@ pub fn stream(c: &CopySpec, expected: Arc<TreeDigest>) -> (Archive, SourceError)
             tx,
             buf: Vec::with_capacity(CHUNK),
         };
-        if let Err(e) = write(&spec, &expected, writer).and_then(|mut w| w.flush()) {
+        if let Err(e) = write(&spec, &expected, create_dest, writer).and_then(|mut w| w.flush()) {
             if !is_cancelled(&e) {
                 let item = io::Error::new(e.kind(), e.to_string());
                 slot.set(e);
@@ -404,15 +416,22 @@ mod tests {
     }
 
     /// Writes the archive into a buffer; returns it, and the error if there was one.
-    fn archive(c: &CopySpec, expected: &TreeDigest) -> (Vec<u8>, Option<String>) {
+    fn archive(
+        c: &CopySpec,
+        expected: &TreeDigest,
+        create_dest: bool,
+    ) -> (Vec<u8>, Option<String>) {
         let mut buf = Vec::new();
-        let err = write(c, expected, &mut buf).err();
+        let err = write(c, expected, create_dest, &mut buf).err();
         (buf, err.map(|e| e.to_string()))
     }
 
     /// One entry of a written archive.
     struct Entry {
         name: Vec<u8>,
+        dir: bool,
+        uid: u64,
+        mode: u32,
         content: Vec<u8>,
     }
 
@@ -424,8 +443,12 @@ mod tests {
                 let mut e = e.unwrap();
                 let mut content = Vec::new();
                 e.read_to_end(&mut content).unwrap();
+                let h = e.header();
                 Entry {
                     name: e.path_bytes().into_owned(),
+                    dir: h.entry_type().is_dir(),
+                    uid: h.uid().unwrap(),
+                    mode: h.mode().unwrap(),
                     content,
                 }
             })
@@ -441,7 +464,7 @@ mod tests {
         let (_dir, src) = source(&[(b"a\xfe", b"A"), (b"a\xff", b"B")]);
         let c = spec(&src, "/names", None);
         let digest = tree_digest(&c).unwrap();
-        let (bytes, err) = archive(&c, &digest);
+        let (bytes, err) = archive(&c, &digest, false);
         assert_eq!(err, None);
         assert!(ends_archive(&bytes));
         let names: Vec<(Vec<u8>, Vec<u8>)> = entries(&bytes)
@@ -475,7 +498,7 @@ mod tests {
             let c = spec(&src, "/etc/app", None);
             let digest = tree_digest(&c).unwrap();
             std::fs::write(src.join("a.conf"), change).unwrap();
-            let (bytes, err) = archive(&c, &digest);
+            let (bytes, err) = archive(&c, &digest, false);
             let err = err.expect("the archive must fail");
             assert!(err.contains("a.conf") && err.contains(what), "{err}");
             assert!(
@@ -530,7 +553,7 @@ mod tests {
             let c = spec(&src, "/etc/app", None);
             let digest = tree_digest(&c).unwrap();
             change(&src);
-            let (_, err) = archive(&c, &digest);
+            let (_, err) = archive(&c, &digest, false);
             let err = err.unwrap_or_else(|| panic!("{file} {what}: the archive must fail"));
             assert!(
                 err.contains(file) && err.contains(what),
@@ -580,6 +603,41 @@ mod tests {
         assert!(err.to_string().contains("was replaced"), "{err}");
     }
 
+    #[test]
+    fn a_folder_copy_holds_dest_with_the_owner_only_when_it_creates_it() {
+        let (_dir, src) = source(&[(b"one.txt", b"1"), (b"sub/two.txt", b"2")]);
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let c = spec(&src, "/tmp/made/cakes", Some((42, 42)));
+        let digest = tree_digest(&c).unwrap();
+        let names = |create| {
+            let (bytes, err) = archive(&c, &digest, create);
+            assert_eq!(err, None);
+            entries(&bytes)
+                .into_iter()
+                .map(|e| (String::from_utf8(e.name).unwrap(), e.dir, e.uid, e.mode))
+                .collect::<Vec<_>>()
+        };
+        let created = names(true);
+        assert_eq!(created[0], ("tmp/made/cakes".into(), true, 42, 0o750));
+        assert!(created.iter().all(|(_, _, uid, _)| *uid == 42));
+        assert!(!created.iter().any(|(n, ..)| n == "tmp/made" || n == "tmp"));
+        let existing = names(false);
+        assert_eq!(existing, created[1..]);
+        // To `/`: the contents, by relative names, never an entry for `/` itself.
+        let c = spec(&src, "/", Some((42, 42)));
+        let (bytes, err) = archive(&c, &digest, true);
+        assert_eq!(err, None);
+        let names: Vec<Vec<u8>> = entries(&bytes).into_iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            [
+                b"one.txt".to_vec(),
+                b"sub".to_vec(),
+                b"sub/two.txt".to_vec()
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn the_stream_of_a_changed_source_ends_in_an_error_and_says_why() {
         use futures_util::StreamExt;
@@ -587,7 +645,7 @@ mod tests {
         let c = spec(&src, "/etc/app", None);
         let digest = Arc::new(tree_digest(&c).unwrap());
         std::fs::write(src.join("a.conf"), b"tampered\n").unwrap();
-        let (archive, source_error) = stream(&c, digest);
+        let (archive, source_error) = stream(&c, digest, false);
         let items: Vec<io::Result<Bytes>> = archive.collect().await;
         let last = items.last().expect("items");
         assert!(last.is_err(), "the stream ends in an error item");

@@ -174,6 +174,11 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    async fn path_exists(&self, id: &str, path: &str) -> Result<bool, EngineError> {
+        drop(self.record(format!("stat {id} {path}")));
+        Ok(false)
+    }
+
     async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError> {
         drop(self.record(format!("read {id} {path}")));
         Ok(None)

@@ -188,6 +188,8 @@ pub trait Engine {
     ) -> Result<i64, EngineError>;
     /// Extracts a tar archive at `path` (a directory) in the container.
     async fn upload(&self, id: &str, path: &str, archive: Archive) -> Result<(), EngineError>;
+    /// Whether `path` exists in the container (as anything: file, folder, symlink).
+    async fn path_exists(&self, id: &str, path: &str) -> Result<bool, EngineError>;
     /// Reads one file from the container, if it exists (small files only).
     async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError>;
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError>;

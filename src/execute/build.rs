@@ -222,7 +222,16 @@ impl<'a, E: Engine> Build<'a, E> {
                 let expected = inputs.copied.clone().ok_or_else(|| {
                     copy_err(std::io::Error::other("the copy has no content digest"))
                 })?;
-                let (archive, source_error) = crate::archive::stream(c, expected);
+                // Like `COPY --chown`, a folder copy creates `dest` with the owner, but leaves
+                // an existing one (`/`, `/tmp`) as it is.
+                let create_dest = c.src.is_dir()
+                    && c.dest != "/"
+                    && !self
+                        .engine
+                        .path_exists(id, &c.dest)
+                        .await
+                        .map_err(engine_err)?;
+                let (archive, source_error) = crate::archive::stream(c, expected, create_dest);
                 let uploaded = self.engine.upload(id, "/", archive).await;
                 // A source that changed fails the upload: say so, not what the engine saw.
                 if let Some(e) = source_error.take() {

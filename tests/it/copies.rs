@@ -1,9 +1,10 @@
 //! Copies on the real engine: the image holds exactly the bytes its cache key was computed
-//! from, file names arrive byte-exact, every destination `validate` accepts works, the others
-//! are located diagnostics.
+//! from, file names arrive byte-exact, every destination `validate` accepts works, and a
+//! folder copy owns the folder it creates, as `COPY --chown` does.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,10 @@ fn run_in(image: &str, script: &str) -> Vec<u8> {
         output_text(&out)
     );
     out.stdout
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// The name of the first build container whose name starts with `prefix`, once it exists.
@@ -198,4 +203,40 @@ fn destinations_with_dot_segments_doubled_slashes_or_nul_are_located_validate_er
         text.contains("`/b/`"),
         "the hint names the plain path:\n{text}"
     );
+}
+
+#[test]
+fn a_folder_copy_owns_the_folder_it_creates_but_not_its_parents_nor_an_existing_folder() {
+    let name = unique("copies-owner");
+    let project = Project::new();
+    chmod(&project.file("cakes/one.txt", "1\n"), 0o644);
+    chmod(&project.file("cakes/sub/two.txt", "2\n"), 0o644);
+    chmod(&project.path().join("cakes/sub"), 0o755);
+    chmod(&project.path().join("cakes"), 0o750);
+    chmod(&project.file("single.txt", "single\n"), 0o644);
+    project.pipeline(&pipeline(
+        &name,
+        "[[step]]\ncopy = { src = \"cakes\", dest = \"/tmp/made/cakes\", owner = \"42:42\" }\n\
+         [[step]]\ncopy = { src = \"cakes\", dest = \"/tmp\", owner = \"43:43\" }\n\
+         [[step]]\ncopy = { src = \"single.txt\", dest = \"/srv/new/single.txt\", owner = \"44\" }\n",
+    ));
+    let image = apply_ok(&project, &name);
+    let out = run_in(
+        &image,
+        "stat -c '%a %u:%g %n' /tmp /tmp/made /tmp/made/cakes /tmp/made/cakes/one.txt \
+         /tmp/made/cakes/sub /tmp/made/cakes/sub/two.txt /tmp/one.txt /srv/new /srv/new/single.txt",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "1777 0:0 /tmp\n\
+         755 0:0 /tmp/made\n\
+         750 42:42 /tmp/made/cakes\n\
+         644 42:42 /tmp/made/cakes/one.txt\n\
+         755 42:42 /tmp/made/cakes/sub\n\
+         644 42:42 /tmp/made/cakes/sub/two.txt\n\
+         644 43:43 /tmp/one.txt\n\
+         755 0:0 /srv/new\n\
+         644 44:44 /srv/new/single.txt\n"
+    );
+    remove_image(&image);
 }
