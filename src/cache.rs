@@ -4,33 +4,51 @@
 //! and step names are never part of it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::archive::{EntryKind, WalkEntry};
 use crate::engine::{CacheImage, Engine, EngineError};
 use crate::model::{Action, Commit, CopySpec, Step};
 
 /// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
 /// input changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StepInputs {
     pub(crate) fields: BTreeMap<String, String>,
+    /// For a copy: what its content digest was computed from, entry by entry, so that the
+    /// archive can be checked against it while it is sent. Never stored.
+    #[serde(skip)]
+    pub(crate) copied: Option<Arc<TreeDigest>>,
 }
+
+/// Inputs are equal when their digests are.
+impl PartialEq for StepInputs {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields == other.fields
+    }
+}
+
+impl Eq for StepInputs {}
 
 impl StepInputs {
     pub(crate) fn of(step: &Step) -> std::io::Result<Self> {
         let mut fields = BTreeMap::new();
+        let mut copied = None;
         let mut put = |k: &str, v: String| {
             fields.insert(k.to_string(), v);
         };
         match &step.action {
             Action::Run(cmd) => put("command", digest_json(&cmd.argv())),
             Action::Copy(c) => {
-                put("copied content", tree_digest(c)?);
+                let tree = tree_digest(c)?;
+                put("copied content", tree.hex());
+                copied = Some(Arc::new(tree));
                 put("copy destination", digest_json(&c.dest));
                 put("mode", digest_json(&c.mode));
                 put("owner", digest_json(&c.owner));
@@ -40,7 +58,7 @@ impl StepInputs {
         put("user", digest_json(&step.user));
         put("workdir", digest_json(&step.workdir));
         put("secrets", digest_json(&step.secrets));
-        Ok(Self { fields })
+        Ok(Self { fields, copied })
     }
 
     /// Names of the fields that differ from `old`.
@@ -106,39 +124,83 @@ fn digest_json<T: Serialize>(v: &T) -> String {
     hash(&[&serde_json::to_string(v).unwrap_or_default()])[..16].to_string()
 }
 
-/// Digest of a copy source: relative paths, types, permission bits, symlink targets and file
-/// contents, in a fixed order. Modification times are left out on purpose.
-pub(crate) fn tree_digest(c: &CopySpec) -> std::io::Result<String> {
-    let mut h = Sha256::new();
-    for entry in crate::archive::walk(&c.src)? {
-        h.update(entry.rel.as_bytes());
-        h.update([0]);
-        match &entry.kind {
-            crate::archive::EntryKind::Dir => h.update(b"d"),
-            crate::archive::EntryKind::Symlink(target) => {
-                h.update(b"l");
-                h.update(target.as_bytes());
+/// The digest of one entry of a copy source: its relative path (bytes, as on disk), type,
+/// size or symlink target, permission bits and content. Variable-length parts are
+/// length-prefixed, so no two different entries hash the same bytes. Modification times are
+/// left out on purpose.
+pub(crate) struct EntryHasher(Sha256);
+
+impl EntryHasher {
+    pub(crate) fn new(e: &WalkEntry) -> Self {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(e.rel.as_os_str().as_bytes());
+        match &e.kind {
+            EntryKind::Dir => field(b"d"),
+            EntryKind::Symlink(target) => {
+                field(b"l");
+                field(target.as_os_str().as_bytes());
             }
-            crate::archive::EntryKind::File { .. } => {
-                h.update(b"f");
-                file_digest(&entry.path, &mut h)?;
+            EntryKind::File { size } => {
+                field(b"f");
+                field(&size.to_le_bytes());
             }
         }
-        h.update(entry.mode.to_le_bytes());
+        field(&e.mode.to_le_bytes());
+        Self(h)
     }
-    Ok(hex::encode(h.finalize()))
+
+    /// Feeds file content, exactly the size given to [`EntryHasher::new`] in all.
+    pub(crate) fn content(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub(crate) fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
 }
 
-fn file_digest(path: &Path, h: &mut Sha256) -> std::io::Result<()> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
+/// What the digest of a copy source was computed from: each entry's relative path and digest,
+/// in walk order (see [`crate::archive::walk`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TreeDigest {
+    pub(crate) entries: Vec<(PathBuf, [u8; 32])>,
+}
+
+impl TreeDigest {
+    /// The digest that goes into the cache key.
+    pub(crate) fn hex(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"pipeline-copy-v2");
+        for (_, digest) in &self.entries {
+            h.update(digest);
         }
-        h.update(&buf[..n]);
+        hex::encode(h.finalize())
     }
+}
+
+/// Digest of a copy source, entry by entry: what the archive of the copy must hold.
+pub(crate) fn tree_digest(c: &CopySpec) -> std::io::Result<TreeDigest> {
+    let mut entries = Vec::new();
+    for e in crate::archive::walk(&c.src)? {
+        let digest = entry_digest(&e)?;
+        entries.push((e.rel, digest));
+    }
+    Ok(TreeDigest { entries })
+}
+
+/// Digest of one walked entry, reading a file's content from disk.
+fn entry_digest(e: &WalkEntry) -> std::io::Result<[u8; 32]> {
+    let mut h = EntryHasher::new(e);
+    if let EntryKind::File { .. } = e.kind {
+        let mut content = crate::archive::Content::open(e, &mut h)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        while std::io::Read::read(&mut content, &mut buf)? > 0 {}
+    }
+    Ok(h.finish())
 }
 
 /// What a checkpoint image records in its commit comment, so later runs can say which input

@@ -16,7 +16,8 @@ pub(crate) enum ExitStatus {
     Success,
     /// `plan --detailed-exitcode`: apply would change something.
     Changes,
-    /// A step failed: non-zero exit, timeout, or an unreadable copy source.
+    /// A step failed: non-zero exit, timeout, or a copy source that is unreadable or changed
+    /// during apply.
     StepFailed,
     /// Publishing failed; the committed image is kept in the engine.
     PublishFailed,

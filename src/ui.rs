@@ -362,6 +362,9 @@ impl Ui {
                 }
                 self.hint("fix the step and apply again: the build resumes from the last checkpoint before it");
             }
+            ApplyError::CopySource { .. } => {
+                self.hint("nothing of this step was cached; leave the copy source alone while apply runs, then apply again");
+            }
             ApplyError::Push {
                 repository,
                 tag,

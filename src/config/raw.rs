@@ -143,8 +143,9 @@ pub struct Copy {
     /// Source file or directory, relative to the pipeline file's folder; must stay inside it.
     #[schemars(with = "String")]
     pub src: Str,
-    /// Absolute destination path. For a file, the file's new path (or a folder when it ends
-    /// with `/`); for a directory, the folder its contents go into.
+    /// Absolute destination path of plain names (no `.`, `..` or `//`). For a file, the file's
+    /// new path (or a folder when it ends with `/`); for a directory, the folder its contents go
+    /// into, created with the owner when missing.
     #[schemars(with = "String")]
     pub dest: Str,
     /// Octal permission bits for every copied file, e.g. `"0644"`. Default: kept from the host.

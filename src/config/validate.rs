@@ -327,9 +327,45 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// A copy destination: an absolute path of plain names, perhaps ending in `/`. `.`, `..`,
+    /// `//` and NUL bytes are refused (with the plain path as the hint), never guessed at.
+    fn destination(&mut self, s: &Str) -> Option<String> {
+        let text = self.absolute(s)?;
+        let problem = if text.contains('\0') {
+            Some("a NUL byte")
+        } else if text == "/" {
+            None
+        } else {
+            let inner = text[1..].strip_suffix('/').unwrap_or(&text[1..]);
+            inner.split('/').find_map(|part| match part {
+                "" => Some("`//`"),
+                "." => Some("a `.` segment"),
+                ".." => Some("a `..` segment"),
+                _ => None,
+            })
+        };
+        let Some(problem) = problem else {
+            return Some(text);
+        };
+        let hint = if text.contains('\0') {
+            "names in an image cannot hold NUL bytes".to_string()
+        } else {
+            format!("write the plain path `{}`", plain_path(&text))
+        };
+        self.diags.push(
+            Diagnostic::new(
+                "invalid-destination",
+                format!("copy destination `{}` holds {problem}", text.escape_debug()),
+            )
+            .at(s.span())
+            .hint(hint),
+        );
+        None
+    }
+
     fn copy(&mut self, c: &raw::Copy) -> Option<Action> {
         let src_text = self.text(&c.src);
-        let dest = self.absolute(&c.dest);
+        let dest = self.destination(&c.dest);
         let mode = c.mode.as_ref().and_then(|m| {
             let text = self.text(m)?;
             match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
@@ -657,5 +693,26 @@ fn default_pipeline_name(file: &Path, dir: &Path) -> String {
     match dir.file_name() {
         Some(folder) if stem == "pipeline" => folder.to_string_lossy().into_owned(),
         _ => stem,
+    }
+}
+
+/// An absolute path with `.`, `..` and empty segments resolved as the engine would; it keeps
+/// a final `/` (which a final `.` or `..` also means).
+fn plain_path(text: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            name => parts.push(name),
+        }
+    }
+    let folder = text.ends_with('/') || text.ends_with("/.") || text.ends_with("/..");
+    match (parts.is_empty(), folder) {
+        (true, _) => "/".to_string(),
+        (false, true) => format!("/{}/", parts.join("/")),
+        (false, false) => format!("/{}", parts.join("/")),
     }
 }

@@ -9,9 +9,9 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::StartExecResults;
 use bollard::models::{ContainerConfig, ContainerCreateBody, ExecConfig, HostConfig};
 use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
-    ListImagesOptions, PushImageOptions, RemoveContainerOptions, RemoveImageOptions,
-    TagImageOptions, UploadToContainerOptions,
+    CommitContainerOptions, ContainerArchiveInfoOptions, CreateContainerOptions,
+    CreateImageOptions, ListContainersOptions, ListImagesOptions, PushImageOptions,
+    RemoveContainerOptions, RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -414,6 +414,23 @@ impl Engine for DockerEngine {
             .upload_to_container(id, Some(options), bollard::body_try_stream(archive))
             .await
             .map_err(|e| self.convert(e))
+    }
+
+    async fn path_exists(&self, id: &str, path: &str) -> Result<bool, EngineError> {
+        let options = ContainerArchiveInfoOptions {
+            path: path.to_string(),
+        };
+        match self
+            .docker
+            .get_container_archive_info(id, Some(options))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(self.convert(e)),
+        }
     }
 
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {

@@ -228,6 +228,12 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    async fn path_exists(&self, id: &str, path: &str) -> Result<bool, EngineError> {
+        self.gate()?;
+        drop(self.record(format!("stat {id} {path}")));
+        Ok(false)
+    }
+
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
         self.gate()?;
         let mut s = self.record(format!("commit {id}"));

@@ -184,6 +184,8 @@ pub(crate) trait Engine {
     ) -> Result<i64, EngineError>;
     /// Extracts a tar archive at `path` (a directory) in the container.
     async fn upload(&self, id: &str, path: &str, archive: Archive) -> Result<(), EngineError>;
+    /// Whether `path` exists in the container (as anything: file, folder, symlink).
+    async fn path_exists(&self, id: &str, path: &str) -> Result<bool, EngineError>;
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError>;
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError>;
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;

@@ -127,7 +127,7 @@ impl<'a, E: Engine> Build<'a, E> {
                 total,
                 name: step.name.clone(),
             });
-            let result = self.step(&id, i, step, secrets).await;
+            let result = self.step(&id, i, step, &inputs[i], secrets).await;
             let duration = started.elapsed();
             let outcome = match &result {
                 Ok(()) => StepOutcome::Succeeded,
@@ -203,6 +203,7 @@ impl<'a, E: Engine> Build<'a, E> {
         id: &str,
         i: usize,
         step: &Step,
+        inputs: &StepInputs,
         secrets: &BTreeMap<String, String>,
     ) -> Result<(), ApplyError> {
         let name = || step.name.clone();
@@ -213,11 +214,30 @@ impl<'a, E: Engine> Build<'a, E> {
         };
         match &step.action {
             Action::Copy(c) => {
-                let archive = crate::archive::stream(c);
-                self.engine
-                    .upload(id, "/", archive)
-                    .await
-                    .map_err(engine_err)
+                let copy_err = |source| ApplyError::CopySource {
+                    index: i + 1,
+                    name: name(),
+                    source,
+                };
+                let expected = inputs.copied.clone().ok_or_else(|| {
+                    copy_err(std::io::Error::other("the copy has no content digest"))
+                })?;
+                // Like `COPY --chown`, a folder copy creates `dest` with the owner, but leaves
+                // an existing one (`/`, `/tmp`) as it is.
+                let create_dest = c.src.is_dir()
+                    && c.dest != "/"
+                    && !self
+                        .engine
+                        .path_exists(id, &c.dest)
+                        .await
+                        .map_err(engine_err)?;
+                let (archive, source_error) = crate::archive::stream(c, expected, create_dest);
+                let uploaded = self.engine.upload(id, "/", archive).await;
+                // A source that changed fails the upload: say so, not what the engine saw.
+                if let Some(e) = source_error.take() {
+                    return Err(copy_err(e));
+                }
+                uploaded.map_err(engine_err)
             }
             Action::Run(cmd) => {
                 let mut values: Vec<&str> = Vec::new();

@@ -93,7 +93,7 @@ pub(crate) enum ApplyError {
         #[source]
         source: EngineError,
     },
-    #[error("step {index} `{name}`: cannot read the copy source: {source}")]
+    #[error("step {index} `{name}`: copy source: {source}")]
     CopySource {
         index: usize,
         name: String,

@@ -38,13 +38,19 @@ impl Project {
     /// The binary, run in the folder with plain output and an empty docker config (so the
     /// developer's credentials never leak into a test).
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::cargo_bin("pipeline").expect("binary");
+        let mut cmd = Command::from_std(self.std_cmd(args));
+        cmd.timeout(std::time::Duration::from_secs(600));
+        cmd
+    }
+
+    /// The same as [`Project::cmd`], as a plain command that can run in the background.
+    pub(crate) fn std_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("pipeline"));
         cmd.current_dir(self.dir.path())
             .env("PIPELINE_PROGRESS", "plain")
             .env("DOCKER_CONFIG", self.dir.path().join(".docker-config"))
             .env_remove("NO_COLOR")
-            .args(args)
-            .timeout(std::time::Duration::from_secs(600));
+            .args(args);
         cmd
     }
 }

@@ -15,6 +15,8 @@ mod apply;
 #[cfg(feature = "engine-tests")]
 mod cache;
 #[cfg(feature = "engine-tests")]
+mod copies;
+#[cfg(feature = "engine-tests")]
 mod faults;
 #[cfg(feature = "engine-tests")]
 mod multi;
