@@ -408,6 +408,8 @@ impl Engine for DockerEngine {
     async fn upload(&self, id: &str, path: &str, archive: Archive) -> Result<(), EngineError> {
         let options = UploadToContainerOptions {
             path: path.to_string(),
+            // A file must never replace a folder (a copy to `/etc` would drop all of it).
+            no_overwrite_dir_non_dir: Some("true".into()),
             ..Default::default()
         };
         self.docker

@@ -240,3 +240,21 @@ fn a_folder_copy_owns_the_folder_it_creates_but_not_its_parents_nor_an_existing_
     );
     remove_image(&image);
 }
+
+#[test]
+fn a_file_copied_onto_an_existing_folder_fails_and_leaves_the_folder_alone() {
+    require_image("busybox:latest");
+    let project = Project::new();
+    let name = unique("cp-onto-dir");
+    project.file("passwd.conf", "not a folder\n");
+    project.pipeline(&pipeline(
+        &name,
+        "[[step]]\ncopy = { src = \"passwd.conf\", dest = \"/etc\" }\n",
+    ));
+    let out = project.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("step 1"), "{text}");
+    assert!(!image_exists(&format!("{name}:t")), "{text}");
+    assert!(containers_named(&format!("pipeline-{name}-")).is_empty());
+}
