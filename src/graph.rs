@@ -305,11 +305,13 @@ impl Graph {
     }
 
     /// The graph and order as text, for `plan`.
-    pub(crate) fn render(&self) -> String {
+    /// The graph for people; `engines` is how many engines the apply would use (a dependent
+    /// pulls its base from a registry only when it runs on another engine than its producer).
+    pub(crate) fn render(&self, engines: usize) -> String {
         let mut out = format!(
-            "graph: {} pipelines, {} stage(s)\n",
+            "graph: {} pipelines, {}\n",
             self.nodes.len(),
-            self.stages()
+            crate::ui::plural(self.stages(), "stage", "stages")
         );
         for stage in 1..=self.stages() {
             out.push_str(&format!("  stage {stage}\n"));
@@ -319,8 +321,12 @@ impl Graph {
                 if let Some(d) = &n.dependency {
                     let producer = &self.nodes[d.producer].name;
                     match &d.pull_from {
-                        Some(r) => out.push_str(&format!(
-                            " <- {producer} via `{}` (another engine pulls `{r}`)",
+                        Some(r) if engines > 1 => out.push_str(&format!(
+                            " <- {producer} via `{}` (on another engine it pulls `{r}`)",
+                            d.reference
+                        )),
+                        Some(_) => out.push_str(&format!(
+                            " <- {producer} via `{}` (the same engine: its fresh image)",
                             d.reference
                         )),
                         None => out.push_str(&format!(

@@ -80,7 +80,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
                 )
                 .unwrap_or_default()
             ),
-            Format::Text => print!("{}", graph.render()),
+            Format::Text => print!("{}", graph.render(engines.len())),
         }
     }
     Ok(if args.detailed_exitcode && changes {

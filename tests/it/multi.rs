@@ -201,7 +201,7 @@ fn plan_shows_the_graph_and_the_order_in_text_and_json() {
         .unwrap();
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("graph: 3 pipelines, 2 stage(s)"), "{text}");
+    assert!(text.contains("graph: 3 pipelines, 2 stages"), "{text}");
     assert!(
         text.contains(&format!("order: {u}-base, {u}-other, {u}-app")),
         "the producer comes first: {text}"
