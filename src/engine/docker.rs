@@ -549,6 +549,7 @@ impl Engine for DockerEngine {
                 }
             }
             progress(progress_of(
+                // The engine names no layer in push progress (bollard drops it).
                 None,
                 info.status,
                 info.progress_detail.as_ref(),

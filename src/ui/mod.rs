@@ -16,6 +16,10 @@ use crate::execute::{Applied, ApplyError};
 use crate::model::Pipeline;
 use crate::schedule::{Status, Summary};
 
+mod heartbeat;
+
+use heartbeat::Heartbeat;
+
 /// The human renderer.
 pub(crate) struct Ui {
     tty: bool,
@@ -24,6 +28,41 @@ pub(crate) struct Ui {
     bar: Mutex<Option<ProgressBar>>,
     /// False for one of several pipelines running at once: their spinners would fight.
     live: bool,
+    /// Plain mode: a line at least every interval while something long runs quietly.
+    beat: Option<Heartbeat>,
+}
+
+/// How often plain mode says that something long is still running: every 10 s, or
+/// `PIPELINE_PROGRESS_INTERVAL` seconds.
+fn beat_interval() -> Duration {
+    std::env::var("PIPELINE_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map_or(Duration::from_secs(10), Duration::from_secs_f64)
+}
+
+/// A plain (CI log) line: an RFC 3339 timestamp, the pipeline's name when several run.
+fn plain(prefix: &str, text: &str) -> String {
+    let ts = humantime::format_rfc3339_seconds(SystemTime::now());
+    if prefix.is_empty() {
+        format!("{ts} {text}")
+    } else {
+        format!("{ts} [{prefix}] {text}")
+    }
+}
+
+fn heartbeat(tty: bool, prefix: &str) -> Option<Heartbeat> {
+    if tty {
+        return None;
+    }
+    let prefix = prefix.to_string();
+    Some(Heartbeat::new(
+        beat_interval(),
+        Box::new(move |text: &str| {
+            let _ = writeln!(std::io::stderr().lock(), "{}", plain(&prefix, text));
+        }),
+    ))
 }
 
 impl Ui {
@@ -41,19 +80,22 @@ impl Ui {
             prefix: String::new(),
             bar: Mutex::new(None),
             live: true,
+            beat: heartbeat(tty, ""),
         }
     }
 
     /// The renderer of one pipeline of a run: same style; with several pipelines every line
     /// is prefixed with `[name]` and there is no live spinner (they would fight).
     pub(crate) fn for_pipeline(&self, name: &str, several: bool) -> Ui {
+        let prefix = if several {
+            name.to_string()
+        } else {
+            String::new()
+        };
         Ui {
             tty: self.tty,
-            prefix: if several {
-                name.to_string()
-            } else {
-                String::new()
-            },
+            beat: heartbeat(self.tty, &prefix),
+            prefix,
             bar: Mutex::new(None),
             live: !several,
         }
@@ -67,25 +109,26 @@ impl Ui {
 
     /// Prints one line to stderr, above any progress bar.
     pub(crate) fn line(&self, text: &str) {
-        let text = if self.prefix.is_empty() {
-            text.to_string()
-        } else {
-            format!("[{}] {text}", self.prefix)
+        let line = match (self.tty, self.prefix.is_empty()) {
+            (true, true) => text.to_string(),
+            (true, false) => format!("[{}] {text}", self.prefix),
+            (false, _) => plain(&self.prefix, text),
         };
-        let line = if self.tty {
-            text
-        } else {
-            format!(
-                "{} {text}",
-                humantime::format_rfc3339_seconds(SystemTime::now())
-            )
-        };
+        if let Some(beat) = &self.beat {
+            beat.printed();
+        }
         let bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
         match bar.as_ref() {
             Some(b) => b.println(line),
             None => {
                 let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
+        }
+    }
+
+    fn beat(&self, f: impl FnOnce(&Heartbeat)) {
+        if let Some(b) = &self.beat {
+            f(b);
         }
     }
 
@@ -147,11 +190,16 @@ impl Sink for Ui {
                 id,
                 pulled,
             } => {
+                self.beat(Heartbeat::end);
                 self.stop_spin();
                 let how = if pulled { "pulled" } else { "present" };
                 self.line(&format!("base {reference} {how} ({})", short(&id)));
             }
             Event::PullProgress(p) => {
+                self.beat(|b| {
+                    b.begin("pull".into());
+                    b.progress(p.id.as_deref(), p.current, p.total);
+                });
                 if self.tty {
                     let layer = p.id.as_ref().map(|i| format!("{i}: ")).unwrap_or_default();
                     self.spin(format!("pull {layer}{}{}", p.status, bytes_done(&p)));
@@ -164,6 +212,7 @@ impl Sink for Ui {
                 ));
             }
             Event::StepStarted { index, total, name } => {
+                self.beat(|b| b.begin(format!("step {index} `{name}`")));
                 self.line(&format!(
                     "{} [{index}/{total}] {name}",
                     style("step").bold()
@@ -188,7 +237,10 @@ impl Sink for Ui {
                 index,
                 outcome,
                 duration,
-            } => match outcome {
+            } => match {
+                self.beat(Heartbeat::end);
+                outcome
+            } {
                 StepOutcome::Succeeded => self.line(&format!(
                     "{} step {index} in {}",
                     style("done").green(),
@@ -234,6 +286,7 @@ impl Sink for Ui {
                 ));
             }
             Event::PushStarted { repository, tag } => {
+                self.beat(|b| b.begin(format!("push {repository}:{tag}")));
                 if self.tty {
                     self.spin(format!("push {repository}:{tag}"));
                 } else {
@@ -245,6 +298,7 @@ impl Sink for Ui {
                 tag,
                 progress,
             } => {
+                self.beat(|b| b.progress(progress.id.as_deref(), progress.current, progress.total));
                 if self.tty {
                     let layer = progress
                         .id
@@ -278,6 +332,7 @@ impl Sink for Ui {
                 attempts,
                 up_to_date,
             } => {
+                self.beat(Heartbeat::end);
                 self.stop_spin();
                 if up_to_date {
                     self.line(&format!(
@@ -324,7 +379,10 @@ impl Sink for Ui {
                 print_applied(&applied, &self.prefix);
                 self.line(&format!("succeeded on {engine} in {}", secs(duration)));
             }
-            Event::Failed { error, pipeline } => self.explain(&error, &pipeline),
+            Event::Failed { error, pipeline } => {
+                self.beat(Heartbeat::end);
+                self.explain(&error, &pipeline)
+            }
             Event::NotRun { status, why } => match status {
                 Status::Failed => self.error(&format!("cannot start: {why}")),
                 _ => self.line(&why),
