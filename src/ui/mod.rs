@@ -237,31 +237,31 @@ impl Sink for Ui {
                 index,
                 outcome,
                 duration,
-            } => match {
-                self.beat(Heartbeat::end);
-                outcome
-            } {
-                StepOutcome::Succeeded => self.line(&format!(
-                    "{} step {index} in {}",
-                    style("done").green(),
-                    secs(duration)
-                )),
-                StepOutcome::Failed { exit_code } => self.line(&format!(
-                    "{} step {index}: exit code {exit_code} after {}",
-                    style("failed").red(),
-                    secs(duration)
-                )),
-                StepOutcome::TimedOut => self.line(&format!(
-                    "{} step {index} after {}",
-                    style("timed out").red(),
-                    secs(duration)
-                )),
-                StepOutcome::Error => self.line(&format!(
-                    "{} step {index} after {}",
-                    style("failed").red(),
-                    secs(duration)
-                )),
-            },
+            } => {
+                    self.beat(Heartbeat::end);
+                    match outcome {
+                    StepOutcome::Succeeded => self.line(&format!(
+                        "{} step {index} in {}",
+                        style("done").green(),
+                        secs(duration)
+                    )),
+                    StepOutcome::Failed { exit_code } => self.line(&format!(
+                        "{} step {index}: exit code {exit_code} after {}",
+                        style("failed").red(),
+                        secs(duration)
+                    )),
+                    StepOutcome::TimedOut => self.line(&format!(
+                        "{} step {index} after {}",
+                        style("timed out").red(),
+                        secs(duration)
+                    )),
+                    StepOutcome::Error => self.line(&format!(
+                        "{} step {index} after {}",
+                        style("failed").red(),
+                        secs(duration)
+                    )),
+                }
+            }
             Event::Checkpoint { after_step, image } => {
                 self.line(&format!(
                     "checkpoint after step {after_step} ({})",
