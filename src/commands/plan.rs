@@ -3,7 +3,8 @@ use std::collections::HashMap;
 use crate::cli::{Format, PlanArgs};
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus};
-use crate::plan::{observe, Plan, PushStatus, StepStatus};
+use crate::plan::observe::{self, PlanOptions};
+use crate::plan::{Plan, PushStatus, StepStatus};
 use crate::ui::{self, short, Ui};
 
 pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
@@ -31,6 +32,10 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             engine.endpoint()
         ));
     }
+    let opts = PlanOptions {
+        no_cache: args.no_cache,
+        notes: crate::cache::NoteStore::user(),
+    };
     let mut changes = false;
     let mut plans = Vec::new();
     let mut produced: HashMap<usize, Option<String>> = HashMap::new();
@@ -40,7 +45,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             .dependency
             .as_ref()
             .map(|d| produced.get(&d.producer).cloned().flatten());
-        let plan = observe::plan(engine, p, args.no_cache, known_base)
+        let plan = observe::plan(engine, p, &opts, known_base)
             .await
             .map_err(|e| CliError::Plan {
                 pipeline: p.name.clone(),

@@ -33,6 +33,8 @@ pub(crate) struct Options {
     pub(crate) retry_delay: Duration,
     /// Prefix of the names of every container this run creates.
     pub(crate) run_name: String,
+    /// Where checkpoint notes are recorded for `plan`; `None`: nowhere.
+    pub(crate) notes: Option<cache::NoteStore>,
 }
 
 /// An id for one run: microseconds and the process id, in hex.

@@ -81,6 +81,7 @@ mod tests {
             attempts: 20,
             retry_delay: Duration::from_millis(500),
             run_name: "pipeline-test".into(),
+            notes: None,
         };
         let starts = Mutex::new(Vec::new());
         let result: Result<((), u32), _> = retry(&opts, &|_e: Event| {}, None, || {

@@ -35,13 +35,20 @@ impl Project {
         self.file("pipeline.toml", toml)
     }
 
-    /// The binary, run in the folder with plain output and an empty docker config (so the
-    /// developer's credentials never leak into a test).
+    /// The user cache folder the binary is given (`XDG_CACHE_HOME`): checkpoint notes land in
+    /// `pipeline/notes/` below it.
+    pub(crate) fn user_cache(&self) -> PathBuf {
+        self.dir.path().join(".cache")
+    }
+
+    /// The binary, run in the folder with plain output, an empty docker config (so the
+    /// developer's credentials never leak into a test) and a user cache of its own.
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::cargo_bin("pipeline").expect("binary");
         cmd.current_dir(self.dir.path())
             .env("PIPELINE_PROGRESS", "plain")
             .env("DOCKER_CONFIG", self.dir.path().join(".docker-config"))
+            .env("XDG_CACHE_HOME", self.user_cache())
             .env_remove("NO_COLOR")
             .args(args)
             .timeout(std::time::Duration::from_secs(600));

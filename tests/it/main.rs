@@ -17,4 +17,6 @@ mod cache;
 #[cfg(feature = "engine-tests")]
 mod faults;
 #[cfg(feature = "engine-tests")]
+mod history;
+#[cfg(feature = "engine-tests")]
 mod multi;
