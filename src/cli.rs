@@ -97,6 +97,10 @@ pub(crate) struct PlanArgs {
     /// Exit 0 when apply would change nothing, 2 when it would, 1 on error.
     #[arg(long)]
     pub(crate) detailed_exitcode: bool,
+    /// Ask no registry and send no credentials anywhere: only read the engine (inspect and
+    /// list). Publish status is `unknown`. For pipeline files you do not trust.
+    #[arg(long)]
+    pub(crate) offline: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,

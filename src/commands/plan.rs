@@ -23,7 +23,9 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     // Several pipelines: their dependency graph decides the order (and is validated first).
     let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
     let multi = pipelines.len() > 1;
-    super::check_passwords(&pipelines)?;
+    if !args.offline {
+        super::check_passwords(&pipelines)?;
+    }
     let engines = super::engines(&args.engines, ui).await?;
     let engine = &engines[0];
     if engines.len() > 1 {
@@ -35,6 +37,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let opts = PlanOptions {
         no_cache: args.no_cache,
         notes: crate::cache::NoteStore::user(),
+        offline: args.offline,
     };
     let mut changes = false;
     let mut plans = Vec::new();
@@ -128,11 +131,12 @@ fn render(plan: &Plan) -> String {
     }
     let mut pushes = 0;
     for p in &plan.publish {
-        let status = match p.status {
-            PushStatus::New => "new",
-            PushStatus::Changed => "changed",
-            PushStatus::UpToDate => "up to date",
-            PushStatus::Unknown => "unknown (registry not reachable)",
+        let status = match (p.status, &p.reason) {
+            (PushStatus::New, _) => "new".to_string(),
+            (PushStatus::Changed, _) => "changed".to_string(),
+            (PushStatus::UpToDate, _) => "up to date".to_string(),
+            (PushStatus::Unknown, Some(reason)) => format!("unknown ({reason})"),
+            (PushStatus::Unknown, None) => "unknown".to_string(),
         };
         if p.status != PushStatus::UpToDate {
             pushes += 1;

@@ -29,6 +29,8 @@ pub(crate) struct Observed {
     pub(crate) local_digests: Vec<String>,
     /// `--no-cache`.
     pub(crate) no_cache: bool,
+    /// `--offline`: no registry was asked.
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +87,9 @@ pub(crate) struct PushPlan {
     pub(crate) repository: String,
     pub(crate) tag: String,
     pub(crate) status: PushStatus,
+    /// Why the status is `unknown`: `offline`, or the registry did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -203,7 +208,13 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
                 .map(move |tag| (repository.clone(), tag.clone()))
         })
         .map(|(repository, tag)| {
-            let status = match obs.remote.get(&(repository.clone(), tag.clone())) {
+            let remote = obs.remote.get(&(repository.clone(), tag.clone()));
+            let reason = match remote {
+                None if obs.offline => Some("offline".to_string()),
+                None => Some("registry not reachable".to_string()),
+                Some(_) => None,
+            };
+            let status = match remote {
                 None => PushStatus::Unknown,
                 Some(None) => PushStatus::New,
                 Some(Some(d))
@@ -218,6 +229,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
                 repository,
                 tag,
                 status,
+                reason,
             }
         })
         .collect();

@@ -83,6 +83,8 @@ pub(crate) struct PlanOptions {
     pub(crate) no_cache: bool,
     /// Where apply recorded its checkpoint notes, which explain a miss.
     pub(crate) notes: Option<NoteStore>,
+    /// Ask no registry and resolve no credentials: only the engine is read.
+    pub(crate) offline: bool,
 }
 
 /// Reads what the engine and registries hold, without changing anything, and plans.
@@ -115,6 +117,7 @@ pub(crate) async fn plan<E: Engine>(
     let mut obs = Observed {
         base_id: base,
         no_cache,
+        offline: opts.offline,
         ..Default::default()
     };
     let (keys, commit_key) = super::keys(p, &inputs, obs.base_id.as_deref());
@@ -141,7 +144,9 @@ pub(crate) async fn plan<E: Engine>(
         }
     }
     let mut remote = HashMap::new();
-    for t in &p.publish {
+    // Offline, the publish targets (which the file chooses) are never contacted, and no
+    // password or docker config credential is read for them.
+    for t in p.publish.iter().filter(|_| !opts.offline) {
         let repository = t.repository.repository();
         let creds = credentials::resolve(t.repository.registry_host(), t.login.as_ref()).await?;
         for tag in &t.tags {
