@@ -79,3 +79,9 @@ pub(crate) fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A pipeline named `name` on the local `busybox:latest` (never pulled); `body` holds its
+/// steps, commit and the rest.
+pub(crate) fn busybox_pipeline(name: &str, body: &str) -> String {
+    format!("name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n{body}")
+}

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{busybox_pipeline, output_text, unique, Project};
 use crate::support::engine::{docker, docker_ok, require_image};
 
 /// Runs of 16 or more hex digits that are not a `sha256:` digest.
@@ -52,12 +52,8 @@ fn saved_metadata(image: &str) -> Vec<(String, String)> {
 /// A pipeline whose first step writes `state` (its command) and has `PIN=4711` in its env.
 /// `name` also makes the steps unique, so that no other test's checkpoint serves them.
 fn pipeline(name: &str, state: &str) -> String {
-    format!(
+    let body = format!(
         r#"
-name = "{name}"
-[base]
-image = "busybox:latest"
-pull = "never"
 [[step]]
 name = "write pin"
 run = "mkdir -p /srv && echo {state} {name} > /srv/state"
@@ -72,7 +68,8 @@ copy = {{ src = "motd", dest = "/etc/motd" }}
 message = "history test"
 tags = ["{name}:latest"]
 "#
-    )
+    );
+    busybox_pipeline(name, &body)
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{busybox_pipeline, output_text, unique, Project};
 use crate::support::engine::require_image;
 
 /// A TCP listener on a free loopback port that counts connections and closes each at once.
@@ -41,12 +41,8 @@ fn plan_offline_asks_no_registry_and_needs_no_password() {
     let project = Project::new();
     let name = unique("offline");
     // A hostile file: it sends a host secret to a registry of its choice.
-    project.pipeline(&format!(
+    let body = format!(
         r#"
-name = "{name}"
-[base]
-image = "busybox:latest"
-pull = "never"
 [[step]]
 run = "true"
 [commit]
@@ -58,7 +54,8 @@ username = "ci"
 password_env = "PLAN_TEST_PASSWORD"
 "#,
         port = listener.port
-    ));
+    );
+    project.pipeline(&busybox_pipeline(&name, &body));
     let plan = |args: &[&str], password: Option<&str>| {
         let mut cmd = project.cmd(&[&["plan", "pipeline.toml"], args].concat());
         cmd.env("PLAN_TEST_TOKEN", "token-from-the-host");
