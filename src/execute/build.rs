@@ -11,7 +11,7 @@ use crate::engine::{
     CACHE_REPOSITORY,
 };
 use crate::events::{Event, Sink, StepOutcome};
-use crate::model::{Action, Pipeline, Step};
+use crate::model::{Action, Command, Pipeline, Step};
 use crate::plan;
 
 /// The build: its containers, removed at the end whatever happens.
@@ -268,7 +268,7 @@ impl<'a, E: Engine> Build<'a, E> {
                     }
                 }
                 let spec = ExecSpec {
-                    argv: cmd.argv(),
+                    argv: run_argv(cmd),
                     env: step.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
                     user: step.user.clone(),
                     workdir: step.workdir.clone(),
@@ -354,5 +354,17 @@ impl<'a, E: Engine> Build<'a, E> {
                 "could not keep the failed container: {e}"
             ))),
         }
+    }
+}
+
+/// The argv that runs a step's command. A shell command writes its stderr into its stdout: the
+/// engine reads the two pipes of an exec separately and may deliver a later stderr line before
+/// an earlier stdout one, so one pipe is the only way to show the output in the order the step
+/// wrote it. Redirections in the command still apply (`2>/dev/null`, `x=$(cmd)` takes stdout
+/// only). An exec-form command runs as written, with its two streams.
+fn run_argv(cmd: &Command) -> Vec<String> {
+    match cmd {
+        Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), format!("exec 2>&1; {s}")],
+        Command::Exec(v) => v.clone(),
     }
 }

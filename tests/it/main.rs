@@ -22,3 +22,5 @@ mod history;
 mod multi;
 #[cfg(feature = "engine-tests")]
 mod offline;
+#[cfg(feature = "engine-tests")]
+mod output;
