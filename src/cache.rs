@@ -203,8 +203,10 @@ fn entry_digest(e: &WalkEntry) -> std::io::Result<[u8; 32]> {
     Ok(h.finish())
 }
 
-/// What a checkpoint image records in its commit comment, so later runs can say which input
-/// of a step changed.
+/// What a checkpoint holds: its pipeline, its steps and a digest of each step's inputs, so that
+/// a later miss can say which input changed. The digests are kept in the user's [`NoteStore`],
+/// never in the image: anything derived from step inputs (an env value, a command) would be
+/// published with it. The image's commit comment only names the steps ([`Self::to_comment`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CheckpointNote {
     pub(crate) pipeline: String,
@@ -219,18 +221,160 @@ pub(crate) struct NotedStep {
     pub(crate) inputs: StepInputs,
 }
 
-const NOTE_PREFIX: &str = "pipeline checkpoint v1 ";
+/// Longest list of step names in a checkpoint's comment.
+const COMMENT_NAMES: usize = 200;
 
 impl CheckpointNote {
+    /// The checkpoint's commit comment, what `docker history` shows, for people:
+    /// `pipeline NAME: steps 2-3 (install vim; copy vimrc)`. Step names only: nothing in it is
+    /// derived from a step's inputs.
     pub(crate) fn to_comment(&self) -> String {
-        format!(
-            "{NOTE_PREFIX}{}",
-            serde_json::to_string(self).unwrap_or_default()
-        )
+        let last = self.first + self.steps.len().max(1) - 1;
+        let range = if last == self.first {
+            format!("step {}", self.first)
+        } else {
+            format!("steps {}-{last}", self.first)
+        };
+        let names = self
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut names: String = names
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if names.chars().count() > COMMENT_NAMES {
+            names = names.chars().take(COMMENT_NAMES - 1).collect::<String>() + "…";
+        }
+        format!("pipeline {}: {range} ({names})", one_line(&self.pipeline))
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// What a checkpoint's commit comment says: its pipeline and the steps it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckpointComment {
+    pub(crate) pipeline: String,
+    pub(crate) first: usize,
+    pub(crate) last: usize,
+}
+
+/// The comment of checkpoints written before their notes moved out of the image.
+const LEGACY_PREFIX: &str = "pipeline checkpoint v1 ";
+
+impl CheckpointComment {
+    /// Reads [`CheckpointNote::to_comment`]'s format (and the older JSON one); `None` for any
+    /// other comment, such as a final image's commit message.
+    pub(crate) fn parse(comment: &str) -> Option<Self> {
+        if let Some(json) = comment.strip_prefix(LEGACY_PREFIX) {
+            let note: CheckpointNote = serde_json::from_str(json).ok()?;
+            return Some(Self {
+                last: note.first + note.steps.len().max(1) - 1,
+                pipeline: note.pipeline,
+                first: note.first,
+            });
+        }
+        let rest = comment.strip_prefix("pipeline ")?;
+        // The first `: step` followed by a step range ends the pipeline name.
+        rest.match_indices(": step").find_map(|(at, _)| {
+            let after = &rest[at + ": step".len()..];
+            let (range, tail) = if let Some(r) = after.strip_prefix("s ") {
+                r.split_once(' ').unwrap_or((r, ""))
+            } else {
+                after
+                    .strip_prefix(' ')?
+                    .split_once(' ')
+                    .unwrap_or((&after[1..], ""))
+            };
+            if !(tail.is_empty() || tail.starts_with('(')) {
+                return None;
+            }
+            let (first, last) = match range.split_once('-') {
+                Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+                None => {
+                    let n = range.parse().ok()?;
+                    (n, n)
+                }
+            };
+            Some(Self {
+                pipeline: rest[..at].to_string(),
+                first,
+                last,
+            })
+        })
+    }
+}
+
+/// The checkpoint notes of one user: a small JSON file per checkpoint image in
+/// `$XDG_CACHE_HOME/pipeline/notes/` (else `~/.cache/pipeline/notes/`). Written by apply, read by
+/// plan to explain a miss, pruned by gc with the images it removes. Without it, plan only says
+/// a step is not in the cache.
+#[derive(Debug, Clone)]
+pub(crate) struct NoteStore {
+    dir: PathBuf,
+}
+
+impl NoteStore {
+    /// The current user's store; `None` when neither `XDG_CACHE_HOME` nor `HOME` is set.
+    pub(crate) fn user() -> Option<Self> {
+        let absolute = |v: std::ffi::OsString| {
+            let p = PathBuf::from(v);
+            p.is_absolute().then_some(p)
+        };
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .and_then(absolute)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .and_then(absolute)
+                    .map(|h| h.join(".cache"))
+            })?;
+        Some(Self::at(cache.join("pipeline").join("notes")))
     }
 
-    pub(crate) fn from_comment(comment: &str) -> Option<Self> {
-        serde_json::from_str(comment.strip_prefix(NOTE_PREFIX)?).ok()
+    pub(crate) fn at(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The file of an image: its id's hex digits (`sha256:` left out).
+    fn path(&self, image: &str) -> Option<PathBuf> {
+        let hex = image.strip_prefix("sha256:").unwrap_or(image);
+        let ok =
+            !hex.is_empty() && hex.len() <= 128 && hex.chars().all(|c| c.is_ascii_alphanumeric());
+        ok.then(|| self.dir.join(format!("{hex}.json")))
+    }
+
+    /// Records the note of a checkpoint image (readable by the user only).
+    pub(crate) fn write(&self, image: &str, note: &CheckpointNote) -> std::io::Result<()> {
+        let path = self.path(image).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an image id")
+        })?;
+        let mut dirs = std::fs::DirBuilder::new();
+        dirs.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dirs, 0o700);
+        dirs.create(&self.dir)?;
+        // Written aside and renamed, so a reader never sees half a file.
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(note).unwrap_or_default())?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    pub(crate) fn read(&self, image: &str) -> Option<CheckpointNote> {
+        serde_json::from_slice(&std::fs::read(self.path(image)?).ok()?).ok()
+    }
+
+    /// Forgets an image's note (gone already is fine).
+    pub(crate) fn remove(&self, image: &str) {
+        if let Some(path) = self.path(image) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -242,13 +386,14 @@ pub(crate) async fn unused<E: Engine>(
     engine: &E,
 ) -> Result<Vec<(String, Vec<String>)>, EngineError> {
     let cache = engine.list_cache().await?;
-    let mut info: HashMap<&str, (Option<CheckpointNote>, SystemTime, Vec<String>)> = HashMap::new();
+    let mut info: HashMap<&str, (Option<CheckpointComment>, SystemTime, Vec<String>)> =
+        HashMap::new();
     for c in &cache {
         if let Some(i) = engine.inspect_image(&c.id).await? {
             let created = humantime::parse_rfc3339_weak(&i.created).unwrap_or(UNIX_EPOCH);
             info.insert(
                 c.id.as_str(),
-                (CheckpointNote::from_comment(&i.comment), created, i.layers),
+                (CheckpointComment::parse(&i.comment), created, i.layers),
             );
         }
     }
@@ -297,4 +442,80 @@ pub(crate) async fn unused<E: Engine>(
         .filter(|c| !keep.contains(&c.id))
         .map(|c| (c.id.clone(), c.keys.clone()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(pipeline: &str, first: usize, names: &[&str]) -> CheckpointNote {
+        CheckpointNote {
+            pipeline: pipeline.into(),
+            first,
+            steps: names
+                .iter()
+                .map(|n| NotedStep {
+                    name: n.to_string(),
+                    inputs: StepInputs {
+                        fields: [("command".to_string(), "0123456789abcdef".to_string())].into(),
+                        copied: None,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_comment_names_pipeline_and_steps_and_reads_back() {
+        let two = note("vim", 2, &["install vim", "copy vimrc"]);
+        assert_eq!(
+            two.to_comment(),
+            "pipeline vim: steps 2-3 (install vim; copy vimrc)"
+        );
+        assert_eq!(
+            CheckpointComment::parse(&two.to_comment()),
+            Some(CheckpointComment {
+                pipeline: "vim".into(),
+                first: 2,
+                last: 3
+            })
+        );
+        let odd = note("a: step b", 1, &["x: steps 7-9 (y)\nz"]);
+        let comment = odd.to_comment();
+        assert_eq!(comment, "pipeline a: step b: step 1 (x: steps 7-9 (y) z)");
+        let parsed = CheckpointComment::parse(&comment).unwrap();
+        assert_eq!(
+            (parsed.pipeline.as_str(), parsed.first, parsed.last),
+            ("a: step b", 1, 1)
+        );
+        // A final image's message is no checkpoint; the old JSON comment still reads.
+        assert_eq!(CheckpointComment::parse("debian with vim 1.1"), None);
+        assert_eq!(CheckpointComment::parse("pipeline x: stepping out"), None);
+        let legacy = format!("{LEGACY_PREFIX}{}", serde_json::to_string(&two).unwrap());
+        assert_eq!(CheckpointComment::parse(&legacy).map(|c| c.last), Some(3));
+    }
+
+    #[test]
+    fn long_names_are_shortened_and_no_input_digest_reaches_the_comment() {
+        let names: Vec<String> = (0..50).map(|i| format!("step number {i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let comment = note("p", 1, &names).to_comment();
+        assert!(comment.chars().count() < 260, "{comment}");
+        assert!(comment.starts_with("pipeline p: steps 1-50 (step number 0; "));
+        assert!(!comment.contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn the_note_store_keeps_one_file_per_image_and_forgets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NoteStore::at(dir.path().join("notes"));
+        let id = "sha256:0a1b2c";
+        assert!(store.read(id).is_none());
+        store.write(id, &note("p", 1, &["a"])).unwrap();
+        assert!(dir.path().join("notes/0a1b2c.json").is_file());
+        assert_eq!(store.read(id).unwrap().steps[0].name, "a");
+        store.remove(id);
+        assert!(store.read(id).is_none());
+        assert!(store.write("../escape", &note("p", 1, &["a"])).is_err());
+    }
 }

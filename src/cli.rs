@@ -65,7 +65,7 @@ pub(crate) struct ApplyArgs {
     /// Attempts for a push or pull that fails with a transient error.
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub(crate) attempts: u32,
-    /// First delay between attempts; it doubles each time.
+    /// First delay between attempts; it doubles each time, up to 30 s, with random jitter.
     #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) retry_delay: std::time::Duration,
     /// A Docker engine to build on (repeatable): unix://PATH, tcp://HOST:PORT (TLS per
@@ -97,6 +97,10 @@ pub(crate) struct PlanArgs {
     /// Exit 0 when apply would change nothing, 2 when it would, 1 on error.
     #[arg(long)]
     pub(crate) detailed_exitcode: bool,
+    /// Ask no registry and send no credentials anywhere: only read the engine (inspect and
+    /// list). Publish status is `unknown`. For pipeline files you do not trust.
+    #[arg(long)]
+    pub(crate) offline: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,

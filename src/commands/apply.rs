@@ -55,6 +55,7 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
             attempts: args.attempts,
             retry_delay: args.retry_delay,
             run_name: String::new(),
+            notes: crate::cache::NoteStore::user(),
         },
     };
     let several = pipelines.len() > 1;

@@ -6,6 +6,7 @@ use crate::ui::{short, Ui};
 pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let engines = super::engines(&args.engines, ui).await?;
     let several = engines.len() > 1;
+    let notes = crate::cache::NoteStore::user();
     let mut removed_any = false;
     for engine in &engines {
         let on = if several {
@@ -15,6 +16,7 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         };
         let unused = crate::cache::unused(engine).await?;
         for (id, keys) in &unused {
+            let mut all_removed = !args.dry_run;
             for key in keys {
                 let reference = format!("{CACHE_REPOSITORY}:{key}");
                 if args.dry_run {
@@ -24,12 +26,19 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
                 match engine.remove_image(&reference).await {
                     Ok(()) => println!("removed {reference} ({}){on}", short(id)),
                     // An apply running now uses it: leave it, go on with the rest.
-                    Err(e) if e.is_conflict() => ui.line(&format!(
-                        "kept {reference} ({}){on}: in use by a container ({e})",
-                        short(id)
-                    )),
+                    Err(e) if e.is_conflict() => {
+                        all_removed = false;
+                        ui.line(&format!(
+                            "kept {reference} ({}){on}: in use by a container ({e})",
+                            short(id)
+                        ))
+                    }
                     Err(e) => return Err(e.into()),
                 }
+            }
+            // No longer a cache entry: its note explains nothing any more.
+            if let (true, Some(store)) = (all_removed, &notes) {
+                store.remove(id);
             }
         }
         removed_any |= !unused.is_empty();

@@ -3,7 +3,8 @@ use std::collections::HashMap;
 use crate::cli::{Format, PlanArgs};
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus};
-use crate::plan::{observe, Plan, PushStatus, StepStatus};
+use crate::plan::observe::{self, PlanOptions};
+use crate::plan::{Plan, PushStatus, StepStatus};
 use crate::ui::{self, short, Ui};
 
 pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
@@ -22,7 +23,9 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     // Several pipelines: their dependency graph decides the order (and is validated first).
     let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
     let multi = pipelines.len() > 1;
-    super::check_passwords(&pipelines)?;
+    if !args.offline {
+        super::check_passwords(&pipelines)?;
+    }
     let engines = super::engines(&args.engines, ui).await?;
     let engine = &engines[0];
     if engines.len() > 1 {
@@ -31,6 +34,11 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             engine.endpoint()
         ));
     }
+    let opts = PlanOptions {
+        no_cache: args.no_cache,
+        notes: crate::cache::NoteStore::user(),
+        offline: args.offline,
+    };
     let mut changes = false;
     let mut plans = Vec::new();
     let mut produced: HashMap<usize, Option<String>> = HashMap::new();
@@ -40,7 +48,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             .dependency
             .as_ref()
             .map(|d| produced.get(&d.producer).cloned().flatten());
-        let plan = observe::plan(engine, p, args.no_cache, known_base)
+        let plan = observe::plan(engine, p, &opts, known_base)
             .await
             .map_err(|e| CliError::Plan {
                 pipeline: p.name.clone(),
@@ -123,12 +131,12 @@ fn render(plan: &Plan) -> String {
     }
     let mut pushes = 0;
     for p in &plan.publish {
-        let status = match p.status {
-            PushStatus::New => "new",
-            PushStatus::Changed => "changed",
-            PushStatus::UpToDate => "up to date",
-            PushStatus::Unknown => "unknown (registry not reachable)",
-            PushStatus::Refused => "unknown (the registry refused the credentials)",
+        let status = match (p.status, &p.reason) {
+            (PushStatus::New, _) => "new".to_string(),
+            (PushStatus::Changed, _) => "changed".to_string(),
+            (PushStatus::UpToDate, _) => "up to date".to_string(),
+            (PushStatus::Unknown, Some(reason)) => format!("unknown ({reason})"),
+            (PushStatus::Unknown, None) => "unknown".to_string(),
         };
         if p.status != PushStatus::UpToDate {
             pushes += 1;

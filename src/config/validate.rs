@@ -268,7 +268,7 @@ impl<'a> Builder<'a> {
         }
         let name = s.name.as_ref().and_then(|n| self.text(n));
         let action = action?;
-        let name = name.unwrap_or_else(|| default_name(&action));
+        let name = name.unwrap_or_else(|| default_name(s));
         Some(Step {
             name,
             action,
@@ -670,11 +670,17 @@ fn port(p: &raw::PortSpec) -> Result<String, String> {
     Ok(format!("{num}/{proto}"))
 }
 
-fn default_name(action: &Action) -> String {
-    let text = match action {
-        Action::Run(Command::Shell(s)) => s.clone(),
-        Action::Run(Command::Exec(v)) => v.join(" "),
-        Action::Copy(c) => format!("copy {} -> {}", c.src_display, c.dest),
+/// The name of a step without `name`: the first line of its command or copy, as written in the
+/// file. Never the rendered text: a template may read an environment variable or a `--var`, and
+/// the name is shown in logs and the image history.
+fn default_name(s: &raw::Step) -> String {
+    let text = match (&s.run, &s.copy) {
+        (Some(run), _) => match run.get_ref() {
+            raw::RunSpec::Shell(s) => s.clone(),
+            raw::RunSpec::Exec(v) => v.join(" "),
+        },
+        (None, Some(c)) => format!("copy {} -> {}", c.src.get_ref(), c.dest.get_ref()),
+        (None, None) => String::new(),
     };
     let line = text.lines().next().unwrap_or_default().trim();
     if line.chars().count() > 48 {

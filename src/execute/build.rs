@@ -11,17 +11,26 @@ use crate::engine::{
     CACHE_REPOSITORY,
 };
 use crate::events::{Event, Sink, StepOutcome};
-use crate::model::{Action, Pipeline, Step};
+use crate::model::{Action, Command, Pipeline, Step};
 use crate::plan;
 
 /// The build: its containers, removed at the end whatever happens.
 pub(super) struct Build<'a, E: Engine> {
     engine: &'a E,
     containers: Vec<String>,
-    /// The checkpoint of all steps, still to commit: (container, commit, cache key, step).
-    last_checkpoint: Option<(String, CommitSpec, String, usize)>,
+    /// The checkpoint of all steps, still to commit.
+    last_checkpoint: Option<Pending>,
     opts: &'a Options,
     sink: &'a dyn Sink,
+}
+
+/// A checkpoint to commit: the container, the commit, its cache key, its last step and its note.
+struct Pending {
+    container: String,
+    spec: CommitSpec,
+    key: String,
+    after_step: usize,
+    note: CheckpointNote,
 }
 
 impl<'a, E: Engine> Build<'a, E> {
@@ -61,14 +70,20 @@ impl<'a, E: Engine> Build<'a, E> {
     /// Commits the pending last checkpoint (it caches the steps for a later change of the
     /// commit metadata alone), then removes every container.
     pub(super) async fn cleanup(&mut self) {
-        if let Some((id, spec, key, after_step)) = self.last_checkpoint.take() {
+        if let Some(p) = self.last_checkpoint.take() {
             let committed = async {
-                let image = self.engine.commit(&id, &spec).await?;
-                self.engine.tag(&image, CACHE_REPOSITORY, &key).await?;
+                let image = self.engine.commit(&p.container, &p.spec).await?;
+                self.engine.tag(&image, CACHE_REPOSITORY, &p.key).await?;
                 Ok::<_, EngineError>(image)
             };
             match committed.await {
-                Ok(image) => self.sink.event(Event::Checkpoint { after_step, image }),
+                Ok(image) => {
+                    self.note(&image, &p.note);
+                    self.sink.event(Event::Checkpoint {
+                        after_step: p.after_step,
+                        image,
+                    })
+                }
                 Err(e) => self
                     .sink
                     .event(Event::Warning(format!("could not cache the steps: {e}"))),
@@ -170,7 +185,13 @@ impl<'a, E: Engine> Build<'a, E> {
                 };
                 if last {
                     // Committed after the final image, while the pushes run: see `cleanup`.
-                    self.last_checkpoint = Some((id.clone(), spec, keys[i].clone(), i + 1));
+                    self.last_checkpoint = Some(Pending {
+                        container: id.clone(),
+                        spec,
+                        key: keys[i].clone(),
+                        after_step: i + 1,
+                        note,
+                    });
                     break;
                 }
                 let checkpoint = self
@@ -181,6 +202,7 @@ impl<'a, E: Engine> Build<'a, E> {
                 self.engine
                     .tag(&checkpoint, CACHE_REPOSITORY, &keys[i])
                     .await?;
+                self.note(&checkpoint, &note);
                 self.sink.event(Event::Checkpoint {
                     after_step: i + 1,
                     image: checkpoint.clone(),
@@ -266,7 +288,7 @@ impl<'a, E: Engine> Build<'a, E> {
                     }
                 }
                 let spec = ExecSpec {
-                    argv: cmd.argv(),
+                    argv: run_argv(cmd),
                     env: step.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
                     user: step.user.clone(),
                     workdir: step.workdir.clone(),
@@ -323,6 +345,14 @@ impl<'a, E: Engine> Build<'a, E> {
         }
     }
 
+    /// Records a checkpoint's note for `plan`. Best effort: without it, plan only says that a
+    /// step is not in the cache.
+    fn note(&self, image: &str, note: &CheckpointNote) {
+        if let Some(store) = &self.opts.notes {
+            let _ = store.write(image, note);
+        }
+    }
+
     async fn keep_failed(&self, id: &str, step: usize, config: &ImageConfig) {
         let spec = CommitSpec {
             author: None,
@@ -344,5 +374,17 @@ impl<'a, E: Engine> Build<'a, E> {
                 "could not keep the failed container: {e}"
             ))),
         }
+    }
+}
+
+/// The argv that runs a step's command. A shell command writes its stderr into its stdout: the
+/// engine reads the two pipes of an exec separately and may deliver a later stderr line before
+/// an earlier stdout one, so one pipe is the only way to show the output in the order the step
+/// wrote it. Redirections in the command still apply (`2>/dev/null`, `x=$(cmd)` takes stdout
+/// only). An exec-form command runs as written, with its two streams.
+fn run_argv(cmd: &Command) -> Vec<String> {
+    match cmd {
+        Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), format!("exec 2>&1; {s}")],
+        Command::Exec(v) => v.clone(),
     }
 }

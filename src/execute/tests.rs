@@ -12,6 +12,7 @@ fn options() -> Options {
         attempts: 2,
         retry_delay: std::time::Duration::from_millis(1),
         run_name: "pipeline-test-run".into(),
+        notes: None,
     }
 }
 
@@ -121,7 +122,9 @@ fn plan_and_apply_share_one_lookup_and_plan_says_why_a_step_misses() {
     let p = f.load("p", THREE_STEPS);
     run(&e, &p).unwrap();
     let rt = runtime();
-    let unchanged = rt.block_on(observe::plan(&e, &p, false, None)).unwrap();
+    let unchanged = rt
+        .block_on(observe::plan(&e, &p, &Default::default(), None))
+        .unwrap();
     assert!(unchanged.is_noop(), "{unchanged:?}");
     assert!(unchanged
         .steps
@@ -129,7 +132,7 @@ fn plan_and_apply_share_one_lookup_and_plan_says_why_a_step_misses() {
         .all(|s| s.status == StepStatus::Cached));
     let edited = f.load("p", &THREE_STEPS.replace("echo one", "echo ONE"));
     let plan = rt
-        .block_on(observe::plan(&e, &edited, false, None))
+        .block_on(observe::plan(&e, &edited, &Default::default(), None))
         .unwrap();
     assert!(!plan.is_noop());
     assert!(plan
@@ -140,4 +143,101 @@ fn plan_and_apply_share_one_lookup_and_plan_says_why_a_step_misses() {
     e.clear_calls();
     run(&e, &edited).unwrap();
     assert_eq!(e.count("exec"), 3, "{:?}", e.calls());
+}
+
+/// Hex runs of 16 characters or more: what a digest of an input looks like.
+fn long_hex(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|w| w.len() >= 16)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn checkpoint_comments_name_the_steps_and_the_input_digests_stay_in_the_local_notes() {
+    let f = Folder::new();
+    let notes = tempfile::tempdir().unwrap();
+    let opts = Options {
+        notes: Some(cache::NoteStore::at(notes.path())),
+        ..options()
+    };
+    let toml = r#"
+[vars]
+pin = "4711"
+[base]
+image = "base:1"
+[[step]]
+name = "install vim"
+checkpoint = true
+run = "echo {{ pin }}"
+env = { PIN = "{{ pin }}" }
+[[step]]
+run = "echo {{ pin }} > /pin"
+[commit]
+message = "m"
+"#;
+    let p = f.load("p", toml);
+    assert_eq!(
+        p.steps[1].name, "echo {{ pin }} > /pin",
+        "never the rendered text"
+    );
+    let e = engine();
+    let checkpoints = std::sync::Mutex::new(Vec::new());
+    let sink = |ev: Event| {
+        if let Event::Checkpoint { image, .. } = ev {
+            checkpoints.lock().unwrap().push(image);
+        }
+    };
+    let rt = runtime();
+    rt.block_on(apply(&e, &p, &opts, &sink)).unwrap();
+    let checkpoints = checkpoints.into_inner().unwrap();
+    assert_eq!(checkpoints.len(), 2);
+    let comments: Vec<String> = checkpoints
+        .iter()
+        .map(|id| rt.block_on(e.inspect_image(id)).unwrap().unwrap().comment)
+        .collect();
+    assert_eq!(
+        comments,
+        [
+            "pipeline p: step 1 (install vim)",
+            "pipeline p: step 2 (echo {{ pin }} > /pin)"
+        ]
+    );
+    for c in &comments {
+        assert!(!c.contains("4711") && long_hex(c).is_empty(), "{c}");
+    }
+    for id in &checkpoints {
+        assert!(
+            opts.notes.as_ref().unwrap().read(id).is_some(),
+            "no note for {id}"
+        );
+    }
+
+    // The notes explain a miss; without them, plan says less but still plans.
+    let edited = f.load(
+        "p",
+        &toml.replace("echo {{ pin }}\"", "echo {{ pin }} again\""),
+    );
+    let with_notes = observe::PlanOptions {
+        notes: opts.notes.clone(),
+        ..Default::default()
+    };
+    let plan = rt
+        .block_on(observe::plan(&e, &edited, &with_notes, None))
+        .unwrap();
+    assert_eq!(
+        plan.steps[0].status,
+        StepStatus::Run {
+            reason: "changed: command".into()
+        }
+    );
+    let plan = rt
+        .block_on(observe::plan(&e, &edited, &Default::default(), None))
+        .unwrap();
+    assert_eq!(
+        plan.steps[0].status,
+        StepStatus::Run {
+            reason: "not in the cache".into()
+        }
+    );
 }

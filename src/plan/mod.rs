@@ -31,6 +31,8 @@ pub(crate) struct Observed {
     pub(crate) local_digests: Vec<String>,
     /// `--no-cache`.
     pub(crate) no_cache: bool,
+    /// `--offline`: no registry was asked.
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +89,9 @@ pub(crate) struct PushPlan {
     pub(crate) repository: String,
     pub(crate) tag: String,
     pub(crate) status: PushStatus,
+    /// Why the status is `unknown`: `offline`, or the registry did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,8 +101,6 @@ pub(crate) enum PushStatus {
     Changed,
     UpToDate,
     Unknown,
-    /// The registry refused the credentials (or their absence).
-    Refused,
 }
 
 impl Plan {
@@ -207,9 +210,16 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
                 .map(move |tag| (repository.clone(), tag.clone()))
         })
         .map(|(repository, tag)| {
-            let target = (repository.clone(), tag.clone());
-            let status = match obs.remote.get(&target) {
-                None if obs.refused.contains(&target) => PushStatus::Refused,
+            let remote = obs.remote.get(&(repository.clone(), tag.clone()));
+            let reason = match remote {
+                None if obs.offline => Some("offline".to_string()),
+                None if obs.refused.contains(&(repository.clone(), tag.clone())) => {
+                    Some("the registry refused the credentials".to_string())
+                }
+                None => Some("registry not reachable".to_string()),
+                Some(_) => None,
+            };
+            let status = match remote {
                 None => PushStatus::Unknown,
                 Some(None) => PushStatus::New,
                 Some(Some(d))
@@ -224,6 +234,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
                 repository,
                 tag,
                 status,
+                reason,
             }
         })
         .collect();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::{Observed, Plan, Resume};
-use crate::cache::{CheckpointNote, StepInputs};
+use crate::cache::{NoteStore, StepInputs};
 use crate::credentials;
 use crate::engine::{Engine, EngineError, CACHE_REPOSITORY};
 use crate::model::Pipeline;
@@ -76,15 +76,27 @@ pub(crate) enum ObserveError {
     Credentials(#[from] credentials::CredentialError),
 }
 
+/// How `plan` looks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlanOptions {
+    /// Plan as if the cache were empty.
+    pub(crate) no_cache: bool,
+    /// Where apply recorded its checkpoint notes, which explain a miss.
+    pub(crate) notes: Option<NoteStore>,
+    /// Ask no registry and resolve no credentials: only the engine is read.
+    pub(crate) offline: bool,
+}
+
 /// Reads what the engine and registries hold, without changing anything, and plans.
 /// `known_base` is the base image id when another pipeline of the same apply makes it
 /// (`Some(None)`: it makes a new one, not known yet).
 pub(crate) async fn plan<E: Engine>(
     engine: &E,
     p: &Pipeline,
-    no_cache: bool,
+    opts: &PlanOptions,
     known_base: Option<Option<String>>,
 ) -> Result<Plan, ObserveError> {
+    let no_cache = opts.no_cache;
     let base = match known_base {
         Some(id) => id,
         None => engine
@@ -105,6 +117,7 @@ pub(crate) async fn plan<E: Engine>(
     let mut obs = Observed {
         base_id: base,
         no_cache,
+        offline: opts.offline,
         ..Default::default()
     };
     let (keys, commit_key) = super::keys(p, &inputs, obs.base_id.as_deref());
@@ -114,12 +127,12 @@ pub(crate) async fn plan<E: Engine>(
     // A miss is explained by the notes of the images that held the first step to run.
     if !no_cache && obs.hit.image.is_none() && obs.base_id.is_some() {
         obs.cache = engine.list_cache().await?;
-        for sibling in super::siblings(&obs.hit.resume, obs.base_id.as_deref(), &obs.cache)
-            .into_iter()
-            .take(10)
-        {
-            if let Ok(Some(info)) = engine.inspect_image(&sibling.id).await {
-                if let Some(note) = CheckpointNote::from_comment(&info.comment) {
+        if let Some(store) = &opts.notes {
+            for sibling in super::siblings(&obs.hit.resume, obs.base_id.as_deref(), &obs.cache)
+                .into_iter()
+                .take(10)
+            {
+                if let Some(note) = store.read(&sibling.id) {
                     obs.notes.insert(sibling.id.clone(), note);
                 }
             }
@@ -131,7 +144,9 @@ pub(crate) async fn plan<E: Engine>(
         }
     }
     let mut remote = HashMap::new();
-    for t in &p.publish {
+    // Offline, the publish targets (which the file chooses) are never contacted, and no
+    // password or docker config credential is read for them.
+    for t in p.publish.iter().filter(|_| !opts.offline) {
         let repository = t.repository.repository();
         let creds = credentials::resolve(t.repository.registry_host(), t.login.as_ref()).await?;
         for tag in &t.tags {

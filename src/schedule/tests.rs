@@ -82,6 +82,7 @@ fn apply(
             attempts: 1,
             retry_delay: Duration::from_millis(1),
             run_name: String::new(),
+            notes: None,
         },
     };
     let seen: Vec<Seen> = pipelines.iter().map(|_| Seen::default()).collect();

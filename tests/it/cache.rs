@@ -350,6 +350,19 @@ fn gc_removes_only_entries_the_newest_apply_no_longer_uses() {
     apply_counting(&project, &name, &[]);
     let new = plan_keys(&project, &[]);
     assert_eq!(old[..2], new[..2], "the first two steps are shared");
+    // The notes of the checkpoints of all steps, old and new.
+    let note_of = |k: &str| {
+        let id = docker_ok(&["images", "-q", "--no-trunc", &format!("pipeline-cache:{k}")]);
+        let hex = id.trim_start_matches("sha256:").to_string();
+        project
+            .user_cache()
+            .join(format!("pipeline/notes/{hex}.json"))
+    };
+    let (old_note, new_note) = (note_of(&old[2]), note_of(&new[2]));
+    assert!(
+        old_note.is_file() && new_note.is_file(),
+        "{old_note:?} {new_note:?}"
+    );
 
     let dry = project.cmd(&["gc", "--dry-run"]).output().unwrap();
     let dry_text = output_text(&dry);
@@ -374,6 +387,14 @@ fn gc_removes_only_entries_the_newest_apply_no_longer_uses() {
     assert!(
         listed(&old[3]).is_empty(),
         "superseded commit entry still there"
+    );
+    assert!(
+        !old_note.exists(),
+        "gc kept the note of an entry it removed"
+    );
+    assert!(
+        new_note.is_file(),
+        "gc removed the note of an entry it kept"
     );
     // The newest apply is still fully cached.
     let (creates, execs, text) = apply_counting(&project, &name, &[]);

@@ -35,8 +35,14 @@ impl Project {
         self.file("pipeline.toml", toml)
     }
 
-    /// The binary, run in the folder with plain output and an empty docker config (so the
-    /// developer's credentials never leak into a test).
+    /// The user cache folder the binary is given (`XDG_CACHE_HOME`): checkpoint notes land in
+    /// `pipeline/notes/` below it.
+    pub(crate) fn user_cache(&self) -> PathBuf {
+        self.dir.path().join(".cache")
+    }
+
+    /// The binary, run in the folder with plain output, an empty docker config (so the
+    /// developer's credentials never leak into a test) and a user cache of its own.
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::from_std(self.std_cmd(args));
         cmd.timeout(std::time::Duration::from_secs(600));
@@ -49,6 +55,7 @@ impl Project {
         cmd.current_dir(self.dir.path())
             .env("PIPELINE_PROGRESS", "plain")
             .env("DOCKER_CONFIG", self.dir.path().join(".docker-config"))
+            .env("XDG_CACHE_HOME", self.user_cache())
             .env_remove("NO_COLOR")
             .args(args);
         cmd
@@ -77,4 +84,10 @@ pub(crate) fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A pipeline named `name` on the local `busybox:latest` (never pulled); `body` holds its
+/// steps, commit and the rest.
+pub(crate) fn busybox_pipeline(name: &str, body: &str) -> String {
+    format!("name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n{body}")
 }

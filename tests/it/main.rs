@@ -19,4 +19,10 @@ mod copies;
 #[cfg(feature = "engine-tests")]
 mod faults;
 #[cfg(feature = "engine-tests")]
+mod history;
+#[cfg(feature = "engine-tests")]
 mod multi;
+#[cfg(feature = "engine-tests")]
+mod offline;
+#[cfg(feature = "engine-tests")]
+mod output;
