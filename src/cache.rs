@@ -108,6 +108,21 @@ pub(crate) fn commit_key(last_step_key: &str, commit: &Commit) -> String {
         "cmd": config.cmd, "entrypoint": config.entrypoint, "env": config.env, "labels": config.labels,
         "expose": config.expose, "user": config.user, "workdir": config.workdir, "volumes": config.volumes,
     });
+    // Later keys only when set, so that the keys of files without them stay as they were.
+    let mut meta = meta;
+    for (key, value) in [
+        ("healthcheck", serde_json::to_value(&config.healthcheck)),
+        ("stop_signal", serde_json::to_value(&config.stop_signal)),
+        ("shell", serde_json::to_value(&config.shell)),
+        ("onbuild", serde_json::to_value(&config.onbuild)),
+    ] {
+        match value {
+            Ok(serde_json::Value::Null) | Err(_) => {}
+            Ok(v) => {
+                meta[key] = v;
+            }
+        }
+    }
     hash(&[last_step_key, "commit", &meta.to_string()])
 }
 

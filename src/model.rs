@@ -109,6 +109,21 @@ pub struct ConfigChanges {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub volumes: Vec<String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub stop_signal: Option<String>,
+    pub shell: Option<Vec<String>>,
+    pub onbuild: Option<Vec<String>>,
+}
+
+/// A health check, as the image config holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Healthcheck {
+    /// `["CMD-SHELL", command]`, `["CMD", argv...]` or `["NONE"]`.
+    pub test: Vec<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub start_period: Option<Duration>,
+    pub retries: Option<u32>,
 }
 
 /// A registry repository and the tags pushed to it.

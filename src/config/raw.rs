@@ -203,6 +203,41 @@ pub struct ImageConfig {
     /// Volumes (`VOLUME`), absolute paths.
     #[schemars(with = "Option<Vec<String>>")]
     pub volumes: Option<Vec<Str>>,
+    /// How the engine checks that a container still works (`HEALTHCHECK`).
+    pub healthcheck: Option<Healthcheck>,
+    /// The signal that stops a container (`STOPSIGNAL`): a name such as `"SIGTERM"` or a number.
+    #[schemars(with = "Option<String>")]
+    pub stop_signal: Option<Str>,
+    /// The shell for shell-form commands of images built on this one (`SHELL`), exec form, e.g.
+    /// `["/bin/bash", "-c"]`.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub shell: Option<Spanned<Vec<Str>>>,
+    /// Dockerfile instructions run when another build uses this image as its base (`ONBUILD`),
+    /// e.g. `["RUN make"]`.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub onbuild: Option<Vec<Str>>,
+}
+
+/// A health check (`HEALTHCHECK`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Healthcheck {
+    /// The check. A string runs with the image's shell (`CMD-SHELL`), an array as is (`CMD`);
+    /// `"none"` turns off a check the base image has (`NONE`).
+    #[schemars(with = "RunSpec")]
+    pub test: Spanned<RunSpec>,
+    /// Time between checks, e.g. `"30s"`. Default: the engine's (30 s).
+    #[schemars(with = "Option<String>")]
+    pub interval: Option<Str>,
+    /// Time a check may take before it counts as failed. Default: the engine's (30 s).
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Str>,
+    /// Time a container gets to start before failed checks count. Default: none.
+    #[schemars(with = "Option<String>")]
+    pub start_period: Option<Str>,
+    /// Failed checks in a row that make the container unhealthy. Default: the engine's (3).
+    #[schemars(with = "Option<u32>")]
+    pub retries: Option<Spanned<i64>>,
 }
 
 /// A port: a number, or `"PORT/tcp"` / `"PORT/udp"`.

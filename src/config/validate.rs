@@ -525,6 +525,46 @@ impl<'a> Builder<'a> {
             .flatten()
             .filter_map(|v| self.absolute(v))
             .collect();
+        let healthcheck = c.healthcheck.as_ref().and_then(|h| self.healthcheck(h));
+        let stop_signal = c.stop_signal.as_ref().and_then(|s| {
+            let text = self.text(s)?;
+            match signal(&text) {
+                Ok(sig) => Some(sig),
+                Err(e) => {
+                    self.diags
+                        .push(Diagnostic::new("invalid-signal", e).at(s.span()).hint(
+                        "write a signal name such as \"SIGTERM\" or \"SIGQUIT\", or a number 1-64",
+                    ));
+                    None
+                }
+            }
+        });
+        let shell = c.shell.as_ref().and_then(|sh| {
+            let list: Vec<String> = sh.get_ref().iter().filter_map(|a| self.text(a)).collect();
+            if list.first().is_none_or(|a| a.is_empty()) {
+                self.error("empty-command", "the shell is empty", sh.span());
+                return None;
+            }
+            Some(list)
+        });
+        let onbuild = c.onbuild.as_ref().map(|list| {
+            list.iter()
+                .filter_map(|i| {
+                    let text = self.text(i)?;
+                    match onbuild_instruction(&text) {
+                        Ok(()) => Some(text),
+                        Err(e) => {
+                            self.diags.push(
+                                Diagnostic::new("invalid-onbuild", e)
+                                    .at(i.span())
+                                    .hint("write a Dockerfile instruction such as \"RUN make\" or \"COPY . /app\""),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect()
+        });
         ConfigChanges {
             cmd,
             entrypoint,
@@ -534,7 +574,71 @@ impl<'a> Builder<'a> {
             user,
             workdir,
             volumes,
+            healthcheck,
+            stop_signal,
+            shell,
+            onbuild,
         }
+    }
+
+    fn healthcheck(&mut self, h: &raw::Healthcheck) -> Option<Healthcheck> {
+        let test = match h.test.get_ref() {
+            raw::RunSpec::Shell(s) => {
+                let text = self
+                    .t
+                    .render(s, h.test.span())
+                    .map_err(|d| self.diags.push(d))
+                    .ok()?;
+                if text.trim().eq_ignore_ascii_case("none") {
+                    vec!["NONE".to_string()]
+                } else if text.trim().is_empty() {
+                    self.error("empty-command", "the health check is empty", h.test.span());
+                    return None;
+                } else {
+                    vec!["CMD-SHELL".to_string(), text]
+                }
+            }
+            raw::RunSpec::Exec(v) => {
+                let mut argv = vec!["CMD".to_string()];
+                for a in v {
+                    argv.push(
+                        self.t
+                            .render(a, h.test.span())
+                            .map_err(|d| self.diags.push(d))
+                            .ok()?,
+                    );
+                }
+                if argv.len() < 2 || argv[1].is_empty() {
+                    self.error("empty-command", "the health check is empty", h.test.span());
+                    return None;
+                }
+                argv
+            }
+        };
+        let interval = h.interval.as_ref().and_then(|d| self.duration(d));
+        let timeout = h.timeout.as_ref().and_then(|d| self.duration(d));
+        let start_period = h.start_period.as_ref().and_then(|d| self.duration(d));
+        let retries = h
+            .retries
+            .as_ref()
+            .and_then(|r| match u32::try_from(*r.get_ref()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.error(
+                        "invalid-value",
+                        format!("`retries` must be 0 or more, not {}", r.get_ref()),
+                        r.span(),
+                    );
+                    None
+                }
+            });
+        Some(Healthcheck {
+            test,
+            interval,
+            timeout,
+            start_period,
+            retries,
+        })
     }
 
     fn publish(&mut self, targets: &[raw::Publish]) -> Vec<Target> {
@@ -637,6 +741,71 @@ impl<'a> Builder<'a> {
             }
         }
         out
+    }
+}
+
+/// A stop signal as the engine takes it: `SIGNAME`, `NAME` or a number 1-64; returned as
+/// written (names upper-cased with the `SIG` prefix).
+fn signal(text: &str) -> Result<String, String> {
+    const NAMES: &[&str] = &[
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+        "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
+        "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "POLL", "PWR", "SYS",
+    ];
+    let t = text.trim();
+    if let Ok(n) = t.parse::<u32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n.to_string())
+        } else {
+            Err(format!("`{t}` is not a signal number (1-64)"))
+        };
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let realtime = name
+        .strip_prefix("RTMIN")
+        .or_else(|| name.strip_prefix("RTMAX"))
+        .is_some_and(|r| r.is_empty() || r.trim_start_matches(['+', '-']).parse::<u8>().is_ok());
+    if NAMES.contains(&name) || realtime {
+        Ok(format!("SIG{name}"))
+    } else {
+        Err(format!("`{t}` is not a signal name"))
+    }
+}
+
+/// An `ONBUILD` instruction: a Dockerfile instruction other than `ONBUILD`, `FROM` and
+/// `MAINTAINER`, which Docker refuses there.
+fn onbuild_instruction(text: &str) -> Result<(), String> {
+    const KNOWN: &[&str] = &[
+        "ADD",
+        "ARG",
+        "CMD",
+        "COPY",
+        "ENTRYPOINT",
+        "ENV",
+        "EXPOSE",
+        "HEALTHCHECK",
+        "LABEL",
+        "RUN",
+        "SHELL",
+        "STOPSIGNAL",
+        "USER",
+        "VOLUME",
+        "WORKDIR",
+    ];
+    let word = text
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    match word.as_str() {
+        "" => Err("the instruction is empty".into()),
+        "ONBUILD" | "FROM" | "MAINTAINER" => Err(format!("`{word}` is not allowed in ONBUILD")),
+        w if KNOWN.contains(&w) && text.split_whitespace().nth(1).is_some() => Ok(()),
+        w if KNOWN.contains(&w) => Err(format!("`{text}` has no arguments")),
+        _ => Err(format!(
+            "`{text}` does not start with a Dockerfile instruction"
+        )),
     }
 }
 

@@ -198,6 +198,16 @@ impl DockerEngine {
     }
 }
 
+/// A duration the engine gives in nanoseconds (0: unset).
+fn nanos(n: Option<i64>) -> Option<Duration> {
+    n.filter(|n| *n > 0)
+        .map(|n| Duration::from_nanos(n.unsigned_abs()))
+}
+
+fn duration_nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
 fn credentials(c: Option<Credentials>) -> Option<DockerCredentials> {
     c.map(|c| DockerCredentials {
         username: (!c.username.is_empty()).then_some(c.username),
@@ -246,6 +256,16 @@ impl Engine for DockerEngine {
                 user: c.user.unwrap_or_default(),
                 workdir: c.working_dir.unwrap_or_default(),
                 volumes: c.volumes.unwrap_or_default(),
+                healthcheck: c.healthcheck.map(|h| crate::model::Healthcheck {
+                    test: h.test.unwrap_or_default(),
+                    interval: nanos(h.interval),
+                    timeout: nanos(h.timeout),
+                    start_period: nanos(h.start_period),
+                    retries: h.retries.and_then(|r| u32::try_from(r).ok()),
+                }),
+                stop_signal: c.stop_signal.filter(|s| !s.is_empty()),
+                shell: c.shell.filter(|s| !s.is_empty()),
+                onbuild: c.on_build.filter(|s| !s.is_empty()),
             },
             repo_digests: image.repo_digests.unwrap_or_default(),
             comment: image.comment.unwrap_or_default(),
@@ -455,6 +475,20 @@ impl Engine for DockerEngine {
             user: Some(c.user.clone()),
             working_dir: Some(c.workdir.clone()),
             volumes: Some(c.volumes.clone()),
+            healthcheck: c
+                .healthcheck
+                .as_ref()
+                .map(|h| bollard::models::HealthConfig {
+                    test: Some(h.test.clone()),
+                    interval: h.interval.map(duration_nanos),
+                    timeout: h.timeout.map(duration_nanos),
+                    start_period: h.start_period.map(duration_nanos),
+                    retries: h.retries.map(i64::from),
+                    ..Default::default()
+                }),
+            stop_signal: c.stop_signal.clone(),
+            shell: c.shell.clone(),
+            on_build: c.onbuild.clone(),
             ..Default::default()
         };
         let id = self

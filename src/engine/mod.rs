@@ -101,6 +101,10 @@ pub(crate) struct ImageConfig {
     pub(crate) user: String,
     pub(crate) workdir: String,
     pub(crate) volumes: Vec<String>,
+    pub(crate) healthcheck: Option<crate::model::Healthcheck>,
+    pub(crate) stop_signal: Option<String>,
+    pub(crate) shell: Option<Vec<String>>,
+    pub(crate) onbuild: Option<Vec<String>>,
 }
 
 /// One of the tool's cache images, as listed.

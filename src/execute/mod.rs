@@ -365,6 +365,18 @@ pub(crate) fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig
             cfg.volumes.push(v.clone());
         }
     }
+    if let Some(h) = &c.healthcheck {
+        cfg.healthcheck = Some(h.clone());
+    }
+    if let Some(s) = &c.stop_signal {
+        cfg.stop_signal = Some(s.clone());
+    }
+    if let Some(s) = &c.shell {
+        cfg.shell = Some(s.clone());
+    }
+    if let Some(o) = &c.onbuild {
+        cfg.onbuild = Some(o.clone());
+    }
     cfg
 }
 

@@ -226,6 +226,10 @@ env = {{ APP_MODE = "prod", PATH = "/opt/tools:$PATH", PRICE = "\\$5" }}
 labels = {{ team = "platform" }}
 workdir = "/srv"
 volumes = ["/data"]
+stop_signal = "SIGQUIT"
+shell = ["/bin/sh", "-ec"]
+onbuild = ["RUN echo built on me"]
+healthcheck = {{ test = "wget -q -O- localhost:8080 || exit 1", interval = "15s", timeout = "3s", start_period = "5s", retries = 4 }}
 
 [[publish]]
 repository = "{addr}/test/{name}"
@@ -258,6 +262,28 @@ tags = ["{tag}", "stable"]
     );
     assert!(config["Volumes"].get("/data").is_some(), "{config}");
     assert_eq!(config["Labels"], serde_json::json!({"team": "platform"}));
+    assert_eq!(config["StopSignal"], "SIGQUIT", "{config}");
+    assert_eq!(
+        config["Shell"],
+        serde_json::json!(["/bin/sh", "-ec"]),
+        "{config}"
+    );
+    assert_eq!(
+        config["OnBuild"],
+        serde_json::json!(["RUN echo built on me"]),
+        "{config}"
+    );
+    assert_eq!(
+        config["Healthcheck"],
+        serde_json::json!({
+            "Test": ["CMD-SHELL", "wget -q -O- localhost:8080 || exit 1"],
+            "Interval": 15_000_000_000u64,
+            "Timeout": 3_000_000_000u64,
+            "StartPeriod": 5_000_000_000u64,
+            "Retries": 4
+        }),
+        "{config}"
+    );
     let env = config["Env"].to_string();
     assert!(
         env.contains("APP_MODE=prod") && !env.contains("STEP_ONLY"),

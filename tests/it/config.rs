@@ -205,6 +205,45 @@ fn references_outside_the_distribution_grammar_are_located_validate_errors() {
 }
 
 #[test]
+fn the_full_image_config_is_checked() {
+    let p = Project::new();
+    p.pipeline(
+        r#"[base]
+image = "busybox"
+[commit.config]
+stop_signal = "SIGNOPE"
+shell = []
+onbuild = ["FROM x", "RUN make", "BOGUS y"]
+healthcheck = { test = "true", interval = "soon", retries = -1 }
+"#,
+    );
+    let out = p.cmd(&["validate", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for code in [
+        "error[invalid-signal]",
+        "error[empty-command]",
+        "error[invalid-duration]",
+        "error[invalid-value]",
+    ] {
+        assert!(text.contains(code), "{code}: {text}");
+    }
+    assert_eq!(text.matches("error[invalid-onbuild]").count(), 2, "{text}");
+    p.pipeline(
+        r#"[base]
+image = "busybox"
+[commit.config]
+stop_signal = "term"
+shell = ["/bin/bash", "-c"]
+onbuild = ["RUN make"]
+healthcheck = { test = "none" }
+"#,
+    );
+    let out = p.cmd(&["validate", "pipeline.toml"]).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+#[test]
 fn the_report_is_written_when_the_file_is_invalid() {
     let file = root().join("tests/it/bad/three-mistakes.toml");
     let dir = tempfile::tempdir().unwrap();
