@@ -173,6 +173,8 @@ pub(crate) trait Engine {
     ) -> Result<(), EngineError>;
     /// Every image tagged as a cache entry.
     async fn list_cache(&self) -> Result<Vec<CacheImage>, EngineError>;
+    /// Creates a build container. It lives only as long as this engine client: when the
+    /// tool's process ends, however it ends, the container stops and is removed.
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError>;
     async fn start_container(&self, id: &str) -> Result<(), EngineError>;
     /// Runs a command to completion, feeding its output; returns the exit code.

@@ -17,4 +17,6 @@ mod cache;
 #[cfg(feature = "engine-tests")]
 mod faults;
 #[cfg(feature = "engine-tests")]
+mod lifetime;
+#[cfg(feature = "engine-tests")]
 mod multi;

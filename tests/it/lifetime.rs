@@ -1,0 +1,140 @@
+//! The lifetime of build containers: a build container cannot outlive the tool that made it,
+//! whatever ends the tool (SIGKILL, an engine restart).
+
+use std::time::{Duration, Instant};
+
+use crate::faults::{pipeline, setup, spawn_apply, wait_exit, wait_for_line, BASE};
+use crate::harness::{output_text, unique, Project};
+use crate::support::daemons::Daemon;
+use crate::support::engine::{containers_named, docker, docker_ok};
+
+/// How long a killed run's container may survive it.
+const GONE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A pipeline whose one step holds the secret `TOKEN` (from `token.txt`) and sleeps a minute.
+fn long_secret_step(p: &Project, name: &str, secret: &str) {
+    p.file("token.txt", secret);
+    p.pipeline(&pipeline(
+        name,
+        "[[step]]\nname = \"long\"\nsecrets = [\"TOKEN\"]\nrun = \"echo started; sleep 60\"\n",
+        &format!("life/{name}:1"),
+        "[secrets.TOKEN]\nfile = \"token.txt\"\n",
+    ));
+}
+
+/// Polls `left` until it returns nothing; returns how long that took, or panics after
+/// [`GONE_WITHIN`] with what is still there.
+fn gone_within(what: &str, left: impl Fn() -> Vec<String>) -> Duration {
+    let since = Instant::now();
+    loop {
+        let now = left();
+        if now.is_empty() {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < GONE_WITHIN,
+            "{what} still there after {GONE_WITHIN:?}: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_apply_leaves_no_container_holding_its_secret() {
+    setup();
+    let name = unique("life-kill");
+    let secret = format!("killsecret-{}", unique("v"));
+    let p = Project::new();
+    long_secret_step(&p, &name, &secret);
+    let prefix = format!("pipeline-{name}-");
+    let (mut child, rx) = spawn_apply(&p, &["--no-cache"]);
+    wait_for_line(&rx, "started", Duration::from_secs(60));
+    let during = containers_named(&prefix);
+    assert_eq!(during.len(), 1, "one build container runs the step");
+    let container = &during[0];
+    // The probe works: while the run lives, its container holds the secret.
+    assert_eq!(
+        docker_ok(&["exec", container, "cat", "/run/secrets/TOKEN"]),
+        secret
+    );
+
+    child.kill().expect("SIGKILL the apply");
+    child.wait().unwrap();
+    let took = gone_within("the killed run's container", || containers_named(&prefix));
+    eprintln!("[lifetime] the killed run's container was gone {took:?} after SIGKILL");
+    let read = docker(&["exec", container, "cat", "/run/secrets/TOKEN"]);
+    assert!(
+        !read.status.success(),
+        "the secret is still readable: {}",
+        output_text(&read)
+    );
+
+    // Neither gc nor the next apply finds anything of it (nor leaves anything of its own).
+    let gc = p.cmd(&["gc"]).output().unwrap();
+    assert!(gc.status.success(), "gc failed: {}", output_text(&gc));
+    p.pipeline(&pipeline(
+        &name,
+        "[[step]]\nrun = \"true\"\n",
+        &format!("life/{name}:1"),
+        "",
+    ));
+    let again = p.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    assert!(again.status.success(), "{}", output_text(&again));
+    let left = containers_named(&prefix);
+    assert!(left.is_empty(), "containers left behind: {left:?}");
+    // What keeps the build container tied to the tool never reaches the image.
+    let config = &crate::support::engine::image_inspect(&format!("life/{name}:1"))["Config"];
+    for key in ["OpenStdin", "StdinOnce", "AttachStdin"] {
+        assert_eq!(config[key], false, "{key}: {config}");
+    }
+    assert!(
+        !config["Entrypoint"].to_string().contains("cat"),
+        "{config}"
+    );
+    crate::support::engine::remove_image(&format!("life/{name}:1"));
+}
+
+#[test]
+fn an_engine_restart_mid_step_names_the_engine_and_leaves_no_container() {
+    setup();
+    let mut d = Daemon::start();
+    d.load_image(BASE);
+    let name = unique("life-restart");
+    let p = Project::new();
+    long_secret_step(&p, &name, &format!("restartsecret-{}", unique("v")));
+    let prefix = format!("pipeline-{name}-");
+    let on_daemon = |d: &Daemon| -> Vec<String> {
+        d.docker_ok(&["ps", "-a", "--format", "{{.Names}}"])
+            .lines()
+            .filter(|n| n.starts_with(&prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    let (mut child, rx) = spawn_apply(&p, &["--no-cache", "--engine", &d.engine_arg]);
+    wait_for_line(&rx, "started", Duration::from_secs(60));
+    assert_eq!(on_daemon(&d).len(), 1, "one build container runs the step");
+    let restarted = Instant::now();
+    d.restart();
+    eprintln!(
+        "[lifetime] the engine restarted in {:?}",
+        restarted.elapsed()
+    );
+    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("apply did not exit");
+    let text: Vec<String> = rx.try_iter().collect();
+    let text = text.join("\n");
+    eprintln!("[lifetime] apply after the restart: {status:?}\n{text}");
+    assert_eq!(status.code(), Some(5), "an engine error:\n{text}");
+    assert!(
+        text.contains(&format!(
+            "lost the connection to the Docker engine at `{}`",
+            d.engine_arg
+        )),
+        "the error names the engine `{}`:\n{text}",
+        d.engine_arg
+    );
+    let took = gone_within("the build container after the restart", || on_daemon(&d));
+    eprintln!("[lifetime] no container left {took:?} after the apply exited");
+    let gc = p.cmd(&["gc", "--engine", &d.engine_arg]).output().unwrap();
+    assert!(gc.status.success(), "{}", output_text(&gc));
+    assert!(on_daemon(&d).is_empty());
+}
