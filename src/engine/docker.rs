@@ -8,7 +8,9 @@ use bollard::auth::DockerCredentials;
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
 use bollard::exec::StartExecResults;
-use bollard::models::{ContainerConfig, ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::models::{
+    ContainerConfig, ContainerCreateBody, ContainerSummaryStateEnum, ExecConfig, HostConfig,
+};
 use bollard::query_parameters::{
     AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
     ListContainersOptions, ListImagesOptions, PushImageOptions, RemoveContainerOptions,
@@ -552,6 +554,14 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError> {
+        let containers = self.list_containers_named(prefix).await?;
+        for c in &containers {
+            self.remove_container(&c.id).await?;
+        }
+        Ok(containers.len())
+    }
+
+    async fn list_containers_named(&self, prefix: &str) -> Result<Vec<ContainerInfo>, EngineError> {
         let filters = HashMap::from([("name".to_string(), vec![prefix.to_string()])]);
         let options = ListContainersOptions {
             all: true,
@@ -563,19 +573,34 @@ impl Engine for DockerEngine {
             .list_containers(Some(options))
             .await
             .map_err(|e| self.convert(e))?;
-        let mut removed = 0;
-        for c in containers {
-            let ours = c
-                .names
-                .iter()
-                .flatten()
-                .any(|n| n.trim_start_matches('/').starts_with(prefix));
-            if let (true, Some(id)) = (ours, c.id) {
-                self.remove_container(&id).await?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                // The engine's name filter matches anywhere in the name: keep the prefixed.
+                let name = c
+                    .names
+                    .iter()
+                    .flatten()
+                    .map(|n| n.trim_start_matches('/'))
+                    .find(|n| n.starts_with(prefix))?
+                    .to_string();
+                use ContainerSummaryStateEnum as S;
+                let state = match c.state.unwrap_or(S::EMPTY) {
+                    S::CREATED => ContainerState::Created,
+                    S::EXITED | S::DEAD => ContainerState::Stopped,
+                    S::REMOVING => ContainerState::Removing,
+                    // Running, paused, restarting, stopping, or a state this client does not
+                    // know: someone may be using it.
+                    _ => ContainerState::Alive,
+                };
+                Some(ContainerInfo {
+                    id: c.id?,
+                    name,
+                    state,
+                    created: c.created.unwrap_or(0),
+                })
+            })
+            .collect())
     }
 
     async fn push(

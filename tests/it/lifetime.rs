@@ -1,12 +1,13 @@
 //! The lifetime of build containers: a build container cannot outlive the tool that made it,
-//! whatever ends the tool (SIGKILL, an engine restart).
+//! whatever ends the tool (SIGKILL, an engine restart), and what a run that is gone left
+//! behind is removed by the next apply or by `gc`, never a container of a live run.
 
 use std::time::{Duration, Instant};
 
 use crate::faults::{pipeline, setup, spawn_apply, wait_exit, wait_for_line, BASE};
 use crate::harness::{output_text, unique, Project};
 use crate::support::daemons::Daemon;
-use crate::support::engine::{containers_named, docker, docker_ok};
+use crate::support::engine::{containers_named, docker, docker_ok, remove_containers_named};
 
 /// How long a killed run's container may survive it.
 const GONE_WITHIN: Duration = Duration::from_secs(10);
@@ -92,6 +93,81 @@ fn a_killed_apply_leaves_no_container_holding_its_secret() {
         "{config}"
     );
     crate::support::engine::remove_image(&format!("life/{name}:1"));
+}
+
+/// A build container's name for a run that never was.
+fn build_name(pipeline: &str, n: u32) -> String {
+    format!("pipeline-{pipeline}-0123456789abcd-{n}")
+}
+
+#[test]
+fn apply_and_gc_remove_containers_of_runs_that_are_gone_and_keep_the_running_ones() {
+    setup();
+    let u = unique("life-left");
+    let exited = build_name(&format!("{u}-exited"), 1);
+    let running = build_name(&format!("{u}-running"), 2);
+    let created = build_name(&format!("{u}-created"), 3);
+    // Not a build container's name: never the tool's to remove.
+    let foreign = format!("pipeline-{u}-mine");
+    let make_exited = |name: &str| {
+        docker_ok(&["run", "--name", name, BASE, "true"]);
+    };
+    make_exited(&exited);
+    make_exited(&foreign);
+    docker_ok(&[
+        "run", "-d", "--init", "--name", &running, BASE, "sleep", "120",
+    ]);
+    docker_ok(&["create", "--name", &created, BASE, "true"]);
+    let ours = format!("pipeline-{u}");
+    let all = || {
+        let mut names = containers_named(&ours);
+        names.sort();
+        names
+    };
+    let mut expected_after = vec![foreign.clone(), running.clone(), created.clone()];
+    expected_after.sort();
+
+    let p = Project::new();
+    let dry = p.cmd(&["gc", "--dry-run"]).output().unwrap();
+    let text = output_text(&dry);
+    assert!(dry.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("would remove container {exited}")),
+        "{text}"
+    );
+    for kept in [&running, &created, &foreign] {
+        assert!(
+            !text.contains(kept.as_str()),
+            "{kept} is not a leftover: {text}"
+        );
+    }
+    assert_eq!(all().len(), 4, "a dry run removes nothing");
+
+    // The next apply (of any pipeline) removes it.
+    let name = unique("life-next");
+    p.pipeline(&pipeline(
+        &name,
+        "[[step]]\nrun = \"true\"\n",
+        &format!("life/{name}:1"),
+        "",
+    ));
+    let applied = p.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&applied);
+    assert!(applied.status.success(), "{text}");
+    assert_eq!(all(), expected_after, "after apply:\n{text}");
+    crate::support::engine::remove_image(&format!("life/{name}:1"));
+
+    // So does gc.
+    make_exited(&exited);
+    let gc = p.cmd(&["gc"]).output().unwrap();
+    let text = output_text(&gc);
+    assert!(gc.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("removed container {exited}")),
+        "{text}"
+    );
+    assert_eq!(all(), expected_after, "after gc:\n{text}");
+    remove_containers_named(&ours);
 }
 
 #[test]
