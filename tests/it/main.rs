@@ -20,3 +20,5 @@ mod faults;
 mod lifetime;
 #[cfg(feature = "engine-tests")]
 mod multi;
+#[cfg(feature = "engine-tests")]
+mod secrets;
