@@ -180,6 +180,22 @@ impl DockerEngine {
         }
     }
 
+    /// Whether container `id` still runs after a command in it ended with `code`. A command
+    /// killed by a signal (128 + N) may have died with the container, whose stop the engine
+    /// reports a moment after the command's: ask again for a short while before believing it.
+    async fn still_running(&self, id: &str, code: i64) -> Result<bool, EngineError> {
+        let asks = if code > 128 { 5 } else { 1 };
+        for ask in 1..=asks {
+            if !self.is_running(id).await? {
+                return Ok(false);
+            }
+            if ask < asks {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(true)
+    }
+
     /// An engine error from a bollard error, naming this engine when the connection broke.
     fn convert(&self, e: BollardError) -> EngineError {
         match e {
@@ -456,22 +472,28 @@ impl Engine for DockerEngine {
             }
         }
         // The output ends when the command does, and also when the engine restarts or the
-        // container dies under it: tell those apart, and name the engine for them.
-        let inspect = match self.docker.inspect_exec(&exec.id).await {
-            Ok(i) => i,
+        // container dies under it (then the exec may be gone too): tell those apart, and name
+        // the engine for them.
+        let code = match self.docker.inspect_exec(&exec.id).await {
+            Ok(i) if i.running == Some(true) => {
+                return Err(self.lost("the command's output ended while it still runs"))
+            }
+            Ok(i) => i.exit_code,
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => return Err(self.lost("the engine no longer knows the command: it restarted")),
+            }) => None,
             Err(e) => return Err(self.convert(e)),
         };
-        match (inspect.running, inspect.exit_code) {
-            (Some(true), _) => Err(self.lost("the command's output ended while it still runs")),
-            (_, None) => Err(self.lost("the engine reported no exit code for the command")),
-            (_, Some(code)) if code != 0 && !self.is_running(id).await? => Err(self.lost(
-                "the build container stopped during the command: the engine restarted, \
-                 or the container was stopped from outside",
+        match code {
+            Some(0) => Ok(0),
+            Some(code) if self.still_running(id, code).await? => Ok(code),
+            None if self.is_running(id).await? => {
+                Err(self.lost("the engine reported no exit code for the command"))
+            }
+            _ => Err(self.lost(
+                "the build container stopped during the command: the engine restarted, or \
+                 the container was stopped or removed from outside",
             )),
-            (_, Some(code)) => Ok(code),
         }
     }
 

@@ -214,3 +214,26 @@ fn an_engine_restart_mid_step_names_the_engine_and_leaves_no_container() {
     assert!(gc.status.success(), "{}", output_text(&gc));
     assert!(on_daemon(&d).is_empty());
 }
+
+#[test]
+fn a_build_container_stopped_from_outside_mid_step_is_an_engine_error_not_an_exit_code() {
+    setup();
+    let name = unique("life-stopped");
+    let p = Project::new();
+    long_secret_step(&p, &name, &format!("stoppedsecret-{}", unique("v")));
+    let prefix = format!("pipeline-{name}-");
+    let (mut child, rx) = spawn_apply(&p, &["--no-cache"]);
+    wait_for_line(&rx, "started", Duration::from_secs(60));
+    let during = containers_named(&prefix);
+    assert_eq!(during.len(), 1, "one build container runs the step");
+    docker_ok(&["kill", &during[0]]);
+    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("apply did not exit");
+    let text: Vec<String> = rx.try_iter().collect();
+    let text = text.join("\n");
+    assert_eq!(status.code(), Some(5), "an engine error:\n{text}");
+    assert!(
+        text.contains("the build container stopped during the command"),
+        "{text}"
+    );
+    gone_within("the stopped build container", || containers_named(&prefix));
+}
