@@ -53,6 +53,11 @@ impl ExitStatus {
     pub(crate) fn of(e: &ApplyError) -> Self {
         use ApplyError::*;
         match e {
+            // The engine went away (or restarted) under the step: an engine error.
+            StepEngine {
+                source: EngineError::Connection { .. },
+                ..
+            } => ExitStatus::EngineFailed,
             StepFailed { .. } | StepTimedOut { .. } | StepEngine { .. } | CopySource { .. } => {
                 ExitStatus::StepFailed
             }

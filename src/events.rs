@@ -120,6 +120,11 @@ pub(crate) enum Event {
     Interrupted {
         signal: Signal,
     },
+    /// Run-wide: build containers of runs that are gone were removed from an engine.
+    LeftoversRemoved {
+        endpoint: String,
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -14,6 +14,17 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         } else {
             String::new()
         };
+        // Build containers of runs that are gone (never one a live run may use).
+        let leftovers = crate::execute::leftovers::find(engine).await?;
+        for c in &leftovers {
+            if args.dry_run {
+                println!("would remove container {}{on}", c.name);
+                continue;
+            }
+            engine.remove_container(&c.id).await?;
+            println!("removed container {}{on}", c.name);
+        }
+        removed_any |= !leftovers.is_empty();
         let unused = crate::cache::unused(engine).await?;
         for (id, keys) in &unused {
             let mut all_removed = !args.dry_run;

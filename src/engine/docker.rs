@@ -1,17 +1,21 @@
 //! The Docker engine, through bollard. The only module that knows bollard's types.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::auth::DockerCredentials;
-use bollard::container::LogOutput;
+use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
 use bollard::exec::StartExecResults;
-use bollard::models::{ContainerConfig, ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::models::{
+    ContainerConfig, ContainerCreateBody, ContainerSummaryStateEnum, ExecConfig, HostConfig,
+};
 use bollard::query_parameters::{
-    CommitContainerOptions, ContainerArchiveInfoOptions, CreateContainerOptions,
-    CreateImageOptions, ListContainersOptions, ListImagesOptions, PushImageOptions,
-    RemoveContainerOptions, RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
+    AttachContainerOptions, CommitContainerOptions, ContainerArchiveInfoOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
+    PushImageOptions, RemoveContainerOptions, RemoveImageOptions, TagImageOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -23,6 +27,9 @@ use super::*;
 pub(crate) struct DockerEngine {
     docker: Docker,
     endpoint: String,
+    /// The attached standard input of each build container, by container id: the container
+    /// lives while this connection is open (see `create_container`).
+    leases: Mutex<HashMap<String, AttachContainerResults>>,
 }
 
 /// Client certificates for a TLS engine: `key.pem`, `cert.pem` and `ca.pem` in one folder,
@@ -90,7 +97,11 @@ impl DockerEngine {
             .await
             .map_err(|_| unreachable("no answer within 20 s".into()))?
             .map_err(|e| unreachable(root_cause(&e)))?;
-        Ok(Self { docker, endpoint })
+        Ok(Self {
+            docker,
+            endpoint,
+            leases: Mutex::new(HashMap::new()),
+        })
     }
 }
 
@@ -151,6 +162,41 @@ fn registry_error(message: String) -> EngineError {
 }
 
 impl DockerEngine {
+    /// The engine lost something the tool was using (a command, the build container).
+    fn lost(&self, detail: &str) -> EngineError {
+        EngineError::Connection {
+            endpoint: self.endpoint.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Whether container `id` exists and runs.
+    async fn is_running(&self, id: &str) -> Result<bool, EngineError> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(self.convert(e)),
+        }
+    }
+
+    /// Whether container `id` still runs after a command in it ended with `code`. A command
+    /// killed by a signal (128 + N) may have died with the container, whose stop the engine
+    /// reports a moment after the command's: ask again for a short while before believing it.
+    async fn still_running(&self, id: &str, code: i64) -> Result<bool, EngineError> {
+        let asks = if code > 128 { 5 } else { 1 };
+        for ask in 1..=asks {
+            if !self.is_running(id).await? {
+                return Ok(false);
+            }
+            if ask < asks {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(true)
+    }
+
     /// An engine error from a bollard error, naming this engine when the connection broke.
     fn convert(&self, e: BollardError) -> EngineError {
         match e {
@@ -329,14 +375,24 @@ impl Engine for DockerEngine {
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        // The build container only waits for execs, and only as long as this process lives:
+        // its main process reads its standard input until end of file, and that input is a
+        // connection this client holds open (attached below, before the start). When the
+        // process ends, however it ends (SIGKILL too), the kernel closes the connection, the
+        // engine closes the container's input (`StdinOnce`), `cat` exits, the container
+        // stops, its tmpfs (the secrets) is gone and `AutoRemove` removes it. `init` makes
+        // signals and the reaping of execs work. Its command is the entrypoint with no
+        // `Cmd`, so nothing of it can be merged into a commit.
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            // The build container only waits for execs. Its command is the entrypoint with no
-            // `Cmd`, so nothing of it can be merged into a commit.
-            entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+            entrypoint: Some(vec!["cat".into()]),
             cmd: None,
+            open_stdin: Some(true),
+            stdin_once: Some(true),
+            attach_stdin: Some(true),
             host_config: Some(HostConfig {
                 init: Some(true),
+                auto_remove: Some(true),
                 tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone().into_iter().collect()),
                 ..Default::default()
             }),
@@ -351,7 +407,28 @@ impl Engine for DockerEngine {
             .create_container(Some(options), body)
             .await
             .map_err(|e| self.convert(e))?;
-        Ok(created.id)
+        let attach = AttachContainerOptions {
+            stdin: true,
+            stream: true,
+            ..Default::default()
+        };
+        match self
+            .docker
+            .attach_container(&created.id, Some(attach))
+            .await
+        {
+            Ok(lease) => {
+                self.leases
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(created.id.clone(), lease);
+                Ok(created.id)
+            }
+            Err(e) => {
+                let _ = self.remove_container(&created.id).await;
+                Err(self.convert(e))
+            }
+        }
     }
 
     async fn start_container(&self, id: &str) -> Result<(), EngineError> {
@@ -415,14 +492,30 @@ impl Engine for DockerEngine {
                 return Err(EngineError::Other("the engine detached the exec".into()))
             }
         }
-        let inspect = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| self.convert(e))?;
-        inspect
-            .exit_code
-            .ok_or_else(|| EngineError::Other("the engine reported no exit code".into()))
+        // The output ends when the command does, and also when the engine restarts or the
+        // container dies under it (then the exec may be gone too): tell those apart, and name
+        // the engine for them.
+        let code = match self.docker.inspect_exec(&exec.id).await {
+            Ok(i) if i.running == Some(true) => {
+                return Err(self.lost("the command's output ended while it still runs"))
+            }
+            Ok(i) => i.exit_code,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => None,
+            Err(e) => return Err(self.convert(e)),
+        };
+        match code {
+            Some(0) => Ok(0),
+            Some(code) if self.still_running(id, code).await? => Ok(code),
+            None if self.is_running(id).await? => {
+                Err(self.lost("the engine reported no exit code for the command"))
+            }
+            _ => Err(self.lost(
+                "the build container stopped during the command: the engine restarted, or \
+                 the container was stopped or removed from outside",
+            )),
+        }
     }
 
     async fn upload(&self, id: &str, path: &str, archive: Archive) -> Result<(), EngineError> {
@@ -516,20 +609,35 @@ impl Engine for DockerEngine {
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(id, Some(options)).await {
+        let result = match self.docker.remove_container(id, Some(options)).await {
             Ok(())
             | Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
-            // 409: removal already in progress (e.g. a second interrupt).
+            // 409: removal already in progress (e.g. a second interrupt, or `AutoRemove`).
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
             Err(e) => Err(self.convert(e)),
-        }
+        };
+        // Only now let go of its input: closed earlier, the container would stop and
+        // remove itself under a commit or this removal.
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        result
     }
 
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError> {
+        let containers = self.list_containers_named(prefix).await?;
+        for c in &containers {
+            self.remove_container(&c.id).await?;
+        }
+        Ok(containers.len())
+    }
+
+    async fn list_containers_named(&self, prefix: &str) -> Result<Vec<ContainerInfo>, EngineError> {
         let filters = HashMap::from([("name".to_string(), vec![prefix.to_string()])]);
         let options = ListContainersOptions {
             all: true,
@@ -541,19 +649,34 @@ impl Engine for DockerEngine {
             .list_containers(Some(options))
             .await
             .map_err(|e| self.convert(e))?;
-        let mut removed = 0;
-        for c in containers {
-            let ours = c
-                .names
-                .iter()
-                .flatten()
-                .any(|n| n.trim_start_matches('/').starts_with(prefix));
-            if let (true, Some(id)) = (ours, c.id) {
-                self.remove_container(&id).await?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                // The engine's name filter matches anywhere in the name: keep the prefixed.
+                let name = c
+                    .names
+                    .iter()
+                    .flatten()
+                    .map(|n| n.trim_start_matches('/'))
+                    .find(|n| n.starts_with(prefix))?
+                    .to_string();
+                use ContainerSummaryStateEnum as S;
+                let state = match c.state.unwrap_or(S::EMPTY) {
+                    S::CREATED => ContainerState::Created,
+                    S::EXITED | S::DEAD => ContainerState::Stopped,
+                    S::REMOVING => ContainerState::Removing,
+                    // Running, paused, restarting, stopping, or a state this client does not
+                    // know: someone may be using it.
+                    _ => ContainerState::Alive,
+                };
+                Some(ContainerInfo {
+                    id: c.id?,
+                    name,
+                    state,
+                    created: c.created.unwrap_or(0),
+                })
+            })
+            .collect())
     }
 
     async fn push(

@@ -7,14 +7,23 @@ use std::sync::Mutex;
 
 use super::*;
 
+#[derive(Debug)]
+struct Container {
+    name: String,
+    image: String,
+    state: ContainerState,
+    /// Unix seconds.
+    created: i64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     images: HashMap<String, ImageInfo>,
     /// `repository:tag` -> image id.
     tags: HashMap<String, String>,
     parents: HashMap<String, String>,
-    /// Container id -> (name, image id).
-    containers: HashMap<String, (String, String)>,
+    /// Container id -> container.
+    containers: HashMap<String, Container>,
     remote: HashMap<String, String>,
     calls: Vec<String>,
     next: u64,
@@ -95,6 +104,28 @@ impl FakeEngine {
         self.state.lock().unwrap().containers.len()
     }
 
+    /// Adds a container as another process (or a run that is gone) would have left it.
+    pub(crate) fn add_container(&self, name: &str, state: ContainerState, created: i64) {
+        let mut s = self.state.lock().unwrap();
+        s.next += 1;
+        let id = format!("container{}", s.next);
+        let c = Container {
+            name: name.to_string(),
+            image: String::new(),
+            state,
+            created,
+        };
+        s.containers.insert(id, c);
+    }
+
+    /// The names of the containers there are now, sorted.
+    pub(crate) fn container_names(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        let mut names: Vec<String> = s.containers.values().map(|c| c.name.clone()).collect();
+        names.sort();
+        names
+    }
+
     fn record(&self, call: String) -> std::sync::MutexGuard<'_, State> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(call);
@@ -170,14 +201,29 @@ impl Engine for FakeEngine {
             resolve(&s, &spec.image).ok_or_else(|| EngineError::NotFound(spec.image.clone()))?;
         s.next += 1;
         let id = format!("container{}", s.next);
-        s.containers.insert(id.clone(), (spec.name.clone(), image));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let c = Container {
+            name: spec.name.clone(),
+            image,
+            state: ContainerState::Created,
+            created: now,
+        };
+        s.containers.insert(id.clone(), c);
         Ok(id)
     }
 
     async fn start_container(&self, id: &str) -> Result<(), EngineError> {
         self.gate()?;
-        drop(self.record(format!("start {id}")));
-        Ok(())
+        let mut s = self.record(format!("start {id}"));
+        match s.containers.get_mut(id) {
+            Some(c) => {
+                c.state = ContainerState::Alive;
+                Ok(())
+            }
+            None => Err(EngineError::NotFound(format!("no container {id}"))),
+        }
     }
 
     async fn exec(
@@ -237,10 +283,10 @@ impl Engine for FakeEngine {
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
         self.gate()?;
         let mut s = self.record(format!("commit {id}"));
-        let (_, parent) = s
+        let parent = s
             .containers
             .get(id)
-            .cloned()
+            .map(|c| c.image.clone())
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         s.next += 1;
         let image = format!("sha256:image{}", s.next);
@@ -273,9 +319,23 @@ impl Engine for FakeEngine {
         self.gate()?;
         let mut s = self.record(format!("remove_named {prefix}"));
         let before = s.containers.len();
-        s.containers
-            .retain(|_, (name, _)| !name.starts_with(prefix));
+        s.containers.retain(|_, c| !c.name.starts_with(prefix));
         Ok(before - s.containers.len())
+    }
+
+    async fn list_containers_named(&self, prefix: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+        self.gate()?;
+        let s = self.record(format!("list_containers {prefix}"));
+        Ok(s.containers
+            .iter()
+            .filter(|(_, c)| c.name.starts_with(prefix))
+            .map(|(id, c)| ContainerInfo {
+                id: id.clone(),
+                name: c.name.clone(),
+                state: c.state,
+                created: c.created,
+            })
+            .collect())
     }
 
     async fn push(

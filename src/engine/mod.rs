@@ -126,6 +126,30 @@ pub(crate) struct ContainerSpec {
     pub(crate) tmpfs: BTreeMap<String, String>,
 }
 
+/// What state a container is in, as far as the tool cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Running, paused, restarting: someone may be using it.
+    Alive,
+    /// Being removed already.
+    Removing,
+    /// Exited or dead: nothing runs in it.
+    Stopped,
+}
+
+/// A container as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerInfo {
+    pub(crate) id: String,
+    /// The name, without the engine's leading `/`.
+    pub(crate) name: String,
+    pub(crate) state: ContainerState,
+    /// Creation time, unix seconds.
+    pub(crate) created: i64,
+}
+
 /// A command run in the build container.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ExecSpec {
@@ -177,6 +201,8 @@ pub(crate) trait Engine {
     ) -> Result<(), EngineError>;
     /// Every image tagged as a cache entry.
     async fn list_cache(&self) -> Result<Vec<CacheImage>, EngineError>;
+    /// Creates a build container. It lives only as long as this engine client: when the
+    /// tool's process ends, however it ends, the container stops and is removed.
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError>;
     async fn start_container(&self, id: &str) -> Result<(), EngineError>;
     /// Runs a command to completion, feeding its output; returns the exit code.
@@ -195,6 +221,8 @@ pub(crate) trait Engine {
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
     /// Removes containers whose name starts with `prefix`; returns how many.
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError>;
+    /// Every container (in any state) whose name starts with `prefix`.
+    async fn list_containers_named(&self, prefix: &str) -> Result<Vec<ContainerInfo>, EngineError>;
     /// Pushes `repository:tag`; returns the manifest digest the registry stored.
     async fn push(
         &self,

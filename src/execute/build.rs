@@ -14,6 +14,10 @@ use crate::events::{Event, Sink, StepOutcome};
 use crate::model::{Action, Command, Pipeline, Step};
 use crate::plan;
 
+/// The user that places and removes secrets: root, by uid (an image may have no
+/// /etc/passwd).
+const ROOT: &str = "0";
+
 /// The build: its containers, removed at the end whatever happens.
 pub(super) struct Build<'a, E: Engine> {
     engine: &'a E,
@@ -142,7 +146,9 @@ impl<'a, E: Engine> Build<'a, E> {
                 total,
                 name: step.name.clone(),
             });
-            let result = self.step(&id, i, step, &inputs[i], secrets).await;
+            let result = self
+                .step(&id, i, step, &inputs[i], secrets, &base.config.user)
+                .await;
             let duration = started.elapsed();
             let outcome = match &result {
                 Ok(()) => StepOutcome::Succeeded,
@@ -220,6 +226,8 @@ impl<'a, E: Engine> Build<'a, E> {
             .map_err(ApplyError::Commit)
     }
 
+    /// Runs step `i` in container `id`. `image_user` is the user the image runs as (its
+    /// config's `User`), the step's user when it names none.
     async fn step(
         &self,
         id: &str,
@@ -227,6 +235,7 @@ impl<'a, E: Engine> Build<'a, E> {
         step: &Step,
         inputs: &StepInputs,
         secrets: &BTreeMap<String, String>,
+        image_user: &str,
     ) -> Result<(), ApplyError> {
         let name = || step.name.clone();
         let engine_err = |source| ApplyError::StepEngine {
@@ -262,6 +271,19 @@ impl<'a, E: Engine> Build<'a, E> {
                 uploaded.map_err(engine_err)
             }
             Action::Run(cmd) => {
+                // A secret file belongs to the user the step runs as (the step's, else the
+                // image's, else root), mode 0400: readable by that user and no other. Root
+                // places and removes it (the tmpfs is root's), whatever user the image has;
+                // `chown` resolves the user as the engine does, in the container's
+                // /etc/passwd (a name, `uid`, `uid:gid`, `name:group`; a uid unknown there
+                // stays a bare uid, the group stays root's).
+                let owner = step.user.as_deref().filter(|u| !u.is_empty()).unwrap_or(
+                    if image_user.is_empty() {
+                        "0"
+                    } else {
+                        image_user
+                    },
+                );
                 let mut values: Vec<&str> = Vec::new();
                 for s in &step.secrets {
                     let value = &secrets[s];
@@ -270,9 +292,12 @@ impl<'a, E: Engine> Build<'a, E> {
                         argv: vec![
                             "/bin/sh".into(),
                             "-c".into(),
-                            "umask 077 && cat > \"$0\"".into(),
+                            "umask 077 && cat > \"$0\" && chown \"$1\" \"$0\" && chmod 0400 \"$0\""
+                                .into(),
                             format!("/run/secrets/{s}"),
+                            owner.to_string(),
                         ],
+                        user: Some(ROOT.into()),
                         stdin: Some(value.as_bytes().to_vec()),
                         ..Default::default()
                     };
@@ -314,17 +339,20 @@ impl<'a, E: Engine> Build<'a, E> {
                 };
                 lines.finish();
                 let code = result.map_err(engine_err)?;
+                let mut removed = 0;
                 if !step.secrets.is_empty() {
                     let argv = ["rm", "-f"]
                         .iter()
                         .map(|s| s.to_string())
                         .chain(step.secrets.iter().map(|s| format!("/run/secrets/{s}")))
                         .collect();
-                    self.engine
+                    removed = self
+                        .engine
                         .exec(
                             id,
                             &ExecSpec {
                                 argv,
+                                user: Some(ROOT.into()),
                                 ..Default::default()
                             },
                             &mut |_, _| {},
@@ -339,6 +367,11 @@ impl<'a, E: Engine> Build<'a, E> {
                         code,
                         tail: lines.tail(),
                     });
+                }
+                if removed != 0 {
+                    return Err(engine_err(EngineError::Other(format!(
+                        "could not remove the secrets after the step (exit code {removed})"
+                    ))));
                 }
                 Ok(())
             }

@@ -2,6 +2,7 @@
 //! tags, pushes. Reports progress as [`Event`]s and never prints.
 
 mod build;
+pub(crate) mod leftovers;
 mod output;
 mod publish;
 mod retry;
@@ -50,6 +51,9 @@ pub(crate) fn run_id() -> String {
     )
 }
 
+/// How the names of build containers start.
+pub(crate) const RUN_PREFIX: &str = "pipeline-";
+
 /// The name prefix of a run's containers: `pipeline-<pipeline name>-<run id>`, the pipeline
 /// name reduced to what a container name may hold.
 pub(crate) fn run_name(pipeline: &str, run_id: &str) -> String {
@@ -69,7 +73,7 @@ pub(crate) fn run_name(pipeline: &str, run_id: &str) -> String {
     } else {
         safe
     };
-    format!("pipeline-{safe}-{run_id}")
+    format!("{RUN_PREFIX}{safe}-{run_id}")
 }
 
 #[derive(Debug, thiserror::Error)]

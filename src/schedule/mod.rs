@@ -25,10 +25,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::{FusedFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use crate::error::{ExitStatus, Signal};
 use crate::events::{Event, Sink};
 use crate::execute::{self, Applied, Options};
@@ -439,9 +440,10 @@ async fn answers<E: Engine>(engine: &E) -> Result<(), String> {
 }
 
 /// Applies `pipelines` (validated, with their `graph`) over `engines`. Each pipeline's events
-/// go to `sinks[i]`, the run's own (an engine lost, `--fail-fast` stopping, an interrupt) to
-/// `run_sink`. `interrupt` resolves when the run must stop: running applies are dropped and
-/// their containers removed on every engine.
+/// go to `sinks[i]`, the run's own (an engine lost, `--fail-fast` stopping, an interrupt,
+/// leftovers removed) to `run_sink`. `interrupt` resolves when the run must stop: running
+/// applies are dropped and their containers removed on every engine. Beside the run, the
+/// build containers of runs that are gone are removed from every engine.
 pub(crate) async fn run<E: Engine>(
     pipelines: &[Pipeline],
     graph: &Graph,
@@ -451,6 +453,10 @@ pub(crate) async fn run<E: Engine>(
     run_sink: &dyn Sink,
     interrupt: impl Future<Output = Signal>,
 ) -> Summary {
+    // Polled beside the applies; a run that ends first still waits for it (an interrupt not).
+    let tidy = remove_leftovers(engines, run_sink).fuse();
+    tokio::pin!(tidy);
+
     let names = pipelines.iter().map(|p| p.name.clone()).collect();
     let mut sched = Scheduler::new(
         graph,
@@ -563,11 +569,15 @@ pub(crate) async fn run<E: Engine>(
             });
         }
         if running.is_empty() {
+            if !tidy.is_terminated() {
+                (&mut tidy).await;
+            }
             break;
         }
         let next = tokio::select! {
             signal = &mut interrupt => Err(signal),
             Some(r) = running.next() => Ok(r),
+            () = &mut tidy => continue,
         };
         let (i, finish) = match next {
             Ok(r) => r,
@@ -606,6 +616,28 @@ pub(crate) async fn run<E: Engine>(
         }
     }
     sched.summary()
+}
+
+/// Removes the build containers of runs that are gone, on every engine, within a bound. An
+/// engine that does not answer is the run's to report, not this tidying's.
+async fn remove_leftovers<E: Engine>(engines: &[E], run_sink: &dyn Sink) {
+    for engine in engines {
+        let removed =
+            tokio::time::timeout(Duration::from_secs(20), execute::leftovers::remove(engine)).await;
+        match removed {
+            Ok(Ok(names)) if !names.is_empty() => run_sink.event(Event::LeftoversRemoved {
+                endpoint: engine.endpoint().to_string(),
+                names,
+            }),
+            Ok(Err(e)) if !matches!(e, EngineError::Connection { .. }) => {
+                run_sink.event(Event::Warning(format!(
+                    "could not remove the build containers of runs that are gone from {}: {e}",
+                    engine.endpoint()
+                )))
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The image a succeeded producer made.

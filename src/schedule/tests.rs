@@ -36,6 +36,9 @@ impl Sink for Seen {
             Event::EngineLost { endpoint, .. } => format!("lost {endpoint}"),
             Event::Stopping { why, .. } => format!("stopping {why}"),
             Event::Interrupted { .. } => "interrupted".into(),
+            Event::LeftoversRemoved { endpoint, names } => {
+                format!("leftovers {endpoint} {}", names.join(" "))
+            }
             _ => return,
         };
         self.0.lock().unwrap().push(text);
@@ -128,6 +131,30 @@ fn one_pipeline_is_a_graph_of_one() {
     assert_eq!(r.summary.exit, ExitStatus::Success);
     assert_eq!(r.seen[0], ["started fake://", "succeeded"]);
     assert_eq!(e[0].containers(), 0);
+}
+
+#[test]
+fn an_apply_removes_what_runs_that_are_gone_left_on_every_engine_and_nothing_running() {
+    use crate::engine::ContainerState;
+    let e = two_engines();
+    e[0].add_container("pipeline-old-18c2f3a4b51a2b-1", ContainerState::Stopped, 0);
+    e[1].add_container("pipeline-old-18c2f3a4b51a2c-2", ContainerState::Created, 0);
+    e[1].add_container("pipeline-live-18c2f3a4b51a2d-1", ContainerState::Alive, 0);
+    let files = [
+        ("a", pipeline("a", "base:1", &["true"], None)),
+        ("b", pipeline("b", "base:1", &["true"], None)),
+    ];
+    let r = apply(&files, &e, 4, true, None);
+    assert_eq!(r.statuses(), [Status::Succeeded, Status::Succeeded]);
+    assert_eq!(
+        r.run_seen,
+        [
+            "leftovers fake://a pipeline-old-18c2f3a4b51a2b-1",
+            "leftovers fake://b pipeline-old-18c2f3a4b51a2c-2"
+        ]
+    );
+    assert!(e[0].container_names().is_empty());
+    assert_eq!(e[1].container_names(), ["pipeline-live-18c2f3a4b51a2d-1"]);
 }
 
 #[test]

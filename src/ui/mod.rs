@@ -401,6 +401,11 @@ impl Sink for Ui {
                 };
                 self.error(&format!("{name}: removing the build containers"));
             }
+            Event::LeftoversRemoved { endpoint, names } => self.line(&format!(
+                "removed {} left by runs that are gone from {endpoint}: {}",
+                plural(names.len(), "build container", "build containers"),
+                names.join(", ")
+            )),
         }
     }
 }

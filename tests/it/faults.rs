@@ -19,7 +19,7 @@ use crate::support::engine::{self, containers_named, docker, docker_ok};
 use crate::support::proxy::{FaultMode, FaultProxy};
 use crate::support::registry::{free_port, Registry};
 
-const BASE: &str = "busybox:latest";
+pub(crate) const BASE: &str = "busybox:latest";
 
 /// Exit codes (src/exit.rs, README "Exit codes").
 const STEP: i32 = 3;
@@ -133,14 +133,14 @@ fn apply(project: &Project, args: &[&str], envs: &[(&str, &str)]) -> Run {
 }
 
 /// A pipeline file: unique name, busybox base, the given steps, a local tag, extra TOML.
-fn pipeline(name: &str, steps: &str, tag: &str, extra: &str) -> String {
+pub(crate) fn pipeline(name: &str, steps: &str, tag: &str, extra: &str) -> String {
     format!(
         "name = \"{name}\"\n\n[base]\nimage = \"{BASE}\"\npull = \"never\"\n\n{steps}\n\
          [commit]\ntags = [\"{tag}\"]\n\n{extra}\n"
     )
 }
 
-fn setup() {
+pub(crate) fn setup() {
     engine::require_engine();
     engine::require_image(BASE);
 }
@@ -646,7 +646,10 @@ fn collect_files(dir: &Path, out: &mut Vec<Vec<u8>>) {
 // ---------------------------------------------------------------------------------------------
 
 /// Starts apply in the background; returns the child and a channel of its stderr lines.
-fn spawn_apply(p: &Project, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+pub(crate) fn spawn_apply(
+    p: &Project,
+    args: &[&str],
+) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("pipeline"))
         .current_dir(p.path())
         .env("PIPELINE_PROGRESS", "plain")
@@ -677,7 +680,11 @@ fn spawn_apply(p: &Project, args: &[&str]) -> (std::process::Child, mpsc::Receiv
 }
 
 /// Waits for a line containing `needle`; returns everything read so far.
-fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> Vec<String> {
+pub(crate) fn wait_for_line(
+    rx: &mpsc::Receiver<String>,
+    needle: &str,
+    limit: Duration,
+) -> Vec<String> {
     let deadline = Instant::now() + limit;
     let mut seen = Vec::new();
     loop {
@@ -698,7 +705,10 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> 
     }
 }
 
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub(crate) fn wait_exit(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

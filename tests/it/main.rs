@@ -21,8 +21,12 @@ mod faults;
 #[cfg(feature = "engine-tests")]
 mod history;
 #[cfg(feature = "engine-tests")]
+mod lifetime;
+#[cfg(feature = "engine-tests")]
 mod multi;
 #[cfg(feature = "engine-tests")]
 mod offline;
 #[cfg(feature = "engine-tests")]
 mod output;
+#[cfg(feature = "engine-tests")]
+mod secrets;

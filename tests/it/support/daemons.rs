@@ -27,6 +27,8 @@ pub(crate) struct Daemon {
     pub(crate) client_certs: Option<PathBuf>,
     pub(crate) bridge: String,
     child: Option<Child>,
+    /// The `dockerd` arguments, to start it again after a restart.
+    args: Vec<String>,
     exec_root: PathBuf,
     dir: Option<tempfile::TempDir>,
 }
@@ -153,6 +155,7 @@ impl Daemon {
             client_certs: None,
             bridge: bridge.clone(),
             child: None,
+            args: Vec::new(),
             exec_root: root.join("exec"),
             dir: Some(dir),
         };
@@ -208,17 +211,34 @@ impl Daemon {
             daemon.engine_arg = daemon.host.clone();
             args.extend(["-H".into(), daemon.host.clone()]);
         }
-        let log = std::fs::File::create(root.join("dockerd.log")).expect("dockerd log");
+        daemon.args = args;
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts `dockerd` (again) with the daemon's arguments and waits until it answers.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.as_ref().unwrap().path().join("dockerd.log"))
+            .expect("dockerd log");
         let child = Command::new("dockerd")
-            .args(&args)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run dockerd ({e}); run scripts/setup.sh"));
-        daemon.child = Some(child);
-        daemon.wait_until_up(Duration::from_secs(60));
-        daemon
+        self.child = Some(child);
+        self.wait_until_up(Duration::from_secs(60));
+    }
+
+    /// Restarts the daemon as a service manager would: SIGTERM (it stops its containers),
+    /// wait for it to exit, start it again with the same data, socket and bridge.
+    pub(crate) fn restart(&mut self) {
+        self.terminate();
+        self.spawn();
     }
 
     fn log(&self) -> String {
@@ -366,7 +386,8 @@ impl Daemon {
         }
     }
 
-    fn stop(&mut self) {
+    /// SIGTERM to the daemon, then SIGKILL after 20 s; then its containerd.
+    fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = run("kill", &["-TERM", &child.id().to_string()]);
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -383,6 +404,10 @@ impl Daemon {
             }
         }
         self.kill_containerd();
+    }
+
+    fn stop(&mut self) {
+        self.terminate();
         // Unmount whatever the daemon left under its folder, deepest first.
         if let Some(dir) = &self.dir {
             let prefix = dir.path().display().to_string();
