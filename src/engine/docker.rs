@@ -244,6 +244,60 @@ impl DockerEngine {
     }
 }
 
+/// The entrypoint a commit sends. Docker takes from the container whatever the commit leaves
+/// null: a null entrypoint keeps the container's (null too, see `create_container`, as long as
+/// the image has a command), but an image with neither command nor entrypoint would get the
+/// build container's command, so it gets an empty entrypoint instead (`[]`: the same at run
+/// time; Docker's commit cannot store both as null).
+fn commit_entrypoint(c: &ImageConfig) -> Option<Vec<String>> {
+    let no_cmd = c.cmd.as_ref().is_none_or(|v| v.is_empty());
+    match &c.entrypoint {
+        None if no_cmd => Some(Vec::new()),
+        other => other.clone(),
+    }
+}
+
+/// The first field where the stored config differs from the one asked for, if any.
+fn config_mismatch(asked: &ImageConfig, stored: &ImageConfig) -> Option<&'static str> {
+    let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+    let set = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    if list(&asked.cmd) != list(&stored.cmd) {
+        return Some("cmd");
+    }
+    if list(&asked.entrypoint) != list(&stored.entrypoint) {
+        return Some("entrypoint");
+    }
+    if set(&asked.env) != set(&stored.env) {
+        return Some("env");
+    }
+    if asked.labels != stored.labels {
+        return Some("labels");
+    }
+    if set(&asked.exposed_ports) != set(&stored.exposed_ports) {
+        return Some("exposed ports");
+    }
+    if asked.user != stored.user {
+        return Some("user");
+    }
+    if asked.workdir != stored.workdir {
+        return Some("workdir");
+    }
+    if set(&asked.volumes) != set(&stored.volumes) {
+        return Some("volumes");
+    }
+    if asked.healthcheck.as_ref().map(|h| &h.test) != stored.healthcheck.as_ref().map(|h| &h.test) {
+        return Some("healthcheck");
+    }
+    if asked.stop_signal != stored.stop_signal {
+        return Some("stop signal");
+    }
+    None
+}
+
 /// A duration the engine gives in nanoseconds (0: unset).
 fn nanos(n: Option<i64>) -> Option<Duration> {
     n.filter(|n| *n > 0)
@@ -381,12 +435,20 @@ impl Engine for DockerEngine {
         // process ends, however it ends (SIGKILL too), the kernel closes the connection, the
         // engine closes the container's input (`StdinOnce`), `cat` exits, the container
         // stops, its tmpfs (the secrets) is gone and `AutoRemove` removes it. `init` makes
-        // signals and the reaping of execs work. Its command is the entrypoint with no
-        // `Cmd`, so nothing of it can be merged into a commit.
+        // signals and the reaping of execs work. A commit takes from the container what its
+        // body leaves null, and an image's unset entrypoint must stay null: so `cat` is the
+        // command (the container's entrypoint stays the image's null) when the image has a
+        // command and no entrypoint; otherwise `cat` is the entrypoint (and the commit sets
+        // entrypoint and command explicitly, see `commit_entrypoint`).
+        let (entrypoint, cmd) = if spec.image_entrypoint || !spec.image_cmd {
+            (Some(vec!["cat".to_string()]), Some(Vec::new()))
+        } else {
+            (None, Some(vec!["cat".to_string()]))
+        };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            entrypoint: Some(vec!["cat".into()]),
-            cmd: None,
+            entrypoint,
+            cmd,
             open_stdin: Some(true),
             stdin_once: Some(true),
             attach_stdin: Some(true),
@@ -559,9 +621,10 @@ impl Engine for DockerEngine {
         };
         let c = &spec.config;
         let config = ContainerConfig {
-            cmd: c.cmd.clone(),
-            // Always explicit: an absent entrypoint would be merged in from the container.
-            entrypoint: Some(c.entrypoint.clone().unwrap_or_default()),
+            // An absent command would be merged in from the container (`cat`); an empty one
+            // is stored as none.
+            cmd: Some(c.cmd.clone().unwrap_or_default()),
+            entrypoint: commit_entrypoint(c),
             env: Some(c.env.clone()),
             labels: Some(c.labels.clone().into_iter().collect()),
             exposed_ports: Some(c.exposed_ports.clone()),
@@ -589,6 +652,16 @@ impl Engine for DockerEngine {
             .commit_container(options, config)
             .await
             .map_err(|e| self.convert(e))?;
+        // What the engine stored is checked, never assumed.
+        let stored = self.inspect_image(&id.id).await?.ok_or_else(|| {
+            EngineError::Other(format!("the committed image {} is missing", id.id))
+        })?;
+        if let Some(field) = config_mismatch(c, &stored.config) {
+            return Err(EngineError::Other(format!(
+                "the engine at `{}` committed a different config than asked ({field}); the image {} is not used",
+                self.endpoint, id.id
+            )));
+        }
         Ok(id.id)
     }
 

@@ -124,6 +124,9 @@ pub(crate) struct ContainerSpec {
     pub(crate) image: String,
     /// `tmpfs` mounts (path -> options), e.g. for `/run/secrets`.
     pub(crate) tmpfs: BTreeMap<String, String>,
+    /// The image has an entrypoint (which the build container overrides) and a command.
+    pub(crate) image_entrypoint: bool,
+    pub(crate) image_cmd: bool,
 }
 
 /// What state a container is in, as far as the tool cares.

@@ -26,6 +26,9 @@ pub(super) struct Build<'a, E: Engine> {
     last_checkpoint: Option<Pending>,
     opts: &'a Options,
     sink: &'a dyn Sink,
+    /// Whether the base image has an entrypoint and a command.
+    base_entrypoint: bool,
+    base_cmd: bool,
 }
 
 /// A checkpoint to commit: the container, the commit, its cache key, its last step and its note.
@@ -45,6 +48,8 @@ impl<'a, E: Engine> Build<'a, E> {
             last_checkpoint: None,
             opts,
             sink,
+            base_entrypoint: false,
+            base_cmd: false,
         }
     }
 
@@ -57,6 +62,8 @@ impl<'a, E: Engine> Build<'a, E> {
         let mut spec = ContainerSpec {
             name: format!("{}-{}", self.opts.run_name, self.containers.len() + 1),
             image: image.to_string(),
+            image_entrypoint: self.base_entrypoint,
+            image_cmd: self.base_cmd,
             ..Default::default()
         };
         if secrets {
@@ -120,6 +127,12 @@ impl<'a, E: Engine> Build<'a, E> {
         final_config: &ImageConfig,
     ) -> Result<String, ApplyError> {
         let total = p.steps.len();
+        self.base_entrypoint = base
+            .config
+            .entrypoint
+            .as_ref()
+            .is_some_and(|e| !e.is_empty());
+        self.base_cmd = base.config.cmd.as_ref().is_some_and(|c| !c.is_empty());
         let mut image = resume.image.clone().unwrap_or_else(|| base.id.clone());
         let commit = |config: &ImageConfig| CommitSpec {
             author: p.commit.author.clone(),

@@ -254,6 +254,8 @@ tags = ["{tag}", "stable"]
     assert_eq!(inspect["Comment"], "busybox test");
     // The base's CMD stays (busybox imports with CMD ["sh"]); nothing of the tool leaks.
     assert_eq!(config["Cmd"], serde_json::json!(["sh"]), "{config}");
+    // An unset entrypoint stays unset (null), as `docker commit` leaves it.
+    assert!(config["Entrypoint"].is_null(), "{config}");
     assert_eq!(config["WorkingDir"], "/srv");
     assert!(
         config["ExposedPorts"].get("8080/tcp").is_some()
@@ -549,4 +551,40 @@ fn the_busybox_example_applies_and_serves_its_page() {
         page.contains(&format!("{greeting} from pipeline")) && page.contains("port=8080"),
         "{page}"
     );
+}
+
+#[test]
+fn a_base_without_command_or_entrypoint_gets_nothing_of_the_build_container() {
+    require_image("busybox:latest");
+    let name = unique("bb-nocmd");
+    // An import without `--change` has neither CMD nor ENTRYPOINT.
+    let exporter = docker_ok(&["create", "busybox:latest"]);
+    let export = std::process::Command::new(crate::support::engine::docker_bin())
+        .args(["export", exporter.trim()])
+        .output()
+        .unwrap();
+    docker_ok(&["rm", "-f", exporter.trim()]);
+    let mut import = std::process::Command::new(crate::support::engine::docker_bin())
+        .args(["import", "-", &format!("{name}-base:1")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(import.stdin.as_mut().unwrap(), &export.stdout).unwrap();
+    drop(import.stdin.take());
+    assert!(import.wait().unwrap().success());
+    let project = Project::new();
+    project.pipeline(&format!(
+        "name = \"{name}\"\n[base]\nimage = \"{name}-base:1\"\npull = \"never\"\n\
+         [[step]]\nrun = \"echo hi > /hi\"\n[commit]\ntags = [\"{name}:1\"]\n"
+    ));
+    let out = project.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let config = &image_inspect(&format!("{name}:1"))["Config"];
+    // Nothing of the build container (`cat`); Docker's commit stores these as empty lists.
+    for key in ["Cmd", "Entrypoint"] {
+        let value = config[key].as_array().cloned().unwrap_or_default();
+        assert!(value.is_empty(), "{key}: {config}");
+    }
+    docker_ok(&["rmi", &format!("{name}:1"), &format!("{name}-base:1")]);
 }
