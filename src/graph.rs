@@ -428,7 +428,7 @@ mod tests {
             "its own tag is not a dependency"
         );
         assert_eq!(g.stages(), 2);
-        assert!(g.render().contains("order: "));
+        assert!(g.render(1).contains("order: "));
         assert_eq!(g.descendants(1), vec![2, 0]);
     }
 
