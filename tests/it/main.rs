@@ -20,3 +20,5 @@ mod copies;
 mod faults;
 #[cfg(feature = "engine-tests")]
 mod multi;
+#[cfg(feature = "engine-tests")]
+mod remote;
