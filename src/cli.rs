@@ -56,6 +56,13 @@ pub(crate) struct ApplyArgs {
     /// Run every step, ignoring the cache (new cache entries are still written).
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// A registry repository used as a shared step cache (`REGISTRY/REPOSITORY`, no tag);
+    /// overrides `[cache] remote` of every pipeline file.
+    #[arg(long, value_name = "REF")]
+    pub(crate) cache_remote: Option<String>,
+    /// `readwrite` (default): pull from the remote cache and push to it; `read`: pull only.
+    #[arg(long, value_enum, default_value_t = CacheRemoteMode::Readwrite, value_name = "MODE")]
+    pub(crate) cache_remote_mode: CacheRemoteMode,
     /// On a failing step, keep its container as a debug image and print how to enter it.
     #[arg(long)]
     pub(crate) keep_failed: bool,
@@ -94,6 +101,13 @@ pub(crate) struct PlanArgs {
     /// Plan as if the cache were empty.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// A registry repository used as a shared step cache (`REGISTRY/REPOSITORY`, no tag);
+    /// overrides `[cache] remote` of every pipeline file.
+    #[arg(long, value_name = "REF")]
+    pub(crate) cache_remote: Option<String>,
+    /// `readwrite` (default): pull from the remote cache and push to it; `read`: pull only.
+    #[arg(long, value_enum, default_value_t = CacheRemoteMode::Readwrite, value_name = "MODE")]
+    pub(crate) cache_remote_mode: CacheRemoteMode,
     /// Exit 0 when apply would change nothing, 2 when it would, 1 on error.
     #[arg(long)]
     pub(crate) detailed_exitcode: bool,
@@ -108,6 +122,12 @@ pub(crate) struct PlanArgs {
     /// DOCKER_HOST, else the local socket.
     #[arg(long = "engine", value_name = "URL")]
     pub(crate) engines: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CacheRemoteMode {
+    Read,
+    Readwrite,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

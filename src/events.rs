@@ -83,6 +83,27 @@ pub(crate) enum Event {
         step: usize,
     },
     Warning(String),
+    /// The pipeline uses a remote cache; `unavailable` says why it stopped using it (down,
+    /// slow, refused credentials): the build goes on without it.
+    CacheRemote {
+        repository: String,
+        mode: crate::model::RemoteMode,
+        unavailable: Option<String>,
+    },
+    /// A remote cache entry was pulled and is now a local cache entry.
+    CacheImported {
+        reference: String,
+        /// The steps it holds.
+        steps: usize,
+        /// The final image rather than a checkpoint.
+        last: bool,
+    },
+    /// Entries this apply made or used were pushed to the remote cache.
+    CacheExported {
+        repository: String,
+        keys: Vec<String>,
+        duration: Duration,
+    },
     /// The pipeline starts on an engine; `after` names the pipeline it builds on and, when
     /// its image is pulled from a registry, the reference pulled.
     Started {

@@ -22,6 +22,7 @@ mod graph;
 pub mod model;
 mod plan;
 pub mod reference;
+mod registry;
 mod report;
 mod schedule;
 #[cfg(test)]

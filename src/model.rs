@@ -26,6 +26,28 @@ pub struct Pipeline {
     pub secrets: BTreeMap<String, SecretSource>,
     /// Steps that run longer than this are followed by a checkpoint.
     pub checkpoint_after: Duration,
+    /// The registry-backed step cache, when one is configured.
+    pub cache_remote: Option<RemoteCache>,
+}
+
+/// A registry repository used as a step cache shared by runners.
+#[derive(Debug, Clone)]
+pub struct RemoteCache {
+    /// The repository, without tag or digest.
+    pub repository: ImageRef,
+    pub login: Option<Login>,
+    pub mode: RemoteMode,
+}
+
+/// How the remote cache is used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteMode {
+    /// Pull from it, never push.
+    Read,
+    /// Pull from it, and push what a successful apply made or used.
+    #[default]
+    ReadWrite,
 }
 
 #[derive(Debug, Clone)]

@@ -84,6 +84,22 @@ pub(crate) struct Report {
     pub(crate) steps: Vec<StepRecord>,
     pub(crate) image: Option<ImageRecord>,
     pub(crate) pushes: Vec<PushRecord>,
+    /// The remote cache, when the pipeline has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_remote: Option<CacheRemoteRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CacheRemoteRecord {
+    pub(crate) repository: String,
+    pub(crate) mode: crate::model::RemoteMode,
+    /// `ok`, or `unavailable` (down, slow, refused credentials: the build went on without it).
+    pub(crate) status: &'static str,
+    pub(crate) error: Option<String>,
+    /// Entries pulled (`repository:key`).
+    pub(crate) imported: Vec<String>,
+    /// Keys pushed.
+    pub(crate) exported: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +176,7 @@ impl Recorder {
                 steps,
                 image: None,
                 pushes: Vec::new(),
+                cache_remote: None,
             }),
         }
     }
@@ -258,6 +275,34 @@ impl Sink for Recorder {
                 },
                 attempts,
             }),
+            Event::CacheRemote {
+                repository,
+                mode,
+                unavailable,
+            } => {
+                let rec = r.cache_remote.get_or_insert(CacheRemoteRecord {
+                    repository,
+                    mode,
+                    status: "ok",
+                    error: None,
+                    imported: Vec::new(),
+                    exported: Vec::new(),
+                });
+                if unavailable.is_some() {
+                    rec.status = "unavailable";
+                    rec.error = unavailable;
+                }
+            }
+            Event::CacheImported { reference, .. } => {
+                if let Some(rec) = &mut r.cache_remote {
+                    rec.imported.push(reference);
+                }
+            }
+            Event::CacheExported { keys, .. } => {
+                if let Some(rec) = &mut r.cache_remote {
+                    rec.exported.extend(keys);
+                }
+            }
             Event::Started { run_name, .. } => {
                 r.run_name = run_name;
                 r.started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();

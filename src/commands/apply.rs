@@ -17,7 +17,12 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
     ) else {
         return Err(CliError::Runtime("cannot install signal handlers".into()));
     };
-    let checked = super::load_all(&args.files, &args.vars).and_then(|pipelines| {
+    let checked = super::load_all(&args.files, &args.vars).and_then(|mut pipelines| {
+        super::remote_cache(
+            &mut pipelines,
+            args.cache_remote.as_deref(),
+            args.cache_remote_mode,
+        )?;
         super::check_passwords(&pipelines)?;
         let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
         Ok((pipelines, graph))

@@ -9,12 +9,13 @@ mod validate;
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, VarArgs};
+use crate::cli::{CacheRemoteMode, Cli, Command, VarArgs};
 use crate::config::{self, Overrides};
 use crate::engine::connect::{self, ConnectError};
 use crate::engine::docker::DockerEngine;
 use crate::error::{CliError, ExitStatus};
-use crate::model::Pipeline;
+use crate::model::{Pipeline, RemoteCache, RemoteMode};
+use crate::reference::ImageRef;
 use crate::ui::Ui;
 
 pub use schema::schema_json;
@@ -47,6 +48,44 @@ fn load_all(files: &[PathBuf], vars: &VarArgs) -> Result<Vec<Pipeline>, CliError
     Ok(pipelines)
 }
 
+/// Applies `--cache-remote` and `--cache-remote-mode` to every pipeline.
+fn remote_cache(
+    pipelines: &mut [Pipeline],
+    remote: Option<&str>,
+    mode: CacheRemoteMode,
+) -> Result<(), CliError> {
+    let remote = match remote {
+        Some(r) => {
+            let repository = ImageRef::parse(r)
+                .map_err(|e| CliError::Usage(format!("--cache-remote `{r}`: {e}")))?;
+            if repository.tag.is_some() || repository.digest.is_some() {
+                return Err(CliError::Usage(format!(
+                    "--cache-remote `{r}` names a tag or digest: give the repository alone"
+                )));
+            }
+            Some(repository)
+        }
+        None => None,
+    };
+    for p in pipelines {
+        if let Some(repository) = &remote {
+            let login = p.cache_remote.take().and_then(|c| c.login);
+            p.cache_remote = Some(RemoteCache {
+                repository: repository.clone(),
+                login,
+                mode: RemoteMode::ReadWrite,
+            });
+        }
+        if let Some(c) = &mut p.cache_remote {
+            c.mode = match mode {
+                CacheRemoteMode::Read => RemoteMode::Read,
+                CacheRemoteMode::Readwrite => RemoteMode::ReadWrite,
+            };
+        }
+    }
+    Ok(())
+}
+
 /// Checks that every `password_env` variable is set, before anything runs.
 fn check_passwords(pipelines: &[Pipeline]) -> Result<(), CliError> {
     let logins = pipelines.iter().flat_map(|p| {
@@ -54,6 +93,7 @@ fn check_passwords(pipelines: &[Pipeline]) -> Result<(), CliError> {
             .login
             .iter()
             .chain(p.publish.iter().filter_map(|t| t.login.as_ref()))
+            .chain(p.cache_remote.iter().filter_map(|c| c.login.as_ref()))
     });
     let missing = crate::credentials::missing_passwords(logins);
     if missing.is_empty() {

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use crate::cli::{Format, PlanArgs};
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus};
-use crate::plan::observe::{self, PlanOptions};
+use crate::plan::observe::{self, PlanOptions, Source};
 use crate::plan::{Plan, PushStatus, StepStatus};
 use crate::ui::{self, short, Ui};
 
@@ -19,7 +19,12 @@ pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError>
 }
 
 async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
-    let pipelines = super::load_all(&args.files, &args.vars)?;
+    let mut pipelines = super::load_all(&args.files, &args.vars)?;
+    super::remote_cache(
+        &mut pipelines,
+        args.cache_remote.as_deref(),
+        args.cache_remote_mode,
+    )?;
     // Several pipelines: their dependency graph decides the order (and is validated first).
     let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
     let multi = pipelines.len() > 1;
@@ -106,11 +111,21 @@ fn render(plan: &Plan) -> String {
         (None, _) => "pulled".into(),
     };
     out.push_str(&format!("  base     {}: {base}\n", plan.base.reference));
+    if let Some(c) = &plan.cache_remote {
+        let status = match &c.error {
+            Some(e) => format!("unavailable, planned without it ({e})"),
+            None => "consulted".into(),
+        };
+        out.push_str(&format!("  cache    remote {}: {status}\n", c.repository));
+    }
     let total = plan.steps.len();
     let mut to_run = 0;
     for s in &plan.steps {
         let status = match &s.status {
-            StepStatus::Cached => "cached".to_string(),
+            StepStatus::Cached => match s.source {
+                Some(Source::Remote) => "cached (remote)".to_string(),
+                _ => "cached".to_string(),
+            },
             StepStatus::Run { reason } => {
                 to_run += 1;
                 format!("run ({reason})")
@@ -122,6 +137,9 @@ fn render(plan: &Plan) -> String {
         ));
     }
     let commit = match &plan.commit.image {
+        Some(id) if plan.commit.source == Some(Source::Remote) => {
+            format!("unchanged ({}, in the remote cache)", short(id))
+        }
         Some(id) => format!("unchanged ({})", short(id)),
         None => "new image".into(),
     };

@@ -287,4 +287,17 @@ pub struct CacheSettings {
     /// `"1s"` (default), `"500ms"`.
     #[schemars(with = "Option<String>")]
     pub checkpoint_after: Option<Str>,
+    /// A registry repository shared by every runner as a step cache, e.g.
+    /// `"registry.example.com/team/app-cache"` (no tag: the tags are cache keys). A runner that
+    /// misses a step locally pulls it from there; after a successful apply, the checkpoints and
+    /// the final image are pushed there. `--cache-remote` overrides it.
+    #[schemars(with = "Option<String>")]
+    pub remote: Option<Str>,
+    /// User name for the cache registry (with `password_env`). Without it, credentials come
+    /// from the docker config, else access is anonymous.
+    #[schemars(with = "Option<String>")]
+    pub username: Option<Str>,
+    /// The NAME of the environment variable holding the cache registry's password.
+    #[schemars(with = "Option<String>")]
+    pub password_env: Option<Str>,
 }

@@ -61,6 +61,7 @@ impl<'a> Builder<'a> {
             Some(s) => self.duration(s).unwrap_or(Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
+        let cache_remote = self.cache_remote(&raw.cache);
         if !self.diags.is_empty() {
             return Err(self.diags);
         }
@@ -74,6 +75,43 @@ impl<'a> Builder<'a> {
             publish,
             secrets,
             checkpoint_after,
+            cache_remote,
+        })
+    }
+
+    /// `[cache] remote`: a repository without tag or digest, with its credentials.
+    fn cache_remote(&mut self, c: &raw::CacheSettings) -> Option<RemoteCache> {
+        let Some(remote) = &c.remote else {
+            if let Some(u) = c.username.as_ref().or(c.password_env.as_ref()) {
+                self.diags.push(
+                    Diagnostic::new(
+                        "incomplete-credentials",
+                        "cache credentials without `remote`",
+                    )
+                    .at(u.span())
+                    .hint("add `remote = \"REGISTRY/REPOSITORY\"`, or remove them"),
+                );
+            }
+            return None;
+        };
+        let repository = self.reference(remote);
+        let login = self.login(&c.username, &c.password_env, remote.span());
+        let repository = repository?;
+        if repository.tag.is_some() || repository.digest.is_some() {
+            self.diags.push(
+                Diagnostic::new(
+                    "tag-in-repository",
+                    format!("`{repository}` names a tag or digest"),
+                )
+                .at(remote.span())
+                .hint("give the repository alone: the cache keys are its tags"),
+            );
+            return None;
+        }
+        Some(RemoteCache {
+            repository,
+            login,
+            mode: RemoteMode::ReadWrite,
         })
     }
 

@@ -832,4 +832,12 @@ impl Engine for DockerEngine {
             Err(e) => Err(self.convert(e)),
         }
     }
+
+    async fn platform(&self) -> Result<(String, String), EngineError> {
+        let v = self.docker.version().await.map_err(|e| self.convert(e))?;
+        Ok((
+            v.os.unwrap_or_else(|| "linux".into()),
+            v.arch.unwrap_or_else(|| "amd64".into()),
+        ))
+    }
 }

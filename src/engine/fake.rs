@@ -383,4 +383,9 @@ impl Engine for FakeEngine {
         );
         Ok(())
     }
+
+    async fn platform(&self) -> Result<(String, String), EngineError> {
+        self.gate()?;
+        Ok(("linux".into(), "amd64".into()))
+    }
 }

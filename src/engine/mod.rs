@@ -242,6 +242,8 @@ pub(crate) trait Engine {
     ) -> Result<Option<String>, EngineError>;
     /// Removes a tag or an image (without force).
     async fn remove_image(&self, reference: &str) -> Result<(), EngineError>;
+    /// The platform the engine runs images for: (`linux`, `amd64`), as registries name them.
+    async fn platform(&self) -> Result<(String, String), EngineError>;
 }
 
 /// The repository the tool tags its cache images under.

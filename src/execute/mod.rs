@@ -16,8 +16,9 @@ use crate::cache::{self, StepInputs};
 use crate::credentials::{self, CredentialError};
 use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
 use crate::events::{Event, Sink};
-use crate::model::{ConfigChanges, Pipeline, PullPolicy, SecretSource};
+use crate::model::{ConfigChanges, Pipeline, PullPolicy, RemoteMode, SecretSource};
 use crate::plan;
+use crate::registry::RemoteCache;
 use build::Build;
 use publish::publish;
 use retry::retry;
@@ -162,7 +163,41 @@ pub(crate) async fn apply<E: Engine>(
     sink: &dyn Sink,
 ) -> Result<Applied, ApplyError> {
     let secrets = secret_values(p)?;
-    let base = ensure_base(engine, p, opts, sink).await?;
+    let remote = plan::observe::open_remote(engine, p)
+        .await
+        .map_err(|e| match e {
+            plan::observe::ObserveError::Credentials(c) => ApplyError::Credentials(c),
+            plan::observe::ObserveError::Engine(e) => ApplyError::Engine(e),
+            other => ApplyError::Engine(EngineError::Other(other.to_string())),
+        })?;
+    let remote = if opts.no_cache { None } else { remote };
+    let mut warned = false;
+    if let Some(r) = &remote {
+        sink.event(Event::CacheRemote {
+            repository: r.repository.clone(),
+            mode: r.mode,
+            unavailable: None,
+        });
+    }
+    // On a fresh runner the base's id comes from its registry: no pull until one is needed.
+    let mut base_local = true;
+    let mut base = match remote.as_ref() {
+        Some(_)
+            if engine
+                .inspect_image(&p.base.image.to_string())
+                .await?
+                .is_none() =>
+        {
+            match plan::observe::remote_base(engine, p).await {
+                Some(info) => {
+                    base_local = false;
+                    info
+                }
+                None => ensure_base(engine, p, opts, sink).await?,
+            }
+        }
+        _ => ensure_base(engine, p, opts, sink).await?,
+    };
     let inputs = p
         .steps
         .iter()
@@ -175,12 +210,120 @@ pub(crate) async fn apply<E: Engine>(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (keys, commit_key) = plan::keys(p, &inputs, Some(&base.id));
-    let commit_key = commit_key.expect("the base id is known");
+    let (mut keys, commit_key) = plan::keys(p, &inputs, Some(&base.id));
+    let mut commit_key = commit_key.expect("the base id is known");
+    let mut final_cfg = final_config(&base.config, &p.commit.config);
+    let with_remote =
+        |base: &'_ ImageInfo, cfg: &'_ ImageConfig| -> Option<(Vec<String>, ImageConfig)> {
+            remote.as_ref().map(|_| (base.layers.clone(), cfg.clone()))
+        };
+    let lookup =
+        |keys: Vec<String>, commit_key: String, expect: Option<(Vec<String>, ImageConfig)>| {
+            let remote = remote.as_ref();
+            async move {
+                let expect = expect.as_ref();
+                let r = match (remote, expect) {
+                    (Some(cache), Some((layers, cfg))) => Some(plan::observe::Remote {
+                        cache,
+                        base_layers: layers,
+                        final_config: cfg,
+                    }),
+                    _ => None,
+                };
+                plan::observe::lookup(engine, &keys, &commit_key, opts.no_cache, r).await
+            }
+        };
+    let mut hit = lookup(
+        keys.clone(),
+        commit_key.clone(),
+        with_remote(&base, &final_cfg),
+    )
+    .await?;
+    warn_remote(remote.as_ref(), sink, &mut warned);
+
+    // A remote final image whose manifest every publish tag already holds: nothing to pull.
+    if let (Some(cache), Some(entry), Some(_)) = (&remote, &hit.remote, &hit.image) {
+        if p.commit.tags.is_empty() {
+            if let Some(pushed) = all_up_to_date(engine, p, &entry.digest).await {
+                sink.event(Event::BaseReady {
+                    reference: p.base.image.to_string(),
+                    id: base.id.clone(),
+                    pulled: false,
+                });
+                for (i, s) in p.steps.iter().enumerate() {
+                    sink.event(Event::StepCached {
+                        index: i + 1,
+                        total: p.steps.len(),
+                        name: s.name.clone(),
+                    });
+                }
+                sink.event(Event::Committed {
+                    image: entry.id.clone(),
+                    tags: Vec::new(),
+                    reused: true,
+                });
+                for x in &pushed {
+                    sink.event(Event::Pushed {
+                        repository: x.repository.clone(),
+                        tag: x.tag.clone(),
+                        digest: x.digest.clone(),
+                        attempts: 0,
+                        up_to_date: true,
+                    });
+                }
+                let _ = cache;
+                return Ok(Applied {
+                    image: entry.id.clone(),
+                    tags: Vec::new(),
+                    pushed,
+                });
+            }
+        }
+    }
+    // Otherwise a remote hit is pulled and becomes a local cache entry.
+    if let (Some(cache), Some(entry)) = (&remote, hit.remote.clone()) {
+        let steps = hit.resume.steps_cached;
+        let last = hit.image.is_some();
+        match import(engine, cache, &entry, opts, sink).await {
+            Ok(()) => sink.event(Event::CacheImported {
+                reference: cache.reference(&entry.key),
+                steps,
+                last,
+            }),
+            Err(e) => {
+                cache.fail(crate::registry::RegistryError::Unavailable(format!(
+                    "cannot pull `{}`: {e}",
+                    cache.reference(&entry.key)
+                )));
+                warn_remote(remote.as_ref(), sink, &mut warned);
+                hit = lookup(keys.clone(), commit_key.clone(), None).await?;
+            }
+        }
+    }
+    // The steps start from the base: now it must be in the engine.
+    if !base_local && hit.image.is_none() && hit.resume.image.is_none() {
+        let info = ensure_base(engine, p, opts, sink).await?;
+        if info.id != base.id {
+            base = info;
+            (keys, commit_key) = {
+                let (k, c) = plan::keys(p, &inputs, Some(&base.id));
+                (k, c.expect("the base id is known"))
+            };
+            final_cfg = final_config(&base.config, &p.commit.config);
+            hit = lookup(keys.clone(), commit_key.clone(), None).await?;
+        }
+    } else if !base_local {
+        sink.event(Event::BaseReady {
+            reference: p.base.image.to_string(),
+            id: base.id.clone(),
+            pulled: false,
+        });
+    }
     let plan::observe::Hit {
         resume,
         image: reusable,
-    } = plan::observe::lookup(engine, &keys, &commit_key, opts.no_cache).await?;
+        ..
+    } = hit;
     let total = p.steps.len();
     for (i, s) in p.steps.iter().enumerate().take(resume.steps_cached) {
         sink.event(Event::StepCached {
@@ -195,9 +338,8 @@ pub(crate) async fn apply<E: Engine>(
         let image = match reusable.clone() {
             Some(id) => id,
             None => {
-                let final_config = final_config(&base.config, &p.commit.config);
                 let image = build
-                    .run(p, &base, &resume, &keys, &inputs, &secrets, &final_config)
+                    .run(p, &base, &resume, &keys, &inputs, &secrets, &final_cfg)
                     .await?;
                 // The pointer first: `gc` keeps what it points to, so a concurrent gc never
                 // sees this image as an unused entry.
@@ -239,11 +381,151 @@ pub(crate) async fn apply<E: Engine>(
     };
     // Containers go while the pushes run.
     let (pushed, ()) = tokio::join!(publish(engine, p, &image, opts, sink), build.cleanup());
+    let pushed = pushed?;
+    // After the publish targets, so publishing is never delayed; a failure only warns.
+    if let Some(cache) = remote.as_ref().filter(|c| c.mode == RemoteMode::ReadWrite) {
+        let all: Vec<String> = keys.iter().chain([&commit_key]).cloned().collect();
+        export(engine, cache, &all, sink).await;
+        warn_remote(Some(cache), sink, &mut warned);
+    }
     Ok(Applied {
         image,
         tags,
-        pushed: pushed?,
+        pushed,
     })
+}
+
+/// Says once that the remote cache is off, and why.
+fn warn_remote(remote: Option<&RemoteCache>, sink: &dyn Sink, warned: &mut bool) {
+    let Some(r) = remote else { return };
+    if *warned {
+        return;
+    }
+    if let Some(e) = r.failure() {
+        *warned = true;
+        sink.event(Event::CacheRemote {
+            repository: r.repository.clone(),
+            mode: r.mode,
+            unavailable: Some(e.to_string()),
+        });
+    }
+}
+
+/// Every publish tag, when each already holds the manifest `digest` (same registry, same
+/// manifest bytes); `None` when one does not, or cannot be asked.
+async fn all_up_to_date<E: Engine>(engine: &E, p: &Pipeline, digest: &str) -> Option<Vec<Pushed>> {
+    let mut out = Vec::new();
+    for t in &p.publish {
+        let repository = t.repository.repository();
+        let creds = credentials::resolve(t.repository.registry_host(), t.login.as_ref())
+            .await
+            .ok()?;
+        for tag in &t.tags {
+            let remote = engine
+                .remote_digest(&format!("{repository}:{tag}"), creds.clone())
+                .await
+                .ok()??;
+            if remote != digest {
+                return None;
+            }
+            out.push(Pushed {
+                repository: repository.clone(),
+                tag: tag.clone(),
+                digest: remote,
+                attempts: 0,
+                up_to_date: true,
+            });
+        }
+    }
+    Some(out)
+}
+
+/// Pulls a remote entry by its digest (exactly what the lookup checked) and tags it as the
+/// local cache entry of its key.
+async fn import<E: Engine>(
+    engine: &E,
+    cache: &RemoteCache,
+    entry: &plan::observe::RemoteHit,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<(), EngineError> {
+    let reference = format!("{}@{}", cache.repository, entry.digest);
+    pull_image(engine, &reference, cache.creds.clone(), opts, sink).await?;
+    let pulled = engine.inspect_image(&reference).await?;
+    match pulled {
+        Some(info) if info.id == entry.id => {
+            engine.tag(&info.id, CACHE_REPOSITORY, &entry.key).await?;
+            // Keep only the cache tag.
+            let _ = engine.remove_image(&reference).await;
+            Ok(())
+        }
+        _ => Err(EngineError::Other(format!(
+            "`{reference}` is not the image {} it was checked as",
+            entry.id
+        ))),
+    }
+}
+
+/// Pulls `reference`, retrying transient failures, reporting progress.
+async fn pull_image<E: Engine>(
+    engine: &E,
+    reference: &str,
+    creds: Option<crate::engine::Credentials>,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<(), EngineError> {
+    retry(opts, sink, None, || {
+        let creds = creds.clone();
+        async move {
+            engine
+                .pull(reference, creds, &mut |pr| {
+                    sink.event(Event::PullProgress(pr))
+                })
+                .await
+        }
+    })
+    .await
+    .map(|_| ())
+    .map_err(|(e, _)| e)
+}
+
+/// Pushes the local cache entries of `keys` that the remote cache lacks, under their keys.
+async fn export<E: Engine>(engine: &E, cache: &RemoteCache, keys: &[String], sink: &dyn Sink) {
+    let started = std::time::Instant::now();
+    let mut pushed = Vec::new();
+    for key in keys {
+        if cache.failure().is_some() {
+            break;
+        }
+        let local = format!("{CACHE_REPOSITORY}:{key}");
+        let Ok(Some(info)) = engine.inspect_image(&local).await else {
+            continue;
+        };
+        if cache.digest(key).await.is_some() || cache.failure().is_some() {
+            continue;
+        }
+        let result = async {
+            engine.tag(&info.id, &cache.repository, key).await?;
+            let r = engine
+                .push(&cache.repository, key, cache.creds.clone(), &mut |_| {})
+                .await;
+            let _ = engine.remove_image(&cache.reference(key)).await;
+            r
+        }
+        .await;
+        match result {
+            Ok(_) => pushed.push(key.clone()),
+            Err(e) => cache.fail(crate::registry::RegistryError::Unavailable(format!(
+                "cannot push `{}`: {e}",
+                cache.reference(key)
+            ))),
+        }
+    }
+    sink.event(Event::CacheExported {
+        repository: cache.repository.clone(),
+        keys: pushed,
+        duration: started.elapsed(),
+    });
 }
 
 /// Reads every secret's value up front, so a missing one stops the run before it starts.
@@ -283,22 +565,12 @@ async fn ensure_base<E: Engine>(
     if pull {
         let creds =
             credentials::resolve(p.base.image.registry_host(), p.base.login.as_ref()).await?;
-        retry(opts, sink, None, || {
-            let creds = creds.clone();
-            let reference = reference.clone();
-            async move {
-                engine
-                    .pull(&reference, creds, &mut |pr| {
-                        sink.event(Event::PullProgress(pr))
-                    })
-                    .await
-            }
-        })
-        .await
-        .map_err(|(source, _)| ApplyError::Pull {
-            reference: reference.clone(),
-            source,
-        })?;
+        pull_image(engine, &reference, creds, opts, sink)
+            .await
+            .map_err(|source| ApplyError::Pull {
+                reference: reference.clone(),
+                source,
+            })?;
     }
     let info = match (pull, existing) {
         (false, Some(info)) => info,

@@ -33,6 +33,19 @@ pub(crate) struct Observed {
     pub(crate) no_cache: bool,
     /// `--offline`: no registry was asked.
     pub(crate) offline: bool,
+    /// The remote cache, when the pipeline has one.
+    pub(crate) cache_remote: Option<RemoteStatus>,
+    /// The base id was read from its registry: the base is not in the engine.
+    pub(crate) base_remote: bool,
+}
+
+/// The remote cache as the plan saw it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RemoteStatus {
+    pub(crate) repository: String,
+    pub(crate) mode: crate::model::RemoteMode,
+    /// Why it could not be used (down, slow, refused credentials); the build goes on without it.
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +57,8 @@ pub(crate) struct Plan {
     pub(crate) resume: Resume,
     pub(crate) commit: CommitPlan,
     pub(crate) publish: Vec<PushPlan>,
+    /// The remote cache, when the pipeline has one.
+    pub(crate) cache_remote: Option<RemoteStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +75,9 @@ pub(crate) struct StepPlan {
     pub(crate) key: Option<String>,
     #[serde(flatten)]
     pub(crate) status: StepStatus,
+    /// For a cached step: `local` (the engine) or `remote` (pulled from the remote cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) source: Option<observe::Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,6 +99,9 @@ pub(crate) struct CommitPlan {
     pub(crate) key: Option<String>,
     /// The existing final image, when nothing that goes into it changed.
     pub(crate) image: Option<String>,
+    /// Where that image is: `local` (the engine) or `remote` (the remote cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) source: Option<observe::Source>,
     pub(crate) tags: Vec<String>,
 }
 
@@ -177,6 +198,8 @@ pub(crate) fn siblings<'a>(
 pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
     let (keys, commit_key) = keys(p, inputs, obs.base_id.as_deref());
     let resume = obs.hit.resume.clone();
+    let source = obs.hit.source();
+    let remote_digest = obs.hit.remote.as_ref().map(|r| r.digest.clone());
     let first_reason = miss_reason(&p.name, inputs, obs, &resume);
     let steps = p
         .steps
@@ -186,6 +209,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
             index: i + 1,
             name: s.name.clone(),
             key: keys.get(i).cloned(),
+            source: (i < resume.steps_cached).then_some(source).flatten(),
             status: if i < resume.steps_cached {
                 StepStatus::Cached
             } else if i == resume.steps_cached {
@@ -224,7 +248,8 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
                 Some(None) => PushStatus::New,
                 Some(Some(d))
                     if commit_image.is_some()
-                        && obs.local_digests.contains(&format!("{repository}@{d}")) =>
+                        && (obs.local_digests.contains(&format!("{repository}@{d}"))
+                            || remote_digest.as_ref() == Some(d)) =>
                 {
                     PushStatus::UpToDate
                 }
@@ -243,16 +268,20 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
         base: BasePlan {
             reference: p.base.image.to_string(),
             id: obs.base_id.clone(),
-            pull: obs.base_id.is_none() || p.base.pull == crate::model::PullPolicy::Always,
+            pull: obs.base_id.is_none()
+                || p.base.pull == crate::model::PullPolicy::Always
+                || (obs.base_remote && resume.image.is_none() && obs.hit.image.is_none()),
         },
         steps,
         resume,
         commit: CommitPlan {
             key: commit_key,
+            source: commit_image.is_some().then_some(source).flatten(),
             image: commit_image,
             tags: p.commit.tags.iter().map(|t| t.to_string()).collect(),
         },
         publish,
+        cache_remote: obs.cache_remote.clone(),
     }
 }
 

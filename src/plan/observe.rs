@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use super::{Observed, Plan, Resume};
 use crate::cache::{NoteStore, StepInputs};
 use crate::credentials;
-use crate::engine::{Engine, EngineError, CACHE_REPOSITORY};
+use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
 use crate::model::Pipeline;
+use crate::registry::{Registry, RemoteCache, RemoteImage};
 
 /// What the cache serves for a chain of keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,9 +17,81 @@ pub(crate) struct Hit {
     pub(crate) resume: Resume,
     /// The final image, when nothing that goes into it changed.
     pub(crate) image: Option<String>,
+    /// The remote entry that serves the hit, when it is not in the engine yet.
+    pub(crate) remote: Option<RemoteHit>,
 }
 
-/// Finds the final image, or else the longest cached prefix of the steps. Asks for the few
+impl Hit {
+    /// Where the hit comes from; `None` for a miss.
+    pub(crate) fn source(&self) -> Option<Source> {
+        if self.remote.is_some() {
+            Some(Source::Remote)
+        } else if self.image.is_some() || self.resume.image.is_some() {
+            Some(Source::Local)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where a cache hit comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Source {
+    /// The engine's own cache images.
+    Local,
+    /// The registry-backed cache: pulled before use.
+    Remote,
+}
+
+/// An entry of the remote cache, checked against the base and the expected config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteHit {
+    pub(crate) key: String,
+    /// Its manifest digest in the cache repository.
+    pub(crate) digest: String,
+    /// Its image id (config digest): what the engine calls it once pulled.
+    pub(crate) id: String,
+}
+
+/// The remote cache and what its entries must look like to be trusted.
+pub(crate) struct Remote<'a> {
+    pub(crate) cache: &'a RemoteCache,
+    /// The base image's layer diff ids: every entry's layers start with them.
+    pub(crate) base_layers: &'a [String],
+    /// The config the commit makes: the final entry has it.
+    pub(crate) final_config: &'a ImageConfig,
+}
+
+/// True when an entry's image can be what the key says: it extends the base and, for the final
+/// image, carries the config the commit would make. A foreign or corrupt entry is a miss.
+fn trusted(remote: &Remote<'_>, entry: &RemoteImage, last: bool) -> bool {
+    if remote.base_layers.is_empty() || !entry.layers.starts_with(remote.base_layers) {
+        return false;
+    }
+    if !last {
+        return true;
+    }
+    let (want, got) = (remote.final_config, &entry.config);
+    want.cmd == got.cmd
+        && want.entrypoint == got.entrypoint
+        && want.user == got.user
+        && want.workdir == got.workdir
+        && want.env.iter().all(|e| got.env.contains(e))
+        && want
+            .labels
+            .iter()
+            .all(|(k, v)| got.labels.get(k) == Some(v))
+        && want
+            .exposed_ports
+            .iter()
+            .all(|p| got.exposed_ports.contains(p))
+        && want.volumes.iter().all(|v| got.volumes.contains(v))
+}
+
+/// Finds the final image, or else the longest cached prefix of the steps: in the engine first,
+/// then, for what the engine lacks, in the remote cache (newest key first), whose entries are
+/// read without pulling and trusted only when they extend the base. Asks the engine for the few
 /// tags it needs (about a millisecond each) rather than listing every cache image, which grows
 /// with the cache; long pipelines list once instead of asking step by step.
 pub(crate) async fn lookup<E: Engine>(
@@ -26,6 +99,7 @@ pub(crate) async fn lookup<E: Engine>(
     keys: &[String],
     commit_key: &str,
     no_cache: bool,
+    remote: Option<Remote<'_>>,
 ) -> Result<Hit, EngineError> {
     if no_cache {
         return Ok(Hit::default());
@@ -38,27 +112,113 @@ pub(crate) async fn lookup<E: Engine>(
                 image: None,
             },
             image: Some(image.id),
+            remote: None,
         });
     }
+    let mut local = Hit::default();
     if keys.len() > 8 {
         let cache = engine.list_cache().await?;
-        return Ok(Hit {
-            resume: super::resume(keys, &cache, false),
-            image: None,
-        });
-    }
-    for (i, key) in keys.iter().enumerate().rev() {
-        if let Some(image) = engine.inspect_image(&tag(key)).await? {
-            return Ok(Hit {
-                resume: Resume {
+        local.resume = super::resume(keys, &cache, false);
+    } else {
+        for (i, key) in keys.iter().enumerate().rev() {
+            if let Some(image) = engine.inspect_image(&tag(key)).await? {
+                local.resume = Resume {
                     steps_cached: i + 1,
                     image: Some(image.id),
+                };
+                break;
+            }
+        }
+    }
+    let Some(remote) = remote else {
+        return Ok(local);
+    };
+    let hit = |key: &str, entry: RemoteImage| RemoteHit {
+        key: key.to_string(),
+        digest: entry.digest,
+        id: entry.id,
+    };
+    if let Some(entry) = remote.cache.entry(commit_key).await {
+        if trusted(&remote, &entry, true) {
+            return Ok(Hit {
+                resume: Resume {
+                    steps_cached: keys.len(),
+                    image: None,
                 },
-                image: None,
+                image: Some(entry.id.clone()),
+                remote: Some(hit(commit_key, entry)),
             });
         }
     }
-    Ok(Hit::default())
+    for (i, key) in keys.iter().enumerate().rev() {
+        if i < local.resume.steps_cached {
+            break;
+        }
+        let Some(entry) = remote.cache.entry(key).await else {
+            if remote.cache.failure().is_some() {
+                break;
+            }
+            continue;
+        };
+        if trusted(&remote, &entry, false) {
+            return Ok(Hit {
+                resume: Resume {
+                    steps_cached: i + 1,
+                    image: Some(entry.id.clone()),
+                },
+                image: None,
+                remote: Some(hit(key, entry)),
+            });
+        }
+    }
+    Ok(local)
+}
+
+/// Opens the pipeline's remote cache, if it has one.
+pub(crate) async fn open_remote<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+) -> Result<Option<RemoteCache>, ObserveError> {
+    let Some(settings) = &p.cache_remote else {
+        return Ok(None);
+    };
+    let host = settings.repository.registry_host();
+    let creds = credentials::resolve(host, settings.login.as_ref()).await?;
+    let (os, arch) = engine.platform().await?;
+    Ok(Some(RemoteCache::new(
+        settings.repository.repository(),
+        host,
+        settings.mode,
+        creds,
+        (&os, &arch),
+    )))
+}
+
+/// The base image as its registry holds it, read without pulling: with a remote cache, a base
+/// that is not in the engine (a fresh runner) still has an id, so the keys are known before any
+/// pull and a fully cached pipeline never pulls it. `None` when it cannot be read that way.
+pub(crate) async fn remote_base<E: Engine>(engine: &E, p: &Pipeline) -> Option<ImageInfo> {
+    p.cache_remote.as_ref()?;
+    if p.base.pull != crate::model::PullPolicy::Missing {
+        return None;
+    }
+    let host = p.base.image.registry_host();
+    let creds = credentials::resolve(host, p.base.login.as_ref())
+        .await
+        .ok()?;
+    let (os, arch) = engine.platform().await.ok()?;
+    let registry = Registry::new(host, creds.as_ref(), &os, &arch);
+    let image = registry
+        .image(&p.base.image.to_string())
+        .await
+        .ok()
+        .flatten()?;
+    Some(ImageInfo {
+        id: image.id,
+        config: image.config,
+        layers: image.layers,
+        ..Default::default()
+    })
 }
 
 /// Why a pipeline could not be planned.
@@ -97,13 +257,24 @@ pub(crate) async fn plan<E: Engine>(
     known_base: Option<Option<String>>,
 ) -> Result<Plan, ObserveError> {
     let no_cache = opts.no_cache;
-    let base = match known_base {
-        Some(id) => id,
-        None => engine
-            .inspect_image(&p.base.image.to_string())
-            .await?
-            .map(|b| b.id),
+    // Offline, no registry is asked: not the remote cache either.
+    let remote = if opts.offline {
+        None
+    } else {
+        open_remote(engine, p).await?
     };
+    let mut base = match known_base {
+        Some(id) => id.map(|id| ImageInfo {
+            id,
+            ..Default::default()
+        }),
+        None => engine.inspect_image(&p.base.image.to_string()).await?,
+    };
+    let mut base_remote = false;
+    if base.is_none() && !no_cache && !opts.offline {
+        base = remote_base(engine, p).await;
+        base_remote = base.is_some();
+    }
     let inputs = p
         .steps
         .iter()
@@ -115,14 +286,36 @@ pub(crate) async fn plan<E: Engine>(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut obs = Observed {
-        base_id: base,
+        base_id: base.as_ref().map(|b| b.id.clone()),
+        base_remote,
         no_cache,
         offline: opts.offline,
         ..Default::default()
     };
     let (keys, commit_key) = super::keys(p, &inputs, obs.base_id.as_deref());
     if let Some(commit_key) = &commit_key {
-        obs.hit = lookup(engine, &keys, commit_key, no_cache).await?;
+        // A base known only by id (made by another pipeline of the apply) has no layers to
+        // check entries against: the remote cache is not consulted for it.
+        let final_config = base
+            .as_ref()
+            .map(|b| crate::execute::final_config(&b.config, &p.commit.config))
+            .unwrap_or_default();
+        let with_remote = match (&remote, &base) {
+            (Some(cache), Some(b)) if !b.layers.is_empty() => Some(Remote {
+                cache,
+                base_layers: &b.layers,
+                final_config: &final_config,
+            }),
+            _ => None,
+        };
+        obs.hit = lookup(engine, &keys, commit_key, no_cache, with_remote).await?;
+    }
+    if let Some(cache) = &remote {
+        obs.cache_remote = Some(super::RemoteStatus {
+            repository: cache.repository.clone(),
+            mode: cache.mode,
+            error: cache.failure().map(|e| e.to_string()),
+        });
     }
     // A miss is explained by the notes of the images that held the first step to run.
     if !no_cache && obs.hit.image.is_none() && obs.base_id.is_some() {

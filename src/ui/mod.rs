@@ -360,6 +360,41 @@ impl Sink for Ui {
                 ));
             }
             Event::Warning(w) => self.line(&format!("{} {w}", style("warning:").yellow())),
+            Event::CacheRemote {
+                repository,
+                unavailable: Some(why),
+                ..
+            } => self.line(&format!(
+                "{} remote cache {repository} is not used: {why}; the build goes on without it",
+                style("warning:").yellow()
+            )),
+            Event::CacheRemote { .. } => {}
+            Event::CacheImported {
+                reference,
+                steps,
+                last,
+            } => {
+                self.stop_spin();
+                let what = if last {
+                    "the final image".to_string()
+                } else {
+                    format!("a checkpoint after step {steps}")
+                };
+                self.line(&format!("cache pulled {what} from {reference}"));
+            }
+            Event::CacheExported {
+                repository,
+                keys,
+                duration,
+            } => {
+                if !keys.is_empty() {
+                    self.line(&format!(
+                        "cache pushed {} to {repository} ({})",
+                        plural(keys.len(), "entry", "entries"),
+                        secs(duration)
+                    ));
+                }
+            }
             Event::Started { engine, after, .. } => {
                 let how = match after {
                     Some((producer, None)) => format!(" (after `{producer}`, same engine)"),

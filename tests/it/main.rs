@@ -29,4 +29,6 @@ mod offline;
 #[cfg(feature = "engine-tests")]
 mod output;
 #[cfg(feature = "engine-tests")]
+mod remote;
+#[cfg(feature = "engine-tests")]
 mod secrets;

@@ -1,0 +1,335 @@
+//! Talking to a registry directly (not through the engine): manifest digests, image ids and
+//! configs without pulling, for the base image's identity and the registry-backed step cache.
+//! The only module that knows `oci-client`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::ImageIndexEntry;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::Deserialize;
+
+use crate::engine::{Credentials, ImageConfig};
+use crate::model::RemoteMode;
+
+/// Every registry call ends within this time; a slower registry counts as unavailable.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a registry call failed (a missing manifest is not a failure: it is `None`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum RegistryError {
+    #[error("the registry refused the credentials: {0}")]
+    Auth(String),
+    #[error("the registry did not answer within {} s", TIMEOUT.as_secs())]
+    Timeout,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// An image as a registry holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RemoteImage {
+    /// The manifest digest (of the platform's manifest for a manifest list).
+    pub(crate) digest: String,
+    /// The config digest: the image id an engine gives the image once pulled.
+    pub(crate) id: String,
+    pub(crate) config: ImageConfig,
+    /// Layer diff ids, bottom first.
+    pub(crate) layers: Vec<String>,
+}
+
+/// A client for one registry host.
+pub(crate) struct Registry {
+    client: Client,
+    auth: RegistryAuth,
+}
+
+/// Loopback registries are spoken to over plain HTTP, as the engine does.
+fn is_loopback(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+}
+
+impl Registry {
+    /// A client for `host`, choosing `os`/`arch` from manifest lists.
+    pub(crate) fn new(host: &str, creds: Option<&Credentials>, os: &str, arch: &str) -> Self {
+        let (os, arch) = (os.to_string(), arch.to_string());
+        let resolver = move |entries: &[ImageIndexEntry]| {
+            entries
+                .iter()
+                .find(|e| {
+                    e.platform.as_ref().is_some_and(|p| {
+                        p.os.to_string() == os && p.architecture.to_string() == arch
+                    })
+                })
+                .map(|e| e.digest.clone())
+        };
+        let protocol = if is_loopback(host) {
+            ClientProtocol::HttpsExcept(vec![host.to_string()])
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            platform_resolver: Some(Box::new(resolver)),
+            connect_timeout: Some(Duration::from_secs(5)),
+            read_timeout: Some(TIMEOUT),
+            ..Default::default()
+        });
+        let auth = match creds {
+            Some(c) if c.identity_token.is_some() => {
+                RegistryAuth::Bearer(c.identity_token.clone().unwrap_or_default())
+            }
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        Self { client, auth }
+    }
+
+    /// The manifest digest of `reference` (`host/path:tag`), `None` when the registry has none.
+    pub(crate) async fn digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
+        let r = parse(reference)?;
+        bounded(self.client.fetch_manifest_digest(&r, &self.auth)).await
+    }
+
+    /// The image `reference` names: its manifest digest, id, config and layers, read without
+    /// pulling any layer. `None` when the registry has no such manifest.
+    pub(crate) async fn image(
+        &self,
+        reference: &str,
+    ) -> Result<Option<RemoteImage>, RegistryError> {
+        let r = parse(reference)?;
+        let Some((manifest, digest, config)) =
+            bounded(self.client.pull_manifest_and_config(&r, &self.auth)).await?
+        else {
+            return Ok(None);
+        };
+        let parsed: ConfigFile = serde_json::from_str(&config).map_err(|e| {
+            RegistryError::Unavailable(format!("`{reference}`: unreadable image config: {e}"))
+        })?;
+        let c = parsed.config.unwrap_or_default();
+        Ok(Some(RemoteImage {
+            digest,
+            id: manifest.config.digest,
+            config: ImageConfig {
+                // An empty list is how a committed config says "none"; the engine omits it.
+                cmd: c.cmd.filter(|v| !v.is_empty()),
+                entrypoint: c.entrypoint.filter(|v| !v.is_empty()),
+                env: c.env.unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+                exposed_ports: c.exposed_ports.unwrap_or_default().into_keys().collect(),
+                user: c.user.unwrap_or_default(),
+                workdir: c.working_dir.unwrap_or_default(),
+                volumes: c.volumes.unwrap_or_default().into_keys().collect(),
+                stop_signal: c.stop_signal.filter(|s| !s.is_empty()),
+                shell: c.shell.filter(|s| !s.is_empty()),
+                onbuild: c.on_build.filter(|s| !s.is_empty()),
+                // Not compared when an entry is checked; read from the engine once pulled.
+                healthcheck: None,
+            },
+            layers: parsed.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
+        }))
+    }
+}
+
+fn parse(reference: &str) -> Result<Reference, RegistryError> {
+    reference
+        .parse()
+        .map_err(|e| RegistryError::Unavailable(format!("`{reference}`: {e}")))
+}
+
+/// Runs a registry call within [`TIMEOUT`]; a missing manifest is `None`.
+async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, OciDistributionError>>,
+) -> Result<Option<T>, RegistryError> {
+    match tokio::time::timeout(TIMEOUT, call).await {
+        Err(_) => Err(RegistryError::Timeout),
+        Ok(Ok(v)) => Ok(Some(v)),
+        Ok(Err(e)) => classify(e),
+    }
+}
+
+fn classify<T>(e: OciDistributionError) -> Result<Option<T>, RegistryError> {
+    use OciDistributionError as E;
+    match e {
+        E::ImageManifestNotFoundError(_) => Ok(None),
+        E::ServerError { code: 404, .. } => Ok(None),
+        E::RegistryError { ref envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                let code = format!("{:?}", x.code).to_ascii_lowercase();
+                code.contains("manifestunknown") || code.contains("nameunknown")
+            }) =>
+        {
+            Ok(None)
+        }
+        E::AuthenticationFailure(m) => Err(RegistryError::Auth(m)),
+        E::UnauthorizedError { url } => Err(RegistryError::Auth(format!("not authorized: {url}"))),
+        E::ServerError {
+            code: 401 | 403,
+            message,
+            ..
+        } => Err(RegistryError::Auth(message)),
+        E::RegistryError { ref envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                let code = format!("{:?}", x.code).to_ascii_lowercase();
+                code.contains("unauthorized") || code.contains("denied")
+            }) =>
+        {
+            Err(RegistryError::Auth(e.to_string()))
+        }
+        E::RequestError(r) => Err(RegistryError::Unavailable(root_cause(&r))),
+        other => Err(RegistryError::Unavailable(other.to_string())),
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    config: Option<RawConfig>,
+    rootfs: Option<RootFs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawConfig {
+    cmd: Option<Vec<String>>,
+    entrypoint: Option<Vec<String>>,
+    env: Option<Vec<String>>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    exposed_ports: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    user: Option<String>,
+    working_dir: Option<String>,
+    volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    stop_signal: Option<String>,
+    shell: Option<Vec<String>>,
+    on_build: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+/// The registry-backed step cache of one run: a repository whose tags are cache keys. The first
+/// failure (down, slow, refused credentials) turns it off for the rest of the run; the build
+/// goes on without it.
+pub(crate) struct RemoteCache {
+    /// `host/path`, no tag.
+    pub(crate) repository: String,
+    pub(crate) mode: RemoteMode,
+    pub(crate) creds: Option<Credentials>,
+    registry: Registry,
+    failure: Mutex<Option<RegistryError>>,
+}
+
+impl RemoteCache {
+    pub(crate) fn new(
+        repository: String,
+        host: &str,
+        mode: RemoteMode,
+        creds: Option<Credentials>,
+        platform: (&str, &str),
+    ) -> Self {
+        Self {
+            registry: Registry::new(host, creds.as_ref(), platform.0, platform.1),
+            repository,
+            mode,
+            creds,
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// `repository:key`.
+    pub(crate) fn reference(&self, key: &str) -> String {
+        format!("{}:{key}", self.repository)
+    }
+
+    /// The failure that turned the cache off, if any.
+    pub(crate) fn failure(&self) -> Option<RegistryError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Turns the cache off for the rest of the run (the first reason is kept).
+    pub(crate) fn fail(&self, e: RegistryError) {
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    fn settle<T>(&self, r: Result<Option<T>, RegistryError>) -> Option<T> {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        }
+    }
+
+    /// The manifest digest of the entry `key`; `None` when absent or the cache is off.
+    pub(crate) async fn digest(&self, key: &str) -> Option<String> {
+        if self.failure().is_some() {
+            return None;
+        }
+        let r = self.registry.digest(&self.reference(key)).await;
+        self.settle(r)
+    }
+
+    /// The entry `key`, read without pulling; `None` when absent or the cache is off.
+    pub(crate) async fn entry(&self, key: &str) -> Option<RemoteImage> {
+        if self.failure().is_some() {
+            return None;
+        }
+        let r = self.registry.image(&self.reference(key)).await;
+        self.settle(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_plain_http() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("registry.example.com:5000"));
+        assert!(!is_loopback("docker.io"));
+    }
+
+    #[test]
+    fn reads_a_docker_image_config() {
+        let json = r#"{"architecture":"amd64","config":{"Cmd":["sh"],"Env":["PATH=/bin"],
+            "ExposedPorts":{"80/tcp":{}},"Labels":{"a":"1"},"WorkingDir":"/w"},
+            "rootfs":{"type":"layers","diff_ids":["sha256:aa","sha256:bb"]}}"#;
+        let c: ConfigFile = serde_json::from_str(json).unwrap();
+        let raw = c.config.unwrap();
+        assert_eq!(raw.cmd.unwrap(), ["sh"]);
+        assert_eq!(raw.working_dir.as_deref(), Some("/w"));
+        assert_eq!(c.rootfs.unwrap().diff_ids, ["sha256:aa", "sha256:bb"]);
+        let empty: ConfigFile = serde_json::from_str(r#"{"config":null}"#).unwrap();
+        assert!(empty.config.is_none());
+    }
+}
