@@ -16,6 +16,7 @@ pub mod engine;
 pub mod events;
 pub mod execute;
 pub mod exit;
+pub mod fsread;
 pub mod graph;
 pub mod model;
 pub mod plan;

@@ -159,7 +159,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Report> {
         source,
         diagnostics,
     };
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = crate::fsread::read_bounded(path, crate::fsread::FILE_LIMIT).map_err(|e| {
         fail(
             String::new(),
             vec![Diagnostic::new(
@@ -256,8 +256,9 @@ fn variables(
         .collect();
     let mut diags = Vec::new();
     for file in &overrides.var_files {
-        let loaded = std::fs::read_to_string(file)
+        let loaded = crate::fsread::read_bounded(file, crate::fsread::FILE_LIMIT)
             .map_err(|e| e.to_string())
+            .and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()))
             .and_then(|s| {
                 toml::from_str::<BTreeMap<String, toml::Value>>(&s).map_err(|e| e.to_string())
             });

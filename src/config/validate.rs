@@ -408,6 +408,32 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// A secret file is read when apply starts: it must be a regular file of bounded size (a
+    /// FIFO would block the run, a device would never end).
+    fn secret_file(
+        &mut self,
+        text: &str,
+        path: PathBuf,
+        span: std::ops::Range<usize>,
+    ) -> Option<PathBuf> {
+        let checked = std::fs::metadata(&path)
+            .and_then(|m| crate::fsread::check(&m, crate::fsread::SECRET_LIMIT));
+        match checked {
+            Ok(()) => Some(path),
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::new("invalid-secret-file", format!("secret file `{text}`: {e}"))
+                        .at(span)
+                        .hint(format!(
+                            "a secret file is a regular file of at most {}",
+                            crate::fsread::size(crate::fsread::SECRET_LIMIT)
+                        )),
+                );
+                None
+            }
+        }
+    }
+
     fn commit(&mut self, c: &raw::Commit) -> Commit {
         let author = c.author.as_ref().and_then(|a| self.text(a));
         let message = c.message.as_ref().and_then(|m| self.text(m));
@@ -560,8 +586,11 @@ impl<'a> Builder<'a> {
                 (Some(e), None) => self.text(e).map(SecretSource::Env),
                 (None, Some(f)) => {
                     let text = self.text(f);
-                    text.and_then(|t| self.host_path(&t, f.span(), "secret file"))
-                        .map(SecretSource::File)
+                    text.and_then(|t| {
+                        let path = self.host_path(&t, f.span(), "secret file")?;
+                        self.secret_file(&t, path, f.span())
+                    })
+                    .map(SecretSource::File)
                 }
                 (Some(e), Some(_)) => {
                     self.error(

@@ -11,4 +11,5 @@ mod config;
 mod docs;
 mod executor;
 mod faults;
+mod hostile;
 mod multi;

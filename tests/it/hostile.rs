@@ -1,0 +1,134 @@
+//! Pipeline files from strangers: whatever a file (or what it names) is, `validate` reads
+//! nothing outside the pipeline's folder, leaks nothing, ends quickly in bounded memory, and
+//! says what is wrong. No engine is needed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pipeline::config::{self, Overrides};
+use pipeline::engine::fake::FakeEngine;
+use pipeline::engine::ImageConfig;
+use pipeline::events::Event;
+use pipeline::execute::{apply, ApplyError, Options};
+
+use crate::harness::{output_text, Project};
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Runs the binary with a short timeout; returns the exit code and all output.
+fn run(p: &Project, args: &[&str]) -> (Option<i32>, String) {
+    let out = p
+        .cmd(args)
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    (out.status.code(), output_text(&out))
+}
+
+const VALID: &str = "[base]\nimage = \"busybox:latest\"\n[[step]]\nrun = \"true\"\n";
+
+// ---- non-regular files never block ------------------------------------------------------
+
+#[test]
+fn a_fifo_as_pipeline_file_fails_fast_with_a_clear_message() {
+    let p = Project::new();
+    mkfifo(&p.path().join("fifo.toml"));
+    let start = Instant::now();
+    let (code, text) = run(&p, &["validate", "fifo.toml"]);
+    assert!(start.elapsed() < Duration::from_secs(10), "{text}");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("cannot read `fifo.toml`: a FIFO, not a regular file"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_fifo_as_var_file_fails_fast_with_a_clear_message() {
+    let p = Project::new();
+    p.pipeline(VALID);
+    mkfifo(&p.path().join("vars.toml"));
+    let (code, text) = run(
+        &p,
+        &["validate", "--var-file", "vars.toml", "pipeline.toml"],
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("a FIFO, not a regular file"), "{text}");
+}
+
+#[test]
+fn a_fifo_as_secret_file_is_a_diagnostic() {
+    let p = Project::new();
+    p.pipeline(&format!(
+        "{VALID}secrets = [\"token\"]\n[secrets.token]\nfile = \"token\"\n"
+    ));
+    mkfifo(&p.path().join("token"));
+    let (code, text) = run(&p, &["validate", "pipeline.toml"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("error[invalid-secret-file]"), "{text}");
+    assert!(
+        text.contains("secret file `token`: a FIFO, not a regular file"),
+        "{text}"
+    );
+}
+
+/// A secret file that turns into a FIFO after validation: apply reads it without blocking.
+#[test]
+fn a_secret_file_that_became_a_fifo_fails_the_apply_at_once() {
+    let p = Project::new();
+    let path = p.pipeline(&format!(
+        "{VALID}secrets = [\"token\"]\n[secrets.token]\nfile = \"token\"\n"
+    ));
+    p.file("token", "s3cret");
+    let pipeline = config::load(&path, &Overrides::default()).unwrap_or_else(|r| {
+        panic!("{}", r.render());
+    });
+    std::fs::remove_file(p.path().join("token")).unwrap();
+    mkfifo(&p.path().join("token"));
+    let engine = FakeEngine::with_image("busybox:latest", ImageConfig::default());
+    let options = Options {
+        no_cache: false,
+        keep_failed: false,
+        attempts: 1,
+        retry_delay: Duration::from_millis(1),
+        run_name: "pipeline-hostile".into(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let result = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            apply(&engine, &pipeline, &options, &|_e: Event| {}),
+        )
+        .await
+    });
+    assert!(start.elapsed() < Duration::from_secs(10));
+    match result {
+        Ok(Err(ApplyError::Secret { name, detail })) => {
+            assert_eq!(name, "token");
+            assert!(detail.contains("a FIFO, not a regular file"), "{detail}");
+        }
+        Ok(other) => panic!("expected a secret error, got {other:?}"),
+        Err(_) => panic!("apply blocked on a FIFO secret"),
+    }
+}
+
+#[test]
+fn a_huge_pipeline_file_is_refused_before_it_is_read_whole() {
+    let p = Project::new();
+    let mut big = VALID.as_bytes().to_vec();
+    big.extend(std::iter::repeat_n(b'#', 2 << 20));
+    p.file("big.toml", &big);
+    let (code, text) = run(&p, &["validate", "big.toml"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("larger than the limit of 1 MiB"), "{text}");
+}
