@@ -35,14 +35,23 @@ fn overrides(v: &VarArgs) -> Overrides {
     }
 }
 
-/// Loads and validates every file; prints every diagnostic of every file on failure.
+/// Loads and validates every file; prints every diagnostic of every file on failure, and
+/// which files were skipped as not pipelines.
 fn load_all(files: &[PathBuf], vars: &VarArgs) -> Result<Vec<Pipeline>, u8> {
-    config::load_all(files, &overrides(vars)).map_err(|reports| {
+    let loaded = config::load_all(files, &overrides(vars)).map_err(|reports| {
         for r in reports {
             eprint!("{}", r.render());
         }
         exit::USAGE
-    })
+    })?;
+    for s in &loaded.skipped {
+        eprintln!("note: skipped `{}`: {}", s.file.display(), s.reason);
+    }
+    if loaded.pipelines.is_empty() {
+        eprintln!("error: no pipeline files (a folder needs `*.toml` files with a `[base]` table)");
+        return Err(exit::USAGE);
+    }
+    Ok(loaded.pipelines)
 }
 
 /// Checks that every `password_env` variable is set, before anything runs.

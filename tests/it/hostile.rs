@@ -132,3 +132,88 @@ fn a_huge_pipeline_file_is_refused_before_it_is_read_whole() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("larger than the limit of 1 MiB"), "{text}");
 }
+
+// ---- folder expansion -------------------------------------------------------------------
+
+#[test]
+fn a_symlink_in_a_folder_that_leaves_it_is_refused_and_nothing_is_echoed() {
+    let p = Project::new();
+    p.file("pipelines/a.toml", VALID);
+    for target in ["/proc/self/environ", "/dev/zero", "/etc/shadow"] {
+        let link = p.path().join("pipelines/zz.toml");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let start = Instant::now();
+        let out = p
+            .cmd(&["validate", "pipelines/"])
+            .env("PIPELINE_TEST_CANARY", "canary-7f3a9")
+            .timeout(Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{target}: {text}"
+        );
+        assert_eq!(out.status.code(), Some(2), "{target}: {text}");
+        assert!(text.contains("error[path-escapes]"), "{target}: {text}");
+        assert!(
+            text.contains("`pipelines/zz.toml` is a symlink to a file outside `pipelines/`"),
+            "{target}: {text}"
+        );
+        assert!(!text.contains("canary-7f3a9"), "{target}: {text}");
+        assert!(!text.contains("root:"), "{target}: {text}");
+    }
+}
+
+#[test]
+fn symlinks_inside_the_folder_and_files_named_anywhere_are_loaded() {
+    let p = Project::new();
+    p.file("pipelines/real/app.toml", VALID);
+    std::os::unix::fs::symlink("real/app.toml", p.path().join("pipelines/app.toml")).unwrap();
+    std::fs::create_dir(p.path().join("pipelines/dir.toml")).unwrap();
+    let (code, text) = run(&p, &["validate", "pipelines/"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("pipelines/app.toml: ok"), "{text}");
+    // The user named it: a file anywhere is loaded.
+    let elsewhere = Project::new();
+    let file = elsewhere.file("other.toml", VALID);
+    let (code, text) = run(&p, &["validate", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn a_shared_var_file_in_a_folder_of_pipelines_is_not_a_pipeline() {
+    let p = Project::new();
+    p.file(
+        "multi/app.toml",
+        "[base]\nimage = \"busybox:{{ tag }}\"\n[[step]]\nrun = \"true\"\n",
+    );
+    p.file("multi/common.toml", "tag = \"1.36\"\n");
+    let (code, text) = run(
+        &p,
+        &["validate", "--var-file", "multi/common.toml", "multi/"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("multi/app.toml: ok"), "{text}");
+    assert!(
+        text.contains("note: skipped `multi/common.toml`: given with --var-file"),
+        "{text}"
+    );
+    // Without --var-file it is still no pipeline: it has no `base`.
+    let (code, text) = run(&p, &["validate", "--var", "tag=1", "multi/"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("note: skipped `multi/common.toml`: no `base` key, so not a pipeline"),
+        "{text}"
+    );
+    // Named explicitly, a file without `base` is a pipeline with a missing key.
+    let (code, text) = run(&p, &["validate", "multi/common.toml"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("missing key `base`"), "{text}");
+    // A folder with no pipeline at all is an error.
+    std::fs::remove_file(p.path().join("multi/app.toml")).unwrap();
+    let (code, text) = run(&p, &["validate", "multi/"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("no pipeline files"), "{text}");
+}
