@@ -45,7 +45,8 @@ fn load_all(files: &[PathBuf], vars: &VarArgs) -> Result<Vec<Pipeline>, u8> {
         exit::USAGE
     })?;
     for s in &loaded.skipped {
-        eprintln!("note: skipped `{}`: {}", s.file.display(), s.reason);
+        let file = crate::diag::clean(&s.file.display().to_string());
+        eprintln!("note: skipped `{file}`: {}", s.reason);
     }
     if loaded.pipelines.is_empty() {
         eprintln!("error: no pipeline files (a folder needs `*.toml` files with a `[base]` table)");

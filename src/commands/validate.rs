@@ -14,7 +14,7 @@ pub fn run(args: ValidateArgs) -> u8 {
             for p in pipelines {
                 eprintln!(
                     "{}: ok ({} steps, {} publish targets)",
-                    p.file.display(),
+                    crate::diag::clean(&p.file.display().to_string()),
                     p.steps.len(),
                     p.publish.len()
                 );

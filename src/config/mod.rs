@@ -384,7 +384,12 @@ fn variables(
             .map_err(|e| e.to_string())
             .and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()))
             .and_then(|s| {
-                toml::from_str::<BTreeMap<String, toml::Value>>(&s).map_err(|e| e.to_string())
+                toml::from_str::<BTreeMap<String, toml::Value>>(&s).map_err(|e| {
+                    // The message without the snippet of the file that `Display` adds.
+                    let before = e.span().and_then(|at| s.get(..at.start));
+                    let line = before.unwrap_or_default().matches('\n').count() + 1;
+                    format!("{} at line {line}", e.message().trim())
+                })
             });
         match loaded {
             Ok(map) => {

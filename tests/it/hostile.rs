@@ -217,3 +217,31 @@ fn a_shared_var_file_in_a_folder_of_pipelines_is_not_a_pipeline() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("no pipeline files"), "{text}");
 }
+
+// ---- diagnostics echo at most a part of the offending line --------------------------------
+
+#[test]
+fn a_file_of_one_huge_line_or_binary_junk_is_never_dumped_whole() {
+    let p = Project::new();
+    let mut long = b"[base]\nimage = \"".to_vec();
+    long.extend(std::iter::repeat_n(b'A', 400_000));
+    long.extend(b"{{ nope }}\"\n");
+    let mut junk = long.clone();
+    junk.extend(b"\x1b[2J\x1b]52;c;ZXZpbA==\x07 = 1\n");
+    junk.extend((0u8..=255).cycle().take(100_000));
+    for (name, bytes) in [("long.toml", long), ("junk.toml", junk)] {
+        p.file(name, &bytes);
+        let (code, text) = run(&p, &["validate", name]);
+        assert_eq!(code, Some(2), "{text}");
+        assert!(
+            text.len() < 10_000,
+            "{name}: {} bytes of output",
+            text.len()
+        );
+        assert!(text.contains("only part of it is shown"), "{name}: {text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{name}: control characters in:\n{text:?}"
+        );
+    }
+}
