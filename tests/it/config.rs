@@ -463,6 +463,11 @@ const REGRESSIONS: &[&str] = &[
     "base = 1\nstep = 2\npublish = {}\n",
     "[base]\nimage = 2024-01-01\n[vars]\nd = 1979-05-27T07:32:00Z\n",
     "[base]\nimage = \"a\"\n[[publish]]\nrepository = \"{{ 'x' * 3 }}\"\ntags = [\"é\"]\n",
+    // Template bombs: a lazily repeated list printed (GBs), nested repetition (minutes), a
+    // huge string at once.
+    "[base]\nimage = \"{% set a = 'a'*50000 %}{{ [a]*50000 }}\"\n",
+    "[base]\nimage = \"{{ [[[['x']*1000]*1000]*1000] }}\"\n",
+    "[base]\nimage = \"{{ 'x' * 100000000 }}\"\n",
 ];
 
 /// Loads `bytes` as a pipeline file in `dir` with the library, as `validate` does.

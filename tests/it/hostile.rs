@@ -245,3 +245,108 @@ fn a_file_of_one_huge_line_or_binary_junk_is_never_dumped_whole() {
         );
     }
 }
+
+// ---- template resource bombs ---------------------------------------------------------------
+
+/// `validate` on a file whose `base.image` is `template`, in at most 1 GiB of address space.
+fn validate_template(template: &str) -> (Option<i32>, String, Duration) {
+    let p = Project::new();
+    p.pipeline(&format!("[base]\nimage = '''{template}'''\n"));
+    let start = Instant::now();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$0\" validate pipeline.toml")
+        .arg(env!("CARGO_BIN_EXE_pipeline"))
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    (out.status.code(), output_text(&out), start.elapsed())
+}
+
+#[test]
+fn template_bombs_give_a_diagnostic_within_a_second_in_bounded_memory() {
+    let chain = format!("{{{{ 'a'{} }}}}", " ~ 'a'".repeat(100_000));
+    let elifs = format!("{{% if 0 %}}{}{{% endif %}}", "{% elif 0 %}".repeat(50_000));
+    let cases: Vec<(&str, &str)> = vec![
+        (
+            "{% set a = 'a'*50000 %}{{ [a]*50000 }}",
+            "error[template-unsupported]",
+        ),
+        (
+            "{{ [[[['x']*1000]*1000]*1000] }}",
+            "error[template-unsupported]",
+        ),
+        ("{{ 'x' * 100000000 }}", "ran out of fuel"),
+        (
+            "{% set a = 'a'*50000 %}{{ ([a]*50000) ~ '' }}",
+            "error[template-unsupported]",
+        ),
+        (
+            "{% set a = 'a'*50000 %}{{ '%s'|format(a, a, a, a) }}",
+            "unknown filter `format`",
+        ),
+        (
+            "{% set a = 'a'*900000 %}{% set b = a ~ a ~ a %}{{ b ~ b ~ b ~ b }}",
+            "ran out of fuel",
+        ),
+        (
+            "{% macro f(n) %}{{ f(n-1) }}{{ f(n-1) }}{% endmacro %}{{ f(60) }}",
+            "`{% macro` is not supported",
+        ),
+        (
+            "{{ range(99999999)|length }}",
+            "function calls are not supported",
+        ),
+        // minijinja's compiler recurses once per operator: these overflowed the stack.
+        (&chain, "error[template-too-complex]"),
+        (&elifs, "error[template-too-complex]"),
+    ];
+    for (template, expected) in cases {
+        let (code, text, took) = validate_template(template);
+        let shown: String = template.chars().take(80).collect();
+        assert_eq!(code, Some(2), "{shown}: {text}");
+        assert!(text.contains(expected), "{shown}: {text}");
+        assert!(took < Duration::from_secs(5), "{shown} took {took:?}");
+    }
+}
+
+#[test]
+fn many_small_templates_share_one_budget() {
+    let p = Project::new();
+    let mut file = String::from("[base]\nimage = \"busybox\"\n");
+    for _ in 0..2_000 {
+        file.push_str("[[step]]\nrun = \"{{ 'a' * 60000 }}\"\n");
+    }
+    p.pipeline(&file);
+    let start = Instant::now();
+    let (code, text) = run(&p, &["validate", "pipeline.toml"]);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("no fuel is left"), "{text}");
+}
+
+#[test]
+fn ordinary_templates_still_work() {
+    let p = Project::new();
+    p.pipeline(
+        r#"
+[vars]
+arch = "arm64"
+version = "1.2.3"
+
+[base]
+image = "busybox:{{ version | replace('.', '-') }}"
+
+[[step]]
+run = "echo {{ {'amd64': 'x86_64', 'arm64': 'aarch64'}[arch] }} {{ 'yes' if arch in ['amd64', 'arm64'] else 'no' }}"
+
+[[step]]
+run = "{% set major = version | first %}{% if major == '1' %}echo one{% else %}echo other{% endif %} {{ env.HOME | length > 0 }}"
+
+[commit]
+message = "{{ arch | upper }} {{ (version ~ '-' ~ arch) | title }} {{ env['HOME'] | default('x') }}"
+"#,
+    );
+    let (code, text) = run(&p, &["validate", "pipeline.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+}
