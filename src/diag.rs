@@ -16,9 +16,11 @@ pub struct Diagnostic {
     /// Byte range in the source the problem is about, when there is one.
     pub span: Option<Range<usize>>,
     /// Text shown under the marked span.
-    pub label: Option<String>,
+    pub label: Option<Box<str>>,
     /// How to fix it, when that helps.
-    pub hint: Option<String>,
+    pub hint: Option<Box<str>>,
+    /// Other places that explain the problem, each with its label.
+    pub also: Box<[(Range<usize>, String)]>,
 }
 
 impl Diagnostic {
@@ -29,7 +31,16 @@ impl Diagnostic {
             span: None,
             label: None,
             hint: None,
+            also: Box::default(),
         }
+    }
+
+    /// Marks another place, e.g. the declaration a use conflicts with.
+    pub fn also(mut self, span: Range<usize>, label: impl Into<String>) -> Self {
+        let mut also = std::mem::take(&mut self.also).into_vec();
+        also.push((span, label.into()));
+        self.also = also.into_boxed_slice();
+        self
     }
 
     pub fn at(mut self, span: Range<usize>) -> Self {
@@ -38,12 +49,12 @@ impl Diagnostic {
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = Some(label.into());
+        self.label = Some(label.into().into_boxed_str());
         self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(hint.into().into_boxed_str());
         self
     }
 }
@@ -92,7 +103,15 @@ impl Report {
                     Some(text) => label.with_message(clean(text)),
                     None => label,
                 };
-                cs = cs.with_labels(vec![label]);
+                let mut labels = vec![label];
+                for (span, text) in d.also.iter() {
+                    let span = clamp(span, &self.source);
+                    // Only where it fits: a long line shows the part around the main span.
+                    if shown.window(span.clone()).1.is_none() && focus.is_none() {
+                        labels.push(Label::secondary((), span).with_message(clean(text)));
+                    }
+                }
+                cs = cs.with_labels(labels);
             }
             if let Some(hint) = &d.hint {
                 notes.push(format!("hint: {}", clean(hint)));

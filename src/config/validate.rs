@@ -61,6 +61,7 @@ impl<'a> Builder<'a> {
             Some(s) => self.duration(s).unwrap_or(Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
+        self.secret_variables_in_templates(&raw.secrets, &secrets);
         if !self.diags.is_empty() {
             return Err(self.diags);
         }
@@ -404,6 +405,50 @@ impl<'a> Builder<'a> {
                         .label(format!("looked for {}", joined.display())),
                 );
                 None
+            }
+        }
+    }
+
+    /// A template that reads the variable behind a secret puts its value in a command, an
+    /// image name or a label: in the output, the plan and the report, unredacted.
+    fn secret_variables_in_templates(
+        &mut self,
+        declared: &BTreeMap<Str, raw::Secret>,
+        secrets: &BTreeMap<String, SecretSource>,
+    ) {
+        let mut seen = BTreeSet::new();
+        for read in self.t.env_reads() {
+            for (name, source) in secrets {
+                if source != &SecretSource::Env(read.name.clone())
+                    || !seen.insert((read.span.start, read.span.end, name.clone()))
+                {
+                    continue;
+                }
+                let mut d = Diagnostic::new(
+                    "secret-in-template",
+                    format!(
+                        "the template reads `{}`, the variable of secret `{name}`: its value would \
+                         show in the output, the plan and the report",
+                        read.name
+                    ),
+                )
+                .at(read.span.clone())
+                .label(format!("reads secret `{name}`"))
+                .hint(format!(
+                    "list the secret in the step, `secrets = [\"{name}\"]`, and read \
+                     `/run/secrets/{name}` in the command"
+                ));
+                let declaration = declared
+                    .iter()
+                    .find(|(k, _)| k.get_ref() == name)
+                    .and_then(|(_, s)| s.env.as_ref());
+                if let Some(env) = declaration {
+                    d = d.also(
+                        env.span(),
+                        format!("secret `{name}` is read from `{}`", read.name),
+                    );
+                }
+                self.diags.push(d);
             }
         }
     }

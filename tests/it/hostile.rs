@@ -350,3 +350,49 @@ message = "{{ arch | upper }} {{ (version ~ '-' ~ arch) | title }} {{ env['HOME'
     let (code, text) = run(&p, &["validate", "pipeline.toml"]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+// ---- the variable behind a secret is never templated ----------------------------------------
+
+#[test]
+fn templating_the_variable_behind_a_secret_is_a_located_diagnostic() {
+    let p = Project::new();
+    p.pipeline(
+        r#"[base]
+image = "busybox:latest"
+
+[[step]]
+run = "wget --header 'token: {{ env.PIPELINE_TEST_TOKEN }}' http://x/"
+env = { T = "{{ env['PIPELINE_TEST_TOKEN'] }}" }
+
+[secrets.token]
+env = "PIPELINE_TEST_TOKEN"
+"#,
+    );
+    for command in ["validate", "plan"] {
+        let out = p
+            .cmd(&[command, "pipeline.toml"])
+            .env("PIPELINE_TEST_TOKEN", "hunter2-b7c1")
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .timeout(Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {text}");
+        assert_eq!(
+            text.matches("error[secret-in-template]").count(),
+            2,
+            "{command}: {text}"
+        );
+        for expected in [
+            "the template reads `PIPELINE_TEST_TOKEN`, the variable of secret `token`",
+            "pipeline.toml:5:7",
+            "pipeline.toml:6:13",
+            "reads secret `token`",
+            "secret `token` is read from `PIPELINE_TEST_TOKEN`",
+            "hint: list the secret in the step, `secrets = [\"token\"]`, and read `/run/secrets/token`",
+        ] {
+            assert!(text.contains(expected), "{command}: no {expected:?} in:\n{text}");
+        }
+        assert!(!text.contains("hunter2-b7c1"), "{command}: {text}");
+    }
+}
