@@ -29,13 +29,15 @@ pub struct Overrides {
 /// A parsed pipeline file: what could be read of it, and every problem found on the way.
 #[derive(Debug)]
 pub struct Parsed {
-    /// The file's raw form, with the structurally wrong parts left out; `None` when too much is
-    /// wrong (a syntax error, a missing `[base]`...) to check anything further.
+    /// The file's raw form, with the structurally wrong parts left out (missing keys are
+    /// `None`); `None` when even that cannot be read.
     pub file: Option<raw::PipelineFile>,
     /// TOML syntax errors, unknown keys, wrong types and missing keys, in source order.
     pub diagnostics: Vec<Diagnostic>,
     /// Spans of tables that lost keys to structural problems (see [`check::Checked`]).
     pub pruned: Vec<std::ops::Range<usize>>,
+    /// Where the first syntax error is: the file is only read up to there.
+    pub syntax_error_at: Option<usize>,
 }
 
 /// Parses a pipeline file's text: every syntax error and every structural problem (unknown
@@ -47,48 +49,65 @@ pub fn parse(source: &str) -> Parsed {
         .take(crate::diag::MAX_SHOWN)
         .map(toml_error)
         .collect();
-    let syntax_ok = diagnostics.is_empty();
-    let checked = check::check(&mut root);
-    if syntax_ok {
-        diagnostics.extend(checked.diagnostics);
-    } else {
-        // After the first syntax error the recovered tree is a guess: keep only what the
-        // structural check says about the part before it.
-        let first = diagnostics
+    let syntax_error_at = (!diagnostics.is_empty()).then(|| {
+        diagnostics
             .iter()
             .filter_map(|d| d.span.as_ref().map(|s| s.start))
             .min()
-            .unwrap_or(0);
-        diagnostics.extend(checked.diagnostics.into_iter().filter(|d| {
-            d.code != "missing-key"
-                && d.span
-                    .as_ref()
-                    .is_some_and(|s| s.start < s.end && s.end <= first)
-        }));
-    }
-    let complete = checked.complete;
+            .unwrap_or(0)
+    });
+    let checked = check::check(&mut root);
+    diagnostics.extend(
+        checked
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.code != "missing-key" || syntax_error_at.is_none())
+            .filter(|d| before(d, syntax_error_at)),
+    );
     diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
-    let file = if syntax_ok && complete {
-        match raw::PipelineFile::deserialize(toml::de::Deserializer::from(root)) {
-            Ok(file) => Some(file),
-            Err(e) => {
+    let file = match raw::PipelineFile::deserialize(toml::de::Deserializer::from(root)) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            if syntax_error_at.is_none() {
                 diagnostics.push(toml_error(&e));
-                None
             }
+            None
         }
-    } else {
-        None
     };
     Parsed {
         file,
         diagnostics,
         pruned: checked.pruned,
+        syntax_error_at,
+    }
+}
+
+/// Whether a diagnostic is about the part of the file before its first syntax error: after
+/// it, the tree the parser recovered is a guess.
+fn before(d: &Diagnostic, syntax_error_at: Option<usize>) -> bool {
+    match syntax_error_at {
+        None => true,
+        Some(first) => d
+            .span
+            .as_ref()
+            .is_some_and(|s| s.start < s.end && s.end <= first),
     }
 }
 
 /// Semantic codes about something missing, which a structural problem in the same table
 /// (an unknown or mistyped key, removed before the semantic checks) already explains.
 const CASCADES: &[&str] = &["step-action", "secret-source", "incomplete-credentials"];
+
+/// Semantic codes that depend on other parts of the file (a declaration, a variable), which may
+/// be after a syntax error.
+const WHOLE_FILE: &[&str] = &[
+    "step-action",
+    "secret-source",
+    "incomplete-credentials",
+    "unknown-secret",
+    "undefined-variable",
+    "secret-in-template",
+];
 
 /// Turns a TOML or serde error into a coded diagnostic.
 pub fn toml_error(e: &toml::de::Error) -> Diagnostic {
@@ -342,6 +361,7 @@ pub fn load_str(
         file,
         mut diagnostics,
         pruned,
+        syntax_error_at,
     } = parse(source);
     let Some(raw) = file else {
         return Err(diagnostics);
@@ -363,7 +383,11 @@ pub fn load_str(
                             .any(|t| t.start <= s.start && s.start < t.end.max(t.start + 1))
                     })
             };
-            diagnostics.extend(d.into_iter().filter(|d| !cascade(d)));
+            let reliable = |d: &Diagnostic| {
+                syntax_error_at.is_none()
+                    || (before(d, syntax_error_at) && !WHOLE_FILE.contains(&d.code))
+            };
+            diagnostics.extend(d.into_iter().filter(|d| !cascade(d) && reliable(d)));
             Err(diagnostics)
         }
     }

@@ -47,7 +47,7 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        let base = self.base(&raw.base);
+        let base = raw.base.as_ref().and_then(|b| self.base(b));
         let secrets = self.secrets(&raw.secrets);
         let steps: Vec<Step> = raw
             .steps
@@ -62,14 +62,15 @@ impl<'a> Builder<'a> {
             None => Duration::from_secs(1),
         };
         self.secret_variables_in_templates(&raw.secrets, &secrets);
-        if !self.diags.is_empty() {
+        // No base without a diagnostic here: it is missing, reported by the structural check.
+        let (Some(base), true) = (base, self.diags.is_empty()) else {
             return Err(self.diags);
-        }
+        };
         Ok(Pipeline {
             name,
             file: file.to_path_buf(),
             dir: self.dir.to_path_buf(),
-            base: base.expect("no diagnostics implies a base"),
+            base,
             steps,
             commit,
             publish,
@@ -98,12 +99,7 @@ impl<'a> Builder<'a> {
             .ok()
     }
 
-    fn login(
-        &mut self,
-        username: &Option<Str>,
-        password_env: &Option<Str>,
-        at: std::ops::Range<usize>,
-    ) -> Option<Login> {
+    fn login(&mut self, username: &Option<Str>, password_env: &Option<Str>) -> Option<Login> {
         match (username, password_env) {
             (None, None) => None,
             (Some(u), Some(p)) => {
@@ -130,7 +126,6 @@ impl<'a> Builder<'a> {
                 None
             }
             (None, Some(p)) => {
-                let _ = at;
                 self.diags.push(
                     Diagnostic::new(
                         "incomplete-credentials",
@@ -144,8 +139,8 @@ impl<'a> Builder<'a> {
     }
 
     fn base(&mut self, b: &raw::Base) -> Option<Base> {
-        let image = self.reference(&b.image);
-        let login = self.login(&b.username, &b.password_env, b.image.span());
+        let image = b.image.as_ref().and_then(|i| self.reference(i));
+        let login = self.login(&b.username, &b.password_env);
         let pull = b.pull.as_ref().map(|p| *p.get_ref()).unwrap_or_default();
         Some(Base {
             image: image?.with_default_tag(),
@@ -329,8 +324,8 @@ impl<'a> Builder<'a> {
     }
 
     fn copy(&mut self, c: &raw::Copy) -> Option<Action> {
-        let src_text = self.text(&c.src);
-        let dest = self.absolute(&c.dest);
+        let src_text = c.src.as_ref().and_then(|s| self.text(s));
+        let dest = c.dest.as_ref().and_then(|d| self.absolute(d));
         let mode = c.mode.as_ref().and_then(|m| {
             let text = self.text(m)?;
             match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
@@ -363,7 +358,8 @@ impl<'a> Builder<'a> {
             }
             parsed
         });
-        let src = self.host_path(src_text.as_deref()?, c.src.span(), "copy source")?;
+        let src_span = c.src.as_ref()?.span();
+        let src = self.host_path(src_text.as_deref()?, src_span, "copy source")?;
         Some(Action::Copy(CopySpec {
             src,
             src_display: src_text?,
@@ -563,24 +559,26 @@ impl<'a> Builder<'a> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         for p in targets {
-            let repository = self.reference(&p.repository);
-            if let Some(r) = &repository {
-                if r.tag.is_some() || r.digest.is_some() {
+            let repository = p.repository.as_ref().and_then(|r| {
+                let parsed = self.reference(r)?;
+                if parsed.tag.is_some() || parsed.digest.is_some() {
                     self.diags.push(
                         Diagnostic::new(
                             "tag-in-repository",
-                            format!("`{r}` names a tag or digest"),
+                            format!("`{parsed}` names a tag or digest"),
                         )
-                        .at(p.repository.span())
+                        .at(r.span())
                         .hint("give the repository alone and list tags under `tags`"),
                     );
                 }
-            }
-            if p.tags.get_ref().is_empty() {
-                self.empty_tags(p.tags.span(), "publish.tags");
+                Some(parsed)
+            });
+            let listed = p.tags.as_ref();
+            if let Some(list) = listed.filter(|l| l.get_ref().is_empty()) {
+                self.empty_tags(list.span(), "publish.tags");
             }
             let mut tags = Vec::new();
-            for t in p.tags.get_ref() {
+            for t in listed.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
                 let Some(text) = self.text(t) else { continue };
                 if let Err(e) = reference::validate_tag(&text) {
                     self.error("invalid-tag", e, t.span());
@@ -600,7 +598,7 @@ impl<'a> Builder<'a> {
                 }
                 tags.push(text);
             }
-            let login = self.login(&p.username, &p.password_env, p.repository.span());
+            let login = self.login(&p.username, &p.password_env);
             if let Some(mut repository) = repository {
                 repository.tag = None;
                 repository.digest = None;
