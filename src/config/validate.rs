@@ -2,9 +2,10 @@
 //! parsed, paths resolved, every problem collected as a located diagnostic.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::paths::Outside;
 use super::raw::{self, Str};
 use super::template::Templates;
 use crate::diag::Diagnostic;
@@ -370,20 +371,16 @@ impl<'a> Builder<'a> {
     }
 
     /// Resolves a host path relative to the pipeline folder; it must exist and stay inside it.
+    /// Nothing outside the folder is looked at, not even whether it exists.
     fn host_path(
         &mut self,
         text: &str,
         span: std::ops::Range<usize>,
         what: &str,
     ) -> Option<PathBuf> {
-        let rel = Path::new(text);
-        if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-            // Resolve anyway: `a/../b` inside the folder is fine, escaping it is not.
-        }
-        let joined = self.dir.join(rel);
-        match joined.canonicalize() {
-            Ok(path) if path.starts_with(self.dir) => Some(path),
-            Ok(_) => {
+        match super::paths::resolve_inside(self.dir, Path::new(text)) {
+            Ok(path) => Some(path),
+            Err(Outside::Escapes) => {
                 self.diags.push(
                     Diagnostic::new(
                         "path-escapes",
@@ -394,11 +391,11 @@ impl<'a> Builder<'a> {
                 );
                 None
             }
-            Err(_) => {
+            Err(Outside::Missing) => {
                 self.diags.push(
                     Diagnostic::new("path-not-found", format!("{what} `{text}` does not exist"))
                         .at(span)
-                        .label(format!("looked for {}", joined.display())),
+                        .label(format!("looked for {}", self.dir.join(text).display())),
                 );
                 None
             }

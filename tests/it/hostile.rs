@@ -396,3 +396,34 @@ env = "PIPELINE_TEST_TOKEN"
         assert!(!text.contains("hunter2-b7c1"), "{command}: {text}");
     }
 }
+
+// ---- validate looks at nothing outside the pipeline's folder -------------------------------
+
+#[test]
+fn paths_that_leave_the_folder_are_refused_without_probing_the_host() {
+    let p = Project::new();
+    std::os::unix::fs::symlink("/nonexistent-outside", p.path().join("out")).unwrap();
+    std::os::unix::fs::symlink("..", p.path().join("up")).unwrap();
+    p.pipeline(
+        r#"[base]
+image = "busybox:latest"
+
+[[step]]
+copy = { src = "../../nonexistent-outside/id_rsa", dest = "/a" }
+
+[[step]]
+copy = { src = "out/id_rsa", dest = "/b" }
+
+[[step]]
+copy = { src = "up/nonexistent", dest = "/c" }
+
+[secrets.key]
+file = "/nonexistent-outside/key"
+"#,
+    );
+    let (code, text) = run(&p, &["validate", "pipeline.toml"]);
+    assert_eq!(code, Some(2), "{text}");
+    // "does not exist" would tell whether a file outside exists.
+    assert_eq!(text.matches("error[path-escapes]").count(), 4, "{text}");
+    assert!(!text.contains("does not exist"), "{text}");
+}
