@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
-use codespan_reporting::files::SimpleFile;
+use codespan_reporting::files::Error as FilesError;
 use codespan_reporting::term::{self, Config};
 
 /// One problem in a pipeline file.
@@ -16,9 +16,11 @@ pub struct Diagnostic {
     /// Byte range in the source the problem is about, when there is one.
     pub span: Option<Range<usize>>,
     /// Text shown under the marked span.
-    pub label: Option<String>,
+    pub label: Option<Box<str>>,
     /// How to fix it, when that helps.
-    pub hint: Option<String>,
+    pub hint: Option<Box<str>>,
+    /// Other places that explain the problem, each with its label.
+    pub also: Box<[(Range<usize>, String)]>,
 }
 
 impl Diagnostic {
@@ -29,7 +31,16 @@ impl Diagnostic {
             span: None,
             label: None,
             hint: None,
+            also: Box::default(),
         }
+    }
+
+    /// Marks another place, e.g. the declaration a use conflicts with.
+    pub fn also(mut self, span: Range<usize>, label: impl Into<String>) -> Self {
+        let mut also = std::mem::take(&mut self.also).into_vec();
+        also.push((span, label.into()));
+        self.also = also.into_boxed_slice();
+        self
     }
 
     pub fn at(mut self, span: Range<usize>) -> Self {
@@ -38,12 +49,12 @@ impl Diagnostic {
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = Some(label.into());
+        self.label = Some(label.into().into_boxed_str());
         self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(hint.into().into_boxed_str());
         self
     }
 }
@@ -62,40 +73,229 @@ pub struct Report {
 
 impl Report {
     /// Renders every diagnostic as `error[code]: message` with `file:line:col`, the source line
-    /// and a marker under the span, followed by its hint.
+    /// and a marker under the span, followed by its hint. The file may be anything: a snippet
+    /// shows at most [`MAX_SNIPPET`] bytes of a line, around the span, and no control
+    /// character (a terminal escape in the file never reaches the terminal).
     pub fn render(&self) -> String {
-        let file = SimpleFile::new(self.file.as_str(), self.source.as_str());
+        let name = clean(&self.file);
+        let shown = Shown::new(&name, &self.source);
         let config = Config::default();
         let mut out = String::new();
         for d in self.diagnostics.iter().take(MAX_SHOWN) {
             let mut cs = CsDiagnostic::error()
                 .with_code(d.code)
-                .with_message(&d.message);
+                .with_message(clean(&d.message));
+            let mut notes = Vec::new();
+            let mut focus = None;
             if let Some(span) = &d.span {
                 let span = clamp(span, &self.source);
+                let (span, window) = shown.window(span);
+                if let Some((line, window)) = window {
+                    notes.push(format!(
+                        "line {} is {} bytes long: only part of it is shown",
+                        line + 1,
+                        shown.full_line(line).len()
+                    ));
+                    focus = Some((line, window));
+                }
                 let label = Label::primary((), span);
                 let label = match &d.label {
-                    Some(text) => label.with_message(text),
+                    Some(text) => label.with_message(clean(text)),
                     None => label,
                 };
-                cs = cs.with_labels(vec![label]);
+                let mut labels = vec![label];
+                for (span, text) in d.also.iter() {
+                    let span = clamp(span, &self.source);
+                    // Only where it fits: a long line shows the part around the main span.
+                    if shown.window(span.clone()).1.is_none() && focus.is_none() {
+                        labels.push(Label::secondary((), span).with_message(clean(text)));
+                    }
+                }
+                cs = cs.with_labels(labels);
             }
             if let Some(hint) = &d.hint {
-                cs = cs.with_notes(vec![format!("hint: {hint}")]);
+                notes.push(format!("hint: {}", clean(hint)));
             }
-            match term::emit_into_string(&config, &file, &cs) {
+            cs = cs.with_notes(notes);
+            let view = View {
+                shown: &shown,
+                focus,
+            };
+            match term::emit_into_string(&config, &view, &cs) {
                 Ok(text) => out.push_str(&text),
-                Err(_) => out.push_str(&format!("error[{}]: {}\n", d.code, d.message)),
+                Err(_) => out.push_str(&format!("error[{}]: {}\n", d.code, clean(&d.message))),
             }
         }
         if self.diagnostics.len() > MAX_SHOWN {
             out.push_str(&format!(
                 "error: {} more problems in {} not shown\n",
                 self.diagnostics.len() - MAX_SHOWN,
-                self.file
+                name
             ));
         }
         out
+    }
+}
+
+/// Most bytes of a source line a snippet shows.
+pub const MAX_SNIPPET: usize = 160;
+
+/// Most characters of a quoted piece of a message (`unknown key `...``).
+const MAX_QUOTED: usize = 80;
+
+/// Most characters of a message, label or hint.
+const MAX_TEXT: usize = 400;
+
+/// Text from a file (or made of it) made safe to print: control characters (and bidi
+/// overrides) become `?`, a quoted piece longer than [`MAX_QUOTED`] characters and a text
+/// longer than [`MAX_TEXT`] are cut with `…`.
+pub fn clean(text: &str) -> String {
+    let mut out = String::new();
+    for (i, piece) in text.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        let limit = if i % 2 == 1 { MAX_QUOTED } else { MAX_TEXT };
+        out.extend(
+            cut(piece, limit)
+                .chars()
+                .map(|c| if shown_as_is(c) { c } else { '?' }),
+        );
+        if out.chars().count() > MAX_TEXT {
+            return cut(&out, MAX_TEXT);
+        }
+    }
+    out
+}
+
+fn cut(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// Whether a character can be printed as it is: not a control character (other than a tab or
+/// a line break) and not a bidi override, which can make a line read differently.
+fn shown_as_is(c: char) -> bool {
+    (!c.is_control() || c == '\t' || c == '\n')
+        && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The source as snippets show it: unprintable characters replaced byte for byte (so every
+/// span still fits), with its line starts.
+struct Shown<'a> {
+    name: &'a str,
+    text: String,
+    starts: Vec<usize>,
+}
+
+impl<'a> Shown<'a> {
+    fn new(name: &'a str, source: &str) -> Self {
+        let mut text = String::with_capacity(source.len());
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            let keep = shown_as_is(c) || (c == '\r' && chars.peek() == Some(&'\n'));
+            if keep {
+                text.push(c);
+            } else {
+                text.extend(std::iter::repeat_n('?', c.len_utf8()));
+            }
+        }
+        let starts = codespan_reporting::files::line_starts(&text).collect();
+        Self { name, text, starts }
+    }
+
+    fn line_of(&self, byte: usize) -> usize {
+        self.starts
+            .binary_search(&byte)
+            .unwrap_or_else(|next| next - 1)
+    }
+
+    fn full_line(&self, line: usize) -> Range<usize> {
+        let start = self.starts.get(line).copied().unwrap_or(self.text.len());
+        let end = self
+            .starts
+            .get(line + 1)
+            .copied()
+            .unwrap_or(self.text.len());
+        start..end
+    }
+
+    /// The part of a long line to show around `span`, and the span cut to fit in it: `None`
+    /// for a short line. A span over several lines is cut to its first line when one of its
+    /// ends is on a long line.
+    fn window(&self, span: Range<usize>) -> (Range<usize>, Option<(usize, Range<usize>)>) {
+        let (first, last) = (self.line_of(span.start), self.line_of(span.end));
+        let long = |line| self.full_line(line).len() > MAX_SNIPPET;
+        if !long(first) && !long(last) {
+            return (span, None);
+        }
+        let line = self.full_line(first);
+        if !long(first) {
+            let end = span.end.min(line.end.saturating_sub(1)).max(span.start);
+            return (span.start..end, None);
+        }
+        let start = self.floor(span.start.saturating_sub(MAX_SNIPPET / 4).max(line.start));
+        let end = self.floor((start + MAX_SNIPPET).min(line.end));
+        let span = span.start..span.end.min(end).max(span.start);
+        (span, Some((first, start..end)))
+    }
+
+    fn floor(&self, mut at: usize) -> usize {
+        while !self.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    }
+}
+
+/// [`Shown`] as codespan reads it, with the long lines cut.
+struct View<'s, 'a> {
+    shown: &'s Shown<'a>,
+    /// The line whose span is shown, and the part of it around the span.
+    focus: Option<(usize, Range<usize>)>,
+}
+
+impl<'f> codespan_reporting::files::Files<'f> for View<'_, '_> {
+    type FileId = ();
+    type Name = &'f str;
+    type Source = &'f str;
+
+    fn name(&'f self, (): ()) -> Result<&'f str, FilesError> {
+        Ok(self.shown.name)
+    }
+
+    fn source(&'f self, (): ()) -> Result<&'f str, FilesError> {
+        Ok(&self.shown.text)
+    }
+
+    fn line_index(&'f self, (): (), byte: usize) -> Result<usize, FilesError> {
+        Ok(self.shown.line_of(byte))
+    }
+
+    fn line_range(&'f self, (): (), line: usize) -> Result<Range<usize>, FilesError> {
+        if line > self.shown.starts.len() {
+            return Err(FilesError::LineTooLarge {
+                given: line,
+                max: self.shown.starts.len(),
+            });
+        }
+        match &self.focus {
+            Some((focus, window)) if *focus == line => Ok(window.clone()),
+            _ => {
+                let full = self.shown.full_line(line);
+                let end = self.shown.floor(full.end.min(full.start + MAX_SNIPPET));
+                Ok(full.start..end)
+            }
+        }
+    }
+
+    /// The column in the whole line, not in the part shown.
+    fn column_number(&'f self, (): (), line: usize, byte: usize) -> Result<usize, FilesError> {
+        let start = self.shown.full_line(line).start;
+        let byte = self.shown.floor(byte.clamp(start, self.shown.text.len()));
+        Ok(self.shown.text[start..byte].chars().count() + 1)
     }
 }
 
@@ -128,4 +328,86 @@ pub fn suggest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> O
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(source: &str, d: Diagnostic) -> String {
+        Report {
+            file: "p.toml".into(),
+            source: source.into(),
+            diagnostics: vec![d],
+        }
+        .render()
+    }
+
+    #[test]
+    fn a_huge_line_is_shown_in_part_around_the_span_with_its_true_column() {
+        let mut source = format!("[base]\nimage = \"{}", "a".repeat(1_000_000));
+        let at = source.len();
+        source.push_str("MARK\"\n");
+        let text = report(
+            &source,
+            Diagnostic::new("invalid-reference", "bad").at(at..at + 4),
+        );
+        assert!(text.len() < 2_000, "{} bytes:\n{text}", text.len());
+        assert!(text.contains(&format!("p.toml:2:{}", at - 7 + 1)), "{text}");
+        assert!(text.contains("aMARK\""), "{text}");
+        assert!(
+            text.contains("line 2 is 1000015 bytes long: only part of it is shown"),
+            "{text}"
+        );
+        // A span over the whole line is cut too.
+        let text = report(
+            &source,
+            Diagnostic::new("invalid-reference", "bad").at(7..source.len()),
+        );
+        assert!(text.len() < 2_000, "{} bytes:\n{text}", text.len());
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let source = "[base]\nimage = \"\x1b]52;c;ZXZpbA==\x07\x1b[2J\r\u{202e}x\u{9b}\0\"\r\n";
+        let text = report(
+            source,
+            Diagnostic::new("invalid-reference", "`\x1b[2J` is bad")
+                .at(15..source.len() - 3)
+                .label("here\x1b[0m")
+                .hint("fix \x07 it"),
+        );
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' || ('\u{202a}'..='\u{202e}').contains(&c)),
+            "{text:?}"
+        );
+        assert!(text.contains("`?[2J` is bad"), "{text}");
+    }
+
+    #[test]
+    fn long_quoted_pieces_of_messages_are_cut() {
+        let name = "k".repeat(10_000);
+        let text = clean(&format!("unknown key `{name}` in `base`"));
+        assert_eq!(
+            text,
+            format!("unknown key `{}…` in `base`", "k".repeat(MAX_QUOTED))
+        );
+        assert!(clean(&"x".repeat(10_000)).chars().count() <= MAX_TEXT + 1);
+        assert_eq!(clean("a `b` c"), "a `b` c");
+    }
+
+    #[test]
+    fn any_span_on_any_text_renders() {
+        let sources = ["", "\n", "é", "a\nb", &"x".repeat(500), "\r\n\r\n"];
+        for source in sources {
+            for start in 0..source.len() + 2 {
+                for end in [start, start + 1, source.len(), usize::MAX] {
+                    let text = report(source, Diagnostic::new("x", "m").at(start..end));
+                    assert!(text.starts_with("error[x]: m"), "{source:?} {start}..{end}");
+                }
+            }
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod engine;
 mod error;
 mod events;
 mod execute;
+mod fsread;
 mod graph;
 pub mod model;
 mod plan;

@@ -116,7 +116,10 @@ fn explain(s: &str, e: &ParseError) -> String {
         None => (path, None),
     };
     let mut reasons = Vec::new();
-    if path.chars().any(|c| c.is_ascii_uppercase()) {
+    // Upper case is the problem when the lower-case path would do.
+    if path.chars().any(|c| c.is_ascii_uppercase())
+        && OciReference::try_from(path.to_ascii_lowercase().as_str()).is_ok()
+    {
         reasons.push("the repository name must be lowercase".to_string());
     }
     if let Some(Err(t)) = tag.map(validate_tag) {

@@ -17,7 +17,7 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
     ) else {
         return Err(CliError::Runtime("cannot install signal handlers".into()));
     };
-    let checked = super::load_all(&args.files, &args.vars).and_then(|mut pipelines| {
+    let checked = super::load_all(&args.files, &args.vars, ui).and_then(|mut pipelines| {
         super::remote_cache(
             &mut pipelines,
             args.cache_remote.as_deref(),

@@ -37,15 +37,20 @@ fn overrides(v: &VarArgs) -> Overrides {
     }
 }
 
-/// Loads and validates every file (folders expanded): every problem of every file at once.
-fn load_all(files: &[PathBuf], vars: &VarArgs) -> Result<Vec<Pipeline>, CliError> {
-    let pipelines = config::load_all(files, &overrides(vars)).map_err(CliError::Invalid)?;
-    if pipelines.is_empty() {
+/// Loads and validates every file (folders expanded): every problem of every file at once;
+/// says which files a folder held that are not pipelines.
+fn load_all(files: &[PathBuf], vars: &VarArgs, ui: &Ui) -> Result<Vec<Pipeline>, CliError> {
+    let loaded = config::load_all(files, &overrides(vars)).map_err(CliError::Invalid)?;
+    for s in &loaded.skipped {
+        let file = crate::diag::clean(&s.file.display().to_string());
+        ui.line(&format!("note: skipped `{file}`: {}", s.reason));
+    }
+    if loaded.pipelines.is_empty() {
         return Err(CliError::Usage(
-            "no pipeline files (a folder needs `*.toml` files)".into(),
+            "no pipeline files (a folder needs `*.toml` files with a `[base]` table)".into(),
         ));
     }
-    Ok(pipelines)
+    Ok(loaded.pipelines)
 }
 
 /// Applies `--cache-remote` and `--cache-remote-mode` to every pipeline.

@@ -19,7 +19,7 @@ pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError>
 }
 
 async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
-    let mut pipelines = super::load_all(&args.files, &args.vars)?;
+    let mut pipelines = super::load_all(&args.files, &args.vars, ui)?;
     super::remote_cache(
         &mut pipelines,
         args.cache_remote.as_deref(),

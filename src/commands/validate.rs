@@ -3,13 +3,13 @@ use crate::error::{CliError, ExitStatus};
 use crate::ui::{plural, Ui};
 
 pub(super) fn run(args: ValidateArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
-    let pipelines = super::load_all(&args.files, &args.vars)?;
+    let pipelines = super::load_all(&args.files, &args.vars, ui)?;
     // Files given together also form a dependency graph: no cycles, one producer per base.
     crate::graph::build(&pipelines).map_err(CliError::Graph)?;
     for p in pipelines {
         ui.line(&format!(
             "{}: ok ({}, {})",
-            p.file.display(),
+            crate::diag::clean(&p.file.display().to_string()),
             plural(p.steps.len(), "step", "steps"),
             plural(p.publish.len(), "publish target", "publish targets")
         ));

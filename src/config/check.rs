@@ -4,7 +4,8 @@
 //! It reports every unknown key (with a "did you mean" from the keys known at that place),
 //! every value of the wrong type or outside its allowed set and every missing key in one
 //! pass, then removes what it reported from the tree, so that the rest of the file can still
-//! be deserialized and checked for semantic problems.
+//! be deserialized and checked for semantic problems (keys the schema requires are optional to
+//! serde, see [`raw`](super::raw)).
 
 use std::sync::OnceLock;
 
@@ -26,8 +27,6 @@ pub fn schema() -> &'static Json {
 pub struct Checked {
     /// Unknown keys, wrong types, invalid values and missing keys.
     pub diagnostics: Vec<Diagnostic>,
-    /// Whether the document is still complete enough to deserialize.
-    pub complete: bool,
     /// Spans of the tables keys were removed from: a semantic "missing" problem there
     /// (`step-action`...) is most likely the removed key, already reported.
     pub pruned: Vec<std::ops::Range<usize>>,
@@ -43,10 +42,9 @@ pub fn check(root: &mut Spanned<DeTable<'_>>) -> Checked {
     };
     let mut path = Vec::new();
     let span = root.span();
-    let complete = c.table(root.get_mut(), span, schema, &mut path);
+    c.table(root.get_mut(), span, schema, &mut path);
     Checked {
         diagnostics: c.diags,
-        complete,
         pruned: c.pruned,
     }
 }
@@ -302,6 +300,8 @@ impl<'s> Checker<'s> {
         let properties = schema.get("properties").and_then(Json::as_object);
         let additional = schema.get("additionalProperties");
         let mut remove: Vec<String> = Vec::new();
+        // Known keys that an unknown key here is a misspelling of.
+        let mut meant: Vec<&str> = Vec::new();
         for (key, value) in t.iter_mut() {
             let name: &str = key.get_ref();
             let child = match properties.and_then(|p| p.get(name)) {
@@ -325,7 +325,10 @@ impl<'s> Checker<'s> {
                 .at(key.span())
                 .label("unknown key");
                 d = match suggest(name, known.iter().copied()) {
-                    Some(k) => d.hint(format!("did you mean `{k}`?")),
+                    Some(k) => {
+                        meant.push(k);
+                        d.hint(format!("did you mean `{k}`?"))
+                    }
                     None if !known.is_empty() => {
                         d.hint(format!("the keys here are: {}", known.join(", ")))
                     }
@@ -342,7 +345,6 @@ impl<'s> Checker<'s> {
                 remove.push(name.to_string());
             }
         }
-        let mut complete = true;
         for r in schema
             .get("required")
             .and_then(Json::as_array)
@@ -350,7 +352,8 @@ impl<'s> Checker<'s> {
             .flatten()
             .filter_map(Json::as_str)
         {
-            if !t.contains_key(r) {
+            // `imag = ...`: the unknown key's "did you mean `image`?" says it all.
+            if !t.contains_key(r) && !meant.contains(&r) {
                 let mut d = Diagnostic::new(
                     "missing-key",
                     format!("missing key `{r}` in {}", table_name(path)),
@@ -361,9 +364,6 @@ impl<'s> Checker<'s> {
                         .label(format!("`{r}` is required here"));
                 }
                 self.diags.push(d);
-                complete = false;
-            } else if remove.iter().any(|k| k == r) {
-                complete = false;
             }
         }
         for r in &remove {
@@ -372,7 +372,8 @@ impl<'s> Checker<'s> {
         if !remove.is_empty() && !path.is_empty() {
             self.pruned.push(span);
         }
-        complete
+        // Kept even with a required key missing: the rest of the table is still checked.
+        true
     }
 
     fn array<'i>(&mut self, a: &mut DeArray<'i>, schema: &'s Json, path: &mut Vec<Seg>) -> bool {

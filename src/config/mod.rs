@@ -1,6 +1,7 @@
 //! Loading a pipeline file: read, parse (with spans), template, validate.
 
 pub mod check;
+mod paths;
 pub mod raw;
 pub mod template;
 mod validate;
@@ -28,13 +29,15 @@ pub struct Overrides {
 /// A parsed pipeline file: what could be read of it, and every problem found on the way.
 #[derive(Debug)]
 pub struct Parsed {
-    /// The file's raw form, with the structurally wrong parts left out; `None` when too much is
-    /// wrong (a syntax error, a missing `[base]`...) to check anything further.
+    /// The file's raw form, with the structurally wrong parts left out (missing keys are
+    /// `None`); `None` when even that cannot be read.
     pub file: Option<raw::PipelineFile>,
     /// TOML syntax errors, unknown keys, wrong types and missing keys, in source order.
     pub diagnostics: Vec<Diagnostic>,
     /// Spans of tables that lost keys to structural problems (see [`check::Checked`]).
     pub pruned: Vec<std::ops::Range<usize>>,
+    /// Where the first syntax error is: the file is only read up to there.
+    pub syntax_error_at: Option<usize>,
 }
 
 /// Parses a pipeline file's text: every syntax error and every structural problem (unknown
@@ -46,48 +49,65 @@ pub fn parse(source: &str) -> Parsed {
         .take(crate::diag::MAX_SHOWN)
         .map(toml_error)
         .collect();
-    let syntax_ok = diagnostics.is_empty();
-    let checked = check::check(&mut root);
-    if syntax_ok {
-        diagnostics.extend(checked.diagnostics);
-    } else {
-        // After the first syntax error the recovered tree is a guess: keep only what the
-        // structural check says about the part before it.
-        let first = diagnostics
+    let syntax_error_at = (!diagnostics.is_empty()).then(|| {
+        diagnostics
             .iter()
             .filter_map(|d| d.span.as_ref().map(|s| s.start))
             .min()
-            .unwrap_or(0);
-        diagnostics.extend(checked.diagnostics.into_iter().filter(|d| {
-            d.code != "missing-key"
-                && d.span
-                    .as_ref()
-                    .is_some_and(|s| s.start < s.end && s.end <= first)
-        }));
-    }
-    let complete = checked.complete;
+            .unwrap_or(0)
+    });
+    let checked = check::check(&mut root);
+    diagnostics.extend(
+        checked
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.code != "missing-key" || syntax_error_at.is_none())
+            .filter(|d| before(d, syntax_error_at)),
+    );
     diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
-    let file = if syntax_ok && complete {
-        match raw::PipelineFile::deserialize(toml::de::Deserializer::from(root)) {
-            Ok(file) => Some(file),
-            Err(e) => {
+    let file = match raw::PipelineFile::deserialize(toml::de::Deserializer::from(root)) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            if syntax_error_at.is_none() {
                 diagnostics.push(toml_error(&e));
-                None
             }
+            None
         }
-    } else {
-        None
     };
     Parsed {
         file,
         diagnostics,
         pruned: checked.pruned,
+        syntax_error_at,
+    }
+}
+
+/// Whether a diagnostic is about the part of the file before its first syntax error: after
+/// it, the tree the parser recovered is a guess.
+fn before(d: &Diagnostic, syntax_error_at: Option<usize>) -> bool {
+    match syntax_error_at {
+        None => true,
+        Some(first) => d
+            .span
+            .as_ref()
+            .is_some_and(|s| s.start < s.end && s.end <= first),
     }
 }
 
 /// Semantic codes about something missing, which a structural problem in the same table
 /// (an unknown or mistyped key, removed before the semantic checks) already explains.
 const CASCADES: &[&str] = &["step-action", "secret-source", "incomplete-credentials"];
+
+/// Semantic codes that depend on other parts of the file (a declaration, a variable), which may
+/// be after a syntax error.
+const WHOLE_FILE: &[&str] = &[
+    "step-action",
+    "secret-source",
+    "incomplete-credentials",
+    "unknown-secret",
+    "undefined-variable",
+    "secret-in-template",
+];
 
 /// Turns a TOML or serde error into a coded diagnostic.
 pub fn toml_error(e: &toml::de::Error) -> Diagnostic {
@@ -110,78 +130,200 @@ pub fn toml_error(e: &toml::de::Error) -> Diagnostic {
     d
 }
 
-/// Expands folders to the `*.toml` files in them, sorted; files are taken as given.
-pub(crate) fn expand(files: &[PathBuf]) -> Vec<PathBuf> {
+/// A file to load: the path as shown, the path to read, and whether folder expansion found it
+/// (then it may be something other than a pipeline, and it was resolved inside its folder).
+struct Candidate {
+    shown: PathBuf,
+    real: PathBuf,
+    found: bool,
+}
+
+/// A file that was not loaded as a pipeline, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub file: PathBuf,
+    pub reason: &'static str,
+}
+
+/// What [`load_all`] loaded.
+#[derive(Debug)]
+pub struct Loaded {
+    pub pipelines: Vec<Pipeline>,
+    /// Files found in folders (or named) that are not pipelines.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Expands folders to the `*.toml` files in them, sorted; files are taken as given. A file in
+/// a folder is resolved inside it: a symlink that leaves the folder is refused, as a copy
+/// source that leaves it is; a folder named `*.toml` is not a file.
+fn expand(files: &[PathBuf]) -> Vec<Result<Candidate, Report>> {
     let mut out = Vec::new();
     for f in files {
-        if f.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(f)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect();
-            found.sort();
-            out.extend(found);
-        } else {
-            out.push(f.clone());
+        if !f.is_dir() {
+            out.push(Ok(Candidate {
+                shown: f.clone(),
+                real: f.clone(),
+                found: false,
+            }));
+            continue;
+        }
+        let folder = match f.canonicalize() {
+            Ok(folder) => folder,
+            Err(e) => {
+                out.push(Err(unreadable(
+                    f,
+                    format!("cannot read `{}`: {e}", f.display()),
+                )));
+                continue;
+            }
+        };
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(f)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| Path::new(n).extension().is_some_and(|e| e == "toml"))
+            .collect();
+        names.sort();
+        for name in names {
+            let shown = f.join(&name);
+            match paths::resolve_inside(&folder, Path::new(&name)) {
+                Ok(real) if real.is_dir() => {}
+                Ok(real) => out.push(Ok(Candidate {
+                    shown,
+                    real,
+                    found: true,
+                })),
+                Err(paths::Outside::Escapes) => out.push(Err(Report {
+                    file: shown.display().to_string(),
+                    source: String::new(),
+                    diagnostics: vec![Diagnostic::new(
+                        "path-escapes",
+                        format!(
+                            "`{}` is a symlink to a file outside `{}`",
+                            shown.display(),
+                            f.display()
+                        ),
+                    )
+                    .hint(
+                        "a file found in a folder must stay inside it; name the file on the \
+                         command line to load it anyway",
+                    )],
+                })),
+                Err(paths::Outside::Missing) => out.push(Err(unreadable(
+                    &shown,
+                    format!("cannot read `{}`: a broken symlink", shown.display()),
+                ))),
+            }
         }
     }
     out
 }
 
+fn unreadable(file: &Path, message: String) -> Report {
+    Report {
+        file: file.display().to_string(),
+        source: String::new(),
+        diagnostics: vec![Diagnostic::new("unreadable-file", message)],
+    }
+}
+
 /// Loads and validates every file (folders expanded); on failure, the problems of every file.
-pub(crate) fn load_all(
-    files: &[PathBuf],
-    overrides: &Overrides,
-) -> Result<Vec<Pipeline>, Vec<Report>> {
-    let mut pipelines = Vec::new();
+/// A `--var-file` is never a pipeline, and neither is a TOML file found in a folder without a
+/// `base` key at its top level (a shared var file, another tool's config): both are skipped.
+pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<Report>> {
+    let var_files: Vec<PathBuf> = overrides
+        .var_files
+        .iter()
+        .filter_map(|f| f.canonicalize().ok())
+        .collect();
+    let mut loaded = Loaded {
+        pipelines: Vec::new(),
+        skipped: Vec::new(),
+    };
     let mut reports = Vec::new();
-    for f in expand(files) {
-        match load(&f, overrides) {
-            Ok(p) => pipelines.push(p),
+    for candidate in expand(files) {
+        let c = match candidate {
+            Ok(c) => c,
+            Err(report) => {
+                reports.push(report);
+                continue;
+            }
+        };
+        let skip = |reason| Skipped {
+            file: c.shown.clone(),
+            reason,
+        };
+        if c.real
+            .canonicalize()
+            .is_ok_and(|real| var_files.contains(&real))
+        {
+            loaded.skipped.push(skip("given with --var-file"));
+            continue;
+        }
+        let source = match read(&c.shown, &c.real) {
+            Ok(source) => source,
+            Err(report) => {
+                reports.push(report);
+                continue;
+            }
+        };
+        if c.found && !is_pipeline(&source) {
+            loaded
+                .skipped
+                .push(skip("no `base` key, so not a pipeline"));
+            continue;
+        }
+        match load_source(&c.shown, source, overrides) {
+            Ok(p) => loaded.pipelines.push(p),
             Err(report) => reports.push(report),
         }
     }
     if reports.is_empty() {
-        Ok(pipelines)
+        Ok(loaded)
     } else {
         Err(reports)
     }
 }
 
+/// Whether a file found in a folder is meant as a pipeline: valid TOML without a top-level
+/// `base` key is not; a file that is not valid TOML may be one, and gets its diagnostics.
+fn is_pipeline(source: &str) -> bool {
+    let (root, errors) = toml::de::DeTable::parse_recoverable(source);
+    !errors.is_empty() || root.get_ref().contains_key("base")
+}
+
 /// Loads, templates and validates one pipeline file.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Report> {
-    let file = path.display().to_string();
+    let source = read(path, path)?;
+    load_source(path, source, overrides)
+}
+
+/// Reads the file at `real` (shown as `shown`) as UTF-8 text.
+fn read(shown: &Path, real: &Path) -> Result<String, Report> {
+    let file = shown.display().to_string();
+    let bytes = crate::fsread::read_bounded(real, crate::fsread::FILE_LIMIT)
+        .map_err(|e| unreadable(shown, format!("cannot read `{file}`: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        Report {
+            file,
+            source: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            diagnostics: vec![
+                Diagnostic::new("invalid-utf8", "the file is not valid UTF-8")
+                    .at(at..at + 1)
+                    .hint("save the file as UTF-8"),
+            ],
+        }
+    })
+}
+
+/// Templates and validates the text of the pipeline file `path`.
+fn load_source(path: &Path, source: String, overrides: &Overrides) -> Result<Pipeline, Report> {
     let fail = |source: String, diagnostics| Report {
-        file: file.clone(),
+        file: path.display().to_string(),
         source,
         diagnostics,
-    };
-    let bytes = std::fs::read(path).map_err(|e| {
-        fail(
-            String::new(),
-            vec![Diagnostic::new(
-                "unreadable-file",
-                format!("cannot read `{file}`: {e}"),
-            )],
-        )
-    })?;
-    let source = match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            let at = e.utf8_error().valid_up_to();
-            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            return Err(fail(
-                text,
-                vec![
-                    Diagnostic::new("invalid-utf8", "the file is not valid UTF-8")
-                        .at(at..at + 1)
-                        .hint("save the file as UTF-8"),
-                ],
-            ));
-        }
     };
     let dir = path
         .parent()
@@ -193,16 +335,17 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Report> {
             }
         })
         .unwrap_or(Path::new("."))
-        .canonicalize()
-        .map_err(|e| {
-            fail(
-                source.clone(),
-                vec![Diagnostic::new(
-                    "unreadable-file",
-                    format!("cannot resolve the folder of `{file}`: {e}"),
-                )],
-            )
-        })?;
+        .canonicalize();
+    let dir = match dir {
+        Ok(dir) => dir,
+        Err(e) => {
+            let message = format!("cannot resolve the folder of `{}`: {e}", path.display());
+            return Err(fail(
+                source,
+                vec![Diagnostic::new("unreadable-file", message)],
+            ));
+        }
+    };
     load_str(path, &source, &dir, overrides).map_err(|d| fail(source, d))
 }
 
@@ -218,6 +361,7 @@ pub fn load_str(
         file,
         mut diagnostics,
         pruned,
+        syntax_error_at,
     } = parse(source);
     let Some(raw) = file else {
         return Err(diagnostics);
@@ -239,7 +383,11 @@ pub fn load_str(
                             .any(|t| t.start <= s.start && s.start < t.end.max(t.start + 1))
                     })
             };
-            diagnostics.extend(d.into_iter().filter(|d| !cascade(d)));
+            let reliable = |d: &Diagnostic| {
+                syntax_error_at.is_none()
+                    || (before(d, syntax_error_at) && !WHOLE_FILE.contains(&d.code))
+            };
+            diagnostics.extend(d.into_iter().filter(|d| !cascade(d) && reliable(d)));
             Err(diagnostics)
         }
     }
@@ -256,10 +404,16 @@ fn variables(
         .collect();
     let mut diags = Vec::new();
     for file in &overrides.var_files {
-        let loaded = std::fs::read_to_string(file)
+        let loaded = crate::fsread::read_bounded(file, crate::fsread::FILE_LIMIT)
             .map_err(|e| e.to_string())
+            .and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()))
             .and_then(|s| {
-                toml::from_str::<BTreeMap<String, toml::Value>>(&s).map_err(|e| e.to_string())
+                toml::from_str::<BTreeMap<String, toml::Value>>(&s).map_err(|e| {
+                    // The message without the snippet of the file that `Display` adds.
+                    let before = e.span().and_then(|at| s.get(..at.start));
+                    let line = before.unwrap_or_default().matches('\n').count() + 1;
+                    format!("{} at line {line}", e.message().trim())
+                })
             });
         match loaded {
             Ok(map) => {

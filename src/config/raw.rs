@@ -2,7 +2,9 @@
 //!
 //! These types are the file-format contract. Their `///` comments become the descriptions in
 //! `schemas/pipeline.schema.json`. Nothing here is validated beyond its TOML shape: see
-//! [`crate::model`] for the checked pipeline.
+//! [`crate::model`] for the checked pipeline. Keys the schema requires are `Option`s to serde
+//! (their schema comes from the type in `#[schemars(with)]`): the structural check reports a
+//! missing one, and the rest of the file is still checked.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +29,10 @@ pub struct PipelineFile {
     #[schemars(with = "BTreeMap<String, VarValue>")]
     pub vars: BTreeMap<String, Spanned<toml::Value>>,
     /// The image the build starts from.
-    pub base: Base,
+    // Optional to serde only (a missing `Option` is `None`): a missing `[base]` is reported by
+    // the structural check, and the rest of the file is still checked.
+    #[schemars(with = "Base")]
+    pub base: Option<Base>,
     /// Setup steps, run in order in a container made from the base image.
     #[serde(default, rename = "step")]
     #[schemars(with = "Vec<Step>")]
@@ -65,7 +70,7 @@ pub enum VarValue {
 pub struct Base {
     /// Base image reference, e.g. `debian:bookworm` or `registry.example.com/team/base:1.2`.
     #[schemars(with = "String")]
-    pub image: Str,
+    pub image: Option<Str>,
     /// When to pull the base image: `always`, `missing` (default) or `never`.
     #[serde(default)]
     #[schemars(with = "Option<PullPolicy>")]
@@ -142,12 +147,12 @@ pub enum RunSpec {
 pub struct Copy {
     /// Source file or directory, relative to the pipeline file's folder; must stay inside it.
     #[schemars(with = "String")]
-    pub src: Str,
+    pub src: Option<Str>,
     /// Absolute destination path of plain names (no `.`, `..` or `//`). For a file, the file's
     /// new path (or a folder when it ends with `/`); for a directory, the folder its contents go
     /// into, created with the owner when missing.
     #[schemars(with = "String")]
-    pub dest: Str,
+    pub dest: Option<Str>,
     /// Octal permission bits for every copied file, e.g. `"0644"`. Default: kept from the host.
     #[schemars(with = "Option<String>")]
     pub mode: Option<Str>,
@@ -254,10 +259,10 @@ pub enum PortSpec {
 pub struct Publish {
     /// Repository including the registry host, e.g. `localhost:5000/team/app`.
     #[schemars(with = "String")]
-    pub repository: Str,
+    pub repository: Option<Str>,
     /// Tags to push, in order.
     #[schemars(with = "Vec<String>")]
-    pub tags: Spanned<Vec<Str>>,
+    pub tags: Option<Spanned<Vec<Str>>>,
     /// User name for this registry (with `password_env`). Without it, credentials come from the
     /// docker config, else the push is anonymous.
     #[schemars(with = "Option<String>")]

@@ -3,15 +3,58 @@
 //! The context holds the `[vars]` table (overridden by `--var-file` and `--var`) and `env`, an
 //! object that reads the process environment only where a template names it: `{{ env.HOME }}`.
 //! Undefined names are errors (strict undefined behaviour), never empty strings.
+//!
+//! A template computes one string from scalar values, and a pipeline file may come from a
+//! stranger, so templates are a subset of minijinja that cannot run long or allocate much
+//! (see [`subset`]): no loops, macros or function calls, containers only where they are
+//! consumed at once (`x in [...]`, `{...}[key]`), a few string and number filters; a bounded
+//! number of tokens (minijinja's compiler recurses once per operator); and fuel, which bounds
+//! the instructions and the bytes a render creates, shared by the whole file.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
+use minijinja::machinery::{self, ast, Token};
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
 
 use super::raw::Str;
 use crate::diag::Diagnostic;
+
+/// Fuel one render may use (with what is left for the file): about 20,000 instructions, or 1.3 MB of data (64 bytes a fuel).
+const RENDER_FUEL: u64 = 20_000;
+
+/// Fuel all the renders of one file may use together: about 64 MB of data.
+const FILE_FUEL: u64 = 1_000_000;
+
+/// Most tokens (names, literals, operators) in one template, data between blocks aside.
+pub const MAX_TOKENS: usize = 1_000;
+
+/// The filters a template may use: they take and give scalars, and never build a value much
+/// larger than their input (`replace` checks its fuel first).
+pub const FILTERS: &[&str] = &[
+    "abs",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "first",
+    "float",
+    "int",
+    "last",
+    "length",
+    "lower",
+    "replace",
+    "reverse",
+    "round",
+    "string",
+    "title",
+    "trim",
+    "upper",
+];
 
 /// The process environment, visible to templates as `env`, read lazily by name.
 #[derive(Debug)]
@@ -23,57 +66,98 @@ impl Object for EnvVars {
     }
 }
 
+/// An environment variable a template reads, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvRead {
+    pub name: String,
+    pub span: Range<usize>,
+}
+
 /// Renders the strings of one pipeline file.
 pub struct Templates {
-    env: Environment<'static>,
+    env: RefCell<Environment<'static>>,
     context: BTreeMap<String, Value>,
+    /// Fuel left for the rest of the file.
+    fuel: Cell<u64>,
+    /// Every environment variable read so far.
+    env_reads: RefCell<Vec<EnvRead>>,
 }
 
 impl Templates {
     pub fn new(vars: BTreeMap<String, Value>) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Bounds the work any template can do (recursive macros included): a value is a short
-        // expression, so this is far more than a real one needs.
-        env.set_fuel(Some(100_000));
         let mut context = vars;
         context.insert("env".to_string(), Value::from_object(EnvVars));
-        Self { env, context }
+        Self {
+            env: RefCell::new(env),
+            context,
+            fuel: Cell::new(FILE_FUEL),
+            env_reads: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The environment variables the templates rendered so far read.
+    pub fn env_reads(&self) -> Vec<EnvRead> {
+        self.env_reads.borrow().clone()
     }
 
     /// Renders `text`; errors point at `span`.
-    pub fn render(&self, text: &str, span: std::ops::Range<usize>) -> Result<String, Diagnostic> {
+    pub fn render(&self, text: &str, span: Range<usize>) -> Result<String, Diagnostic> {
         if !text.contains("{{") && !text.contains("{%") && !text.contains("{#") {
             return Ok(text.to_string());
         }
-        if let Some(at) = find_loop(text) {
+        let tokens = machinery::tokenize(text, false, Default::default())
+            .filter(|t| !matches!(t, Ok((Token::TemplateData(_), _))))
+            .take(MAX_TOKENS + 1)
+            .count();
+        if tokens > MAX_TOKENS {
             return Err(Diagnostic::new(
-                "template-loop",
-                "loops are not supported in pipeline templates",
+                "template-too-complex",
+                format!("the template has more than {MAX_TOKENS} names, literals and operators"),
             )
             .at(span)
-            .label(format!("`{{% for` at character {}", at + 1))
-            .hint("a value is one expression: use `{{ ... }}` and `{% if %}`, not `{% for %}`"));
+            .label("in this template")
+            .hint("split the value, or compute it outside and pass it with `--var NAME=VALUE`"));
         }
-        let template = self.env.template_from_str(text).map_err(|e| {
+        let fuel = self.fuel.get().min(RENDER_FUEL);
+        self.env.borrow_mut().set_fuel(Some(fuel.max(1)));
+        let env = self.env.borrow();
+        let syntax = |e: &minijinja::Error| {
             Diagnostic::new(
                 "template-syntax",
-                format!("template syntax error: {}", detail(&e)),
+                format!("template syntax error: {}", detail(e)),
             )
             .at(span.clone())
             .label("in this template")
-        })?;
+        };
+        let template = env.template_from_str(text).map_err(|e| syntax(&e))?;
+        let ast = machinery::parse(text, "<string>", Default::default()).map_err(|e| syntax(&e))?;
+        let reads =
+            subset::check(&ast).map_err(|refusal| refusal.diagnostic(text, span.clone()))?;
+        drop(ast);
+        self.env_reads
+            .borrow_mut()
+            .extend(reads.iter().map(|name| EnvRead {
+                name: name.clone(),
+                span: span.clone(),
+            }));
         let mut undefined: Vec<String> = template
             .undeclared_variables(true)
             .into_iter()
-            .filter(|name| match name.split_once('.') {
-                Some(("env", var)) => std::env::var_os(var).is_none(),
-                _ => !self
-                    .context
-                    .contains_key(name.split('.').next().unwrap_or(name)),
+            .filter(|name| {
+                let root = name.split('.').next().unwrap_or(name);
+                root != "env" && !self.context.contains_key(root)
             })
+            .chain(
+                reads
+                    .iter()
+                    .filter(|var| std::env::var_os(var).is_none())
+                    .map(|var| format!("env.{var}")),
+            )
             .collect();
         undefined.sort();
+        undefined.dedup();
         if let Some(name) = undefined.first() {
             let hint = if let Some(var) = name.strip_prefix("env.") {
                 format!("the environment variable `{var}` is not set")
@@ -96,36 +180,45 @@ impl Templates {
                 .label("used here")
                 .hint(hint));
         }
-        template.render(&self.context).map_err(|e| {
-            Diagnostic::new("template-error", format!("template error: {}", detail(&e)))
-                .at(span)
-                .label("in this template")
-        })
+        if fuel == 0 {
+            return Err(Diagnostic::new(
+                "template-error",
+                "the templates of this file did too much work: no fuel is left",
+            )
+            .at(span)
+            .label("not rendered")
+            .hint("templates compute short values; make the ones before this one simpler"));
+        }
+        let rendered = template.render_captured(&self.context);
+        let result = match rendered {
+            Ok(captured) => {
+                let used = captured
+                    .state()
+                    .fuel_levels()
+                    .map_or(fuel, |(used, _)| used);
+                self.fuel.set(self.fuel.get().saturating_sub(used));
+                Ok(captured.into_output())
+            }
+            Err(e) => {
+                // How much a failed render used is unknown: as much as it could.
+                self.fuel.set(self.fuel.get().saturating_sub(fuel));
+                let mut d =
+                    Diagnostic::new("template-error", format!("template error: {}", detail(&e)))
+                        .at(span)
+                        .label("in this template");
+                if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                    d = d.hint("a template computes a short value: this one does too much work");
+                }
+                Err(d)
+            }
+        };
+        result
     }
 
     /// Renders a spanned string from the file.
     pub fn str(&self, s: &Str) -> Result<String, Diagnostic> {
         self.render(s.get_ref(), s.span())
     }
-}
-
-/// Where a `{% for ... %}` statement starts, if there is one: loops are refused so that no
-/// template can run for a long time (`{% for a in range(99999) %}{% for b in ... %}`).
-fn find_loop(text: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = text[from..].find("{%") {
-        let at = from + i;
-        let rest = text[at + 2..]
-            .trim_start_matches(['-', '+', '~'])
-            .trim_start();
-        if rest.starts_with("for")
-            && !rest[3..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
-        {
-            return Some(at);
-        }
-        from = at + 2;
-    }
-    None
 }
 
 fn detail(e: &minijinja::Error) -> String {
@@ -144,4 +237,339 @@ pub fn toml_to_value(v: &toml::Value) -> Option<Value> {
         toml::Value::Boolean(b) => Value::from(*b),
         _ => return None,
     })
+}
+
+/// The subset of minijinja that pipeline templates may use.
+///
+/// Every blow-up found in minijinja comes from a container: `[a] * 50000` is a lazy list that
+/// costs nothing until it is printed (2.5 GB for a 50 kB `a`), and a list literal, macro
+/// arguments or `format` repeat a large string as often as they are written. Without
+/// containers every value is a scalar that the fuel paid for when it was made, so the fuel
+/// bounds the memory of a render as well as its time.
+mod subset {
+    use super::*;
+
+    /// Why a template is refused, and where in it.
+    pub(crate) struct Refusal {
+        code: &'static str,
+        message: String,
+        at: usize,
+        len: usize,
+        /// For a statement, its tag (`{% for`), shown from the `{%` before `at`.
+        tag: Option<String>,
+        hint: String,
+    }
+
+    impl Refusal {
+        fn new(code: &'static str, message: impl Into<String>, span: machinery::Span) -> Self {
+            Self {
+                code,
+                message: message.into(),
+                at: span.start_offset as usize,
+                len: span.end_offset.saturating_sub(span.start_offset) as usize,
+                tag: None,
+                hint: String::new(),
+            }
+        }
+
+        fn statement(
+            code: &'static str,
+            message: impl Into<String>,
+            span: machinery::Span,
+            keyword: &str,
+        ) -> Self {
+            Self {
+                tag: Some(format!("{{% {keyword}")),
+                ..Self::new(code, message, span)
+            }
+        }
+
+        fn hint(mut self, hint: impl Into<String>) -> Self {
+            self.hint = hint.into();
+            self
+        }
+
+        /// The diagnostic at `span` (the string in the file), naming the place in the template.
+        pub(crate) fn diagnostic(&self, text: &str, span: Range<usize>) -> Diagnostic {
+            let mut start = floor(text, self.at);
+            let piece: String = match &self.tag {
+                Some(tag) => {
+                    start = text[..start].rfind("{%").unwrap_or(start);
+                    tag.clone()
+                }
+                None => text[start..].chars().take(self.len.clamp(1, 24)).collect(),
+            };
+            let character = text[..start].chars().count() + 1;
+            Diagnostic::new(self.code, self.message.clone())
+                .at(span)
+                .label(format!("`{piece}` at character {character}"))
+                .hint(self.hint.clone())
+        }
+    }
+
+    fn floor(text: &str, mut at: usize) -> usize {
+        at = at.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    }
+
+    const ONE_EXPRESSION: &str =
+        "a value is one expression: use `{{ ... }}`, `{% if %}` and `{% set name = ... %}`";
+
+    /// Checks a parsed template; returns the environment variables it reads.
+    pub(crate) fn check(template: &ast::Stmt<'_>) -> Result<Vec<String>, Refusal> {
+        let mut reads = Vec::new();
+        stmt(template, &mut reads)?;
+        Ok(reads)
+    }
+
+    fn stmt(s: &ast::Stmt<'_>, reads: &mut Vec<String>) -> Result<(), Refusal> {
+        match s {
+            ast::Stmt::Template(t) => body(&t.children, reads),
+            ast::Stmt::EmitExpr(e) => expr(&e.expr, false, reads),
+            ast::Stmt::EmitRaw(_) => Ok(()),
+            ast::Stmt::IfCond(c) => {
+                expr(&c.expr, false, reads)?;
+                body(&c.true_body, reads)?;
+                body(&c.false_body, reads)
+            }
+            ast::Stmt::Set(set) => match &set.target {
+                ast::Expr::Var(_) => expr(&set.expr, false, reads),
+                target => Err(Refusal::statement(
+                    "template-unsupported",
+                    "`{% set` assigns one name in pipeline templates",
+                    target.span(),
+                    "set",
+                )
+                .hint("write `{% set name = ... %}`")),
+            },
+            ast::Stmt::ForLoop(l) => Err(Refusal::statement(
+                "template-loop",
+                "loops are not supported in pipeline templates",
+                l.span(),
+                "for",
+            )
+            .hint("a value is one expression: use `{{ ... }}` and `{% if %}`, not `{% for %}`")),
+            other => Err(Refusal::statement(
+                "template-unsupported",
+                format!(
+                    "`{{% {}` is not supported in pipeline templates",
+                    keyword(other)
+                ),
+                span_of(other),
+                keyword(other),
+            )
+            .hint(ONE_EXPRESSION)),
+        }
+    }
+
+    fn body(stmts: &[ast::Stmt<'_>], reads: &mut Vec<String>) -> Result<(), Refusal> {
+        stmts.iter().try_for_each(|s| stmt(s, reads))
+    }
+
+    /// The tag of a statement, for messages.
+    fn keyword(s: &ast::Stmt<'_>) -> &'static str {
+        match s {
+            ast::Stmt::WithBlock(_) => "with",
+            ast::Stmt::SetBlock(_) => "set",
+            ast::Stmt::AutoEscape(_) => "autoescape",
+            ast::Stmt::FilterBlock(_) => "filter",
+            ast::Stmt::Block(_) => "block",
+            ast::Stmt::Import(_) | ast::Stmt::FromImport(_) => "import",
+            ast::Stmt::Extends(_) => "extends",
+            ast::Stmt::Include(_) => "include",
+            ast::Stmt::Macro(_) => "macro",
+            ast::Stmt::CallBlock(_) => "call",
+            ast::Stmt::Do(_) => "do",
+            _ => "...",
+        }
+    }
+
+    fn span_of(s: &ast::Stmt<'_>) -> machinery::Span {
+        match s {
+            ast::Stmt::Template(x) => x.span(),
+            ast::Stmt::EmitExpr(x) => x.span(),
+            ast::Stmt::EmitRaw(x) => x.span(),
+            ast::Stmt::ForLoop(x) => x.span(),
+            ast::Stmt::IfCond(x) => x.span(),
+            ast::Stmt::WithBlock(x) => x.span(),
+            ast::Stmt::Set(x) => x.span(),
+            ast::Stmt::SetBlock(x) => x.span(),
+            ast::Stmt::AutoEscape(x) => x.span(),
+            ast::Stmt::FilterBlock(x) => x.span(),
+            ast::Stmt::Block(x) => x.span(),
+            ast::Stmt::Import(x) => x.span(),
+            ast::Stmt::FromImport(x) => x.span(),
+            ast::Stmt::Extends(x) => x.span(),
+            ast::Stmt::Include(x) => x.span(),
+            ast::Stmt::Macro(x) => x.span(),
+            ast::Stmt::CallBlock(x) => x.span(),
+            ast::Stmt::Do(x) => x.span(),
+        }
+    }
+
+    /// Checks an expression; `container` says whether a list, tuple or map may stand here
+    /// (after `in`, before `[key]`).
+    fn expr(e: &ast::Expr<'_>, container: bool, reads: &mut Vec<String>) -> Result<(), Refusal> {
+        match e {
+            ast::Expr::Var(v) if v.id == "env" => Err(env_by_name(e.span())),
+            ast::Expr::Var(_) => Ok(()),
+            ast::Expr::Const(c) => {
+                if container || is_scalar(&c.value) {
+                    Ok(())
+                } else {
+                    Err(misplaced_container(e.span()))
+                }
+            }
+            ast::Expr::List(l) => items(&l.items, container, e.span(), reads),
+            ast::Expr::Tuple(t) => items(&t.items, container, e.span(), reads),
+            ast::Expr::Map(m) => {
+                items(&m.keys, container, e.span(), reads)?;
+                items(&m.values, container, e.span(), reads)
+            }
+            ast::Expr::Slice(s) => {
+                expr(&s.expr, false, reads)?;
+                for part in [&s.start, &s.stop, &s.step].into_iter().flatten() {
+                    expr(part, false, reads)?;
+                }
+                Ok(())
+            }
+            ast::Expr::UnaryOp(u) => expr(&u.expr, false, reads),
+            ast::Expr::BinOp(b) => {
+                expr(&b.left, false, reads)?;
+                let in_container = matches!(b.op, ast::BinOpKind::In);
+                expr(&b.right, in_container, reads)
+            }
+            ast::Expr::Compare(c) => {
+                expr(&c.expr, false, reads)?;
+                for op in &c.ops {
+                    let in_container =
+                        matches!(op.op, ast::CompareOpKind::In | ast::CompareOpKind::NotIn);
+                    expr(&op.expr, in_container, reads)?;
+                }
+                Ok(())
+            }
+            ast::Expr::IfExpr(i) => {
+                expr(&i.test_expr, false, reads)?;
+                expr(&i.true_expr, false, reads)?;
+                match &i.false_expr {
+                    Some(f) => expr(f, false, reads),
+                    None => Ok(()),
+                }
+            }
+            ast::Expr::Filter(f) => {
+                if !FILTERS.contains(&f.name) {
+                    let hint = match crate::diag::suggest(f.name, FILTERS.iter().copied()) {
+                        Some(name) => format!("did you mean `{name}`?"),
+                        None => format!("the filters are: {}", FILTERS.join(", ")),
+                    };
+                    return Err(Refusal::new(
+                        "unknown-filter",
+                        format!("unknown filter `{}`", f.name),
+                        e.span(),
+                    )
+                    .hint(hint));
+                }
+                if let Some(inner) = &f.expr {
+                    expr(inner, false, reads)?;
+                }
+                args(&f.args, reads)
+            }
+            ast::Expr::Test(t) => {
+                expr(&t.expr, false, reads)?;
+                args(&t.args, reads)
+            }
+            ast::Expr::GetAttr(g) => match &g.expr {
+                ast::Expr::Var(v) if v.id == "env" => {
+                    reads.push(g.name.to_string());
+                    Ok(())
+                }
+                inner => expr(inner, false, reads),
+            },
+            ast::Expr::GetItem(g) => match (&g.expr, &g.subscript_expr) {
+                (ast::Expr::Var(v), ast::Expr::Const(c)) if v.id == "env" => match c.value.as_str()
+                {
+                    Some(name) => {
+                        reads.push(name.to_string());
+                        Ok(())
+                    }
+                    None => Err(env_by_name(e.span())),
+                },
+                (ast::Expr::Var(v), _) if v.id == "env" => Err(env_by_name(e.span())),
+                (inner, subscript) => {
+                    expr(inner, true, reads)?;
+                    expr(subscript, false, reads)
+                }
+            },
+            ast::Expr::Call(_) => Err(Refusal::new(
+                "template-unsupported",
+                "function calls are not supported in pipeline templates",
+                e.span(),
+            )
+            .hint(format!(
+                "use a filter, e.g. `{{{{ name | upper }}}}`; the filters are: {}",
+                FILTERS.join(", ")
+            ))),
+        }
+    }
+
+    fn items(
+        list: &[ast::Expr<'_>],
+        container: bool,
+        span: machinery::Span,
+        reads: &mut Vec<String>,
+    ) -> Result<(), Refusal> {
+        if !container {
+            return Err(misplaced_container(span));
+        }
+        list.iter().try_for_each(|item| expr(item, false, reads))
+    }
+
+    fn args(list: &[ast::CallArg<'_>], reads: &mut Vec<String>) -> Result<(), Refusal> {
+        for a in list {
+            match a {
+                ast::CallArg::Pos(e)
+                | ast::CallArg::Kwarg(_, e)
+                | ast::CallArg::PosSplat(e)
+                | ast::CallArg::KwargSplat(e) => expr(e, false, reads)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn is_scalar(v: &Value) -> bool {
+        use minijinja::value::ValueKind;
+        matches!(
+            v.kind(),
+            ValueKind::Undefined
+                | ValueKind::None
+                | ValueKind::Bool
+                | ValueKind::Number
+                | ValueKind::String
+        )
+    }
+
+    fn misplaced_container(span: machinery::Span) -> Refusal {
+        Refusal::new(
+            "template-unsupported",
+            "a list, tuple or map can only follow `in` or be looked up with `[key]` in \
+             pipeline templates",
+            span,
+        )
+        .hint(
+            "a template computes one string: `{{ arch in [\"amd64\", \"arm64\"] }}` and \
+             `{{ {\"amd64\": \"x86_64\"}[arch] }}` work",
+        )
+    }
+
+    fn env_by_name(span: machinery::Span) -> Refusal {
+        Refusal::new(
+            "template-unsupported",
+            "`env` can only be read by name in pipeline templates",
+            span,
+        )
+        .hint("write `{{ env.NAME }}`")
+    }
 }

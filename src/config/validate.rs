@@ -2,9 +2,10 @@
 //! parsed, paths resolved, every problem collected as a located diagnostic.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::paths::Outside;
 use super::raw::{self, Str};
 use super::template::Templates;
 use crate::diag::Diagnostic;
@@ -47,7 +48,7 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        let base = self.base(&raw.base);
+        let base = raw.base.as_ref().and_then(|b| self.base(b));
         let secrets = self.secrets(&raw.secrets);
         let steps: Vec<Step> = raw
             .steps
@@ -62,14 +63,16 @@ impl<'a> Builder<'a> {
             None => Duration::from_secs(1),
         };
         let cache_remote = self.cache_remote(&raw.cache);
-        if !self.diags.is_empty() {
+        self.secret_variables_in_templates(&raw.secrets, &secrets);
+        // No base without a diagnostic here: it is missing, reported by the structural check.
+        let (Some(base), true) = (base, self.diags.is_empty()) else {
             return Err(self.diags);
-        }
+        };
         Ok(Pipeline {
             name,
             file: file.to_path_buf(),
             dir: self.dir.to_path_buf(),
-            base: base.expect("no diagnostics implies a base"),
+            base,
             steps,
             commit,
             publish,
@@ -95,7 +98,7 @@ impl<'a> Builder<'a> {
             return None;
         };
         let repository = self.reference(remote);
-        let login = self.login(&c.username, &c.password_env, remote.span());
+        let login = self.login(&c.username, &c.password_env);
         let repository = repository?;
         if repository.tag.is_some() || repository.digest.is_some() {
             self.diags.push(
@@ -135,12 +138,7 @@ impl<'a> Builder<'a> {
             .ok()
     }
 
-    fn login(
-        &mut self,
-        username: &Option<Str>,
-        password_env: &Option<Str>,
-        at: std::ops::Range<usize>,
-    ) -> Option<Login> {
+    fn login(&mut self, username: &Option<Str>, password_env: &Option<Str>) -> Option<Login> {
         match (username, password_env) {
             (None, None) => None,
             (Some(u), Some(p)) => {
@@ -167,7 +165,6 @@ impl<'a> Builder<'a> {
                 None
             }
             (None, Some(p)) => {
-                let _ = at;
                 self.diags.push(
                     Diagnostic::new(
                         "incomplete-credentials",
@@ -181,8 +178,8 @@ impl<'a> Builder<'a> {
     }
 
     fn base(&mut self, b: &raw::Base) -> Option<Base> {
-        let image = self.reference(&b.image);
-        let login = self.login(&b.username, &b.password_env, b.image.span());
+        let image = b.image.as_ref().and_then(|i| self.reference(i));
+        let login = self.login(&b.username, &b.password_env);
         let pull = b.pull.as_ref().map(|p| *p.get_ref()).unwrap_or_default();
         Some(Base {
             image: image?.with_default_tag(),
@@ -402,8 +399,8 @@ impl<'a> Builder<'a> {
     }
 
     fn copy(&mut self, c: &raw::Copy) -> Option<Action> {
-        let src_text = self.text(&c.src);
-        let dest = self.destination(&c.dest);
+        let src_text = c.src.as_ref().and_then(|s| self.text(s));
+        let dest = c.dest.as_ref().and_then(|d| self.destination(d));
         let mode = c.mode.as_ref().and_then(|m| {
             let text = self.text(m)?;
             match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
@@ -436,7 +433,8 @@ impl<'a> Builder<'a> {
             }
             parsed
         });
-        let src = self.host_path(src_text.as_deref()?, c.src.span(), "copy source")?;
+        let src_span = c.src.as_ref()?.span();
+        let src = self.host_path(src_text.as_deref()?, src_span, "copy source")?;
         Some(Action::Copy(CopySpec {
             src,
             src_display: src_text?,
@@ -447,20 +445,16 @@ impl<'a> Builder<'a> {
     }
 
     /// Resolves a host path relative to the pipeline folder; it must exist and stay inside it.
+    /// Nothing outside the folder is looked at, not even whether it exists.
     fn host_path(
         &mut self,
         text: &str,
         span: std::ops::Range<usize>,
         what: &str,
     ) -> Option<PathBuf> {
-        let rel = Path::new(text);
-        if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-            // Resolve anyway: `a/../b` inside the folder is fine, escaping it is not.
-        }
-        let joined = self.dir.join(rel);
-        match joined.canonicalize() {
-            Ok(path) if path.starts_with(self.dir) => Some(path),
-            Ok(_) => {
+        match super::paths::resolve_inside(self.dir, Path::new(text)) {
+            Ok(path) => Some(path),
+            Err(Outside::Escapes) => {
                 self.diags.push(
                     Diagnostic::new(
                         "path-escapes",
@@ -471,11 +465,81 @@ impl<'a> Builder<'a> {
                 );
                 None
             }
-            Err(_) => {
+            Err(Outside::Missing) => {
                 self.diags.push(
                     Diagnostic::new("path-not-found", format!("{what} `{text}` does not exist"))
                         .at(span)
-                        .label(format!("looked for {}", joined.display())),
+                        .label(format!("looked for {}", self.dir.join(text).display())),
+                );
+                None
+            }
+        }
+    }
+
+    /// A template that reads the variable behind a secret puts its value in a command, an
+    /// image name or a label: in the output, the plan and the report, unredacted.
+    fn secret_variables_in_templates(
+        &mut self,
+        declared: &BTreeMap<Str, raw::Secret>,
+        secrets: &BTreeMap<String, SecretSource>,
+    ) {
+        let mut seen = BTreeSet::new();
+        for read in self.t.env_reads() {
+            for (name, source) in secrets {
+                if source != &SecretSource::Env(read.name.clone())
+                    || !seen.insert((read.span.start, read.span.end, name.clone()))
+                {
+                    continue;
+                }
+                let mut d = Diagnostic::new(
+                    "secret-in-template",
+                    format!(
+                        "the template reads `{}`, the variable of secret `{name}`: its value would \
+                         show in the output, the plan and the report",
+                        read.name
+                    ),
+                )
+                .at(read.span.clone())
+                .label(format!("reads secret `{name}`"))
+                .hint(format!(
+                    "list the secret in the step, `secrets = [\"{name}\"]`, and read \
+                     `/run/secrets/{name}` in the command"
+                ));
+                let declaration = declared
+                    .iter()
+                    .find(|(k, _)| k.get_ref() == name)
+                    .and_then(|(_, s)| s.env.as_ref());
+                if let Some(env) = declaration {
+                    d = d.also(
+                        env.span(),
+                        format!("secret `{name}` is read from `{}`", read.name),
+                    );
+                }
+                self.diags.push(d);
+            }
+        }
+    }
+
+    /// A secret file is read when apply starts: it must be a regular file of bounded size (a
+    /// FIFO would block the run, a device would never end).
+    fn secret_file(
+        &mut self,
+        text: &str,
+        path: PathBuf,
+        span: std::ops::Range<usize>,
+    ) -> Option<PathBuf> {
+        let checked = std::fs::metadata(&path)
+            .and_then(|m| crate::fsread::check(&m, crate::fsread::SECRET_LIMIT));
+        match checked {
+            Ok(()) => Some(path),
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::new("invalid-secret-file", format!("secret file `{text}`: {e}"))
+                        .at(span)
+                        .hint(format!(
+                            "a secret file is a regular file of at most {}",
+                            crate::fsread::size(crate::fsread::SECRET_LIMIT)
+                        )),
                 );
                 None
             }
@@ -683,24 +747,26 @@ impl<'a> Builder<'a> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         for p in targets {
-            let repository = self.reference(&p.repository);
-            if let Some(r) = &repository {
-                if r.tag.is_some() || r.digest.is_some() {
+            let repository = p.repository.as_ref().and_then(|r| {
+                let parsed = self.reference(r)?;
+                if parsed.tag.is_some() || parsed.digest.is_some() {
                     self.diags.push(
                         Diagnostic::new(
                             "tag-in-repository",
-                            format!("`{r}` names a tag or digest"),
+                            format!("`{parsed}` names a tag or digest"),
                         )
-                        .at(p.repository.span())
+                        .at(r.span())
                         .hint("give the repository alone and list tags under `tags`"),
                     );
                 }
-            }
-            if p.tags.get_ref().is_empty() {
-                self.empty_tags(p.tags.span(), "publish.tags");
+                Some(parsed)
+            });
+            let listed = p.tags.as_ref();
+            if let Some(list) = listed.filter(|l| l.get_ref().is_empty()) {
+                self.empty_tags(list.span(), "publish.tags");
             }
             let mut tags = Vec::new();
-            for t in p.tags.get_ref() {
+            for t in listed.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
                 let Some(text) = self.text(t) else { continue };
                 if let Err(e) = reference::validate_tag(&text) {
                     self.error("invalid-tag", e, t.span());
@@ -720,7 +786,7 @@ impl<'a> Builder<'a> {
                 }
                 tags.push(text);
             }
-            let login = self.login(&p.username, &p.password_env, p.repository.span());
+            let login = self.login(&p.username, &p.password_env);
             if let Some(mut repository) = repository {
                 repository.tag = None;
                 repository.digest = None;
@@ -751,8 +817,11 @@ impl<'a> Builder<'a> {
                 (Some(e), None) => self.text(e).map(SecretSource::Env),
                 (None, Some(f)) => {
                     let text = self.text(f);
-                    text.and_then(|t| self.host_path(&t, f.span(), "secret file"))
-                        .map(SecretSource::File)
+                    text.and_then(|t| {
+                        let path = self.host_path(&t, f.span(), "secret file")?;
+                        self.secret_file(&t, path, f.span())
+                    })
+                    .map(SecretSource::File)
                 }
                 (Some(e), Some(_)) => {
                     self.error(
@@ -886,7 +955,11 @@ fn default_name(s: &raw::Step) -> String {
             raw::RunSpec::Shell(s) => s.clone(),
             raw::RunSpec::Exec(v) => v.join(" "),
         },
-        (None, Some(c)) => format!("copy {} -> {}", c.src.get_ref(), c.dest.get_ref()),
+        (None, Some(c)) => format!(
+            "copy {} -> {}",
+            c.src.as_ref().map_or("", |s| s.get_ref()),
+            c.dest.as_ref().map_or("", |d| d.get_ref())
+        ),
         (None, None) => String::new(),
     };
     let line = text.lines().next().unwrap_or_default().trim();

@@ -162,7 +162,7 @@ pub(crate) async fn apply<E: Engine>(
     opts: &Options,
     sink: &dyn Sink,
 ) -> Result<Applied, ApplyError> {
-    let secrets = secret_values(p)?;
+    let secrets = secret_values(p).await?;
     let remote = plan::observe::open_remote(engine, p)
         .await
         .map_err(|e| match e {
@@ -529,19 +529,37 @@ async fn export<E: Engine>(engine: &E, cache: &RemoteCache, keys: &[String], sin
 }
 
 /// Reads every secret's value up front, so a missing one stops the run before it starts.
-fn secret_values(p: &Pipeline) -> Result<BTreeMap<String, String>, ApplyError> {
+/// Files are read on the blocking pool, so that an interrupt is handled whatever they are.
+async fn secret_values(p: &Pipeline) -> Result<BTreeMap<String, String>, ApplyError> {
+    let secrets = p.secrets.clone();
+    tokio::task::spawn_blocking(move || read_secrets(&secrets))
+        .await
+        .map_err(|e| ApplyError::Secret {
+            name: String::new(),
+            detail: format!("cannot read the secrets: {e}"),
+        })?
+}
+
+fn read_secrets(
+    secrets: &BTreeMap<String, SecretSource>,
+) -> Result<BTreeMap<String, String>, ApplyError> {
     let mut out = BTreeMap::new();
-    for (name, source) in &p.secrets {
+    for (name, source) in secrets {
+        let fail = |detail| ApplyError::Secret {
+            name: name.clone(),
+            detail,
+        };
         let value = match source {
-            SecretSource::Env(var) => std::env::var(var).map_err(|_| ApplyError::Secret {
-                name: name.clone(),
-                detail: format!("the environment variable `{var}` is not set"),
-            })?,
+            SecretSource::Env(var) => std::env::var(var)
+                .map_err(|_| fail(format!("the environment variable `{var}` is not set")))?,
             SecretSource::File(path) => {
-                std::fs::read_to_string(path).map_err(|e| ApplyError::Secret {
-                    name: name.clone(),
-                    detail: format!("cannot read `{}`: {e}", path.display()),
-                })?
+                crate::fsread::read_bounded(path, crate::fsread::SECRET_LIMIT)
+                    .and_then(|b| {
+                        String::from_utf8(b).map_err(|_| {
+                            std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8")
+                        })
+                    })
+                    .map_err(|e| fail(format!("cannot read `{}`: {e}", path.display())))?
             }
         };
         out.insert(name.clone(), value);

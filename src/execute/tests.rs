@@ -241,3 +241,49 @@ message = "m"
         }
     );
 }
+
+/// A secret file that turns into a FIFO after validation: apply reads it without blocking.
+#[test]
+fn a_secret_file_that_became_a_fifo_fails_the_apply_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        "[base]\nimage = \"base:1\"\n[[step]]\nrun = \"true\"\nsecrets = [\"token\"]\n\
+         [secrets.token]\nfile = \"token\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret").unwrap();
+    let pipeline = crate::config::load(&path, &crate::config::Overrides::default())
+        .unwrap_or_else(|r| panic!("{}", r.render()));
+    std::fs::remove_file(dir.path().join("token")).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("token"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let e = engine();
+    let started = std::time::Instant::now();
+    // A real clock: a paused one would jump to the timeout while the read is on the
+    // blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            apply(&e, &pipeline, &options(), &|_e: Event| {}),
+        )
+        .await
+    });
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    match result {
+        Ok(Err(ApplyError::Secret { name, detail })) => {
+            assert_eq!(name, "token");
+            assert!(detail.contains("a FIFO, not a regular file"), "{detail}");
+        }
+        Ok(other) => panic!("expected a secret error, got {other:?}"),
+        Err(_) => panic!("apply blocked on a FIFO secret"),
+    }
+}

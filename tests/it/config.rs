@@ -169,6 +169,44 @@ fn the_codes_the_issue_lists_are_all_covered() {
 }
 
 #[test]
+fn structural_mistakes_hide_no_other_problem_and_a_misspelt_key_is_one_error() {
+    let report = config::load(
+        &root().join("tests/it/bad/phases.toml"),
+        &Overrides::default(),
+    )
+    .expect_err("phases.toml is bad");
+    let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        [
+            "unknown-key",
+            "invalid-value",
+            "unknown-key",
+            "unknown-key",
+            "undefined-variable",
+            "invalid-duration",
+            "invalid-reference",
+            "tag-in-repository",
+        ],
+        "{}",
+        report.render()
+    );
+    let text = report.render();
+    assert!(text.contains("did you mean `image`?"), "{text}");
+    assert!(text.contains("did you mean `dest`?"), "{text}");
+    // Before the first syntax error, the semantic checks run too.
+    let parsed = config::load_str(
+        Path::new("pipeline.toml"),
+        "[base]\nimage = \"debian:{{ tag }\"\n[[step]]\nrun = = \"x\"\n",
+        &root(),
+        &Overrides::default(),
+    )
+    .expect_err("syntax error");
+    let codes: Vec<&str> = parsed.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["toml-syntax", "toml-syntax", "template-syntax"]);
+}
+
+#[test]
 fn plan_and_apply_validate_first_and_stop_on_errors() {
     let file = root().join("tests/it/bad/three-mistakes.toml");
     for cmd in ["plan", "apply"] {
@@ -551,6 +589,11 @@ const REGRESSIONS: &[&str] = &[
     "base = 1\nstep = 2\npublish = {}\n",
     "[base]\nimage = 2024-01-01\n[vars]\nd = 1979-05-27T07:32:00Z\n",
     "[base]\nimage = \"a\"\n[[publish]]\nrepository = \"{{ 'x' * 3 }}\"\ntags = [\"é\"]\n",
+    // Template bombs: a lazily repeated list printed (GBs), nested repetition (minutes), a
+    // huge string at once.
+    "[base]\nimage = \"{% set a = 'a'*50000 %}{{ [a]*50000 }}\"\n",
+    "[base]\nimage = \"{{ [[[['x']*1000]*1000]*1000] }}\"\n",
+    "[base]\nimage = \"{{ 'x' * 100000000 }}\"\n",
 ];
 
 /// Loads `bytes` as a pipeline file in `dir` with the library, as `validate` does.

@@ -9,6 +9,7 @@ mod harness;
 
 mod config;
 mod docs;
+mod hostile;
 
 #[cfg(feature = "engine-tests")]
 mod apply;
