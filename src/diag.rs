@@ -147,8 +147,8 @@ const MAX_QUOTED: usize = 80;
 const MAX_TEXT: usize = 400;
 
 /// Text from a file (or made of it) made safe to print: control characters (and bidi
-/// overrides) become `?`, a quoted piece longer than [`MAX_QUOTED`] characters and a text
-/// longer than [`MAX_TEXT`] are cut with `…`.
+/// overrides) become `?`, a quoted piece longer than `MAX_QUOTED` characters and a text
+/// longer than `MAX_TEXT` are cut with `…`.
 pub fn clean(text: &str) -> String {
     let mut out = String::new();
     for (i, piece) in text.split('`').enumerate() {

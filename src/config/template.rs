@@ -6,7 +6,7 @@
 //!
 //! A template computes one string from scalar values, and a pipeline file may come from a
 //! stranger, so templates are a subset of minijinja that cannot run long or allocate much
-//! (see [`subset`]): no loops, macros or function calls, containers only where they are
+//! (see `subset`): no loops, macros or function calls, containers only where they are
 //! consumed at once (`x in [...]`, `{...}[key]`), a few string and number filters; a bounded
 //! number of tokens (minijinja's compiler recurses once per operator); and fuel, which bounds
 //! the instructions and the bytes a render creates, shared by the whole file.

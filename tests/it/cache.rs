@@ -423,3 +423,46 @@ fn gc_keeps_what_the_newest_apply_produced_even_without_steps() {
         "gc removed the newest apply's image:\n{text}"
     );
 }
+
+#[test]
+fn gc_keeps_an_entry_a_container_uses_says_so_and_removes_the_rest() {
+    require_image("busybox:latest");
+    let project = Project::new();
+    let name = unique("cache-gc-busy");
+    let nonce = unique("nonce");
+    let write = |last: &str| {
+        project.pipeline(&checkpoint_step(
+            &small_steps(&name, &nonce, last, ""),
+            "mkdir",
+        ))
+    };
+    write("old");
+    apply_counting(&project, &name, &[]);
+    let old = plan_keys(&project, &[]);
+    write("new");
+    apply_counting(&project, &name, &[]);
+    // A container (an apply in progress, say) uses the superseded final image.
+    let holder = format!("{name}-holder");
+    docker_ok(&[
+        "create",
+        "--name",
+        &holder,
+        &format!("pipeline-cache:{}", old[3]),
+    ]);
+    let gc = project.cmd(&["gc"]).output().unwrap();
+    let text = output_text(&gc);
+    docker_ok(&["rm", "-f", &holder]);
+    assert!(
+        gc.status.success(),
+        "gc stopped at the entry in use:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("kept pipeline-cache:{}", old[3])) && text.contains("in use"),
+        "{text}"
+    );
+    let listed = |k: &str| docker_ok(&["images", "-q", &format!("pipeline-cache:{k}")]);
+    assert!(
+        listed(&old[2]).is_empty(),
+        "gc did not go on past the entry in use:\n{text}"
+    );
+}
