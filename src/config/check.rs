@@ -409,7 +409,14 @@ impl<'s> Checker<'s> {
         .at(v.span())
         .label(format!("expected {expected}"));
         if expected.starts_with("an array") && !matches!(v.get_ref(), DeValue::Array(_)) {
-            d = d.hint("write a list in brackets, e.g. `[\"latest\"]`");
+            // The value itself, in brackets (a short one; a long one is the user's to see).
+            let example = match v.get_ref() {
+                DeValue::String(s) if s.chars().count() <= 40 && !s.contains(['"', '\\']) => {
+                    format!("[\"{s}\"]")
+                }
+                _ => "[\"...\"]".to_string(),
+            };
+            d = d.hint(format!("write a list in brackets, e.g. `{example}`"));
         } else if expected == "a string" && !matches!(v.get_ref(), DeValue::String(_)) {
             d = d.hint("put the value in double quotes");
         }

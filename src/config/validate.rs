@@ -204,7 +204,7 @@ impl<'a> Builder<'a> {
                 self.diags.push(
                     Diagnostic::new(
                         "invalid-duration",
-                        format!("`{text}` is not a duration: {e}"),
+                        format!("`{text}` is not a duration: {}", duration_problem(&e)),
                     )
                     .at(s.span())
                     .hint("write e.g. \"90s\", \"10m\" or \"1h 30m\""),
@@ -848,6 +848,20 @@ impl<'a> Builder<'a> {
             }
         }
         out
+    }
+}
+
+/// What is wrong with a duration, in this tool's words (not the parser's).
+fn duration_problem(e: &humantime::DurationError) -> String {
+    use humantime::DurationError::*;
+    match e {
+        InvalidCharacter(at) => format!("unexpected character at position {}", at + 1),
+        NumberExpected(at) => format!("a number is expected at position {}", at + 1),
+        UnknownUnit { unit, .. } => format!(
+            "unknown unit `{unit}` (use ms, s, m, h or d: e.g. `500ms`, `90s`, `10m`, `1h 30m`)"
+        ),
+        NumberOverflow => "the number is too large".into(),
+        Empty => "it is empty".into(),
     }
 }
 

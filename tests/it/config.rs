@@ -282,6 +282,27 @@ healthcheck = { test = "none" }
 }
 
 #[test]
+fn hints_use_the_value_written_and_messages_are_the_tools_own() {
+    let p = Project::new();
+    p.pipeline(
+        "[base]\nimage = \"busybox\"\n[[step]]\nrun = \"true\"\ntimeout = \"5 minuts\"\n[commit.config]\ncmd = \"httpd\"\n",
+    );
+    let out = p.cmd(&["validate", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("e.g. `[\"httpd\"]`"), "{text}");
+    assert!(
+        !text.contains("latest"),
+        "a hint copied from elsewhere: {text}"
+    );
+    assert!(text.contains("unknown unit `minuts`"), "{text}");
+    assert!(
+        !text.contains("few variations"),
+        "the parser's own text leaked: {text}"
+    );
+}
+
+#[test]
 fn the_report_is_written_when_the_file_is_invalid() {
     let file = root().join("tests/it/bad/three-mistakes.toml");
     let dir = tempfile::tempdir().unwrap();
