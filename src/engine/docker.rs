@@ -123,10 +123,21 @@ fn is_auth_text(t: &str) -> bool {
         "no basic auth",
         "denied",
         "incorrect username or password",
-        "401",
     ]
     .iter()
     .any(|n| t.contains(n))
+        || has_status_401(&t)
+}
+
+/// An HTTP status 401 in a message, not the digits `401` inside a port or an address
+/// (`127.0.0.1:42401`).
+fn has_status_401(t: &str) -> bool {
+    t.match_indices("401").any(|(at, _)| {
+        let before = t[..at].chars().next_back();
+        let after = t[at + 3..].chars().next();
+        before.is_none_or(|c| !c.is_ascii_digit() && c != ':' && c != '.')
+            && after.is_none_or(|c| !c.is_ascii_digit() && c != '.')
+    })
 }
 
 /// A registry failure the engine relayed as text (inside a pull or push stream, or as the
@@ -839,5 +850,26 @@ impl Engine for DockerEngine {
             v.os.unwrap_or_else(|| "linux".into()),
             v.arch.unwrap_or_else(|| "amd64".into()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_with_401_in_it_is_not_an_authentication_failure() {
+        let reset = "write tcp 127.0.0.1:43062->127.0.0.1:42401: use of closed network connection";
+        assert!(!is_auth_text(reset));
+        assert!(registry_error(reset.into()).is_transient());
+        for refused in [
+            "received unexpected HTTP status: 401 Unauthorized",
+            "unauthorized: authentication required",
+            "status 401",
+        ] {
+            assert!(is_auth_text(refused), "{refused}");
+        }
+        assert!(!is_auth_text("dial tcp 10.0.0.401:5000"));
+        assert!(!is_auth_text("127.0.0.1:401: connection refused"));
     }
 }
