@@ -77,6 +77,12 @@ impl Report {
     /// shows at most [`MAX_SNIPPET`] bytes of a line, around the span, and no control
     /// character (a terminal escape in the file never reaches the terminal).
     pub fn render(&self) -> String {
+        self.render_styled(false)
+    }
+
+    /// As [`Report::render`], coloured with ANSI escapes when `color` (a terminal that wants
+    /// colour).
+    pub fn render_styled(&self, color: bool) -> String {
         let name = clean(&self.file);
         let shown = Shown::new(&name, &self.source);
         let config = Config::default();
@@ -121,7 +127,14 @@ impl Report {
                 shown: &shown,
                 focus,
             };
-            match term::emit_into_string(&config, &view, &cs) {
+            let rendered = if color {
+                let mut buf = term::termcolor::Buffer::ansi();
+                term::emit_to_write_style(&mut buf, &config, &view, &cs)
+                    .map(|()| String::from_utf8_lossy(buf.as_slice()).into_owned())
+            } else {
+                term::emit_into_string(&config, &view, &cs)
+            };
+            match rendered {
                 Ok(text) => out.push_str(&text),
                 Err(_) => out.push_str(&format!("error[{}]: {}\n", d.code, clean(&d.message))),
             }

@@ -113,7 +113,7 @@ impl CliError {
         match self {
             CliError::Invalid(reports) => {
                 for r in reports {
-                    ui.diagnostics(&r.render());
+                    ui.diagnostics(r);
                 }
             }
             CliError::Graph(errors) => {

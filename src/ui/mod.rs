@@ -23,6 +23,8 @@ use heartbeat::Heartbeat;
 /// The human renderer.
 pub(crate) struct Ui {
     tty: bool,
+    /// Colour on: a terminal, and `NO_COLOR` unset.
+    color: bool,
     /// Prefix of every line (the pipeline's name when several run).
     prefix: String,
     bar: Mutex<Option<ProgressBar>>,
@@ -77,6 +79,7 @@ impl Ui {
         console::set_colors_enabled(color);
         Self {
             tty,
+            color,
             prefix: String::new(),
             bar: Mutex::new(None),
             live: true,
@@ -94,6 +97,7 @@ impl Ui {
         };
         Ui {
             tty: self.tty,
+            color: self.color,
             beat: heartbeat(self.tty, &prefix),
             prefix,
             bar: Mutex::new(None),
@@ -101,9 +105,10 @@ impl Ui {
         }
     }
 
-    /// Prints rendered diagnostics as they are.
-    pub(crate) fn diagnostics(&self, rendered: &str) {
+    /// Prints a file's diagnostics, coloured on a terminal that wants colour.
+    pub(crate) fn diagnostics(&self, report: &crate::diag::Report) {
         self.stop_spin();
+        let rendered = report.render_styled(self.color);
         let _ = write!(std::io::stderr().lock(), "{rendered}");
     }
 

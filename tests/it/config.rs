@@ -303,6 +303,34 @@ fn hints_use_the_value_written_and_messages_are_the_tools_own() {
 }
 
 #[test]
+fn diagnostics_are_coloured_on_a_terminal_unless_no_color() {
+    let p = Project::new();
+    p.pipeline("[base]\nimage = \"busybox\"\npul = \"always\"\n");
+    let out = p
+        .cmd(&["--progress", "tty", "validate", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("\u{1b}["), "no colour on a terminal: {text}");
+    let out = p
+        .cmd(&["--progress", "tty", "validate", "pipeline.toml"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(
+        text.contains("error[unknown-key]") && !text.contains("\u{1b}["),
+        "{text}"
+    );
+    let out = p.cmd(&["validate", "pipeline.toml"]).output().unwrap();
+    assert!(
+        !output_text(&out).contains("\u{1b}["),
+        "colour in plain mode"
+    );
+}
+
+#[test]
 fn the_report_is_written_when_the_file_is_invalid() {
     let file = root().join("tests/it/bad/three-mistakes.toml");
     let dir = tempfile::tempdir().unwrap();
