@@ -331,24 +331,29 @@ fn slow_steps_checkpoint_by_time_and_each_checkpoint_is_one_layer() {
     );
 }
 
+/// Applies the small pipeline with last step "old", then with "new"; returns both key chains
+/// (three steps with a checkpoint after the second, then the commit).
+fn apply_old_then_new(project: &Project, name: &str) -> (Vec<String>, Vec<String>) {
+    let nonce = unique("nonce");
+    let mut keys = Vec::new();
+    for last in ["old", "new"] {
+        project.pipeline(&checkpoint_step(
+            &small_steps(name, &nonce, last, ""),
+            "mkdir",
+        ));
+        apply_counting(project, name, &[]);
+        keys.push(plan_keys(project, &[]));
+    }
+    let new = keys.pop().unwrap_or_default();
+    (keys.pop().unwrap_or_default(), new)
+}
+
 #[test]
 fn gc_removes_only_entries_the_newest_apply_no_longer_uses() {
     require_image("busybox:latest");
     let project = Project::new();
     let name = unique("cache-gc");
-    let nonce = unique("nonce");
-    let write = |last: &str| {
-        project.pipeline(&checkpoint_step(
-            &small_steps(&name, &nonce, last, ""),
-            "mkdir",
-        ))
-    };
-    write("old");
-    apply_counting(&project, &name, &[]);
-    let old = plan_keys(&project, &[]);
-    write("new");
-    apply_counting(&project, &name, &[]);
-    let new = plan_keys(&project, &[]);
+    let (old, new) = apply_old_then_new(&project, &name);
     assert_eq!(old[..2], new[..2], "the first two steps are shared");
     // The notes of the checkpoints of all steps, old and new.
     let note_of = |k: &str| {
@@ -429,18 +434,7 @@ fn gc_keeps_an_entry_a_container_uses_says_so_and_removes_the_rest() {
     require_image("busybox:latest");
     let project = Project::new();
     let name = unique("cache-gc-busy");
-    let nonce = unique("nonce");
-    let write = |last: &str| {
-        project.pipeline(&checkpoint_step(
-            &small_steps(&name, &nonce, last, ""),
-            "mkdir",
-        ))
-    };
-    write("old");
-    apply_counting(&project, &name, &[]);
-    let old = plan_keys(&project, &[]);
-    write("new");
-    apply_counting(&project, &name, &[]);
+    let (old, _) = apply_old_then_new(&project, &name);
     // A container (an apply in progress, say) uses the superseded final image.
     let holder = format!("{name}-holder");
     docker_ok(&[
