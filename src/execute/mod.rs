@@ -181,22 +181,16 @@ pub(crate) async fn apply<E: Engine>(
     }
     // On a fresh runner the base's id comes from its registry: no pull until one is needed.
     let mut base_local = true;
-    let mut base = match remote.as_ref() {
-        Some(_)
-            if engine
-                .inspect_image(&p.base.image.to_string())
-                .await?
-                .is_none() =>
-        {
-            match plan::observe::remote_base(engine, p).await {
-                Some(info) => {
-                    base_local = false;
-                    info
-                }
-                None => ensure_base(engine, p, opts, sink).await?,
+    let existing = engine.inspect_image(&p.base.image.to_string()).await?;
+    let mut base = match (remote.as_ref(), existing) {
+        (Some(_), None) => match plan::observe::remote_base(engine, p).await {
+            Some(info) => {
+                base_local = false;
+                info
             }
-        }
-        _ => ensure_base(engine, p, opts, sink).await?,
+            None => ensure_base(engine, p, None, opts, sink).await?,
+        },
+        (_, existing) => ensure_base(engine, p, existing, opts, sink).await?,
     };
     let inputs = p
         .steps
@@ -242,7 +236,7 @@ pub(crate) async fn apply<E: Engine>(
     warn_remote(remote.as_ref(), sink, &mut warned);
 
     // A remote final image whose manifest every publish tag already holds: nothing to pull.
-    if let (Some(cache), Some(entry), Some(_)) = (&remote, &hit.remote, &hit.image) {
+    if let (Some(_), Some(entry), Some(_)) = (&remote, &hit.remote, &hit.image) {
         if p.commit.tags.is_empty() {
             if let Some(pushed) = all_up_to_date(engine, p, &entry.digest).await {
                 sink.event(Event::BaseReady {
@@ -271,7 +265,6 @@ pub(crate) async fn apply<E: Engine>(
                         up_to_date: true,
                     });
                 }
-                let _ = cache;
                 return Ok(Applied {
                     image: entry.id.clone(),
                     tags: Vec::new(),
@@ -302,7 +295,8 @@ pub(crate) async fn apply<E: Engine>(
     }
     // The steps start from the base: now it must be in the engine.
     if !base_local && hit.image.is_none() && hit.resume.image.is_none() {
-        let info = ensure_base(engine, p, opts, sink).await?;
+        // Not in the engine (its id came from the registry).
+        let info = ensure_base(engine, p, None, opts, sink).await?;
         if info.id != base.id {
             base = info;
             (keys, commit_key) = {
@@ -567,14 +561,16 @@ fn read_secrets(
     Ok(out)
 }
 
+/// Makes the base present by its pull policy; `existing` is what the engine holds under the
+/// base's reference (already asked by the caller).
 async fn ensure_base<E: Engine>(
     engine: &E,
     p: &Pipeline,
+    existing: Option<ImageInfo>,
     opts: &Options,
     sink: &dyn Sink,
 ) -> Result<ImageInfo, ApplyError> {
     let reference = p.base.image.to_string();
-    let existing = engine.inspect_image(&reference).await?;
     let pull = match (p.base.pull, &existing) {
         (PullPolicy::Always, _) | (PullPolicy::Missing, None) => true,
         (PullPolicy::Never, None) => return Err(ApplyError::BaseMissing { reference }),

@@ -6,7 +6,7 @@ use std::process::{Output, Stdio};
 use serde_json::Value;
 
 use crate::harness::{output_text, unique, Project};
-use crate::support::daemons::{events_of, unix_now, Daemon};
+use crate::support::daemons::{events_filtered, events_of, unix_now, Daemon};
 use crate::support::engine::{docker, docker_ok, require_image};
 use crate::support::registry::{free_port, Registry};
 
@@ -71,20 +71,13 @@ fn counts(d: &Daemon, since: &str, until: &str) -> (usize, usize) {
         .iter()
         .filter(|e| e["Action"] == "create")
         .count();
-    let out = d.docker_ok(&[
-        "events",
-        "--format",
-        "{{json .}}",
-        "--since",
+    let pulls = events_filtered(
+        &mut d.command(),
         since,
-        "--until",
         until,
-        "--filter",
-        "type=image",
-        "--filter",
-        "event=pull",
-    ]);
-    let pulls = out.lines().filter(|l| !l.trim().is_empty()).count();
+        &["type=image", "event=pull"],
+    )
+    .len();
     (creates, pulls)
 }
 

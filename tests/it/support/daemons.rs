@@ -441,21 +441,29 @@ impl Drop for Daemon {
 /// `docker events --since .. --until ..` for container events, through `cmd` (a docker CLI
 /// pointed at some engine).
 pub(crate) fn events_of(cmd: &mut Command, since: &str, until: &str) -> Vec<serde_json::Value> {
-    let out = cmd
-        .args([
-            "events",
-            "--format",
-            "{{json .}}",
-            "--since",
-            since,
-            "--until",
-            until,
-            "--filter",
-            "type=container",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("docker events");
+    events_filtered(cmd, since, until, &["type=container"])
+}
+
+/// `docker events --since .. --until ..` with the given `--filter`s, through `cmd`.
+pub(crate) fn events_filtered(
+    cmd: &mut Command,
+    since: &str,
+    until: &str,
+    filters: &[&str],
+) -> Vec<serde_json::Value> {
+    cmd.args([
+        "events",
+        "--format",
+        "{{json .}}",
+        "--since",
+        since,
+        "--until",
+        until,
+    ]);
+    for f in filters {
+        cmd.args(["--filter", f]);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("docker events");
     assert!(
         out.status.success(),
         "docker events: {}",
