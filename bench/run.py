@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fresh  # noqa: E402  (workload f: a fresh CI runner, bench/fresh.py)
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 DOCKER = "/usr/bin/docker"
@@ -683,6 +686,11 @@ def write_results(b, workloads, argv):
         if pw and kc:
             goals.append((f"({w.key}) warm pipeline / Packer cold ≤ 0.1", pw / kc, pw / kc <= 0.1))
 
+    if getattr(b, "fresh", None):
+        section, fresh_goals = fresh.render(b, b.fresh)
+        L.extend(section)
+        goals.extend(fresh_goals)
+
     all_rss = [r["rss_kib"] for r in b.results if r["rss_kib"]]
     big = getattr(b, "big", None) or []
     big_rss = [r["rss_kib"] for r in big if r["rss_kib"]]
@@ -853,7 +861,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="only workload (a)")
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds per workload (default 5)")
-    ap.add_argument("--workloads", default=None, help="comma-separated subset of a,b,c")
+    ap.add_argument("--workloads", default=None, help="comma-separated subset of a,b,c,f")
     ap.add_argument("--no-build", action="store_true", help="skip cargo build --release")
     ap.add_argument("--no-profile", action="store_true", help="skip the strace profiles")
     ap.add_argument("--no-big", action="store_true", help="skip the 100 MB copy RSS check")
@@ -868,14 +876,20 @@ def main():
         if (REPO / "examples" / "debian-vim" / "files" / "vimrc").exists() else "set number\nsyntax on\n"
     blob = os.urandom(200 * 1000)
     every = {"a": SmallBusybox(b.runid, blob), "b": DebianVim(b.runid, vimrc), "c": TwentySteps(b.runid)}
-    keys = args.workloads.split(",") if args.workloads else (["a"] if args.quick else ["a", "b", "c"])
-    workloads = [every[k] for k in keys]
+    keys = args.workloads.split(",") if args.workloads else (["a"] if args.quick else ["a", "b", "c", "f"])
+    unknown = [k for k in keys if k not in every and k != "f"]
+    if unknown:
+        ap.error(f"unknown workload(s) {','.join(unknown)}: choose from a,b,c,f")
+    workloads = [every[k] for k in keys if k in every]
+    b.fresh = fresh.FreshRunner(b, REGISTRY, DOCKER) if "f" in keys else None
     b.profiles = []
     try:
         b.build()
         b.preflight()
         for w in workloads:
             b.workload(w, args.rounds)
+        if b.fresh:
+            b.fresh.run(args.rounds)
         if not args.no_profile:
             for w in workloads:
                 if w.key in ("a", "b", "c"):
