@@ -217,6 +217,12 @@ fn keep_failed_commits_a_debug_image_and_prints_how_to_enter_it() {
     ));
     let r = apply(&p, &["--keep-failed"], &[]);
     r.expect_code(STEP).expect_no_container_left();
+    expect_debug_image_with_evidence(&r);
+}
+
+/// The `docker run -it ... IMAGE sh` line a kept failure prints, and the debug image it names
+/// holding `/evidence` written by the failed step; the image is removed afterwards.
+fn expect_debug_image_with_evidence(r: &Run) {
     let text = r.text();
     let line = text
         .lines()
@@ -237,6 +243,27 @@ fn keep_failed_commits_a_debug_image_and_prints_how_to_enter_it() {
     ]);
     assert_eq!(out, "evidence");
     engine::remove_image(&image);
+}
+
+#[test]
+fn keep_failed_keeps_a_timed_out_step_as_a_debug_image() {
+    setup();
+    let name = unique("faults-keep-timeout");
+    let tag = format!("faults/{name}:1");
+    let p = Project::new();
+    p.pipeline(&pipeline(
+        &name,
+        "[[step]]\nname = \"stuck\"\nrun = \"echo evidence > /evidence; sleep 60\"\ntimeout = \"2s\"\n",
+        &tag,
+        "",
+    ));
+    let r = apply(&p, &["--keep-failed"], &[]);
+    r.expect_code(STEP)
+        .expect_text("`stuck` exceeded its timeout of 2s")
+        .expect_within(Duration::from_secs(30))
+        .expect_no_container_left();
+    assert_eq!(report_steps(&r)[0]["status"], "timed_out");
+    expect_debug_image_with_evidence(&r);
 }
 
 #[test]
