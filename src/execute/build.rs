@@ -7,8 +7,8 @@ use super::output::Lines;
 use super::{ApplyError, Options};
 use crate::cache::{CheckpointNote, NotedStep, StepInputs};
 use crate::engine::{
-    CommitSpec, ContainerSpec, Engine, EngineError, ExecSpec, ImageConfig, ImageInfo,
-    CACHE_REPOSITORY,
+    CommitSpec, ContainerSpec, ContainerState, Engine, EngineError, ExecSpec, ImageConfig,
+    ImageInfo, CACHE_REPOSITORY,
 };
 use crate::events::{Event, Sink, StepOutcome};
 use crate::model::{Action, Command, Pipeline, Step};
@@ -176,7 +176,12 @@ impl<'a, E: Engine> Build<'a, E> {
                 outcome,
                 duration,
             });
-            if let Err(e) = result {
+            if let Err(mut e) = result {
+                if let ApplyError::StepEngine { source, .. } = &mut e {
+                    if let Some(why) = self.stopped_container(&id, i == group_start).await {
+                        *source = EngineError::Other(format!("{why} (the engine said: {source})"));
+                    }
+                }
                 if self.opts.keep_failed {
                     self.keep_failed(&id, i + 1, &base.config).await;
                 }
@@ -237,6 +242,31 @@ impl<'a, E: Engine> Build<'a, E> {
             .commit(&id, &commit(final_config))
             .await
             .map_err(ApplyError::Commit)
+    }
+
+    /// Why the engine failed a step, when the reason is that build container `id` no longer
+    /// runs: its main process is `cat` from the image, kept alive by the tool's open stdin.
+    /// `fresh`: the failing step was the first in this container.
+    async fn stopped_container(&self, id: &str, fresh: bool) -> Option<String> {
+        let name = self.containers.iter().position(|c| c == id)?;
+        let name = format!("{}-{}", self.opts.run_name, name + 1);
+        let listed = self.engine.list_containers_named(&name).await.ok()?;
+        let alive = listed
+            .iter()
+            .any(|c| c.name == name && c.state == ContainerState::Alive);
+        if alive {
+            return None;
+        }
+        Some(if fresh {
+            "the build container stopped as soon as it started: it runs `cat` from the image \
+             (found on its PATH) to stay alive, and the image may have no `cat`; use a base \
+             with coreutils or busybox"
+                .to_string()
+        } else {
+            "the build container stopped while the steps ran (stopped or removed from outside \
+             the tool?)"
+                .to_string()
+        })
     }
 
     /// Runs step `i` in container `id`. `image_user` is the user the image runs as (its

@@ -1002,3 +1002,41 @@ fn sigint_during_a_push_exits_130_and_keeps_the_image() {
     assert!(reg.tags(&format!("faults/{name}")).is_empty());
     engine::remove_image(&tag);
 }
+
+#[test]
+fn a_base_without_cat_is_named_as_the_reason_the_step_failed() {
+    setup();
+    let name = unique("faults-nocat");
+    let image = format!("faults/{name}-base:1");
+    // An image holding only a static busybox binary under another name: no `cat` on its PATH.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy("/bin/busybox", root.path().join("bb"))
+        .expect("/bin/busybox (busybox-static; scripts/setup.sh installs it)");
+    let tar = root.path().join("root.tar");
+    let out = StdCommand::new("tar")
+        .args(["-C"])
+        .arg(root.path())
+        .args(["-cf"])
+        .arg(&tar)
+        .arg("bb")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {out:?}");
+    docker_ok(&[
+        "import",
+        "-c",
+        "CMD [\"/bb\", \"sh\"]",
+        tar.to_str().unwrap(),
+        &image,
+    ]);
+    let p = Project::new();
+    p.pipeline(&format!(
+        "name = \"{name}\"\n[base]\nimage = \"{image}\"\npull = \"never\"\n\n\
+         [[step]]\nrun = [\"/bb\", \"echo\", \"hi\"]\n\n[commit]\ntags = [\"faults/{name}:1\"]\n"
+    ));
+    let r = apply(&p, &[], &[]);
+    r.expect_code(STEP)
+        .expect_text("the image may have no `cat`")
+        .expect_no_container_left();
+    engine::remove_image(&image);
+}
