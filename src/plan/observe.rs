@@ -331,9 +331,11 @@ pub(crate) async fn plan<E: Engine>(
             }
         }
     }
-    if let Some(image) = &obs.hit.image {
-        if let Ok(Some(info)) = engine.inspect_image(image).await {
-            obs.local_digests = info.repo_digests;
+    let mut image = None;
+    if let Some(id) = &obs.hit.image {
+        if let Ok(Some(info)) = engine.inspect_image(id).await {
+            obs.local_digests = info.repo_digests.clone();
+            image = Some(info);
         }
     }
     let mut remote = HashMap::new();
@@ -348,6 +350,16 @@ pub(crate) async fn plan<E: Engine>(
                 .await
             {
                 Ok(digest) => {
+                    if let (Some(info), Some(d)) = (&image, &digest) {
+                        let published = engine
+                            .is_published(info, &repository, d, creds.clone())
+                            .await
+                            .unwrap_or(false);
+                        let entry = format!("{repository}@{d}");
+                        if published && !obs.local_digests.contains(&entry) {
+                            obs.local_digests.push(entry);
+                        }
+                    }
                     remote.insert((repository.clone(), tag.clone()), digest);
                 }
                 Err(EngineError::Auth(_)) => {
