@@ -37,6 +37,8 @@ pub(crate) struct DockerEngine {
     /// Build containers whose image sets no `PATH`: their commands get the default one, as
     /// Docker gives them (see `exec`).
     no_path: Mutex<HashSet<String>>,
+    /// (`linux`, `amd64`): what the engine said when the tool connected.
+    platform: (String, String),
 }
 
 /// Client certificates for a TLS engine: `key.pem`, `cert.pem` and `ca.pem` in one folder,
@@ -55,9 +57,8 @@ impl DockerEngine {
             detail,
         };
         let timeout = 1800;
-        let version = bollard::API_DEFAULT_VERSION;
-        let docker =
-            if let Some(path) = url.strip_prefix("unix://") {
+        let make = |version: &bollard::ClientVersion| -> Result<Docker, EngineError> {
+            let docker = if let Some(path) = url.strip_prefix("unix://") {
                 if !std::path::Path::new(path).exists() {
                     return Err(unreachable("the socket does not exist".into()));
                 }
@@ -100,14 +101,36 @@ impl DockerEngine {
                 ));
             }
             .map_err(|e| unreachable(root_cause(&e)))?;
-        let docker = tokio::time::timeout(Duration::from_secs(20), docker.negotiate_version())
+            Ok(docker)
+        };
+        let docker = make(bollard::API_DEFAULT_VERSION)?;
+        // What `negotiate_version` does, from one `/version` answer that also names the engine
+        // and its platform (Podman takes most of a second to answer it).
+        let version = tokio::time::timeout(Duration::from_secs(20), docker.version())
             .await
             .map_err(|_| unreachable("no answer within 20 s".into()))?
             .map_err(|e| unreachable(root_cause(&e)))?;
-        let version = docker
-            .version()
-            .await
-            .map_err(|e| unreachable(root_cause(&e)))?;
+        let server = version.api_version.as_deref().and_then(|v| {
+            let (major, minor) = v.split_once('.')?;
+            Some(bollard::ClientVersion {
+                major_version: major.parse().ok()?,
+                minor_version: minor.parse().ok()?,
+            })
+        });
+        let docker = match server {
+            Some(server) if server < docker.client_version() => make(&server)?,
+            Some(_) => docker,
+            None => {
+                return Err(unreachable(format!(
+                    "the engine's /version answer has no valid API version ({:?})",
+                    version.api_version
+                )))
+            }
+        };
+        let platform = (
+            version.os.clone().unwrap_or_else(|| "linux".into()),
+            version.arch.clone().unwrap_or_else(|| "amd64".into()),
+        );
         let components = version.components.unwrap_or_default();
         let podman = podman::is_podman(components.iter().map(|c| c.name.as_str()))
             .then(|| RawClient::new(url, tls.is_some()));
@@ -117,6 +140,7 @@ impl DockerEngine {
             leases: Mutex::new(HashMap::new()),
             podman,
             no_path: Mutex::new(HashSet::new()),
+            platform,
         })
     }
 }
@@ -1030,11 +1054,7 @@ impl Engine for DockerEngine {
     }
 
     async fn platform(&self) -> Result<(String, String), EngineError> {
-        let v = self.docker.version().await.map_err(|e| self.convert(e))?;
-        Ok((
-            v.os.unwrap_or_else(|| "linux".into()),
-            v.arch.unwrap_or_else(|| "amd64".into()),
-        ))
+        Ok(self.platform.clone())
     }
 }
 
