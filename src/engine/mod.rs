@@ -287,6 +287,12 @@ pub(crate) fn local_name(listed: &str) -> &str {
         .unwrap_or(listed)
 }
 
+/// Whether two working directories of an image config are the same at run time: an unset one
+/// (`""`, as Docker stores it) is `/` (as Podman stores it).
+pub(crate) fn same_workdir(a: &str, b: &str) -> bool {
+    a == b || (a.is_empty() && b == "/") || (a == "/" && b.is_empty())
+}
+
 /// An image id as the tool shows and stores it: `sha256:` and the hex digest. Podman gives
 /// some ids (a commit's, a parent's) without the prefix; an empty id stays empty.
 pub(crate) fn image_id(id: &str) -> String {

@@ -108,8 +108,8 @@ pub(crate) fn commit_changes(
 /// unset working directory is stored as `/`, a stop signal by its number (`SIGQUIT` as `3`).
 pub(crate) fn as_stored(asked: &ImageConfig, stored: &ImageConfig) -> ImageConfig {
     let mut c = asked.clone();
-    if c.workdir.is_empty() && stored.workdir == "/" {
-        c.workdir = "/".into();
+    if super::same_workdir(&c.workdir, &stored.workdir) {
+        c.workdir.clone_from(&stored.workdir);
     }
     if let (Some(a), Some(s)) = (&c.stop_signal, &stored.stop_signal) {
         if signal_number(a).is_some() && signal_number(a) == signal_number(s) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::{Observed, Plan, Resume};
 use crate::cache::{NoteStore, StepInputs};
 use crate::credentials;
-use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
+use crate::engine::{same_workdir, Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
 use crate::model::Pipeline;
 use crate::registry::{Registry, RemoteCache, RemoteImage};
 
@@ -76,7 +76,7 @@ fn trusted(remote: &Remote<'_>, entry: &RemoteImage, last: bool) -> bool {
     want.cmd == got.cmd
         && want.entrypoint == got.entrypoint
         && want.user == got.user
-        && want.workdir == got.workdir
+        && same_workdir(&want.workdir, &got.workdir)
         && want.env.iter().all(|e| got.env.contains(e))
         && want
             .labels

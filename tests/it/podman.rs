@@ -420,3 +420,52 @@ fn a_graph_runs_over_docker_and_podman_at_once() {
     assert_eq!(files, "base\napp");
     assert_eq!(podman.containers(), Vec::<String>::new());
 }
+
+#[test]
+fn the_remote_cache_serves_a_podman_engine_that_lost_its_local_cache() {
+    require_image("busybox:latest");
+    let podman = Podman::start();
+    podman.load_image("busybox:latest");
+    let project = Project::new();
+    let name = unique("podman-remote");
+    let file = project.pipeline(&format!(
+        "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n\
+         [[step]]\nrun = \"echo {name} > /nonce\"\n[commit]\nmessage = \"remote\"\n\
+         [commit.config]\ncmd = [\"cat\", \"/nonce\"]\n\
+         [cache]\nremote = \"127.0.0.1:5000/podman-test/{name}-cache\"\n"
+    ));
+    let file = file.to_str().unwrap();
+    let first = cmd(&project, &["apply", "--engine", &podman.host, file])
+        .output()
+        .unwrap();
+    let first_text = output_text(&first);
+    assert_eq!(first.status.code(), Some(0), "{first_text}");
+    assert!(first_text.contains("cache pushed"), "{first_text}");
+    let id = String::from_utf8_lossy(&first.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("image ").map(str::to_string))
+        .expect("image id on stdout");
+    // The engine forgets its cache entries (a fresh runner).
+    let tags = podman.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    for tag in tags.lines().filter(|t| t.contains("pipeline-cache:")) {
+        podman.docker_ok(&["rmi", tag]);
+    }
+    let plan = cmd(&project, &["plan", "--engine", &podman.host, file])
+        .output()
+        .unwrap();
+    let plan_text = output_text(&plan);
+    assert!(
+        plan_text.contains("cached (remote)") && plan_text.contains("in the remote cache"),
+        "the final image is trusted from the remote cache: {plan_text}"
+    );
+    let again = cmd(&project, &["apply", "--engine", &podman.host, file])
+        .output()
+        .unwrap();
+    let again_text = output_text(&again);
+    assert_eq!(again.status.code(), Some(0), "{again_text}");
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&format!("image {id}")),
+        "the same image, not a new commit: {again_text}"
+    );
+    assert_eq!(podman.containers(), Vec::<String>::new());
+}
