@@ -157,6 +157,8 @@ pub(crate) fn root_cause(e: &dyn std::error::Error) -> String {
 
 fn is_auth_text(t: &str) -> bool {
     let t = t.to_lowercase();
+    // A runtime's "permission denied" (setting rlimits, mounting) is no registry's refusal.
+    let t = t.replace("permission denied", "");
     [
         "unauthorized",
         "authentication required",
@@ -1075,6 +1077,12 @@ mod tests {
             assert!(is_auth_text(refused), "{refused}");
         }
         assert!(!is_auth_text("dial tcp 10.0.0.401:5000"));
+        assert!(!is_auth_text(
+            "runc create failed: error setting rlimit type 7: operation not permitted: OCI permission denied"
+        ));
+        assert!(is_auth_text(
+            "denied: requested access to the resource is denied"
+        ));
         assert!(!is_auth_text("127.0.0.1:401: connection refused"));
     }
 }

@@ -153,6 +153,14 @@ pub(crate) fn hint(message: &str) -> Option<&'static str> {
              ~/.config/containers/registries.conf) and restart `podman system service`",
         );
     }
+    if m.contains("setting rlimit") {
+        return Some(
+            "Podman gives containers higher limits than this host allows: set \
+             `default_ulimits = [\"nofile=20000:20000\", \"nproc=20000:20000\"]` (at most the \
+             host's `ulimit -Hn` / `ulimit -Hu`) under `[containers]` in containers.conf and \
+             restart `podman system service`",
+        );
+    }
     if m.contains("catatonit") || (m.contains("init") && m.contains("no such file")) {
         return Some(
             "build containers run under the engine's init: Podman needs `catatonit` (Debian, \
@@ -321,6 +329,18 @@ mod tests {
             ..stored
         };
         assert_ne!(as_stored(&asked, &other), other);
+    }
+
+    #[test]
+    fn setup_failures_get_the_fix() {
+        for (message, fix) in [
+            ("http: server gave HTTP response to HTTPS client", "insecure = true"),
+            ("container-init binary not found on the host: stat /usr/libexec/podman/catatonit: no such file or directory", "catatonit"),
+            ("error setting rlimit type 7: operation not permitted", "default_ulimits"),
+        ] {
+            assert!(hint(message).is_some_and(|h| h.contains(fix)), "{message}");
+        }
+        assert_eq!(hint("exit code 3"), None);
     }
 
     #[test]

@@ -279,13 +279,32 @@ fn what_podman_cannot_store_is_an_engine_error_not_a_different_image() {
     assert_eq!(podman.containers(), Vec::<String>::new());
 }
 
+/// Whether this machine's hard limits allow Podman's default container ulimits (nofile
+/// 1048576, nproc 4194304); sandboxes often do not.
+fn podman_default_ulimits_fit() -> bool {
+    let hard = |resource| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into the struct it is given.
+        let ok = unsafe { libc::getrlimit(resource, &mut limit) } == 0;
+        if ok {
+            limit.rlim_max
+        } else {
+            0
+        }
+    };
+    hard(libc::RLIMIT_NOFILE) >= 1_048_576 && hard(libc::RLIMIT_NPROC) >= 4_194_304
+}
+
 #[test]
 fn podman_setup_problems_name_the_fix() {
     require_image("busybox:latest");
     // A registry on 127.0.0.1 that registries.conf does not mark insecure.
     let strict = Podman::start_with(PodmanSetup {
         insecure: Vec::new(),
-        without_init: false,
+        ..Default::default()
     });
     let project = Project::new();
     let name = unique("podman-https");
@@ -327,6 +346,31 @@ fn podman_setup_problems_name_the_fix() {
     assert_eq!(out.status.code(), Some(5), "{text}");
     assert!(text.contains("catatonit"), "{text}");
     assert_eq!(bare.containers(), Vec::<String>::new());
+    drop(bare);
+
+    // Podman's default ulimits, higher than this machine kind allows.
+    let unlimited = Podman::start_with(PodmanSetup {
+        without_ulimits: true,
+        ..Default::default()
+    });
+    unlimited.load_image("busybox:latest");
+    let out = cmd(
+        &project,
+        &["apply", "--engine", &unlimited.host, file.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let text = output_text(&out);
+    if podman_default_ulimits_fit() {
+        assert_eq!(out.status.code(), Some(0), "{text}");
+    } else {
+        assert_eq!(out.status.code(), Some(5), "{text}");
+        assert!(
+            text.contains("default_ulimits") && !text.contains("authentication"),
+            "{text}"
+        );
+    }
+    assert_eq!(unlimited.containers(), Vec::<String>::new());
 }
 
 #[test]

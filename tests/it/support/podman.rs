@@ -32,6 +32,8 @@ pub(crate) struct PodmanSetup {
     /// Hide Podman's init binary (`/usr/libexec/podman/catatonit`) from the service, as on a
     /// machine without the `catatonit` package.
     pub(crate) without_init: bool,
+    /// Leave out the `default_ulimits` this machine kind needs, as a first setup would.
+    pub(crate) without_ulimits: bool,
 }
 
 impl Default for PodmanSetup {
@@ -39,6 +41,7 @@ impl Default for PodmanSetup {
         Self {
             insecure: vec!["127.0.0.1:5000".into()],
             without_init: false,
+            without_ulimits: false,
         }
     }
 }
@@ -60,13 +63,18 @@ impl Podman {
             .tempdir_in("/tmp")
             .expect("temp dir");
         let root = dir.path().to_path_buf();
+        let ulimits = if setup.without_ulimits {
+            ""
+        } else {
+            "default_ulimits = [\"nofile=20000:20000\", \"nproc=20000:20000\"]\n"
+        };
         std::fs::write(
             root.join("containers.conf"),
-            "[containers]\n\
-             default_ulimits = [\"nofile=20000:20000\", \"nproc=20000:20000\"]\n\
-             [engine]\n\
-             cgroup_manager = \"cgroupfs\"\n\
-             events_logger = \"file\"\n",
+            format!(
+                "[containers]\n{ulimits}[engine]\n\
+                 cgroup_manager = \"cgroupfs\"\n\
+                 events_logger = \"file\"\n"
+            ),
         )
         .unwrap();
         let registries: String = setup
