@@ -1,4 +1,5 @@
-//! The Docker engine, through bollard. The only module that knows bollard's types.
+//! The Docker Engine API through bollard: Docker, and Podman's service (what differs there is in
+//! `podman.rs`). The only module that knows bollard's types.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
