@@ -81,6 +81,8 @@ pub(crate) enum Event {
     KeptFailed {
         image: String,
         step: usize,
+        /// The engine's command-line client (`docker`, `podman`), for the hint.
+        cli: &'static str,
     },
     Warning(String),
     /// The pipeline uses a remote cache; `unavailable` says why it stopped using it (down,

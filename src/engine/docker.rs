@@ -1,6 +1,7 @@
-//! The Docker engine, through bollard. The only module that knows bollard's types.
+//! The Docker Engine API through bollard: Docker, and Podman's service (what differs there is in
+//! `podman.rs`). The only module that knows bollard's types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -21,15 +22,24 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::podman::{self, RawClient};
 use super::*;
 
-/// A connected Docker engine.
+/// A connected engine that speaks the Docker Engine API: Docker, or Podman's service.
 pub(crate) struct DockerEngine {
     docker: Docker,
     endpoint: String,
     /// The attached standard input of each build container, by container id: the container
     /// lives while this connection is open (see `create_container`).
     leases: Mutex<HashMap<String, AttachContainerResults>>,
+    /// Set when the engine is Podman (see `podman.rs`); `None` inside when its address is
+    /// one the plain client cannot reach.
+    podman: Option<Option<RawClient>>,
+    /// Build containers whose image sets no `PATH`: their commands get the default one, as
+    /// Docker gives them (see `exec`).
+    no_path: Mutex<HashSet<String>>,
+    /// (`linux`, `amd64`): what the engine said when the tool connected.
+    platform: (String, String),
 }
 
 /// Client certificates for a TLS engine: `key.pem`, `cert.pem` and `ca.pem` in one folder,
@@ -48,9 +58,8 @@ impl DockerEngine {
             detail,
         };
         let timeout = 1800;
-        let version = bollard::API_DEFAULT_VERSION;
-        let docker =
-            if let Some(path) = url.strip_prefix("unix://") {
+        let make = |version: &bollard::ClientVersion| -> Result<Docker, EngineError> {
+            let docker = if let Some(path) = url.strip_prefix("unix://") {
                 if !std::path::Path::new(path).exists() {
                     return Err(unreachable("the socket does not exist".into()));
                 }
@@ -93,19 +102,51 @@ impl DockerEngine {
                 ));
             }
             .map_err(|e| unreachable(root_cause(&e)))?;
-        let docker = tokio::time::timeout(Duration::from_secs(20), docker.negotiate_version())
+            Ok(docker)
+        };
+        let docker = make(bollard::API_DEFAULT_VERSION)?;
+        // What `negotiate_version` does, from one `/version` answer that also names the engine
+        // and its platform (Podman takes most of a second to answer it).
+        let version = tokio::time::timeout(Duration::from_secs(20), docker.version())
             .await
             .map_err(|_| unreachable("no answer within 20 s".into()))?
             .map_err(|e| unreachable(root_cause(&e)))?;
+        let server = version.api_version.as_deref().and_then(|v| {
+            let (major, minor) = v.split_once('.')?;
+            Some(bollard::ClientVersion {
+                major_version: major.parse().ok()?,
+                minor_version: minor.parse().ok()?,
+            })
+        });
+        let docker = match server {
+            Some(server) if server < docker.client_version() => make(&server)?,
+            Some(_) => docker,
+            None => {
+                return Err(unreachable(format!(
+                    "the engine's /version answer has no valid API version ({:?})",
+                    version.api_version
+                )))
+            }
+        };
+        let platform = (
+            version.os.clone().unwrap_or_else(|| "linux".into()),
+            version.arch.clone().unwrap_or_else(|| "amd64".into()),
+        );
+        let components = version.components.unwrap_or_default();
+        let podman = podman::is_podman(components.iter().map(|c| c.name.as_str()))
+            .then(|| RawClient::new(url, tls.is_some()));
         Ok(Self {
             docker,
             endpoint,
             leases: Mutex::new(HashMap::new()),
+            podman,
+            no_path: Mutex::new(HashSet::new()),
+            platform,
         })
     }
 }
 
-fn root_cause(e: &dyn std::error::Error) -> String {
+pub(crate) fn root_cause(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -117,6 +158,8 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 
 fn is_auth_text(t: &str) -> bool {
     let t = t.to_lowercase();
+    // A runtime's "permission denied" (setting rlimits, mounting) is no registry's refusal.
+    let t = t.replace("permission denied", "");
     [
         "unauthorized",
         "authentication required",
@@ -210,6 +253,34 @@ impl DockerEngine {
 
     /// An engine error from a bollard error, naming this engine when the connection broke.
     fn convert(&self, e: BollardError) -> EngineError {
+        let e = self.convert_plain(e);
+        self.with_hint(e)
+    }
+
+    /// Adds what to do to a failure only Podman's setup causes.
+    fn with_hint(&self, e: EngineError) -> EngineError {
+        if self.podman.is_none() {
+            return e;
+        }
+        let Some(hint) = podman::hint(&e.to_string()) else {
+            return e;
+        };
+        match e {
+            EngineError::Registry { message, transient } => EngineError::Registry {
+                message: format!("{message}; {hint}"),
+                transient,
+            },
+            EngineError::Api { status, message } => EngineError::Api {
+                status,
+                message: format!("{message}; {hint}"),
+            },
+            EngineError::Other(message) => EngineError::Other(format!("{message}; {hint}")),
+            EngineError::NotFound(message) => EngineError::NotFound(format!("{message}; {hint}")),
+            other => other,
+        }
+    }
+
+    fn convert_plain(&self, e: BollardError) -> EngineError {
         match e {
             BollardError::DockerResponseServerError {
                 status_code: 404,
@@ -249,9 +320,71 @@ impl DockerEngine {
             BollardError::DockerResponseServerError {
                 status_code,
                 message,
-            } if status_code != 404 => registry_error(message),
+            } if status_code != 404 => self.with_hint(registry_error(message)),
             other => self.convert(other),
         }
+    }
+}
+
+impl DockerEngine {
+    /// The image a registry holds under `reference`, read by the tool itself (manifest and
+    /// config, no layers) for what Podman's service cannot tell.
+    async fn registry_image(
+        &self,
+        reference: &str,
+        creds: Option<Credentials>,
+    ) -> Result<Option<crate::registry::RemoteImage>, EngineError> {
+        let parsed = crate::reference::ImageRef::parse(reference).map_err(EngineError::Other)?;
+        let (os, arch) = self.platform().await?;
+        let registry =
+            crate::registry::Registry::new(parsed.registry_host(), creds.as_ref(), &os, &arch);
+        registry.image(reference).await.map_err(|e| match e {
+            crate::registry::RegistryError::Auth(m) => EngineError::Auth(m),
+            other => self.with_hint(EngineError::Registry {
+                message: other.to_string(),
+                transient: true,
+            }),
+        })
+    }
+
+    /// Creates a build container on Podman: with `UnsetEnvAll` and the image's own
+    /// environment, so that nothing Podman adds (`container=podman`, containers.conf's `env`)
+    /// reaches a commit (see `podman.rs`).
+    async fn create_on_podman(
+        &self,
+        raw: Option<&RawClient>,
+        spec: &ContainerSpec,
+        body: ContainerCreateBody,
+    ) -> Result<String, EngineError> {
+        let raw = raw.ok_or_else(|| {
+            EngineError::Other(format!(
+                "the engine at `{}` is Podman, whose build containers are created through \
+                 its unix socket or a plain tcp:// address: use one of those",
+                self.endpoint
+            ))
+        })?;
+        let env = match self.inspect_image(&spec.image).await? {
+            Some(image) => image.config.env,
+            None => {
+                return Err(EngineError::NotFound(format!(
+                    "no such image: {}",
+                    spec.image
+                )))
+            }
+        };
+        let body = serde_json::to_value(&body)
+            .map_err(|e| EngineError::Other(format!("the container config: {e}")))?;
+        let id = raw
+            .create_container(&spec.name, podman::create_body(body, &env)?)
+            .await
+            .map_err(|e| self.with_hint(e))?;
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            self.no_path
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone());
+        }
+        Ok(id)
     }
 }
 
@@ -357,7 +490,7 @@ impl Engine for DockerEngine {
         };
         let c = image.config.unwrap_or_default();
         Ok(Some(ImageInfo {
-            id: image.id.unwrap_or_default(),
+            id: image_id(&image.id.unwrap_or_default()),
             config: ImageConfig {
                 cmd: c.cmd,
                 entrypoint: c.entrypoint,
@@ -378,7 +511,12 @@ impl Engine for DockerEngine {
                 shell: c.shell.filter(|s| !s.is_empty()),
                 onbuild: c.on_build.filter(|s| !s.is_empty()),
             },
-            repo_digests: image.repo_digests.unwrap_or_default(),
+            repo_digests: image
+                .repo_digests
+                .unwrap_or_default()
+                .iter()
+                .map(|d| local_name(d).to_string())
+                .collect(),
             comment: image.comment.unwrap_or_default(),
             created: image.created.unwrap_or_default(),
             layers: image.root_fs.and_then(|r| r.layers).unwrap_or_default(),
@@ -401,7 +539,7 @@ impl Engine for DockerEngine {
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.convert_registry(e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(registry_error(err));
+                return Err(self.with_hint(registry_error(err)));
             }
             progress(progress_of(
                 info.id,
@@ -430,10 +568,10 @@ impl Engine for DockerEngine {
                 keys: i
                     .repo_tags
                     .iter()
-                    .filter_map(|t| t.strip_prefix(&prefix).map(str::to_string))
+                    .filter_map(|t| local_name(t).strip_prefix(&prefix).map(str::to_string))
                     .collect(),
-                id: i.id,
-                parent: i.parent_id,
+                id: image_id(&i.id),
+                parent: image_id(&i.parent_id),
                 created: i.created,
             })
             .collect())
@@ -475,11 +613,16 @@ impl Engine for DockerEngine {
             name: Some(spec.name.clone()),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| self.convert(e))?;
+        let created_id = match &self.podman {
+            None => {
+                self.docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map_err(|e| self.convert(e))?
+                    .id
+            }
+            Some(raw) => self.create_on_podman(raw.as_ref(), spec, body).await?,
+        };
         let attach = AttachContainerOptions {
             stdin: true,
             stream: true,
@@ -487,18 +630,18 @@ impl Engine for DockerEngine {
         };
         match self
             .docker
-            .attach_container(&created.id, Some(attach))
+            .attach_container(&created_id, Some(attach))
             .await
         {
             Ok(lease) => {
                 self.leases
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(created.id.clone(), lease);
-                Ok(created.id)
+                    .insert(created_id.clone(), lease);
+                Ok(created_id)
             }
             Err(e) => {
-                let _ = self.remove_container(&created.id).await;
+                let _ = self.remove_container(&created_id).await;
                 Err(self.convert(e))
             }
         }
@@ -517,12 +660,21 @@ impl Engine for DockerEngine {
         spec: &ExecSpec,
         output: &mut (dyn FnMut(OutputStream, &[u8]) + Send),
     ) -> Result<i64, EngineError> {
+        let mut env = spec.env.clone();
+        let no_path = self
+            .no_path
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        if no_path && !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
         let config = ExecConfig {
             attach_stdin: Some(spec.stdin.is_some()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             cmd: Some(spec.argv.clone()),
-            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            env: (!env.is_empty()).then_some(env),
             user: spec.user.clone(),
             working_dir: spec.workdir.clone(),
             ..Default::default()
@@ -622,15 +774,26 @@ impl Engine for DockerEngine {
     }
 
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
+        let c = &spec.config;
+        // Podman reads the config from `changes` only, Docker from the body (which `changes`
+        // could not carry exactly: Docker's `ENV` there expands `$NAME`).
+        let changes = match self.podman {
+            Some(_) => Some(
+                podman::commit_changes(c, commit_entrypoint(c).as_deref()).map_err(|why| {
+                    EngineError::Other(format!("the engine at `{}`: {why}", self.endpoint))
+                })?,
+            ),
+            None => None,
+        };
         let options = CommitContainerOptions {
             container: Some(id.to_string()),
             author: spec.author.clone(),
             comment: spec.message.clone(),
             // Nothing runs in the build container between steps, so pausing it buys nothing.
             pause: false,
+            changes,
             ..Default::default()
         };
-        let c = &spec.config;
         let config = ContainerConfig {
             // An absent command would be merged in from the container (`cat`); an empty one
             // is stored as none.
@@ -663,17 +826,33 @@ impl Engine for DockerEngine {
             .commit_container(options, config)
             .await
             .map_err(|e| self.convert(e))?;
+        let id = image_id(&id.id);
         // What the engine stored is checked, never assumed.
-        let stored = self.inspect_image(&id.id).await?.ok_or_else(|| {
-            EngineError::Other(format!("the committed image {} is missing", id.id))
-        })?;
-        if let Some(field) = config_mismatch(c, &stored.config) {
+        let stored = self
+            .inspect_image(&id)
+            .await?
+            .ok_or_else(|| EngineError::Other(format!("the committed image {id} is missing")))?;
+        let asked = match self.podman {
+            Some(_) => podman::as_stored(c, &stored.config),
+            None => c.clone(),
+        };
+        if let Some(field) = config_mismatch(&asked, &stored.config) {
+            // Untagged and never used: leave nothing of it behind.
+            let _ = self.remove_image(&id).await;
             return Err(EngineError::Other(format!(
-                "the engine at `{}` committed a different config than asked ({field}); the image {} is not used",
-                self.endpoint, id.id
+                "the engine at `{}` committed a different config than asked ({field}); the image {id} is not used",
+                self.endpoint
             )));
         }
-        Ok(id.id)
+        Ok(id)
+    }
+
+    fn cli_name(&self) -> &'static str {
+        if self.podman.is_some() {
+            "podman"
+        } else {
+            "docker"
+        }
     }
 
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError> {
@@ -707,6 +886,10 @@ impl Engine for DockerEngine {
         // Only now let go of its input: closed earlier, the container would stop and
         // remove itself under a commit or this removal.
         self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.no_path
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
@@ -781,7 +964,7 @@ impl Engine for DockerEngine {
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.convert_registry(e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(registry_error(err));
+                return Err(self.with_hint(registry_error(err)));
             }
             if let Some(status) = &info.status {
                 // "<tag>: digest: sha256:... size: N"
@@ -807,6 +990,13 @@ impl Engine for DockerEngine {
         reference: &str,
         creds: Option<Credentials>,
     ) -> Result<Option<String>, EngineError> {
+        if self.podman.is_some() {
+            // Podman's service has no `/distribution` endpoint: ask the registry.
+            return Ok(self
+                .registry_image(reference, creds)
+                .await?
+                .map(|i| i.digest));
+        }
         match self
             .docker
             .inspect_registry_image(reference, credentials(creds))
@@ -823,6 +1013,28 @@ impl Engine for DockerEngine {
                 other => Err(other),
             },
         }
+    }
+
+    async fn is_published(
+        &self,
+        image: &ImageInfo,
+        repository: &str,
+        digest: &str,
+        creds: Option<Credentials>,
+    ) -> Result<bool, EngineError> {
+        if image
+            .repo_digests
+            .contains(&format!("{repository}@{digest}"))
+        {
+            return Ok(true);
+        }
+        if self.podman.is_none() {
+            return Ok(false);
+        }
+        let remote = self
+            .registry_image(&format!("{repository}@{digest}"), creds)
+            .await?;
+        Ok(remote.is_some_and(|r| image_id(&r.id) == image.id))
     }
 
     async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
@@ -845,11 +1057,7 @@ impl Engine for DockerEngine {
     }
 
     async fn platform(&self) -> Result<(String, String), EngineError> {
-        let v = self.docker.version().await.map_err(|e| self.convert(e))?;
-        Ok((
-            v.os.unwrap_or_else(|| "linux".into()),
-            v.arch.unwrap_or_else(|| "amd64".into()),
-        ))
+        Ok(self.platform.clone())
     }
 }
 
@@ -870,6 +1078,12 @@ mod tests {
             assert!(is_auth_text(refused), "{refused}");
         }
         assert!(!is_auth_text("dial tcp 10.0.0.401:5000"));
+        assert!(!is_auth_text(
+            "runc create failed: error setting rlimit type 7: operation not permitted: OCI permission denied"
+        ));
+        assert!(is_auth_text(
+            "denied: requested access to the resource is denied"
+        ));
         assert!(!is_auth_text("127.0.0.1:401: connection refused"));
     }
 }

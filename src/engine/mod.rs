@@ -1,10 +1,12 @@
 //! The engine boundary. Everything the tool asks of a container engine goes through
-//! [`Engine`]; only `docker.rs` knows bollard.
+//! [`Engine`]; only `docker.rs` knows bollard, and only this folder knows which engine
+//! (Docker, or Podman through its Docker-compatible API) answers.
 
 pub(crate) mod connect;
 pub(crate) mod docker;
 #[cfg(test)]
 pub(crate) mod fake;
+pub(crate) mod podman;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -195,6 +197,10 @@ pub(crate) struct Progress {
 pub(crate) trait Engine {
     /// A name for messages: the endpoint.
     fn endpoint(&self) -> &str;
+    /// The command-line client that matches this engine, for hints (`docker run ...`).
+    fn cli_name(&self) -> &'static str {
+        "docker"
+    }
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError>;
     async fn pull(
         &self,
@@ -240,6 +246,22 @@ pub(crate) trait Engine {
         reference: &str,
         creds: Option<Credentials>,
     ) -> Result<Option<String>, EngineError>;
+    /// Whether the manifest `digest` a registry holds under `repository` (a tag of it) is
+    /// `image`. Docker records the manifest digest of every push and pull of an image: its
+    /// repository digests say it. An engine that records another digest than the one it
+    /// pushed (Podman compresses the layers on push, so the registry's manifest is not the
+    /// local one) asks the registry for the manifest's config, which is the image id.
+    async fn is_published(
+        &self,
+        image: &ImageInfo,
+        repository: &str,
+        digest: &str,
+        _creds: Option<Credentials>,
+    ) -> Result<bool, EngineError> {
+        Ok(image
+            .repo_digests
+            .contains(&format!("{repository}@{digest}")))
+    }
     /// Removes a tag or an image (without force).
     async fn remove_image(&self, reference: &str) -> Result<(), EngineError>;
     /// The platform the engine runs images for: (`linux`, `amd64`), as registries name them.
@@ -248,3 +270,35 @@ pub(crate) trait Engine {
 
 /// The repository the tool tags its cache images under.
 pub(crate) const CACHE_REPOSITORY: &str = "pipeline-cache";
+
+/// The `PATH` an engine runs a container with when its image sets none.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The name the tool wrote for a name an engine lists (a tag, a `repository@digest`). Docker
+/// lists names as they were written; Podman qualifies them: names tagged through the
+/// Docker-compatible API as `docker.io/library/NAME` or `docker.io/OWNER/NAME`, names made by
+/// Podman itself as `localhost/NAME`. Every name read back from an engine goes through here,
+/// so cache lookups, `gc` and publish checks compare like with like.
+pub(crate) fn local_name(listed: &str) -> &str {
+    ["docker.io/library/", "docker.io/", "localhost/"]
+        .iter()
+        .find_map(|prefix| listed.strip_prefix(prefix))
+        .unwrap_or(listed)
+}
+
+/// Whether two working directories of an image config are the same at run time: an unset one
+/// (`""`, as Docker stores it) is `/` (as Podman stores it).
+pub(crate) fn same_workdir(a: &str, b: &str) -> bool {
+    a == b || (a.is_empty() && b == "/") || (a == "/" && b.is_empty())
+}
+
+/// An image id as the tool shows and stores it: `sha256:` and the hex digest. Podman gives
+/// some ids (a commit's, a parent's) without the prefix; an empty id stays empty.
+pub(crate) fn image_id(id: &str) -> String {
+    if id.is_empty() || id.starts_with("sha256:") {
+        id.to_string()
+    } else {
+        format!("sha256:{id}")
+    }
+}

@@ -445,7 +445,11 @@ impl<'a, E: Engine> Build<'a, E> {
             Ok::<_, EngineError>(format!("pipeline-debug:{tag}"))
         };
         match kept.await {
-            Ok(image) => self.sink.event(Event::KeptFailed { image, step }),
+            Ok(image) => self.sink.event(Event::KeptFailed {
+                image,
+                step,
+                cli: self.engine.cli_name(),
+            }),
             Err(e) => self.sink.event(Event::Warning(format!(
                 "could not keep the failed container: {e}"
             ))),

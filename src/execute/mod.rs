@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::cache::{self, StepInputs};
 use crate::credentials::{self, CredentialError};
-use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
+use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY, DEFAULT_PATH};
 use crate::events::{Event, Sink};
 use crate::model::{ConfigChanges, Pipeline, PullPolicy, RemoteMode, SecretSource};
 use crate::plan;
@@ -108,7 +108,11 @@ pub(crate) enum ApplyError {
         source: std::io::Error,
     },
     #[error("base image `{reference}` is not in the engine and `pull = \"never\"`")]
-    BaseMissing { reference: String },
+    BaseMissing {
+        reference: String,
+        /// The engine's command-line client (`docker`, `podman`), for the hint.
+        cli: &'static str,
+    },
     #[error("cannot pull base image `{reference}`: {source}")]
     Pull {
         reference: String,
@@ -132,6 +136,8 @@ pub(crate) enum ApplyError {
         image: String,
         /// What reached a registry before the failure.
         pushed: Vec<Pushed>,
+        /// The engine's command-line client (`docker`, `podman`), for the hint.
+        cli: &'static str,
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -573,7 +579,12 @@ async fn ensure_base<E: Engine>(
     let reference = p.base.image.to_string();
     let pull = match (p.base.pull, &existing) {
         (PullPolicy::Always, _) | (PullPolicy::Missing, None) => true,
-        (PullPolicy::Never, None) => return Err(ApplyError::BaseMissing { reference }),
+        (PullPolicy::Never, None) => {
+            return Err(ApplyError::BaseMissing {
+                reference,
+                cli: engine.cli_name(),
+            })
+        }
         _ => false,
     };
     if pull {
@@ -603,9 +614,6 @@ async fn ensure_base<E: Engine>(
     });
     Ok(info)
 }
-
-/// The PATH a container gets when its image sets none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The committed image's config: the base's, with the pipeline's changes.
 pub(crate) fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig {

@@ -24,16 +24,12 @@ pub(super) async fn publish<E: Engine>(
         let repository = target.repository.repository();
         let creds: Option<Credentials> =
             credentials::resolve(target.repository.registry_host(), target.login.as_ref()).await?;
-        // Up to date when the registry already holds this image's manifest under the tag; only
-        // possible when the image was pushed to this repository before.
+        // Up to date when the registry already holds this image under the tag; only possible
+        // when the image was pushed to (or pulled from) this repository before.
         let prefix = format!("{repository}@");
-        let local: Vec<String> = match engine.inspect_image(image).await {
-            Ok(Some(i)) => i
-                .repo_digests
-                .into_iter()
-                .filter_map(|d| d.strip_prefix(&prefix).map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
+        let local = match engine.inspect_image(image).await {
+            Ok(Some(i)) if i.repo_digests.iter().any(|d| d.starts_with(&prefix)) => Some(i),
+            _ => None,
         };
         for tag in &target.tags {
             let fail = |source, attempts, pushed: &Vec<Pushed>| ApplyError::Push {
@@ -43,17 +39,22 @@ pub(super) async fn publish<E: Engine>(
                 source: Box::new(source),
                 image: image.to_string(),
                 pushed: pushed.clone(),
+                cli: engine.cli_name(),
             };
             engine
                 .tag(image, &repository, tag)
                 .await
                 .map_err(|e| fail(e, 0, &pushed))?;
-            if !local.is_empty() {
+            if let Some(local) = &local {
                 if let Ok(Some(remote)) = engine
                     .remote_digest(&format!("{repository}:{tag}"), creds.clone())
                     .await
                 {
-                    if local.contains(&remote) {
+                    let published = engine
+                        .is_published(local, &repository, &remote, creds.clone())
+                        .await
+                        .unwrap_or(false);
+                    if published {
                         let entry = Pushed {
                             repository: repository.clone(),
                             tag: tag.clone(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::{Observed, Plan, Resume};
 use crate::cache::{NoteStore, StepInputs};
 use crate::credentials;
-use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
+use crate::engine::{same_workdir, Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
 use crate::model::Pipeline;
 use crate::registry::{Registry, RemoteCache, RemoteImage};
 
@@ -76,7 +76,7 @@ fn trusted(remote: &Remote<'_>, entry: &RemoteImage, last: bool) -> bool {
     want.cmd == got.cmd
         && want.entrypoint == got.entrypoint
         && want.user == got.user
-        && want.workdir == got.workdir
+        && same_workdir(&want.workdir, &got.workdir)
         && want.env.iter().all(|e| got.env.contains(e))
         && want
             .labels
@@ -331,9 +331,11 @@ pub(crate) async fn plan<E: Engine>(
             }
         }
     }
-    if let Some(image) = &obs.hit.image {
-        if let Ok(Some(info)) = engine.inspect_image(image).await {
-            obs.local_digests = info.repo_digests;
+    let mut image = None;
+    if let Some(id) = &obs.hit.image {
+        if let Ok(Some(info)) = engine.inspect_image(id).await {
+            obs.local_digests = info.repo_digests.clone();
+            image = Some(info);
         }
     }
     let mut remote = HashMap::new();
@@ -348,6 +350,16 @@ pub(crate) async fn plan<E: Engine>(
                 .await
             {
                 Ok(digest) => {
+                    if let (Some(info), Some(d)) = (&image, &digest) {
+                        let published = engine
+                            .is_published(info, &repository, d, creds.clone())
+                            .await
+                            .unwrap_or(false);
+                        let entry = format!("{repository}@{d}");
+                        if published && !obs.local_digests.contains(&entry) {
+                            obs.local_digests.push(entry);
+                        }
+                    }
                     remote.insert((repository.clone(), tag.clone()), digest);
                 }
                 Err(EngineError::Auth(_)) => {

@@ -356,12 +356,12 @@ impl Sink for Ui {
                     ));
                 }
             }
-            Event::KeptFailed { image, step } => {
+            Event::KeptFailed { image, step, cli } => {
                 self.line(&format!(
                     "kept the container of step {step} as {image}; enter it with:"
                 ));
                 self.line(&format!(
-                    "  docker run -it --rm --entrypoint /bin/sh {image}"
+                    "  {cli} run -it --rm --entrypoint /bin/sh {image}"
                 ));
             }
             Event::Warning(w) => self.line(&format!("{} {w}", style("warning:").yellow())),
@@ -474,6 +474,7 @@ impl Ui {
                 source,
                 image,
                 pushed,
+                cli,
                 ..
             } => {
                 if let EngineError::Auth(_) = **source {
@@ -496,11 +497,11 @@ impl Ui {
                 }
                 self.line(&format!("the image is kept in the engine as {image}"));
                 self.hint(&format!(
-                    "apply again to retry (the build is cached), or push by hand: docker push {repository}:{tag}"
+                    "apply again to retry (the build is cached), or push by hand: {cli} push {repository}:{tag}"
                 ));
             }
-            ApplyError::BaseMissing { reference } => {
-                self.hint(&format!("load it (`docker pull`, `docker load`, `docker import`) or set `pull = \"missing\"` for `{reference}`"));
+            ApplyError::BaseMissing { reference, cli } => {
+                self.hint(&format!("load it (`{cli} pull`, `{cli} load`, `{cli} import`) or set `pull = \"missing\"` for `{reference}`"));
             }
             _ => {}
         }

@@ -33,7 +33,7 @@ pub(crate) struct Daemon {
     dir: Option<tempfile::TempDir>,
 }
 
-fn run(cmd: &str, args: &[&str]) -> Output {
+pub(crate) fn run(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)
         .args(args)
         .stdin(Stdio::null())
@@ -294,54 +294,16 @@ impl Daemon {
     }
 
     pub(crate) fn docker(&self, args: &[&str]) -> Output {
-        self.command()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run docker")
+        cli_output(self.command(), args)
     }
 
     pub(crate) fn docker_ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker -H {} {} failed: {}",
-            self.host,
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        cli_ok(self.command(), &self.host, args)
     }
 
     /// Copies `image` from the main engine into this one (`docker save | docker load`).
     pub(crate) fn load_image(&self, image: &str) {
-        let save = Command::new(docker_bin())
-            .args(["save", image])
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .output()
-            .expect("docker save");
-        assert!(
-            save.status.success(),
-            "docker save {image}: {}",
-            String::from_utf8_lossy(&save.stderr)
-        );
-        let mut load = self
-            .command()
-            .arg("load")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker load");
-        load.stdin.take().unwrap().write_all(&save.stdout).unwrap();
-        let out = load.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "docker load into {}: {}",
-            self.host,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        load_image_into(self.command(), &self.host, image);
     }
 
     /// Container events (`create`, `start`, `exec_start`, ...) of this engine between two
@@ -410,17 +372,7 @@ impl Daemon {
         self.terminate();
         // Unmount whatever the daemon left under its folder, deepest first.
         if let Some(dir) = &self.dir {
-            let prefix = dir.path().display().to_string();
-            let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-            let mut points: Vec<&str> = mounts
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(1))
-                .filter(|m| m.starts_with(&prefix))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for m in points {
-                let _ = run("umount", &["-l", m]);
-            }
+            unmount_below(dir.path());
         }
         let _ = run("ip", &["link", "del", &self.bridge]);
         if let Some(dir) = self.dir.take() {
@@ -436,6 +388,72 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Unmounts every mount point below `dir`, deepest first.
+pub(crate) fn unmount_below(dir: &Path) {
+    let prefix = dir.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for m in points {
+        let _ = run("umount", &["-l", m]);
+    }
+}
+
+/// Runs `cmd` (a docker CLI pointed at some engine) with `args`, whatever its exit status.
+pub(crate) fn cli_output(mut cmd: Command, args: &[&str]) -> Output {
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
+}
+
+/// Runs `cmd` (a docker CLI pointed at `host`) with `args`; panics with its stderr unless it
+/// succeeds; returns the trimmed stdout.
+pub(crate) fn cli_ok(cmd: Command, host: &str, args: &[&str]) -> String {
+    let out = cli_output(cmd, args);
+    assert!(
+        out.status.success(),
+        "docker -H {host} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Copies `image` from the main engine into the engine `target` (a docker CLI pointed at
+/// `host`) reaches: `docker save | docker load`, so the image keeps its id.
+pub(crate) fn load_image_into(mut target: Command, host: &str, image: &str) {
+    let save = Command::new(docker_bin())
+        .args(["save", image])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker save");
+    assert!(
+        save.status.success(),
+        "docker save {image}: {}",
+        String::from_utf8_lossy(&save.stderr)
+    );
+    let mut load = target
+        .arg("load")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker load");
+    load.stdin.take().unwrap().write_all(&save.stdout).unwrap();
+    let out = load.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker load into {host}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `docker events --since .. --until ..` for container events, through `cmd` (a docker CLI
