@@ -56,6 +56,19 @@ pub const FILTERS: &[&str] = &[
     "upper",
 ];
 
+/// The platform being built, visible to templates as `platform`: `os`, `arch`, `variant`
+/// (empty when the platform has none).
+pub(crate) fn platform_value(p: &crate::model::Platform) -> Value {
+    Value::from(BTreeMap::from([
+        ("os".to_string(), Value::from(p.os.as_str())),
+        ("arch".to_string(), Value::from(p.arch.as_str())),
+        (
+            "variant".to_string(),
+            Value::from(p.variant.as_deref().unwrap_or_default()),
+        ),
+    ]))
+}
+
 /// The process environment, visible to templates as `env`, read lazily by name.
 #[derive(Debug)]
 struct EnvVars;

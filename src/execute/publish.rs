@@ -26,15 +26,7 @@ pub(super) async fn publish<E: Engine>(
             credentials::resolve(target.repository.registry_host(), target.login.as_ref()).await?;
         // Up to date when the registry already holds this image's manifest under the tag; only
         // possible when the image was pushed to this repository before.
-        let prefix = format!("{repository}@");
-        let local: Vec<String> = match engine.inspect_image(image).await {
-            Ok(Some(i)) => i
-                .repo_digests
-                .into_iter()
-                .filter_map(|d| d.strip_prefix(&prefix).map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let local = crate::plan::platforms::digests_in(engine, image, &repository).await;
         for tag in &target.tags {
             let fail = |source, attempts, pushed: &Vec<Pushed>| ApplyError::Push {
                 repository: repository.clone(),
@@ -73,27 +65,7 @@ pub(super) async fn publish<E: Engine>(
                     }
                 }
             }
-            sink.event(Event::PushStarted {
-                repository: repository.clone(),
-                tag: tag.clone(),
-            });
-            let result = retry(opts, sink, Some((&repository, tag)), || {
-                let creds = creds.clone();
-                let (repository, tag) = (repository.clone(), tag.clone());
-                async move {
-                    engine
-                        .push(&repository, &tag, creds, &mut |progress| {
-                            sink.event(Event::PushProgress {
-                                repository: repository.clone(),
-                                tag: tag.clone(),
-                                progress,
-                            })
-                        })
-                        .await
-                }
-            })
-            .await;
-            match result {
+            match push_tag(engine, &repository, tag, creds.clone(), opts, sink).await {
                 Ok((digest, attempts)) => {
                     sink.event(Event::Pushed {
                         repository: repository.clone(),
@@ -115,4 +87,35 @@ pub(super) async fn publish<E: Engine>(
         }
     }
     Ok(pushed)
+}
+
+/// Pushes the local `repository:tag`, retrying transient failures, reporting progress; the
+/// manifest digest and the attempts it took.
+pub(super) async fn push_tag<E: Engine>(
+    engine: &E,
+    repository: &str,
+    tag: &str,
+    creds: Option<Credentials>,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<(String, u32), (crate::engine::EngineError, u32)> {
+    sink.event(Event::PushStarted {
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+    });
+    retry(opts, sink, Some((repository, tag)), || {
+        let creds = creds.clone();
+        async move {
+            engine
+                .push(repository, tag, creds, &mut |progress| {
+                    sink.event(Event::PushProgress {
+                        repository: repository.to_string(),
+                        tag: tag.to_string(),
+                        progress,
+                    })
+                })
+                .await
+        }
+    })
+    .await
 }
