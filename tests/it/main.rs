@@ -30,6 +30,8 @@ mod offline;
 #[cfg(feature = "engine-tests")]
 mod output;
 #[cfg(feature = "engine-tests")]
+mod platforms;
+#[cfg(feature = "engine-tests")]
 mod remote;
 #[cfg(feature = "engine-tests")]
 mod secrets;
