@@ -217,3 +217,29 @@ pub enum SecretSource {
     Env(String),
     File(PathBuf),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_parse_print_and_match_with_an_optional_variant() {
+        let arm = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(arm.to_string(), "linux/arm64");
+        let v8 = Platform::parse("linux/arm64/v8").unwrap();
+        assert_eq!(v8.variant.as_deref(), Some("v8"));
+        assert!(arm.matches("linux", "arm64", Some("v8")));
+        assert!(v8.matches("linux", "arm64", None));
+        assert!(!v8.matches("linux", "arm64", Some("v7")));
+        assert!(!arm.matches("linux", "amd64", None));
+        for bad in [
+            "linux",
+            "linux/",
+            "Linux/amd64",
+            "linux/amd64/v1/x",
+            "/amd64",
+        ] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -279,3 +279,79 @@ pub(crate) async fn plan_index<E: Engine>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Folder;
+
+    #[test]
+    fn each_platform_is_a_build_rendered_for_it_with_keys_of_its_own() {
+        let folder = Folder::new();
+        let p = folder.load(
+            "app",
+            r#"platforms = ["linux/amd64", "linux/arm64/v8"]
+[base]
+image = "base:1"
+[[step]]
+run = "fetch tool-{{ platform.os }}-{{ platform.arch }}{{ platform.variant }}"
+[commit]
+tags = ["app:1"]
+[[publish]]
+repository = "127.0.0.1:5000/app"
+tags = ["1"]
+"#,
+        );
+        let (builds, groups) = expand(vec![p], &Overrides::default()).unwrap();
+        let names: Vec<&str> = builds.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["app@linux/amd64", "app@linux/arm64/v8"]);
+        let runs: Vec<String> = builds
+            .iter()
+            .map(|b| format!("{:?}", b.steps[0].action))
+            .collect();
+        assert!(runs[0].contains("tool-linux-amd64\""), "{runs:?}");
+        assert!(runs[1].contains("tool-linux-arm64v8\""), "{runs:?}");
+        assert!(builds.iter().all(|b| b.publish.is_empty()));
+        assert_eq!(builds[1].commit.tags[0].to_string(), "app:1-linux-arm64-v8");
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].builds, [0, 1]);
+        assert_eq!(groups[0].pipeline.publish.len(), 1);
+        // Same base id (as a fake engine could say): the platform still keeps the keys apart.
+        let inputs = |b: &Pipeline| {
+            b.steps
+                .iter()
+                .map(|s| crate::cache::StepInputs::of(s).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let (a, _) = super::super::keys(&builds[0], &inputs(&builds[0]), Some("sha256:b"));
+        let (b, _) = super::super::keys(&builds[1], &inputs(&builds[1]), Some("sha256:b"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn an_index_matches_only_the_same_images_for_the_same_platforms() {
+        let pl = |s: &str| Platform::parse(s).unwrap();
+        let entry = |d: &str, p: &str| IndexEntry {
+            digest: d.into(),
+            media_type: String::new(),
+            size: 1,
+            platform: pl(p),
+        };
+        let (amd, arm) = (pl("linux/amd64"), pl("linux/arm64"));
+        let built = [
+            (&amd, vec!["sha256:a".to_string()]),
+            (&arm, vec!["sha256:b".into()]),
+        ];
+        let same = [
+            entry("sha256:a", "linux/amd64"),
+            entry("sha256:b", "linux/arm64/v8"),
+        ];
+        assert!(index_matches(&same, &built));
+        let swapped = [
+            entry("sha256:b", "linux/amd64"),
+            entry("sha256:a", "linux/arm64"),
+        ];
+        assert!(!index_matches(&swapped, &built));
+        assert!(!index_matches(&same[..1], &built));
+    }
+}
