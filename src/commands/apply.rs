@@ -109,7 +109,44 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
         &pipelines, &graph, &engines, &settings, &sinks, ui, interrupt,
     )
     .await;
-    for g in &groups {
+    let indexes = publish_indexes(&groups, &pipelines, &engines, &mut summary, &settings, ui).await;
+    let endpoints: Vec<String> = engines.iter().map(|e| e.endpoint().to_string()).collect();
+    if several {
+        for line in ui::render_summary(&pipelines, &summary, &endpoints).lines() {
+            ui.line(line);
+        }
+    }
+    if let Some(path) = &args.report {
+        let json = report::of_run(
+            &pipelines, &graph, &endpoints, &summary, &recorders, indexes,
+        );
+        save(path, json, ui);
+    }
+    Ok(summary.exit)
+}
+
+/// Writes the run report; a failure to write it is reported, never fatal.
+fn save(path: &std::path::Path, json: serde_json::Result<Vec<u8>>, ui: &Ui) {
+    if let Err(e) = report::save(path, json) {
+        ui.error(&format!(
+            "cannot write the report to `{}`: {e}",
+            path.display()
+        ));
+    }
+}
+
+/// Publishes each multi-platform pipeline whose platforms all built: one index per tag. A
+/// failure sets the run's exit status (when it is still a success) and is explained.
+async fn publish_indexes<E: Engine>(
+    groups: &[crate::plan::platforms::Group],
+    pipelines: &[crate::model::Pipeline],
+    engines: &[E],
+    summary: &mut schedule::Summary,
+    settings: &Settings,
+    ui: &Ui,
+) -> Vec<report::IndexRecord> {
+    let mut indexes = Vec::new();
+    for g in groups {
         let built: Option<Vec<_>> = g
             .builds
             .iter()
@@ -125,38 +162,32 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
         // A platform that failed fails the pipeline: nothing of it is published.
         let Some(built) = built else { continue };
         let sink = ui.for_pipeline(&g.pipeline.name, true);
-        let published =
-            crate::execute::index::publish_index(&g.pipeline, &built, &settings.options, &sink)
-                .await;
-        if let Err(error) = published {
-            if summary.exit == ExitStatus::Success {
-                summary.exit = ExitStatus::of(&error);
+        match crate::execute::index::publish_index(&g.pipeline, &built, &settings.options, &sink)
+            .await
+        {
+            Ok(pushed) => {
+                let platforms: Vec<String> = g
+                    .pipeline
+                    .platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                indexes.extend(pushed.into_iter().map(|pushed| report::IndexRecord {
+                    pipeline: g.pipeline.name.clone(),
+                    platforms: platforms.clone(),
+                    pushed,
+                }));
             }
-            sink.event(crate::events::Event::Failed {
-                error: std::sync::Arc::new(error),
-                pipeline: std::sync::Arc::new(g.pipeline.clone()),
-            });
+            Err(error) => {
+                if summary.exit == ExitStatus::Success {
+                    summary.exit = ExitStatus::of(&error);
+                }
+                sink.event(crate::events::Event::Failed {
+                    error: std::sync::Arc::new(error),
+                    pipeline: std::sync::Arc::new(g.pipeline.clone()),
+                });
+            }
         }
     }
-    let endpoints: Vec<String> = engines.iter().map(|e| e.endpoint().to_string()).collect();
-    if several {
-        for line in ui::render_summary(&pipelines, &summary, &endpoints).lines() {
-            ui.line(line);
-        }
-    }
-    if let Some(path) = &args.report {
-        let json = report::of_run(&pipelines, &graph, &endpoints, &summary, &recorders);
-        save(path, json, ui);
-    }
-    Ok(summary.exit)
-}
-
-/// Writes the run report; a failure to write it is reported, never fatal.
-fn save(path: &std::path::Path, json: serde_json::Result<Vec<u8>>, ui: &Ui) {
-    if let Err(e) = report::save(path, json) {
-        ui.error(&format!(
-            "cannot write the report to `{}`: {e}",
-            path.display()
-        ));
-    }
+    indexes
 }

@@ -135,6 +135,15 @@ fn two_platforms_publish_one_index_that_resolves_per_platform_and_cache_per_plat
         );
     }
 
+    let indexes = report["indexes"].as_array().expect("indexes in the report");
+    assert_eq!(indexes.len(), 2, "{report:#}");
+    assert!(
+        indexes.iter().all(|x| x["digest"] == digest.as_str()
+            && x["platforms"] == serde_json::json!(["linux/amd64", "linux/arm64"])
+            && x["up_to_date"] == false),
+        "{report:#}"
+    );
+
     // Unchanged: each platform is served by its own cache entry, the index is up to date.
     let plan = project
         .std_cmd(&["plan", "pipeline.toml"])
