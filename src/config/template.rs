@@ -174,6 +174,10 @@ impl Templates {
         if let Some(name) = undefined.first() {
             let hint = if let Some(var) = name.strip_prefix("env.") {
                 format!("the environment variable `{var}` is not set")
+            } else if name == "platform" || name.starts_with("platform.") {
+                "`platform` is the platform being built: set `platforms = [\"linux/amd64\", ...]` \
+                 in the file, or pass `--platform linux/amd64`"
+                    .to_string()
             } else {
                 format!(
                     "define it under [vars], or pass `--var {name}=VALUE`; environment \

@@ -329,6 +329,28 @@ tags = ["1"]
     }
 
     #[test]
+    fn platform_in_a_template_needs_platforms_and_bad_platforms_are_diagnostics() {
+        let path = std::path::Path::new("p.toml");
+        let dir = std::path::Path::new("/");
+        let text = "[base]\nimage = \"b\"\n[[step]]\nrun = \"echo {{ platform.arch }}\"\n";
+        let d = config::load_str(path, text, dir, &Overrides::default()).unwrap_err();
+        assert!(
+            d.iter().any(|d| d.code == "undefined-variable"
+                && d.hint.as_deref().is_some_and(|h| h.contains("--platform"))),
+            "{d:?}"
+        );
+        let o = Overrides {
+            platforms: vec!["linux/arm64".into()],
+            ..Default::default()
+        };
+        let p = config::load_str(path, text, dir, &o).unwrap();
+        assert_eq!(p.platform, Some(Platform::parse("linux/arm64").unwrap()));
+        let bad = format!("platforms = [\"x86\"]\n{text}");
+        let d = config::load_str(path, &bad, dir, &Overrides::default()).unwrap_err();
+        assert!(d.iter().any(|d| d.code == "invalid-platform"), "{d:?}");
+    }
+
+    #[test]
     fn an_index_matches_only_the_same_images_for_the_same_platforms() {
         let pl = |s: &str| Platform::parse(s).unwrap();
         let entry = |d: &str, p: &str| IndexEntry {
