@@ -30,6 +30,7 @@ pub(crate) async fn publish_index<E: Engine>(
         let repository = target.repository.repository();
         let host = target.repository.registry_host();
         let creds = credentials::resolve(host, target.login.as_ref()).await?;
+        // Manifests are read raw here, so the client's platform choice is never used.
         let registry = Registry::new(host, creds.as_ref(), "linux", "amd64");
         let fail =
             |tag: &str, source: EngineError, attempts, pushed: &Vec<Pushed>| ApplyError::Push {

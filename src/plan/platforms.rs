@@ -252,6 +252,7 @@ pub(crate) async fn plan_index<E: Engine>(
                 .ok()
                 .flatten()
         };
+        // Manifests are read raw here, so the client's platform choice is never used.
         let registry = Registry::new(host, creds.as_ref(), "linux", "amd64");
         for tag in &target.tags {
             let (status, reason) = if offline {
