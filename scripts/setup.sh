@@ -136,3 +136,91 @@ else
   "$DOCKER" import --change 'CMD ["bash"]' "$tarball" debian:bookworm >/dev/null
   say "image debian:bookworm" "$how"
 fi
+
+# --- arm64 by emulation, and a multi-arch base ----------------------------------------
+# qemu-user-static registers its binfmt handlers, so an arm64 container runs on this amd64
+# machine (`uname -m` says aarch64). The tests build for linux/amd64 and linux/arm64 from
+# $REGISTRY_ADDR/busybox-multi:latest, an index of busybox for both; :amd64 and :arm64 are
+# its single-platform images.
+missing=()
+for pkg in qemu-user-static binfmt-support; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  say "emulation packages" "already present"
+else
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  say "emulation packages" "installed ${missing[*]}"
+fi
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+if [ "$(head -n1 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null)" != enabled ]; then
+  update-binfmts --enable qemu-aarch64 || update-binfmts --enable
+fi
+[ "$(head -n1 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null)" = enabled ] ||
+  die "the qemu-aarch64 binfmt handler is not enabled"
+say "binfmt qemu-aarch64" "enabled"
+
+MULTI=$REGISTRY_ADDR/busybox-multi
+has_index() {
+  curl -sf -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
+    -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$REGISTRY_ADDR/v2/${1%:*}/manifests/${1##*:}" |
+    grep -q '"arm64"'
+}
+if has_index busybox-multi:latest && has_image busybox-arm64:latest; then
+  say "image $MULTI:latest" "already present"
+else
+  if ! has_image busybox-arm64:latest; then
+    # A docker-archive whose config says arm64: `docker import --platform` does not set the
+    # architecture on engine 20.10, `docker load` of such an archive does.
+    grep -qx arm64 <(dpkg --print-foreign-architectures) || {
+      dpkg --add-architecture arm64
+      apt-get update -q || true
+    }
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    (cd "$dir" && apt-get download -q busybox-static:arm64 >/dev/null)
+    dpkg-deb -x "$dir"/busybox-static_*_arm64.deb "$dir/deb"
+    root=$dir/root
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp}
+    chmod 1777 "$root/tmp"
+    chmod 700 "$root/root"
+    cp "$dir/deb/bin/busybox" "$root/bin/busybox"
+    # The applet list is the amd64 busybox's: the same package version, the same applets.
+    /bin/busybox --list-full | while read -r applet; do
+      [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:42:42:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnobody:x:42:\n' >"$root/etc/group"
+    mkdir -p "$dir/archive"
+    tar -C "$root" --numeric-owner -cf "$dir/archive/layer.tar" .
+    diff_id=sha256:$(sha256sum "$dir/archive/layer.tar" | cut -d' ' -f1)
+    cat >"$dir/archive/config.json" <<JSON
+{"architecture":"arm64","variant":"v8","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["$diff_id"]}}
+JSON
+    cfg=$(sha256sum "$dir/archive/config.json" | cut -d' ' -f1)
+    mv "$dir/archive/config.json" "$dir/archive/$cfg.json"
+    printf '[{"Config":"%s.json","RepoTags":["busybox-arm64:latest"],"Layers":["layer.tar"]}]\n' "$cfg" \
+      >"$dir/archive/manifest.json"
+    tar -C "$dir/archive" -c . | "$DOCKER" load >/dev/null
+    rm -rf "$dir"
+    trap - EXIT
+  fi
+  [ "$("$DOCKER" image inspect -f '{{.Architecture}}' busybox-arm64:latest)" = arm64 ] ||
+    die "busybox-arm64:latest does not say arm64"
+  for pair in busybox:latest=amd64 busybox-arm64:latest=arm64; do
+    "$DOCKER" tag "${pair%=*}" "$MULTI:${pair#*=}"
+    "$DOCKER" push "$MULTI:${pair#*=}" >/dev/null
+  done
+  # The CLI of the engine (20.10) has no `manifest`; a newer one may be installed beside it.
+  MANIFEST_CLI=${MANIFEST_CLI:-/usr/local/bin/docker}
+  "$MANIFEST_CLI" manifest rm "$MULTI:latest" >/dev/null 2>&1 || true
+  "$MANIFEST_CLI" manifest create --insecure "$MULTI:latest" "$MULTI:amd64" "$MULTI:arm64" >/dev/null
+  "$MANIFEST_CLI" manifest push --insecure --purge "$MULTI:latest" >/dev/null
+  has_index busybox-multi:latest || die "$MULTI:latest is not an index with arm64"
+  say "image $MULTI:latest" "built (amd64 + arm64)"
+fi
+"$DOCKER" run --rm --platform linux/arm64 busybox-arm64:latest uname -m | grep -qx aarch64 ||
+  die "an arm64 container does not run here (binfmt/qemu)"
+say "arm64 by emulation" "works"

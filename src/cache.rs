@@ -92,6 +92,12 @@ pub(crate) fn base_key(base_image_id: &str) -> String {
     hash(&["pipeline-cache-v1", base_image_id])
 }
 
+/// The key of the base image for a build that names its platform: the platform is part of
+/// every key of the chain, so two platforms never share an entry.
+pub(crate) fn platform_base_key(base_image_id: &str, platform: &str) -> String {
+    hash(&["pipeline-cache-v1", base_image_id, platform])
+}
+
 /// The key after a step, given the key before it.
 pub(crate) fn step_key(parent: &str, inputs: &StepInputs) -> String {
     hash(&[

@@ -44,6 +44,10 @@ pub(crate) struct VarArgs {
     /// Load template variables from a TOML file of `key = value` lines (repeatable).
     #[arg(long = "var-file", value_name = "FILE")]
     pub(crate) var_files: Vec<PathBuf>,
+    /// Build for this platform, e.g. `linux/arm64` (repeatable); replaces the file's
+    /// `platforms`.
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    pub(crate) platforms: Vec<String>,
 }
 
 #[derive(Debug, Args)]

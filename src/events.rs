@@ -85,6 +85,18 @@ pub(crate) enum Event {
         cli: &'static str,
     },
     Warning(String),
+    /// A platform's image of a multi-platform pipeline reached a registry (its tag then
+    /// becomes an index of every platform's image).
+    PlatformPushed {
+        repository: String,
+        platform: String,
+        digest: String,
+    },
+    /// A build runs for a platform that is not its engine's own: by emulation, slower.
+    Emulated {
+        platform: String,
+        engine: String,
+    },
     /// The pipeline uses a remote cache; `unavailable` says why it stopped using it (down,
     /// slow, refused credentials): the build goes on without it.
     CacheRemote {

@@ -28,6 +28,62 @@ pub struct Pipeline {
     pub checkpoint_after: Duration,
     /// The registry-backed step cache, when one is configured.
     pub cache_remote: Option<RemoteCache>,
+    /// Every platform the pipeline builds for (`platforms`, or `--platform`); empty: the
+    /// engine's own platform.
+    pub platforms: Vec<Platform>,
+    /// The platform this build is for (templates rendered for it); `None`: the engine's own.
+    pub platform: Option<Platform>,
+}
+
+/// A platform as registries name it: `linux/arm64`, `linux/arm/v7`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Parses `os/arch[/variant]`.
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let valid = |p: &&str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        match parts.as_slice() {
+            [os, arch] | [os, arch, _] if parts.iter().all(valid) => Ok(Self {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                variant: parts.get(2).map(|v| v.to_string()),
+            }),
+            _ => Err(format!(
+                "`{s}` is not a platform: write `OS/ARCH` or `OS/ARCH/VARIANT`, e.g. `linux/arm64`"
+            )),
+        }
+    }
+
+    /// True when an image or engine of `os`/`arch`/`variant` is this platform. A variant left
+    /// out on either side matches any (`linux/arm64` is `linux/arm64/v8`).
+    pub(crate) fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
+        self.os == os
+            && self.arch == arch
+            && match (&self.variant, variant) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A registry repository used as a step cache shared by runners.
@@ -160,4 +216,30 @@ pub struct Target {
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_parse_print_and_match_with_an_optional_variant() {
+        let arm = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(arm.to_string(), "linux/arm64");
+        let v8 = Platform::parse("linux/arm64/v8").unwrap();
+        assert_eq!(v8.variant.as_deref(), Some("v8"));
+        assert!(arm.matches("linux", "arm64", Some("v8")));
+        assert!(v8.matches("linux", "arm64", None));
+        assert!(!v8.matches("linux", "arm64", Some("v7")));
+        assert!(!arm.matches("linux", "amd64", None));
+        for bad in [
+            "linux",
+            "linux/",
+            "Linux/amd64",
+            "linux/amd64/v1/x",
+            "/amd64",
+        ] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use oci_client::{Client, Reference};
 use serde::Deserialize;
 
 use crate::engine::{Credentials, ImageConfig};
-use crate::model::RemoteMode;
+use crate::model::{Platform, RemoteMode};
 
 /// Every registry call ends within this time; a slower registry counts as unavailable.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,6 +138,177 @@ impl Registry {
             },
             layers: parsed.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
         }))
+    }
+}
+
+/// The manifest media types read when a tag may hold an index or an image.
+const MANIFEST_TYPES: [&str; 4] = [
+    oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+    oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
+    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
+    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+];
+
+/// One platform's manifest, as an index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub(crate) digest: String,
+    pub(crate) media_type: String,
+    pub(crate) size: i64,
+    pub(crate) platform: Platform,
+}
+
+/// What a tag or digest names: an index of platforms, or one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Manifest {
+    Index {
+        digest: String,
+        entries: Vec<IndexEntry>,
+    },
+    /// One image, with the platform its config says.
+    Image(IndexEntry),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawManifest {
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<RawEntry>>,
+    config: Option<RawDescriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEntry {
+    media_type: Option<String>,
+    digest: String,
+    size: i64,
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize)]
+struct RawDescriptor {
+    digest: String,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+impl RawPlatform {
+    fn platform(self) -> Platform {
+        Platform {
+            os: self.os,
+            arch: self.architecture,
+            variant: self.variant.filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+impl Registry {
+    /// What `reference` names, read without pulling: an index with its platforms, or one
+    /// image with the platform of its config. `None` when the registry has no such manifest.
+    pub(crate) async fn manifest(
+        &self,
+        reference: &str,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let r = parse(reference)?;
+        let Some((body, digest)) = bounded(self.client.pull_manifest_raw(
+            &r,
+            &self.auth,
+            &MANIFEST_TYPES,
+        ))
+        .await?
+        else {
+            return Ok(None);
+        };
+        let unreadable = |e: serde_json::Error| {
+            RegistryError::Unavailable(format!("`{reference}`: unreadable manifest: {e}"))
+        };
+        let raw: RawManifest = serde_json::from_slice(&body).map_err(unreadable)?;
+        if let Some(entries) = raw.manifests {
+            let entries = entries
+                .into_iter()
+                .filter_map(|e| {
+                    Some(IndexEntry {
+                        platform: e.platform?.platform(),
+                        media_type: e.media_type.unwrap_or_default(),
+                        digest: e.digest,
+                        size: e.size,
+                    })
+                })
+                .collect();
+            return Ok(Some(Manifest::Index { digest, entries }));
+        }
+        let config = raw.config.ok_or_else(|| {
+            RegistryError::Unavailable(format!("`{reference}`: a manifest without a config"))
+        })?;
+        let mut blob = Vec::new();
+        let layer = oci_client::manifest::OciDescriptor {
+            digest: config.digest.clone(),
+            ..Default::default()
+        };
+        bounded(self.client.pull_blob(&r, &layer, &mut blob)).await?;
+        let platform: RawPlatform = serde_json::from_slice(&blob).map_err(unreadable)?;
+        Ok(Some(Manifest::Image(IndexEntry {
+            digest,
+            media_type: raw
+                .media_type
+                .unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.into()),
+            size: i64::try_from(body.len()).unwrap_or(i64::MAX),
+            platform: platform.platform(),
+        })))
+    }
+
+    /// Pushes a Docker manifest list of `entries` as `reference` (`host/path:tag`); returns its
+    /// digest.
+    pub(crate) async fn push_index(
+        &self,
+        reference: &str,
+        entries: &[IndexEntry],
+    ) -> Result<String, RegistryError> {
+        let r = parse(reference)?;
+        let list = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+            "manifests": entries.iter().map(|e| {
+                let mut platform = serde_json::json!({
+                    "architecture": e.platform.arch,
+                    "os": e.platform.os,
+                });
+                if let Some(v) = &e.platform.variant {
+                    platform["variant"] = v.clone().into();
+                }
+                serde_json::json!({
+                    "mediaType": e.media_type,
+                    "size": e.size,
+                    "digest": e.digest,
+                    "platform": platform,
+                })
+            }).collect::<Vec<_>>(),
+        });
+        let body = serde_json::to_vec_pretty(&list)
+            .map_err(|e| RegistryError::Unavailable(format!("`{reference}`: {e}")))?;
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+        );
+        self.client
+            .store_auth_if_needed(r.resolve_registry(), &self.auth)
+            .await;
+        let content_type = oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
+            .parse()
+            .map_err(|e| RegistryError::Unavailable(format!("{e}")))?;
+        bounded(self.client.push_manifest_raw(&r, body, content_type))
+            .await?
+            .ok_or_else(|| {
+                RegistryError::Unavailable(format!("`{reference}`: the registry refused the index"))
+            })?;
+        Ok(digest)
     }
 }
 

@@ -361,6 +361,19 @@ pub(crate) struct MultiReport {
     /// Pipeline names in the order the graph allows.
     pub(crate) order: Vec<String>,
     pub(crate) pipelines: Vec<Entry>,
+    /// The indexes multi-platform pipelines published (their builds are among `pipelines`,
+    /// as `NAME@os/arch`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) indexes: Vec<IndexRecord>,
+}
+
+/// One tag of a multi-platform pipeline: the index it holds.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct IndexRecord {
+    pub(crate) pipeline: String,
+    pub(crate) platforms: Vec<String>,
+    #[serde(flatten)]
+    pub(crate) pushed: crate::execute::Pushed,
 }
 
 /// The report of a run: for one pipeline, the single-pipeline report itself.
@@ -370,6 +383,7 @@ pub(crate) fn of_run(
     engines: &[String],
     summary: &Summary,
     recorders: &[Recorder],
+    indexes: Vec<IndexRecord>,
 ) -> serde_json::Result<Vec<u8>> {
     let reports: Vec<Report> = recorders
         .iter()
@@ -412,6 +426,7 @@ pub(crate) fn of_run(
                 report,
             })
             .collect(),
+        indexes,
     })
 }
 
@@ -447,6 +462,7 @@ pub(crate) fn of_unreached(
                 report,
             })
             .collect(),
+        indexes: Vec::new(),
     })
 }
 

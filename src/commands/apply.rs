@@ -17,17 +17,20 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
     ) else {
         return Err(CliError::Runtime("cannot install signal handlers".into()));
     };
-    let checked = super::load_all(&args.files, &args.vars, ui).and_then(|mut pipelines| {
+    let checked = super::load_all(&args.files, &args.vars, ui).and_then(|pipelines| {
+        let (mut pipelines, groups) = super::platform_builds(pipelines, &args.vars)?;
         super::remote_cache(
             &mut pipelines,
             args.cache_remote.as_deref(),
             args.cache_remote_mode,
         )?;
         super::check_passwords(&pipelines)?;
+        let published: Vec<_> = groups.iter().map(|g| g.pipeline.clone()).collect();
+        super::check_passwords(&published)?;
         let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
-        Ok((pipelines, graph))
+        Ok((pipelines, graph, groups))
     });
-    let (pipelines, graph) = match checked {
+    let (mut pipelines, graph, groups) = match checked {
         Ok(c) => c,
         Err(e) => {
             // The report says why nothing ran.
@@ -49,6 +52,12 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
             return Err(e);
         }
     };
+    // Each platform's build starts from the base's image for that platform.
+    if let Some(engine) = engines.first() {
+        crate::plan::platforms::resolve_bases(&mut pipelines, engine)
+            .await
+            .map_err(|e| CliError::Usage(e.join("\n")))?;
+    }
     let settings = Settings {
         jobs: args
             .jobs
@@ -96,10 +105,11 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
             _ = sigterm.recv() => Signal::Terminate,
         }
     };
-    let summary = schedule::run(
+    let mut summary = schedule::run(
         &pipelines, &graph, &engines, &settings, &sinks, ui, interrupt,
     )
     .await;
+    let indexes = publish_indexes(&groups, &pipelines, &engines, &mut summary, &settings, ui).await;
     let endpoints: Vec<String> = engines.iter().map(|e| e.endpoint().to_string()).collect();
     if several {
         for line in ui::render_summary(&pipelines, &summary, &endpoints).lines() {
@@ -107,7 +117,9 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
         }
     }
     if let Some(path) = &args.report {
-        let json = report::of_run(&pipelines, &graph, &endpoints, &summary, &recorders);
+        let json = report::of_run(
+            &pipelines, &graph, &endpoints, &summary, &recorders, indexes,
+        );
         save(path, json, ui);
     }
     Ok(summary.exit)
@@ -121,4 +133,61 @@ fn save(path: &std::path::Path, json: serde_json::Result<Vec<u8>>, ui: &Ui) {
             path.display()
         ));
     }
+}
+
+/// Publishes each multi-platform pipeline whose platforms all built: one index per tag. A
+/// failure sets the run's exit status (when it is still a success) and is explained.
+async fn publish_indexes<E: Engine>(
+    groups: &[crate::plan::platforms::Group],
+    pipelines: &[crate::model::Pipeline],
+    engines: &[E],
+    summary: &mut schedule::Summary,
+    settings: &Settings,
+    ui: &Ui,
+) -> Vec<report::IndexRecord> {
+    let mut indexes = Vec::new();
+    for g in groups {
+        let built: Option<Vec<_>> = g
+            .builds
+            .iter()
+            .map(|&i| {
+                let o = &summary.outcomes[i];
+                Some(crate::execute::index::Built {
+                    engine: &engines[o.engine?],
+                    image: o.applied.as_ref()?.image.clone(),
+                    platform: pipelines[i].platform.clone()?,
+                })
+            })
+            .collect();
+        // A platform that failed fails the pipeline: nothing of it is published.
+        let Some(built) = built else { continue };
+        let sink = ui.for_pipeline(&g.pipeline.name, true);
+        match crate::execute::index::publish_index(&g.pipeline, &built, &settings.options, &sink)
+            .await
+        {
+            Ok(pushed) => {
+                let platforms: Vec<String> = g
+                    .pipeline
+                    .platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                indexes.extend(pushed.into_iter().map(|pushed| report::IndexRecord {
+                    pipeline: g.pipeline.name.clone(),
+                    platforms: platforms.clone(),
+                    pushed,
+                }));
+            }
+            Err(error) => {
+                if summary.exit == ExitStatus::Success {
+                    summary.exit = ExitStatus::of(&error);
+                }
+                sink.event(crate::events::Event::Failed {
+                    error: std::sync::Arc::new(error),
+                    pipeline: std::sync::Arc::new(g.pipeline.clone()),
+                });
+            }
+        }
+    }
+    indexes
 }

@@ -34,6 +34,8 @@ fn overrides(v: &VarArgs) -> Overrides {
     Overrides {
         var_files: v.var_files.clone(),
         vars: v.vars.clone(),
+        platforms: v.platforms.clone(),
+        platform: None,
     }
 }
 
@@ -51,6 +53,14 @@ fn load_all(files: &[PathBuf], vars: &VarArgs, ui: &Ui) -> Result<Vec<Pipeline>,
         ));
     }
     Ok(loaded.pipelines)
+}
+
+/// One build per (pipeline, platform) (see [`crate::plan::platforms`]).
+fn platform_builds(
+    pipelines: Vec<Pipeline>,
+    vars: &VarArgs,
+) -> Result<(Vec<Pipeline>, Vec<crate::plan::platforms::Group>), CliError> {
+    crate::plan::platforms::expand(pipelines, &overrides(vars)).map_err(CliError::Invalid)
 }
 
 /// Applies `--cache-remote` and `--cache-remote-mode` to every pipeline.

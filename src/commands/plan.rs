@@ -19,7 +19,8 @@ pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError>
 }
 
 async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
-    let mut pipelines = super::load_all(&args.files, &args.vars, ui)?;
+    let pipelines = super::load_all(&args.files, &args.vars, ui)?;
+    let (mut pipelines, groups) = super::platform_builds(pipelines, &args.vars)?;
     super::remote_cache(
         &mut pipelines,
         args.cache_remote.as_deref(),
@@ -33,6 +34,11 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     }
     let engines = super::engines(&args.engines, ui).await?;
     let engine = &engines[0];
+    if !args.offline {
+        crate::plan::platforms::resolve_bases(&mut pipelines, engine)
+            .await
+            .map_err(|e| CliError::Usage(e.join("\n")))?;
+    }
     if engines.len() > 1 {
         ui.line(&format!(
             "planning against {}: apply places each pipeline on the least loaded engine",
@@ -47,6 +53,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let mut changes = false;
     let mut plans = Vec::new();
     let mut produced: HashMap<usize, Option<String>> = HashMap::new();
+    let mut reusable: HashMap<usize, Option<String>> = HashMap::new();
     for &i in &graph.order {
         let p = &pipelines[i];
         let known_base = graph.nodes[i]
@@ -67,6 +74,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             made.is_none().then(|| (d.producer, d.reference.clone()))
         });
         produced.insert(i, plan.commit.image.clone());
+        reusable.insert(i, plan.commit.image.clone());
         match args.format {
             Format::Json if multi => plans.push(plan),
             Format::Json => println!(
@@ -84,13 +92,43 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             }
         }
     }
+    // A multi-platform pipeline publishes one index per tag, once every platform is built.
+    let mut indexes = Vec::new();
+    for g in &groups {
+        let images: Vec<Option<String>> = g
+            .builds
+            .iter()
+            .map(|i| reusable.get(i).cloned().flatten())
+            .collect();
+        let planned = crate::plan::platforms::plan_index(engine, g, &images, args.offline).await;
+        changes |= planned.iter().any(|x| x.status != PushStatus::UpToDate);
+        if args.format == Format::Text && !planned.is_empty() {
+            println!(
+                "pipeline {} ({})",
+                g.pipeline.name,
+                planned[0].platforms.join(", ")
+            );
+            for x in &planned {
+                println!(
+                    "  publish  {}:{}: index of {}: {}",
+                    x.repository,
+                    x.tag,
+                    ui::plural(x.platforms.len(), "platform", "platforms"),
+                    status_text(x.status, x.reason.as_deref())
+                );
+            }
+        }
+        indexes.extend(planned);
+    }
     if multi {
         match args.format {
             Format::Json => println!(
                 "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({ "graph": graph, "plans": plans })
-                )
+                serde_json::to_string_pretty(&if indexes.is_empty() {
+                    serde_json::json!({ "graph": graph, "plans": plans })
+                } else {
+                    serde_json::json!({ "graph": graph, "plans": plans, "indexes": indexes })
+                })
                 .unwrap_or_default()
             ),
             Format::Text => print!("{}", graph.render(engines.len())),
@@ -149,13 +187,7 @@ fn render(plan: &Plan) -> String {
     }
     let mut pushes = 0;
     for p in &plan.publish {
-        let status = match (p.status, &p.reason) {
-            (PushStatus::New, _) => "new".to_string(),
-            (PushStatus::Changed, _) => "changed".to_string(),
-            (PushStatus::UpToDate, _) => "up to date".to_string(),
-            (PushStatus::Unknown, Some(reason)) => format!("unknown ({reason})"),
-            (PushStatus::Unknown, None) => "unknown".to_string(),
-        };
+        let status = status_text(p.status, p.reason.as_deref());
         if p.status != PushStatus::UpToDate {
             pushes += 1;
         }
@@ -179,4 +211,15 @@ fn render(plan: &Plan) -> String {
         ));
     }
     out
+}
+
+/// How a push would go, in words.
+fn status_text(status: PushStatus, reason: Option<&str>) -> String {
+    match (status, reason) {
+        (PushStatus::New, _) => "new".to_string(),
+        (PushStatus::Changed, _) => "changed".to_string(),
+        (PushStatus::UpToDate, _) => "up to date".to_string(),
+        (PushStatus::Unknown, Some(reason)) => format!("unknown ({reason})"),
+        (PushStatus::Unknown, None) => "unknown".to_string(),
+    }
 }

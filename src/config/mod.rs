@@ -24,6 +24,10 @@ pub struct Overrides {
     pub var_files: Vec<std::path::PathBuf>,
     /// `--var KEY=VALUE`, in order; they win over var files.
     pub vars: Vec<(String, String)>,
+    /// `--platform`, in order: replaces the file's `platforms` when not empty.
+    pub platforms: Vec<String>,
+    /// The platform to render the templates for; `None`: the first of the pipeline's.
+    pub platform: Option<crate::model::Platform>,
 }
 
 /// A parsed pipeline file: what could be read of it, and every problem found on the way.
@@ -366,11 +370,23 @@ pub fn load_str(
     let Some(raw) = file else {
         return Err(diagnostics);
     };
-    let (vars, var_diags) = variables(&raw, overrides);
+    let (mut vars, var_diags) = variables(&raw, overrides);
     diagnostics.extend(var_diags);
+    let platforms = platforms(&raw, overrides, &mut diagnostics);
+    let platform = overrides
+        .platform
+        .clone()
+        .or_else(|| platforms.first().cloned());
+    if let Some(pl) = &platform {
+        vars.insert("platform".into(), template::platform_value(pl));
+    }
     let templates = Templates::new(vars);
     match Builder::new(&templates, dir).build(path, raw) {
-        Ok(p) if diagnostics.is_empty() => Ok(p),
+        Ok(p) if diagnostics.is_empty() => Ok(Pipeline {
+            platforms,
+            platform,
+            ..p
+        }),
         Ok(_) => Err(diagnostics),
         Err(d) => {
             // "Neither `run` nor `copy`" in a step whose `rnu` was just reported says the
@@ -391,6 +407,43 @@ pub fn load_str(
             Err(diagnostics)
         }
     }
+}
+
+/// The platforms to build: `--platform` when given, else the file's `platforms`, each once.
+fn platforms(
+    raw: &raw::PipelineFile,
+    overrides: &Overrides,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<crate::model::Platform> {
+    let mut out: Vec<crate::model::Platform> = Vec::new();
+    let mut add = |pl: crate::model::Platform| {
+        if !out.contains(&pl) {
+            out.push(pl);
+        }
+    };
+    if !overrides.platforms.is_empty() {
+        for s in &overrides.platforms {
+            match crate::model::Platform::parse(s) {
+                Ok(pl) => add(pl),
+                Err(e) => diags.push(
+                    Diagnostic::new("invalid-platform", format!("--platform: {e}"))
+                        .hint("e.g. `--platform linux/arm64`"),
+                ),
+            }
+        }
+        return out;
+    }
+    for s in &raw.platforms {
+        match crate::model::Platform::parse(s.get_ref()) {
+            Ok(pl) => add(pl),
+            Err(e) => diags.push(
+                Diagnostic::new("invalid-platform", e)
+                    .at(s.span())
+                    .hint("e.g. `platforms = [\"linux/amd64\", \"linux/arm64\"]`"),
+            ),
+        }
+    }
+    out
 }
 
 fn variables(

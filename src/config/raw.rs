@@ -23,6 +23,13 @@ pub struct PipelineFile {
     /// Defaults to the file name without its extension.
     #[schemars(with = "Option<String>")]
     pub name: Option<Str>,
+    /// Platforms to build for, e.g. `["linux/amd64", "linux/arm64"]`: each is built from the
+    /// base's image for it, and every publish tag becomes one multi-platform index. Defaults to
+    /// the engine's own platform. `--platform` overrides it. Templates can read the platform
+    /// being built as `{{ platform.os }}`, `{{ platform.arch }}`, `{{ platform.variant }}`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub platforms: Vec<Str>,
     /// Template variables. Every string value in this file is a minijinja template that can use
     /// them as `{{ name }}`; `--var NAME=VALUE` and `--var-file FILE.toml` override them.
     #[serde(default)]

@@ -56,6 +56,19 @@ pub const FILTERS: &[&str] = &[
     "upper",
 ];
 
+/// The platform being built, visible to templates as `platform`: `os`, `arch`, `variant`
+/// (empty when the platform has none).
+pub(crate) fn platform_value(p: &crate::model::Platform) -> Value {
+    Value::from(BTreeMap::from([
+        ("os".to_string(), Value::from(p.os.as_str())),
+        ("arch".to_string(), Value::from(p.arch.as_str())),
+        (
+            "variant".to_string(),
+            Value::from(p.variant.as_deref().unwrap_or_default()),
+        ),
+    ]))
+}
+
 /// The process environment, visible to templates as `env`, read lazily by name.
 #[derive(Debug)]
 struct EnvVars;
@@ -161,6 +174,10 @@ impl Templates {
         if let Some(name) = undefined.first() {
             let hint = if let Some(var) = name.strip_prefix("env.") {
                 format!("the environment variable `{var}` is not set")
+            } else if name == "platform" || name.starts_with("platform.") {
+                "`platform` is the platform being built: set `platforms = [\"linux/amd64\", ...]` \
+                 in the file, or pass `--platform linux/amd64`"
+                    .to_string()
             } else {
                 format!(
                     "define it under [vars], or pass `--var {name}=VALUE`; environment \

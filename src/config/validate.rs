@@ -79,6 +79,8 @@ impl<'a> Builder<'a> {
             secrets,
             checkpoint_after,
             cache_remote,
+            platforms: Vec::new(),
+            platform: None,
         })
     }
 

@@ -520,6 +520,14 @@ impl Engine for DockerEngine {
             comment: image.comment.unwrap_or_default(),
             created: image.created.unwrap_or_default(),
             layers: image.root_fs.and_then(|r| r.layers).unwrap_or_default(),
+            platform: match (image.os, image.architecture) {
+                (Some(os), Some(arch)) => Some(crate::model::Platform {
+                    os,
+                    arch,
+                    variant: image.variant.filter(|v| !v.is_empty()),
+                }),
+                _ => None,
+            },
         }))
     }
 
@@ -611,7 +619,7 @@ impl Engine for DockerEngine {
         };
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
-            ..Default::default()
+            platform: spec.platform.clone().unwrap_or_default(),
         };
         let created_id = match &self.podman {
             None => {

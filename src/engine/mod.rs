@@ -90,6 +90,8 @@ pub(crate) struct ImageInfo {
     pub(crate) created: String,
     /// Layer diff ids, bottom first.
     pub(crate) layers: Vec<String>,
+    /// The platform its config says; `None` when it says none.
+    pub(crate) platform: Option<crate::model::Platform>,
 }
 
 /// The parts of an image config the tool reads and writes.
@@ -129,6 +131,8 @@ pub(crate) struct ContainerSpec {
     /// The image has an entrypoint (which the build container overrides) and a command.
     pub(crate) image_entrypoint: bool,
     pub(crate) image_cmd: bool,
+    /// `os/arch[/variant]` to create the container for; `None`: the engine's own.
+    pub(crate) platform: Option<String>,
 }
 
 /// What state a container is in, as far as the tool cares.

@@ -29,6 +29,8 @@ pub(super) struct Build<'a, E: Engine> {
     /// Whether the base image has an entrypoint and a command.
     base_entrypoint: bool,
     base_cmd: bool,
+    /// The platform the containers are created for; `None`: the engine's own.
+    platform: Option<String>,
 }
 
 /// A checkpoint to commit: the container, the commit, its cache key, its last step and its note.
@@ -50,6 +52,7 @@ impl<'a, E: Engine> Build<'a, E> {
             sink,
             base_entrypoint: false,
             base_cmd: false,
+            platform: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl<'a, E: Engine> Build<'a, E> {
             image: image.to_string(),
             image_entrypoint: self.base_entrypoint,
             image_cmd: self.base_cmd,
+            platform: self.platform.clone(),
             ..Default::default()
         };
         if secrets {
@@ -127,6 +131,7 @@ impl<'a, E: Engine> Build<'a, E> {
         final_config: &ImageConfig,
     ) -> Result<String, ApplyError> {
         let total = p.steps.len();
+        self.platform = p.platform.as_ref().map(ToString::to_string);
         self.base_entrypoint = base
             .config
             .entrypoint

@@ -2,6 +2,7 @@
 //! tags, pushes. Reports progress as [`Event`]s and never prints.
 
 mod build;
+pub(crate) mod index;
 pub(crate) mod leftovers;
 mod output;
 mod publish;

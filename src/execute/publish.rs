@@ -74,27 +74,7 @@ pub(super) async fn publish<E: Engine>(
                     }
                 }
             }
-            sink.event(Event::PushStarted {
-                repository: repository.clone(),
-                tag: tag.clone(),
-            });
-            let result = retry(opts, sink, Some((&repository, tag)), || {
-                let creds = creds.clone();
-                let (repository, tag) = (repository.clone(), tag.clone());
-                async move {
-                    engine
-                        .push(&repository, &tag, creds, &mut |progress| {
-                            sink.event(Event::PushProgress {
-                                repository: repository.clone(),
-                                tag: tag.clone(),
-                                progress,
-                            })
-                        })
-                        .await
-                }
-            })
-            .await;
-            match result {
+            match push_tag(engine, &repository, tag, creds.clone(), opts, sink).await {
                 Ok((digest, attempts)) => {
                     sink.event(Event::Pushed {
                         repository: repository.clone(),
@@ -116,4 +96,35 @@ pub(super) async fn publish<E: Engine>(
         }
     }
     Ok(pushed)
+}
+
+/// Pushes the local `repository:tag`, retrying transient failures, reporting progress; the
+/// manifest digest and the attempts it took.
+pub(super) async fn push_tag<E: Engine>(
+    engine: &E,
+    repository: &str,
+    tag: &str,
+    creds: Option<Credentials>,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<(String, u32), (crate::engine::EngineError, u32)> {
+    sink.event(Event::PushStarted {
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+    });
+    retry(opts, sink, Some((repository, tag)), || {
+        let creds = creds.clone();
+        async move {
+            engine
+                .push(repository, tag, creds, &mut |progress| {
+                    sink.event(Event::PushProgress {
+                        repository: repository.to_string(),
+                        tag: tag.to_string(),
+                        progress,
+                    })
+                })
+                .await
+        }
+    })
+    .await
 }

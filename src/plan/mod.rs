@@ -3,6 +3,7 @@
 //! is read by [`observe`], the one cache lookup `plan` and `apply` share.
 
 pub(crate) mod observe;
+pub(crate) mod platforms;
 
 use std::collections::HashMap;
 
@@ -145,7 +146,10 @@ pub(crate) fn keys(
     let Some(base_id) = base_id else {
         return (Vec::new(), None);
     };
-    let mut key = cache::base_key(base_id);
+    let mut key = match &p.platform {
+        Some(pl) => cache::platform_base_key(base_id, &pl.to_string()),
+        None => cache::base_key(base_id),
+    };
     let mut out = Vec::with_capacity(inputs.len());
     for i in inputs {
         key = cache::step_key(&key, i);

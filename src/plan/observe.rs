@@ -174,6 +174,17 @@ pub(crate) async fn lookup<E: Engine>(
     Ok(local)
 }
 
+/// The platform the pipeline builds for: its own, else the engine's.
+async fn build_platform<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+) -> Result<(String, String), EngineError> {
+    match &p.platform {
+        Some(pl) => Ok((pl.os.clone(), pl.arch.clone())),
+        None => engine.platform().await,
+    }
+}
+
 /// Opens the pipeline's remote cache, if it has one.
 pub(crate) async fn open_remote<E: Engine>(
     engine: &E,
@@ -184,7 +195,7 @@ pub(crate) async fn open_remote<E: Engine>(
     };
     let host = settings.repository.registry_host();
     let creds = credentials::resolve(host, settings.login.as_ref()).await?;
-    let (os, arch) = engine.platform().await?;
+    let (os, arch) = build_platform(engine, p).await?;
     Ok(Some(RemoteCache::new(
         settings.repository.repository(),
         host,
@@ -206,7 +217,7 @@ pub(crate) async fn remote_base<E: Engine>(engine: &E, p: &Pipeline) -> Option<I
     let creds = credentials::resolve(host, p.base.login.as_ref())
         .await
         .ok()?;
-    let (os, arch) = engine.platform().await.ok()?;
+    let (os, arch) = build_platform(engine, p).await.ok()?;
     let registry = Registry::new(host, creds.as_ref(), &os, &arch);
     let image = registry
         .image(&p.base.image.to_string())

@@ -34,7 +34,7 @@ use crate::error::{ExitStatus, Signal};
 use crate::events::{Event, Sink};
 use crate::execute::{self, Applied, Options};
 use crate::graph::Graph;
-use crate::model::{Pipeline, PullPolicy};
+use crate::model::{Pipeline, Platform, PullPolicy};
 use crate::reference::ImageRef;
 
 /// What every apply of a run shares.
@@ -169,6 +169,10 @@ pub(crate) struct Scheduler<'a> {
     stopping: Option<String>,
     interrupted: Option<Signal>,
     t0: Instant,
+    /// The platform each pipeline builds for (`None`: its engine's own).
+    wants: Vec<Option<Platform>>,
+    /// Each engine's own platform, when known.
+    natives: Vec<Option<Platform>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -196,6 +200,30 @@ impl<'a> Scheduler<'a> {
             stopping: None,
             interrupted: None,
             t0: Instant::now(),
+            wants: Vec::new(),
+            natives: Vec::new(),
+        }
+    }
+
+    /// Places builds for a platform preferably on an engine of that platform: `wants` by
+    /// pipeline, `natives` by engine.
+    pub(crate) fn prefer_native(
+        &mut self,
+        wants: Vec<Option<Platform>>,
+        natives: Vec<Option<Platform>>,
+    ) {
+        self.wants = wants;
+        self.natives = natives;
+    }
+
+    /// True when pipeline `i` would run on engine `e` by emulation.
+    pub(crate) fn emulated(&self, i: usize, e: usize) -> bool {
+        match (
+            self.wants.get(i).and_then(Option::as_ref),
+            self.natives.get(e).and_then(Option::as_ref),
+        ) {
+            (Some(w), Some(n)) => !w.matches(&n.os, &n.arch, n.variant.as_deref()),
+            _ => false,
         }
     }
 
@@ -237,7 +265,8 @@ impl<'a> Scheduler<'a> {
                 .filter(|e| !self.down.contains_key(e))
                 .min_by_key(|&e| {
                     let not_producer = producer.as_ref().is_none_or(|(_, pe)| *pe != e);
-                    (self.running_on[e], self.assigned[e], not_producer, e)
+                    let emulated = self.emulated(i, e);
+                    (emulated, self.running_on[e], self.assigned[e], not_producer, e)
                 })
                 .ok_or_else(|| "no engine is reachable".to_string()),
         };
@@ -465,6 +494,21 @@ pub(crate) async fn run<E: Engine>(
         settings.jobs,
         settings.fail_fast,
     );
+    // Builds for a platform go preferably where it is native.
+    if pipelines.iter().any(|p| p.platform.is_some()) {
+        let mut natives = Vec::new();
+        for e in engines {
+            natives.push(e.platform().await.ok().map(|(os, arch)| Platform {
+                os,
+                arch,
+                variant: None,
+            }));
+        }
+        sched.prefer_native(
+            pipelines.iter().map(|p| p.platform.clone()).collect(),
+            natives,
+        );
+    }
     let id = execute::run_id();
     let run_names: Vec<String> = pipelines
         .iter()
@@ -532,6 +576,12 @@ pub(crate) async fn run<E: Engine>(
                 engine: engine.endpoint().to_string(),
                 after,
             });
+            if let (Some(platform), true) = (&p.platform, sched.emulated(i, e)) {
+                sinks[i].event(Event::Emulated {
+                    platform: platform.to_string(),
+                    engine: engine.endpoint().to_string(),
+                });
+            }
             let opts = Options {
                 run_name: run_names[i].clone(),
                 ..settings.options.clone()

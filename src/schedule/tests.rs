@@ -371,15 +371,20 @@ fn an_interrupt_stops_everything_and_removes_the_build_containers() {
     assert!(e[0].count("remove_named") >= 1 && e[1].count("remove_named") >= 1);
 }
 
-#[test]
-fn the_state_machine_places_by_load_and_refuses_when_no_engine_is_left() {
+/// The graph and names of independent one-step pipelines.
+fn independent(names: &[&str]) -> (crate::graph::Graph, Vec<String>) {
     let folder = Folder::new();
-    let pipelines: Vec<Pipeline> = ["w", "x", "y", "z"]
+    let pipelines: Vec<Pipeline> = names
         .iter()
         .map(|n| folder.load(n, &pipeline(n, "base:1", &["true"], None)))
         .collect();
     let graph = crate::graph::build(&pipelines).unwrap();
-    let names = pipelines.iter().map(|p| p.name.clone()).collect();
+    (graph, pipelines.iter().map(|p| p.name.clone()).collect())
+}
+
+#[test]
+fn the_state_machine_places_by_load_and_refuses_when_no_engine_is_left() {
+    let (graph, names) = independent(&["w", "x", "y", "z"]);
     let mut s = Scheduler::new(&graph, names, 2, 8, false);
     let start = |d: Option<Decision>| match d {
         Some(Decision::Start {
@@ -413,4 +418,45 @@ fn the_state_machine_places_by_load_and_refuses_when_no_engine_is_left() {
         .outcomes
         .iter()
         .all(|o| o.status == Status::Failed && o.exit == Some(ExitStatus::EngineFailed)));
+}
+
+#[test]
+fn a_platform_build_goes_to_an_engine_of_its_platform_and_is_emulated_only_without_one() {
+    let (graph, names) = independent(&["a", "b", "c", "d"]);
+    let mut s = Scheduler::new(&graph, names, 2, 8, false);
+    let pl = |s: &str| Some(Platform::parse(s).unwrap());
+    // Engine 0 is amd64, engine 1 arm64; `d` names no platform.
+    s.prefer_native(
+        vec![
+            pl("linux/arm64"),
+            pl("linux/arm64/v8"),
+            pl("linux/riscv64"),
+            None,
+        ],
+        vec![pl("linux/amd64"), pl("linux/arm64")],
+    );
+    let start = |d: Option<Decision>| match d {
+        Some(Decision::Start {
+            pipeline, engine, ..
+        }) => (pipeline, engine),
+        other => panic!("expected a start, got {other:?}"),
+    };
+    assert_eq!(start(s.next()), (0, 1), "arm64 goes to the arm64 engine");
+    assert_eq!(
+        start(s.next()),
+        (1, 1),
+        "even when that engine is busier: emulation is the last resort"
+    );
+    assert!(
+        !s.emulated(1, 1),
+        "a variant matches the engine's bare arch"
+    );
+    assert_eq!(
+        start(s.next()),
+        (2, 0),
+        "no riscv64 engine: the least loaded"
+    );
+    assert!(s.emulated(2, 0));
+    assert_eq!(start(s.next()), (3, 0), "no platform: by load, as before");
+    assert!(!s.emulated(3, 0));
 }

@@ -365,6 +365,21 @@ impl Sink for Ui {
                 ));
             }
             Event::Warning(w) => self.line(&format!("{} {w}", style("warning:").yellow())),
+            Event::PlatformPushed {
+                repository,
+                platform,
+                digest,
+            } => {
+                self.beat(Heartbeat::end);
+                self.stop_spin();
+                self.line(&format!(
+                    "{} {platform} image {repository}@{digest}",
+                    style("pushed").green()
+                ));
+            }
+            Event::Emulated { platform, engine } => {
+                self.line(&format!("building {platform} on {engine} by emulation"));
+            }
             Event::CacheRemote {
                 repository,
                 unavailable: Some(why),

@@ -32,6 +32,8 @@ mod output;
 #[cfg(feature = "engine-tests")]
 mod podman;
 #[cfg(feature = "engine-tests")]
+mod platforms;
+#[cfg(feature = "engine-tests")]
 mod remote;
 #[cfg(feature = "engine-tests")]
 mod secrets;

@@ -1,0 +1,245 @@
+//! Building for several platforms: linux/amd64 natively and linux/arm64 by emulation (qemu
+//! through binfmt_misc, set up by `scripts/setup.sh`), from the multi-platform base
+//! `127.0.0.1:5000/busybox-multi:latest`, published as one index per tag.
+
+use serde_json::Value;
+
+use crate::harness::{output_text, unique, Project};
+use crate::support::engine::{containers_named, docker, docker_ok, remove_image};
+use crate::support::registry::Registry;
+
+/// The multi-platform base that `scripts/setup.sh` pushes (an index of amd64 and arm64).
+const MULTI_BASE: &str = "127.0.0.1:5000/busybox-multi";
+
+const INDEX_TYPES: &str = "application/vnd.docker.distribution.manifest.list.v2+json, \
+                           application/vnd.oci.image.index.v1+json";
+
+/// Fails loudly when the multi-platform base or arm64 emulation is missing.
+fn require_multi_base() {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            &format!("Accept: {INDEX_TYPES}"),
+            "http://127.0.0.1:5000/v2/busybox-multi/manifests/latest",
+        ])
+        .output()
+        .expect("run curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && body.contains("\"arm64\"") && body.contains("\"amd64\""),
+        "{MULTI_BASE}:latest is not an index of amd64 and arm64: run `bash scripts/setup.sh` ({body})"
+    );
+}
+
+/// A pipeline for `platforms` whose one step records the architecture it ran on.
+fn pipeline(name: &str, base: &str, platforms: &str, reg: &str) -> String {
+    format!(
+        r#"name = "{name}"
+platforms = {platforms}
+
+[base]
+image = "{base}"
+
+[[step]]
+name = "arch"
+run = "echo {{{{ platform.arch }}}} $(uname -m) > /arch"
+
+[commit]
+config = {{ cmd = ["cat", "/arch"] }}
+
+[[publish]]
+repository = "{reg}/{name}"
+tags = ["1", "latest"]
+"#
+    )
+}
+
+/// The manifest `repository:tag` holds: an index, or a plain image manifest.
+fn manifest(reg: &Registry, repository: &str, tag: &str) -> Value {
+    let accept = format!("{INDEX_TYPES}, application/vnd.docker.distribution.manifest.v2+json");
+    let resp = reg.get(
+        &format!("/v2/{repository}/manifests/{tag}"),
+        &[("Accept", &accept)],
+    );
+    assert_eq!(resp.status, 200, "{repository}:{tag}: {}", resp.text());
+    serde_json::from_slice(&resp.body).expect("manifest JSON")
+}
+
+/// Pulls `reference` for `platform`; its image config's architecture and what it prints.
+fn pulled(reference: &str, platform: &str) -> (String, String) {
+    docker_ok(&["pull", "-q", "--platform", platform, reference]);
+    let arch = docker_ok(&["image", "inspect", "-f", "{{.Architecture}}", reference]);
+    let out = docker(&["run", "--rm", "--platform", platform, reference]);
+    remove_image(reference);
+    (
+        arch.trim().to_string(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn two_platforms_publish_one_index_that_resolves_per_platform_and_cache_per_platform() {
+    require_multi_base();
+    let reg = Registry::start();
+    let name = unique("plt");
+    let project = Project::new();
+    project.pipeline(&pipeline(
+        &name,
+        &format!("{MULTI_BASE}:latest"),
+        r#"["linux/amd64", "linux/arm64"]"#,
+        &reg.addr,
+    ));
+
+    let first = project
+        .std_cmd(&["apply", "--report", "r.json", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let text = output_text(&first);
+    assert!(first.status.success(), "{text}");
+    assert!(
+        text.contains("building linux/arm64 on") && text.contains("by emulation"),
+        "arm64 on an amd64 engine is said to be emulated: {text}"
+    );
+    assert!(!text.contains("building linux/amd64"), "{text}");
+
+    // One index per tag, listing both platforms; `pushed` prints the index digest.
+    let idx = manifest(&reg, &name, "1");
+    assert_eq!(
+        idx["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
+        "{idx}"
+    );
+    let mut archs: Vec<&str> = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    archs.sort();
+    assert_eq!(archs, ["amd64", "arm64"], "{idx}");
+    let digest = reg.manifest_digest(&name, "1").unwrap();
+    assert!(
+        text.contains(&format!("pushed {}/{name}:1@{digest}", reg.addr)),
+        "{text}"
+    );
+    assert_eq!(reg.manifest_digest(&name, "latest"), Some(digest.clone()));
+
+    // The report has an entry per platform.
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(project.path().join("r.json")).unwrap()).unwrap();
+    let text_report = report.to_string();
+    for platform in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            text_report.contains(&format!("{name}@{platform}")),
+            "{report:#}"
+        );
+    }
+
+    let indexes = report["indexes"].as_array().expect("indexes in the report");
+    assert_eq!(indexes.len(), 2, "{report:#}");
+    assert!(
+        indexes.iter().all(|x| x["digest"] == digest.as_str()
+            && x["platforms"] == serde_json::json!(["linux/amd64", "linux/arm64"])
+            && x["up_to_date"] == false),
+        "{report:#}"
+    );
+
+    // Unchanged: each platform is served by its own cache entry, the index is up to date.
+    let plan = project
+        .std_cmd(&["plan", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let plan_text = output_text(&plan);
+    assert!(plan.status.success(), "{plan_text}");
+    assert_eq!(plan_text.matches("cached").count(), 2, "{plan_text}");
+    assert!(
+        plan_text.contains(&format!(
+            "publish  {}/{name}:1: index of 2 platforms: up to date",
+            reg.addr
+        )),
+        "{plan_text}"
+    );
+    let again = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let again_text = output_text(&again);
+    assert!(again.status.success(), "{again_text}");
+    assert!(!again_text.contains("done step"), "{again_text}");
+    assert!(
+        again_text.contains(&format!("up to date {}/{name}:1@{digest}", reg.addr)),
+        "{again_text}"
+    );
+    assert_eq!(reg.manifest_digest(&name, "1"), Some(digest));
+    // Each platform pulled from the one tag is built for its architecture, and its step ran
+    // there (the template saw its platform).
+    let reference = format!("{}/{name}:1", reg.addr);
+    assert_eq!(
+        pulled(&reference, "linux/arm64"),
+        ("arm64".to_string(), "arm64 aarch64".to_string())
+    );
+    assert_eq!(
+        pulled(&reference, "linux/amd64"),
+        ("amd64".to_string(), "amd64 x86_64".to_string())
+    );
+
+    assert!(containers_named(&format!("pipeline-{name}")).is_empty());
+}
+
+#[test]
+fn a_single_platform_base_that_does_not_match_fails_before_anything_runs() {
+    require_multi_base();
+    let reg = Registry::start();
+    let name = unique("pltx");
+    let project = Project::new();
+    project.pipeline(&pipeline(
+        &name,
+        &format!("{MULTI_BASE}:amd64"),
+        r#"["linux/amd64", "linux/arm64"]"#,
+        &reg.addr,
+    ));
+    let out = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "base image `{MULTI_BASE}:amd64` is a single-platform image for linux/amd64, not linux/arm64"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("step [1/1]"), "nothing ran: {text}");
+    assert!(containers_named(&format!("pipeline-{name}")).is_empty());
+    assert!(reg.tags(&name).is_empty());
+}
+
+#[test]
+fn one_platform_from_the_command_line_publishes_a_plain_manifest() {
+    require_multi_base();
+    let reg = Registry::start();
+    let name = unique("plt1");
+    let project = Project::new();
+    project.pipeline(&pipeline(
+        &name,
+        &format!("{MULTI_BASE}:latest"),
+        r#"["linux/amd64", "linux/arm64"]"#,
+        &reg.addr,
+    ));
+    let out = project
+        .std_cmd(&["apply", "--platform", "linux/arm64", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let m = manifest(&reg, &name, "1");
+    assert_eq!(
+        m["mediaType"], "application/vnd.docker.distribution.manifest.v2+json",
+        "one platform: a plain manifest, {m}"
+    );
+    assert_eq!(
+        pulled(&format!("{}/{name}:1", reg.addr), "linux/arm64"),
+        ("arm64".to_string(), "arm64 aarch64".to_string())
+    );
+}
