@@ -83,6 +83,11 @@ pub(crate) struct ApplyArgs {
     /// How many pipelines run at once (default: 4 per engine).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub(crate) jobs: Option<u32>,
+    /// Apply only the pipeline named NAME. The files (a folder) are all loaded, to know the
+    /// graph; the image NAME builds on is pulled from the registry its pipeline publishes to,
+    /// never rebuilt. One CI job per pipeline: see docs/ci.md.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) only: Option<String>,
     /// After a failure, start nothing new and let running pipelines finish (the default).
     #[arg(long, overrides_with = "keep_going")]
     pub(crate) fail_fast: bool,

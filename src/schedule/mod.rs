@@ -33,7 +33,7 @@ use crate::engine::{Engine, EngineError};
 use crate::error::{ExitStatus, Signal};
 use crate::events::{Event, Sink};
 use crate::execute::{self, Applied, Options};
-use crate::graph::Graph;
+use crate::graph::{Dependency, Graph};
 use crate::model::{Pipeline, PullPolicy};
 use crate::reference::ImageRef;
 
@@ -508,17 +508,9 @@ pub(crate) async fn run<E: Engine>(
                     after = Some((pipelines[*producer].name.clone(), None));
                 }
                 BaseSource::Pull { producer, from } => {
-                    // Pull this run's push, never a stale copy of the same tag.
-                    if let Ok(r) = ImageRef::parse(from) {
-                        if r.to_string() != p.base.image.to_string() {
-                            p.base.login = graph.nodes[i]
-                                .dependency
-                                .as_ref()
-                                .and_then(|d| d.login.clone());
-                        }
-                        p.base.image = r;
+                    if let Some(d) = &graph.nodes[i].dependency {
+                        pull_base(&mut p, d, from);
                     }
-                    p.base.pull = PullPolicy::Always;
                     expected = produced_image(&sched, *producer);
                     after = Some((
                         pipelines[*producer].name.clone(),
@@ -638,6 +630,19 @@ async fn remove_leftovers<E: Engine>(engines: &[E], run_sink: &dyn Sink) {
             _ => {}
         }
     }
+}
+
+/// Points `p` at the image its producer pushed to `from`, with that push's credentials when
+/// `from` is not the reference `p` names, pulled every time: the producer's newest push, never
+/// a stale copy of the same tag.
+pub(crate) fn pull_base(p: &mut Pipeline, d: &Dependency, from: &str) {
+    if let Ok(r) = ImageRef::parse(from) {
+        if r.to_string() != p.base.image.to_string() {
+            p.base.login = d.login.clone();
+        }
+        p.base.image = r;
+    }
+    p.base.pull = PullPolicy::Always;
 }
 
 /// The image a succeeded producer made.

@@ -18,6 +18,8 @@ mod cache;
 #[cfg(feature = "engine-tests")]
 mod copies;
 #[cfg(feature = "engine-tests")]
+mod fanout;
+#[cfg(feature = "engine-tests")]
 mod faults;
 #[cfg(feature = "engine-tests")]
 mod history;
