@@ -16,6 +16,8 @@ mod apply;
 #[cfg(feature = "engine-tests")]
 mod cache;
 #[cfg(feature = "engine-tests")]
+mod ci;
+#[cfg(feature = "engine-tests")]
 mod copies;
 #[cfg(feature = "engine-tests")]
 mod fanout;

@@ -143,6 +143,52 @@ impl Registry {
             .unwrap_or_else(|e| panic!("GET {}{path}: {e}", self.url()))
     }
 
+    /// Pushes the main engine's `image` as `ADDR/name`, logged in through a throwaway docker
+    /// config when the registry has credentials; the local `ADDR/name` tag is removed again.
+    pub(crate) fn push_local(&self, image: &str, name: &str) {
+        let target = format!("{}/{name}", self.addr);
+        let config = tempfile::tempdir().expect("temp dir");
+        let cfg = config.path().to_str().unwrap();
+        super::engine::docker_ok(&["tag", image, &target]);
+        if let Some((user, password)) = &self.credentials {
+            let mut login = Command::new(super::engine::docker_bin())
+                .args([
+                    "--config",
+                    cfg,
+                    "login",
+                    "-u",
+                    user,
+                    "--password-stdin",
+                    &self.addr,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("docker login");
+            login
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(password.as_bytes())
+                .unwrap();
+            let out = login.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "docker login {}: {}",
+                self.addr,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let pushed = super::engine::docker(&["--config", cfg, "push", &target]);
+        let _ = super::engine::docker(&["rmi", &target]);
+        assert!(
+            pushed.status.success(),
+            "docker push {target}: {}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+    }
+
     /// Tags of `repository` ("team/app"); empty when the repository does not exist.
     pub(crate) fn tags(&self, repository: &str) -> Vec<String> {
         let resp = self.get(&format!("/v2/{repository}/tags/list"), &[]);
