@@ -156,8 +156,20 @@ pub(crate) struct GcArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
     /// An engine to collect on (repeatable); default: DOCKER_HOST, else the local socket.
-    #[arg(long = "engine", value_name = "URL")]
+    #[arg(long = "engine", value_name = "URL", conflicts_with = "remote")]
     pub(crate) engines: Vec<String>,
+    /// Collect a remote step cache (`REGISTRY/REPOSITORY`, no tag) instead of the engines:
+    /// delete its tags that the newest apply of their pipeline no longer uses. The registry
+    /// must allow deletion.
+    #[arg(long, value_name = "REF")]
+    pub(crate) remote: Option<String>,
+    /// User name for the remote cache's registry (with `--remote-password-env`); default: the
+    /// docker config, else anonymous.
+    #[arg(long, value_name = "NAME", requires_all = ["remote", "remote_password_env"])]
+    pub(crate) remote_username: Option<String>,
+    /// The NAME of the environment variable holding that user's password.
+    #[arg(long, value_name = "VAR", requires = "remote_username")]
+    pub(crate) remote_password_env: Option<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

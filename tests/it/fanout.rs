@@ -38,7 +38,8 @@ tags = ["1"]
     )
 }
 
-fn run(project: &Project, args: &[&str]) -> Output {
+/// The binary on the project's files, on the engine its arguments name (never `DOCKER_HOST`).
+pub(crate) fn run(project: &Project, args: &[&str]) -> Output {
     project
         .std_cmd(args)
         .env_remove("DOCKER_HOST")

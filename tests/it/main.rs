@@ -24,6 +24,8 @@ mod fanout;
 #[cfg(feature = "engine-tests")]
 mod faults;
 #[cfg(feature = "engine-tests")]
+mod gc_remote;
+#[cfg(feature = "engine-tests")]
 mod history;
 #[cfg(feature = "engine-tests")]
 mod lifetime;

@@ -34,15 +34,20 @@ pub(crate) struct Registry {
 impl Registry {
     /// An open registry (no authentication).
     pub(crate) fn start() -> Registry {
-        Self::launch(None)
+        Self::launch(None, true)
+    }
+
+    /// An open registry that refuses to delete manifests (`storage.delete` off, its default).
+    pub(crate) fn start_without_delete() -> Registry {
+        Self::launch(None, false)
     }
 
     /// A registry that requires HTTP basic authentication as `user`/`password` (htpasswd).
     pub(crate) fn start_with_auth(user: &str, password: &str) -> Registry {
-        Self::launch(Some((user.to_string(), password.to_string())))
+        Self::launch(Some((user.to_string(), password.to_string())), true)
     }
 
-    fn launch(credentials: Option<(String, String)>) -> Registry {
+    fn launch(credentials: Option<(String, String)>, delete: bool) -> Registry {
         let mut last_log = String::new();
         // free_port can race with another process; retry on a fresh port if the bind fails.
         for _ in 0..5 {
@@ -53,7 +58,7 @@ impl Registry {
             let addr = format!("127.0.0.1:{}", free_port());
             let mut config = format!(
                 "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\n\
                  http:\n  addr: {addr}\n",
                 dir.path().join("storage").display()
             );
