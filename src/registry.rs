@@ -160,13 +160,24 @@ pub(crate) enum DeleteError {
 }
 
 impl Registry {
-    /// Every tag of `repository` (`host/path`); empty when the repository does not exist.
+    /// Every tag of `repository` (`host/path`), page by page; empty when the repository does
+    /// not exist.
     pub(crate) async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        const PAGE: usize = 1000;
         let r = parse(repository)?;
-        Ok(bounded(self.client.list_tags(&r, &self.auth, None, None))
-            .await?
-            .map(|t| t.tags)
-            .unwrap_or_default())
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let last = all.last().map(String::as_str);
+            let page = bounded(self.client.list_tags(&r, &self.auth, Some(PAGE), last))
+                .await?
+                .map(|t| t.tags)
+                .unwrap_or_default();
+            let full = page.len() >= PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     /// The cache index under `reference`; `None` when there is none (or it is not an index).

@@ -499,13 +499,20 @@ pub(crate) async fn run<E: Engine>(
             let mut p = pipelines[i].clone();
             let mut expected = None;
             let mut after = None;
+            let mut fallback = None;
             match &base {
                 BaseSource::AsWritten => {}
                 BaseSource::SameEngine { producer } => {
-                    // The producer tagged this run's image in this engine.
+                    // The producer tagged this run's image in this engine, unless it found
+                    // it up to date in the registry without pulling (a fresh runner with a
+                    // remote cache): then it is pulled from where the producer publishes.
                     p.base.pull = PullPolicy::Never;
                     expected = produced_image(&sched, *producer);
                     after = Some((pipelines[*producer].name.clone(), None));
+                    fallback = graph.nodes[i]
+                        .dependency
+                        .clone()
+                        .filter(|d| d.pull_from.is_some());
                 }
                 BaseSource::Pull { producer, from } => {
                     if let Some(d) = &graph.nodes[i].dependency {
@@ -530,6 +537,12 @@ pub(crate) async fn run<E: Engine>(
             };
             let sink = sinks[i];
             running.push(async move {
+                let mut p = p;
+                if let (Some(d), Some(id)) = (&fallback, &expected) {
+                    if let (Ok(None), Some(from)) = (engine.inspect_image(id).await, &d.pull_from) {
+                        pull_base(&mut p, d, from);
+                    }
+                }
                 let check = BaseCheck {
                     expected,
                     inner: sink,

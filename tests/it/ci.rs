@@ -412,6 +412,13 @@ fn the_github_actions_workflows_of_the_docs_work_on_fresh_runners() {
         show(&repo, "team/app:1", &["/base", "/app"]),
         "base-v2\napp"
     );
+    // The next main apply: nothing to build, and the entries of the old base go.
+    let (apply, _) = github_job(&repo, &workflow, "apply", None, &Daemon::start());
+    assert!(apply.contains("deleted "), "{apply}");
+    assert_eq!(
+        show(&repo, "team/app:1", &["/base", "/app"]),
+        "base-v2\napp"
+    );
 }
 
 /// Job `name` of a GitLab CI file, with what it `extends` merged under it.
@@ -546,6 +553,10 @@ fn the_gitlab_ci_jobs_of_the_docs_work_on_fresh_runners() {
         show(&repo, "team/app:1", &["/base", "/app"]),
         "base-v2\napp"
     );
+    // The next main apply: nothing to build, and the entries of the old base go.
+    let ci = doc_yaml("# .gitlab-ci.yml");
+    let apply = gitlab_job(&repo, &ci, "apply", &Daemon::start());
+    assert!(apply.contains("deleted "), "{apply}");
 }
 
 #[test]
