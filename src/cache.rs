@@ -3,7 +3,7 @@
 //! names; for copies the content, mode and owner of every file, never mtimes). Secret values
 //! and step names are never part of it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -465,6 +465,74 @@ pub(crate) async fn unused<E: Engine>(
         .collect())
 }
 
+/// What a pipeline's applies put in a remote cache repository, kept there beside the entries
+/// (under the pipeline's `last-` tag), so that any machine can collect that repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RemoteIndex {
+    pub(crate) pipeline: String,
+    /// The keys of the newest apply: what `gc --remote` keeps.
+    pub(crate) newest: BTreeSet<String>,
+    /// Every key the pipeline's applies pushed since the last collection.
+    pub(crate) owned: BTreeSet<String>,
+}
+
+impl RemoteIndex {
+    /// The index after an apply that used `keys`.
+    pub(crate) fn after_apply(
+        previous: Option<RemoteIndex>,
+        pipeline: &str,
+        keys: &[String],
+    ) -> Self {
+        let mut owned = previous.map(|p| p.owned).unwrap_or_default();
+        owned.extend(keys.iter().cloned());
+        RemoteIndex {
+            pipeline: pipeline.to_string(),
+            newest: keys.iter().cloned().collect(),
+            owned,
+        }
+    }
+}
+
+/// What `gc --remote` does with one cache tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RemoteVerdict {
+    /// Listed by no pipeline's newest apply: deleted (with every tag of its manifest).
+    Delete,
+    /// Its manifest is also under a tag that is kept: deleting it would delete that tag.
+    Shared { with: String },
+}
+
+/// Which tags of a remote cache repository go: those some pipeline's index owns and no
+/// pipeline's newest apply uses. Tags no index owns (another tool's, or pipelines that never
+/// wrote an index) are left alone. `digests` maps every tag to its manifest digest.
+pub(crate) fn remote_unused(
+    indexes: &[RemoteIndex],
+    digests: &BTreeMap<String, String>,
+) -> Vec<(String, RemoteVerdict)> {
+    let kept: BTreeSet<&String> = indexes.iter().flat_map(|i| &i.newest).collect();
+    let owned: BTreeSet<&String> = indexes.iter().flat_map(|i| &i.owned).collect();
+    let going: BTreeSet<&String> = digests
+        .keys()
+        .filter(|t| owned.contains(t) && !kept.contains(t))
+        .collect();
+    going
+        .iter()
+        .map(|&tag| {
+            let digest = &digests[tag];
+            let shared = digests
+                .iter()
+                .find(|(other, d)| *d == digest && !going.contains(other));
+            let verdict = match shared {
+                Some((other, _)) => RemoteVerdict::Shared {
+                    with: other.clone(),
+                },
+                None => RemoteVerdict::Delete,
+            };
+            (tag.clone(), verdict)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,5 +606,54 @@ mod tests {
         store.remove(id);
         assert!(store.read(id).is_none());
         assert!(store.write("../escape", &note("p", 1, &["a"])).is_err());
+    }
+
+    #[test]
+    fn remote_gc_deletes_only_owned_unused_tags_whose_manifest_no_kept_tag_shares() {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let a = RemoteIndex {
+            pipeline: "a".into(),
+            newest: set(&["k3", "k4"]),
+            owned: set(&["k1", "k2", "k3", "k4"]),
+        };
+        // b shares k2 (same first steps) and still uses it.
+        let b = RemoteIndex {
+            pipeline: "b".into(),
+            newest: set(&["k2"]),
+            owned: set(&["k2"]),
+        };
+        let digests: BTreeMap<String, String> = [
+            ("k1", "d1"),
+            ("k2", "d2"),
+            ("k3", "d3"),
+            ("k4", "d4"),
+            ("k5", "d5"),
+            ("old", "d3"),
+            ("stranger", "d9"),
+        ]
+        .into_iter()
+        .map(|(t, d)| (t.to_string(), d.to_string()))
+        .collect();
+        // k1 goes; k2 is b's; k5 and stranger belong to no index.
+        assert_eq!(
+            remote_unused(&[a.clone(), b.clone()], &digests),
+            vec![("k1".to_string(), RemoteVerdict::Delete)]
+        );
+        // An owned tag whose manifest a kept tag shares stays.
+        let mut a2 = a.clone();
+        a2.owned.insert("old".into());
+        assert_eq!(
+            remote_unused(&[a2, b], &digests),
+            vec![
+                ("k1".to_string(), RemoteVerdict::Delete),
+                (
+                    "old".to_string(),
+                    RemoteVerdict::Shared { with: "k3".into() }
+                ),
+            ]
+        );
+        let next = RemoteIndex::after_apply(Some(a), "a", &["k5".to_string()]);
+        assert_eq!(next.newest, set(&["k5"]));
+        assert_eq!(next.owned, set(&["k1", "k2", "k3", "k4", "k5"]));
     }
 }

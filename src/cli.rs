@@ -87,6 +87,11 @@ pub(crate) struct ApplyArgs {
     /// How many pipelines run at once (default: 4 per engine).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub(crate) jobs: Option<u32>,
+    /// Apply only the pipeline named NAME. The files (a folder) are all loaded, to know the
+    /// graph; the image NAME builds on is pulled from the registry its pipeline publishes to,
+    /// never rebuilt. One CI job per pipeline: see docs/ci.md.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) only: Option<String>,
     /// After a failure, start nothing new and let running pipelines finish (the default).
     #[arg(long, overrides_with = "keep_going")]
     pub(crate) fail_fast: bool,
@@ -155,8 +160,20 @@ pub(crate) struct GcArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
     /// An engine to collect on (repeatable); default: DOCKER_HOST, else the local socket.
-    #[arg(long = "engine", value_name = "URL")]
+    #[arg(long = "engine", value_name = "URL", conflicts_with = "remote")]
     pub(crate) engines: Vec<String>,
+    /// Collect a remote step cache (`REGISTRY/REPOSITORY`, no tag) instead of the engines:
+    /// delete its tags that the newest apply of their pipeline no longer uses. The registry
+    /// must allow deletion.
+    #[arg(long, value_name = "REF")]
+    pub(crate) remote: Option<String>,
+    /// User name for the remote cache's registry (with `--remote-password-env`); default: the
+    /// docker config, else anonymous.
+    #[arg(long, value_name = "NAME", requires_all = ["remote", "remote_password_env"])]
+    pub(crate) remote_username: Option<String>,
+    /// The NAME of the environment variable holding that user's password.
+    #[arg(long, value_name = "VAR", requires = "remote_username")]
+    pub(crate) remote_password_env: Option<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

@@ -90,6 +90,9 @@ pub(crate) enum CliError {
     Plan { pipeline: String, detail: String },
     #[error("cannot start: {0}")]
     Runtime(String),
+    /// A registry refused or failed what the command asked of it (`gc --remote`).
+    #[error("{0}")]
+    Registry(String),
     /// `plan --detailed-exitcode`: any error exits 1.
     #[error(transparent)]
     Detailed(Box<CliError>),
@@ -103,6 +106,7 @@ impl CliError {
             | CliError::Invalid(_)
             | CliError::Graph(_)
             | CliError::MissingPasswords(_) => 2,
+            CliError::Registry(_) => 4,
             CliError::NoEngine(_) | CliError::Engine(_) | CliError::Plan { .. } => 5,
             CliError::Runtime(_) | CliError::Detailed(_) => 1,
         }

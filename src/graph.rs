@@ -313,9 +313,9 @@ impl Graph {
             self.nodes.len(),
             crate::ui::plural(self.stages(), "stage", "stages")
         );
-        for stage in 1..=self.stages() {
-            out.push_str(&format!("  stage {stage}\n"));
-            for &i in self.order.iter().filter(|&&i| self.nodes[i].stage == stage) {
+        for (k, wave) in self.waves().iter().enumerate() {
+            out.push_str(&format!("  stage {}\n", k + 1));
+            for &i in wave {
                 let n = &self.nodes[i];
                 out.push_str(&format!("    {} ({})", n.name, n.file));
                 if let Some(d) = &n.dependency {
@@ -345,6 +345,20 @@ impl Graph {
             .collect();
         out.push_str(&format!("order: {}\n", names.join(", ")));
         out
+    }
+
+    /// The pipelines in dependency waves: every pipeline of a wave builds only on pipelines of
+    /// earlier waves, so the pipelines of one wave can run at once (on separate machines).
+    pub(crate) fn waves(&self) -> Vec<Vec<usize>> {
+        (1..=self.stages())
+            .map(|stage| {
+                self.order
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.nodes[i].stage == stage)
+                    .collect()
+            })
+            .collect()
     }
 
     /// Every transitive dependent of `i`.
@@ -428,6 +442,7 @@ mod tests {
             "its own tag is not a dependency"
         );
         assert_eq!(g.stages(), 2);
+        assert_eq!(g.waves(), vec![vec![1, 3, 5], vec![0, 2, 4]]);
         assert!(g.render(1).contains("order: "));
         assert_eq!(g.descendants(1), vec![2, 0]);
     }

@@ -5,11 +5,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{ClientConfig, ClientProtocol, Config};
 use oci_client::errors::OciDistributionError;
-use oci_client::manifest::ImageIndexEntry;
+use oci_client::manifest::{ImageIndexEntry, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
 
 use crate::engine::{Credentials, ImageConfig};
@@ -312,6 +312,159 @@ impl Registry {
     }
 }
 
+/// Annotations of a pipeline's cache index (an empty OCI artifact).
+const INDEX_PIPELINE: &str = "org.opencontainers.image.title";
+const INDEX_NEWEST: &str = "pipeline.cache.newest";
+const INDEX_OWNED: &str = "pipeline.cache.owned";
+
+/// Why a registry did not delete a manifest.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum DeleteError {
+    #[error(
+        "the registry does not allow deletion (HTTP {status}): enable storage.delete in its \
+         configuration (for the distribution registry: `storage: delete: enabled: true`, or \
+         REGISTRY_STORAGE_DELETE_ENABLED=true)"
+    )]
+    NotAllowed { status: u16 },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl Registry {
+    /// Every tag of `repository` (`host/path`), page by page; empty when the repository does
+    /// not exist.
+    pub(crate) async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        const PAGE: usize = 1000;
+        let r = parse(repository)?;
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let last = all.last().map(String::as_str);
+            let page = bounded(self.client.list_tags(&r, &self.auth, Some(PAGE), last))
+                .await?
+                .map(|t| t.tags)
+                .unwrap_or_default();
+            let full = page.len() >= PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The cache index under `reference`; `None` when there is none (or it is not an index).
+    pub(crate) async fn index(
+        &self,
+        reference: &str,
+    ) -> Result<Option<crate::cache::RemoteIndex>, RegistryError> {
+        let r = parse(reference)?;
+        let Some((manifest, _)) = bounded(self.client.pull_manifest(&r, &self.auth)).await? else {
+            return Ok(None);
+        };
+        let OciManifest::Image(m) = manifest else {
+            return Ok(None);
+        };
+        let a = m.annotations.unwrap_or_default();
+        let (Some(pipeline), Some(newest)) = (a.get(INDEX_PIPELINE), a.get(INDEX_NEWEST)) else {
+            return Ok(None);
+        };
+        let list = |s: Option<&String>| {
+            s.map(|s| {
+                s.split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        Ok(Some(crate::cache::RemoteIndex {
+            pipeline: pipeline.clone(),
+            newest: list(Some(newest)),
+            owned: list(a.get(INDEX_OWNED)),
+        }))
+    }
+
+    /// Writes `index` under `reference`: an OCI artifact with an empty config and no layers,
+    /// the keys in its annotations.
+    pub(crate) async fn put_index(
+        &self,
+        reference: &str,
+        index: &crate::cache::RemoteIndex,
+    ) -> Result<(), RegistryError> {
+        let r = parse(reference)?;
+        let join = |s: &std::collections::BTreeSet<String>| {
+            s.iter().map(String::as_str).collect::<Vec<_>>().join(",")
+        };
+        let annotations = [
+            (INDEX_PIPELINE, index.pipeline.clone()),
+            (INDEX_NEWEST, join(&index.newest)),
+            (INDEX_OWNED, join(&index.owned)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let config = Config::new(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+                .to_vec(),
+            oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string(),
+            None,
+        );
+        let manifest = OciImageManifest::build(&[], &config, Some(annotations));
+        bounded(
+            self.client
+                .push(&r, &[], config, &self.auth, Some(manifest)),
+        )
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| RegistryError::Unavailable(format!("`{reference}`: not found")))
+    }
+
+    /// Deletes the manifest `digest` of `repository` (`host/path`), with every tag on it.
+    /// A manifest already gone is not an error.
+    pub(crate) async fn delete(&self, repository: &str, digest: &str) -> Result<(), DeleteError> {
+        let r = parse(repository)?;
+        let host = r.resolve_registry().to_string();
+        let scheme = if is_loopback(&host) { "http" } else { "https" };
+        let url = format!("{scheme}://{host}/v2/{}/manifests/{digest}", r.repository());
+        // The client's own authentication (a bearer token when the registry uses tokens).
+        let token = bounded(self.client.auth(&r, &self.auth, RegistryOperation::Push))
+            .await?
+            .flatten();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| RegistryError::Unavailable(root_cause(&e)))?;
+        let mut request = http.delete(&url);
+        request = match (&token, &self.auth) {
+            (Some(t), _) => request.bearer_auth(t),
+            (None, RegistryAuth::Basic(u, p)) => request.basic_auth(u, Some(p)),
+            (None, RegistryAuth::Bearer(t)) => request.bearer_auth(t),
+            (None, _) => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unavailable(root_cause(&e)))?;
+        match response.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            status @ 405 => Err(DeleteError::NotAllowed { status }),
+            401 | 403 => Err(RegistryError::Auth(format!("DELETE {url}")).into()),
+            status => {
+                let body = response.text().await.unwrap_or_default();
+                // The distribution registry answers 405 UNSUPPORTED; some answer 400 with it.
+                if body.contains("UNSUPPORTED") {
+                    return Err(DeleteError::NotAllowed { status });
+                }
+                Err(RegistryError::Unavailable(format!(
+                    "DELETE {url}: HTTP {status}: {}",
+                    body.chars().take(200).collect::<String>()
+                ))
+                .into())
+            }
+        }
+    }
+}
+
 fn parse(reference: &str) -> Result<Reference, RegistryError> {
     reference
         .parse()
@@ -465,6 +618,21 @@ impl RemoteCache {
         }
         let r = self.registry.digest(&self.reference(key)).await;
         self.settle(r)
+    }
+
+    /// Records that the newest apply of `pipeline` used `keys` (see [`crate::cache::RemoteIndex`]).
+    pub(crate) async fn record(&self, pipeline: &str, keys: &[String]) {
+        if self.failure().is_some() {
+            return;
+        }
+        let reference = self.reference(&crate::cache::last_tag(pipeline));
+        let previous = self.registry.index(&reference).await;
+        let Some(previous) = self.settle(previous.map(Some)) else {
+            return;
+        };
+        let index = crate::cache::RemoteIndex::after_apply(previous, pipeline, keys);
+        let written = self.registry.put_index(&reference, &index).await;
+        self.settle(written.map(Some));
     }
 
     /// The entry `key`, read without pulling; `None` when absent or the cache is off.

@@ -5,6 +5,8 @@ use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus, Signal};
 use crate::events::Sink;
 use crate::execute::Options;
+use crate::graph::Graph;
+use crate::model::Pipeline;
 use crate::report::{self, Recorder, Tee};
 use crate::schedule::{self, Settings};
 use crate::ui::{self, Ui};
@@ -18,6 +20,15 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
         return Err(CliError::Runtime("cannot install signal handlers".into()));
     };
     let checked = super::load_all(&args.files, &args.vars, ui).and_then(|pipelines| {
+        // `--only`: the whole graph says what NAME builds on; then NAME runs alone, so only its
+        // passwords are needed.
+        let pipelines = match &args.only {
+            Some(name) => {
+                let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
+                vec![only(&pipelines, &graph, name)?]
+            }
+            None => pipelines,
+        };
         let (mut pipelines, groups) = super::platform_builds(pipelines, &args.vars)?;
         super::remote_cache(
             &mut pipelines,
@@ -123,6 +134,52 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
         save(path, json, ui);
     }
     Ok(summary.exit)
+}
+
+/// `--only NAME`: the pipeline named NAME, ready to run alone on any engine: the image it
+/// builds on comes from the registry its producer publishes to.
+fn only(pipelines: &[Pipeline], graph: &Graph, name: &str) -> Result<Pipeline, CliError> {
+    let found: Vec<usize> = (0..pipelines.len())
+        .filter(|&i| pipelines[i].name == name)
+        .collect();
+    let i = match found.as_slice() {
+        [i] => *i,
+        [] => {
+            let names: Vec<&str> = graph
+                .order
+                .iter()
+                .map(|&i| pipelines[i].name.as_str())
+                .collect();
+            return Err(CliError::Usage(format!(
+                "--only `{name}`: no pipeline has that name; the pipelines are: {}",
+                names.join(", ")
+            )));
+        }
+        several => {
+            let files: Vec<&str> = several
+                .iter()
+                .map(|&i| graph.nodes[i].file.as_str())
+                .collect();
+            return Err(CliError::Usage(format!(
+                "--only `{name}`: several pipelines have that name ({}); give them distinct `name`s",
+                files.join(", ")
+            )));
+        }
+    };
+    let mut p = pipelines[i].clone();
+    if let Some(d) = &graph.nodes[i].dependency {
+        let producer = &pipelines[d.producer].name;
+        let Some(from) = &d.pull_from else {
+            return Err(CliError::Usage(format!(
+                "--only `{name}`: it builds on `{}`, which `{producer}` makes but publishes to no \
+                 registry, so no other job can pull it; publish it (`[[publish]]`) or apply the \
+                 pipelines together",
+                d.reference
+            )));
+        };
+        schedule::pull_base(&mut p, d, from);
+    }
+    Ok(p)
 }
 
 /// Writes the run report; a failure to write it is reported, never fatal.

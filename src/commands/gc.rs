@@ -1,9 +1,18 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cache::{self, RemoteVerdict, LAST_PREFIX};
 use crate::cli::GcArgs;
 use crate::engine::{Engine, CACHE_REPOSITORY};
 use crate::error::{CliError, ExitStatus};
-use crate::ui::{short, Ui};
+use crate::model::Login;
+use crate::reference::ImageRef;
+use crate::registry::{DeleteError, Registry, RegistryError};
+use crate::ui::{plural, short, Ui};
 
 pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
+    if let Some(reference) = &args.remote {
+        return remote(&args, reference, ui).await;
+    }
     let engines = super::engines(&args.engines, ui).await?;
     let several = engines.len() > 1;
     let notes = crate::cache::NoteStore::user();
@@ -56,6 +65,114 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     }
     if !removed_any {
         ui.line("nothing to remove");
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `gc --remote REF`: deletes the cache tags of `REF` that some pipeline's applies pushed and
+/// its newest apply no longer uses (as the index each apply writes under the pipeline's
+/// `last-` tag records). Tags no index lists are left alone; a tag whose manifest a kept tag
+/// shares is kept (deleting a manifest deletes all its tags).
+async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, CliError> {
+    let repo = ImageRef::parse(reference)
+        .map_err(|e| CliError::Usage(format!("--remote `{reference}`: {e}")))?;
+    if repo.tag.is_some() || repo.digest.is_some() {
+        return Err(CliError::Usage(format!(
+            "--remote `{reference}` names a tag or digest: give the repository alone"
+        )));
+    }
+    let login = match (&args.remote_username, &args.remote_password_env) {
+        (Some(username), Some(password_env)) => Some(Login {
+            username: username.clone(),
+            password_env: password_env.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(l) = &login {
+        if !crate::credentials::missing_passwords([l]).is_empty() {
+            return Err(CliError::MissingPasswords(vec![l.clone()]));
+        }
+    }
+    let host = repo.registry_host().to_string();
+    let creds = crate::credentials::resolve(&host, login.as_ref())
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let registry = Registry::new(&host, creds.as_ref(), "linux", "amd64");
+    let repository = repo.repository();
+    let failed = |e: RegistryError| CliError::Registry(format!("`{repository}`: {e}"));
+    let tags = registry.tags(&repository).await.map_err(failed)?;
+    let mut indexes = Vec::new();
+    let mut digests = BTreeMap::new();
+    for tag in &tags {
+        let at = format!("{repository}:{tag}");
+        if tag.starts_with(LAST_PREFIX) {
+            if let Some(index) = registry.index(&at).await.map_err(failed)? {
+                indexes.push((tag.clone(), index));
+            }
+        } else if let Some(digest) = registry.digest(&at).await.map_err(failed)? {
+            digests.insert(tag.clone(), digest);
+        }
+    }
+    let all: Vec<cache::RemoteIndex> = indexes.iter().map(|(_, i)| i.clone()).collect();
+    let verdicts = cache::remote_unused(&all, &digests);
+    let owned: BTreeSet<&String> = all.iter().flat_map(|i| &i.owned).collect();
+    let unknown = digests.keys().filter(|t| !owned.contains(t)).count();
+    let mut deleted_digests = BTreeSet::new();
+    let mut deleted = BTreeSet::new();
+    for (tag, verdict) in &verdicts {
+        let digest = &digests[tag];
+        let at = format!("{repository}:{tag}");
+        match verdict {
+            RemoteVerdict::Shared { with } => ui.line(&format!(
+                "kept {at}: its manifest is also `{with}`, which is kept"
+            )),
+            RemoteVerdict::Delete if args.dry_run => {
+                println!("would delete {at} ({})", short(digest))
+            }
+            RemoteVerdict::Delete => {
+                if deleted_digests.insert(digest.clone()) {
+                    match registry.delete(&repository, digest).await {
+                        Ok(()) => {}
+                        Err(DeleteError::NotAllowed { status }) => {
+                            return Err(CliError::Registry(format!(
+                                "cannot delete {at} from `{host}`: {}",
+                                DeleteError::NotAllowed { status }
+                            )))
+                        }
+                        Err(DeleteError::Registry(e)) => {
+                            return Err(CliError::Registry(format!("cannot delete {at}: {e}")))
+                        }
+                    }
+                }
+                deleted.insert(tag.clone());
+                println!("deleted {at} ({})", short(digest));
+            }
+        }
+    }
+    // The indexes forget what is gone.
+    for (tag, index) in &indexes {
+        if args.dry_run || !index.owned.iter().any(|k| deleted.contains(k)) {
+            continue;
+        }
+        let mut index = index.clone();
+        index.owned.retain(|k| !deleted.contains(k));
+        registry
+            .put_index(&format!("{repository}:{tag}"), &index)
+            .await
+            .map_err(failed)?;
+    }
+    if verdicts.is_empty() {
+        ui.line(&format!(
+            "nothing to delete in `{repository}` ({}, {} of pipelines)",
+            plural(tags.len(), "tag", "tags"),
+            plural(all.len(), "index", "indexes")
+        ));
+    }
+    if unknown > 0 {
+        ui.line(&format!(
+            "left {} that no pipeline's index lists",
+            plural(unknown, "tag", "tags")
+        ));
     }
     Ok(ExitStatus::Success)
 }

@@ -1,8 +1,11 @@
 use std::collections::HashMap;
 
 use crate::cli::{Format, PlanArgs};
+use serde::Serialize;
+
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus};
+use crate::graph::Graph;
 use crate::plan::observe::{self, PlanOptions, Source};
 use crate::plan::{Plan, PushStatus, StepStatus};
 use crate::ui::{self, short, Ui};
@@ -29,6 +32,8 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     // Several pipelines: their dependency graph decides the order (and is validated first).
     let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
     let multi = pipelines.len() > 1;
+    // A folder always gets the graph document, so CI scripts read one shape.
+    let document = multi || args.files.iter().any(|f| f.is_dir());
     if !args.offline {
         super::check_passwords(&pipelines)?;
     }
@@ -76,7 +81,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         produced.insert(i, plan.commit.image.clone());
         reusable.insert(i, plan.commit.image.clone());
         match args.format {
-            Format::Json if multi => plans.push(plan),
+            Format::Json if document => plans.push(plan),
             Format::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(&plan).unwrap_or_default()
@@ -120,25 +125,99 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         }
         indexes.extend(planned);
     }
-    if multi {
-        match args.format {
-            Format::Json => println!(
+    match args.format {
+        Format::Json if document => {
+            let mut doc = Document::new(&graph, &plans);
+            // Index publishes count as changes too.
+            doc.changes = changes;
+            doc.indexes = &indexes;
+            println!(
                 "{}",
-                serde_json::to_string_pretty(&if indexes.is_empty() {
-                    serde_json::json!({ "graph": graph, "plans": plans })
-                } else {
-                    serde_json::json!({ "graph": graph, "plans": plans, "indexes": indexes })
-                })
-                .unwrap_or_default()
-            ),
-            Format::Text => print!("{}", graph.render(engines.len())),
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
         }
+        Format::Text if multi => print!("{}", graph.render(engines.len())),
+        _ => {}
     }
     Ok(if args.detailed_exitcode && changes {
         ExitStatus::Changes
     } else {
         ExitStatus::Success
     })
+}
+
+/// `plan --format json` of a folder or several files: the stable document CI scripts read
+/// (described in docs/ci.md). `graph` and `plans` are the detailed forms, indexed as
+/// `graph.nodes` (command-line order) and `graph.order`.
+#[derive(Serialize)]
+struct Document<'a> {
+    /// Bumped only when a field changes meaning or goes away.
+    format_version: u32,
+    /// Whether apply would change anything (what `--detailed-exitcode` reports).
+    changes: bool,
+    /// Pipeline names in dependency waves: a wave builds only on earlier waves.
+    waves: Vec<Vec<&'a str>>,
+    /// Every pipeline, wave by wave.
+    pipelines: Vec<Entry<'a>>,
+    graph: &'a Graph,
+    plans: &'a [Plan],
+    /// The indexes multi-platform pipelines would publish (absent when there are none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    indexes: &'a [crate::plan::platforms::IndexPlan],
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    name: &'a str,
+    file: &'a str,
+    /// 1-based index into `waves`.
+    wave: usize,
+    /// The pipeline whose image this one builds on.
+    builds_on: Option<&'a str>,
+    /// Where a separate machine pulls that image from (`null`: not published).
+    base_from: Option<&'a str>,
+    changes: bool,
+    plan: &'a Plan,
+}
+
+impl<'a> Document<'a> {
+    /// `plans` in `graph.order`.
+    fn new(graph: &'a Graph, plans: &'a [Plan]) -> Self {
+        let name = |i: usize| graph.nodes[i].name.as_str();
+        let pipelines: Vec<Entry<'a>> = graph
+            .order
+            .iter()
+            .zip(plans)
+            .map(|(&i, plan)| {
+                let node = &graph.nodes[i];
+                Entry {
+                    name: name(i),
+                    file: &node.file,
+                    wave: node.stage,
+                    builds_on: node.dependency.as_ref().map(|d| name(d.producer)),
+                    base_from: node
+                        .dependency
+                        .as_ref()
+                        .and_then(|d| d.pull_from.as_deref()),
+                    changes: !plan.is_noop(),
+                    plan,
+                }
+            })
+            .collect();
+        Self {
+            format_version: 1,
+            changes: pipelines.iter().any(|e| e.changes),
+            waves: graph
+                .waves()
+                .into_iter()
+                .map(|w| w.into_iter().map(name).collect())
+                .collect(),
+            pipelines,
+            graph,
+            plans,
+            indexes: &[],
+        }
+    }
 }
 
 fn render(plan: &Plan) -> String {

@@ -272,6 +272,12 @@ pub(crate) async fn apply<E: Engine>(
                         up_to_date: true,
                     });
                 }
+                // This is the pipeline's newest apply: its index says so, for `gc --remote`.
+                if let Some(cache) = remote.as_ref().filter(|c| c.mode == RemoteMode::ReadWrite) {
+                    let all: Vec<String> = keys.iter().chain([&commit_key]).cloned().collect();
+                    cache.record(&p.name, &all).await;
+                    warn_remote(Some(cache), sink, &mut warned);
+                }
                 return Ok(Applied {
                     image: entry.id.clone(),
                     tags: Vec::new(),
@@ -387,6 +393,7 @@ pub(crate) async fn apply<E: Engine>(
     if let Some(cache) = remote.as_ref().filter(|c| c.mode == RemoteMode::ReadWrite) {
         let all: Vec<String> = keys.iter().chain([&commit_key]).cloned().collect();
         export(engine, cache, &all, sink).await;
+        cache.record(&p.name, &all).await;
         warn_remote(Some(cache), sink, &mut warned);
     }
     Ok(Applied {

@@ -33,7 +33,7 @@ use crate::engine::{Engine, EngineError};
 use crate::error::{ExitStatus, Signal};
 use crate::events::{Event, Sink};
 use crate::execute::{self, Applied, Options};
-use crate::graph::Graph;
+use crate::graph::{Dependency, Graph};
 use crate::model::{Pipeline, Platform, PullPolicy};
 use crate::reference::ImageRef;
 
@@ -543,26 +543,25 @@ pub(crate) async fn run<E: Engine>(
             let mut p = pipelines[i].clone();
             let mut expected = None;
             let mut after = None;
+            let mut fallback = None;
             match &base {
                 BaseSource::AsWritten => {}
                 BaseSource::SameEngine { producer } => {
-                    // The producer tagged this run's image in this engine.
+                    // The producer tagged this run's image in this engine, unless it found
+                    // it up to date in the registry without pulling (a fresh runner with a
+                    // remote cache): then it is pulled from where the producer publishes.
                     p.base.pull = PullPolicy::Never;
                     expected = produced_image(&sched, *producer);
                     after = Some((pipelines[*producer].name.clone(), None));
+                    fallback = graph.nodes[i]
+                        .dependency
+                        .clone()
+                        .filter(|d| d.pull_from.is_some());
                 }
                 BaseSource::Pull { producer, from } => {
-                    // Pull this run's push, never a stale copy of the same tag.
-                    if let Ok(r) = ImageRef::parse(from) {
-                        if r.to_string() != p.base.image.to_string() {
-                            p.base.login = graph.nodes[i]
-                                .dependency
-                                .as_ref()
-                                .and_then(|d| d.login.clone());
-                        }
-                        p.base.image = r;
+                    if let Some(d) = &graph.nodes[i].dependency {
+                        pull_base(&mut p, d, from);
                     }
-                    p.base.pull = PullPolicy::Always;
                     expected = produced_image(&sched, *producer);
                     after = Some((
                         pipelines[*producer].name.clone(),
@@ -588,6 +587,12 @@ pub(crate) async fn run<E: Engine>(
             };
             let sink = sinks[i];
             running.push(async move {
+                let mut p = p;
+                if let (Some(d), Some(id)) = (&fallback, &expected) {
+                    if let (Ok(None), Some(from)) = (engine.inspect_image(id).await, &d.pull_from) {
+                        pull_base(&mut p, d, from);
+                    }
+                }
                 let check = BaseCheck {
                     expected,
                     inner: sink,
@@ -688,6 +693,19 @@ async fn remove_leftovers<E: Engine>(engines: &[E], run_sink: &dyn Sink) {
             _ => {}
         }
     }
+}
+
+/// Points `p` at the image its producer pushed to `from`, with that push's credentials when
+/// `from` is not the reference `p` names, pulled every time: the producer's newest push, never
+/// a stale copy of the same tag.
+pub(crate) fn pull_base(p: &mut Pipeline, d: &Dependency, from: &str) {
+    if let Ok(r) = ImageRef::parse(from) {
+        if r.to_string() != p.base.image.to_string() {
+            p.base.login = d.login.clone();
+        }
+        p.base.image = r;
+    }
+    p.base.pull = PullPolicy::Always;
 }
 
 /// The image a succeeded producer made.

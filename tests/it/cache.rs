@@ -270,7 +270,7 @@ fn editing_the_vimrc_never_reinstalls_vim() {
 }
 
 /// Keys of every step and of the commit, from `plan --format json`.
-fn plan_keys(project: &Project, args: &[&str]) -> Vec<String> {
+pub(crate) fn plan_keys(project: &Project, args: &[&str]) -> Vec<String> {
     let out = project
         .cmd(&[&["plan", "pipeline.toml", "--format", "json"], args].concat())
         .output()

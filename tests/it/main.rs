@@ -16,9 +16,15 @@ mod apply;
 #[cfg(feature = "engine-tests")]
 mod cache;
 #[cfg(feature = "engine-tests")]
+mod ci;
+#[cfg(feature = "engine-tests")]
 mod copies;
 #[cfg(feature = "engine-tests")]
+mod fanout;
+#[cfg(feature = "engine-tests")]
 mod faults;
+#[cfg(feature = "engine-tests")]
+mod gc_remote;
 #[cfg(feature = "engine-tests")]
 mod history;
 #[cfg(feature = "engine-tests")]

@@ -22,7 +22,7 @@ fn registry_with_busybox() -> Registry {
 
 /// Two steps (a slow one, so a checkpoint follows it), published to `REG/NAME`, cached in
 /// `cache`.
-fn pipeline(name: &str, reg: &str, cache: &str, last: &str) -> String {
+pub(crate) fn pipeline(name: &str, reg: &str, cache: &str, last: &str) -> String {
     format!(
         r#"name = "{name}"
 [base]
@@ -81,6 +81,13 @@ fn counts(d: &Daemon, since: &str, until: &str) -> (usize, usize) {
     (creates, pulls)
 }
 
+/// Takes the index tags (`last-...`) out of `tags`; returns them.
+fn cache_index_tags(tags: &mut Vec<String>) -> Vec<String> {
+    let (index, entries) = tags.drain(..).partition(|t| t.starts_with("last-"));
+    *tags = entries;
+    index
+}
+
 fn report(project: &Project) -> Value {
     serde_json::from_slice(&std::fs::read(project.path().join("r.json")).unwrap()).unwrap()
 }
@@ -98,7 +105,10 @@ fn a_fresh_runner_reuses_what_another_runner_built() {
     let a = apply(&project, None, &[]);
     let cold = started.elapsed();
     assert!(a.status.success(), "{}", output_text(&a));
-    let exported = reg.tags(&format!("cache/{u}"));
+    let mut exported = reg.tags(&format!("cache/{u}"));
+    // Beside the entries, the pipeline's index (what its newest apply used) for `gc --remote`.
+    let index = cache_index_tags(&mut exported);
+    assert_eq!(index.len(), 1, "{index:?}");
     assert_eq!(
         exported.len(),
         3,

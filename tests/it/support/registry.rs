@@ -34,15 +34,20 @@ pub(crate) struct Registry {
 impl Registry {
     /// An open registry (no authentication).
     pub(crate) fn start() -> Registry {
-        Self::launch(None)
+        Self::launch(None, true)
+    }
+
+    /// An open registry that refuses to delete manifests (`storage.delete` off, its default).
+    pub(crate) fn start_without_delete() -> Registry {
+        Self::launch(None, false)
     }
 
     /// A registry that requires HTTP basic authentication as `user`/`password` (htpasswd).
     pub(crate) fn start_with_auth(user: &str, password: &str) -> Registry {
-        Self::launch(Some((user.to_string(), password.to_string())))
+        Self::launch(Some((user.to_string(), password.to_string())), true)
     }
 
-    fn launch(credentials: Option<(String, String)>) -> Registry {
+    fn launch(credentials: Option<(String, String)>, delete: bool) -> Registry {
         let mut last_log = String::new();
         // free_port can race with another process; retry on a fresh port if the bind fails.
         for _ in 0..5 {
@@ -53,7 +58,7 @@ impl Registry {
             let addr = format!("127.0.0.1:{}", free_port());
             let mut config = format!(
                 "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\n\
                  http:\n  addr: {addr}\n",
                 dir.path().join("storage").display()
             );
@@ -141,6 +146,52 @@ impl Registry {
         }
         http_get(&self.addr, path, &headers)
             .unwrap_or_else(|e| panic!("GET {}{path}: {e}", self.url()))
+    }
+
+    /// Pushes the main engine's `image` as `ADDR/name`, logged in through a throwaway docker
+    /// config when the registry has credentials; the local `ADDR/name` tag is removed again.
+    pub(crate) fn push_local(&self, image: &str, name: &str) {
+        let target = format!("{}/{name}", self.addr);
+        let config = tempfile::tempdir().expect("temp dir");
+        let cfg = config.path().to_str().unwrap();
+        super::engine::docker_ok(&["tag", image, &target]);
+        if let Some((user, password)) = &self.credentials {
+            let mut login = Command::new(super::engine::docker_bin())
+                .args([
+                    "--config",
+                    cfg,
+                    "login",
+                    "-u",
+                    user,
+                    "--password-stdin",
+                    &self.addr,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("docker login");
+            login
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(password.as_bytes())
+                .unwrap();
+            let out = login.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "docker login {}: {}",
+                self.addr,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let pushed = super::engine::docker(&["--config", cfg, "push", &target]);
+        let _ = super::engine::docker(&["rmi", &target]);
+        assert!(
+            pushed.status.success(),
+            "docker push {target}: {}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
     }
 
     /// Tags of `repository` ("team/app"); empty when the repository does not exist.
