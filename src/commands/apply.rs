@@ -49,6 +49,12 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
             return Err(e);
         }
     };
+    if let Err(e) = super::mounts_reachable(&pipelines, &engines) {
+        if let Some(path) = &args.report {
+            save(path, report::of_refused(&e), ui);
+        }
+        return Err(e);
+    }
     let settings = Settings {
         jobs: args
             .jobs

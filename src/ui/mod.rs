@@ -365,6 +365,7 @@ impl Sink for Ui {
                 ));
             }
             Event::Warning(w) => self.line(&format!("{} {w}", style("warning:").yellow())),
+            Event::Waiting(w) => self.line(&format!("waiting: {w}")),
             Event::CacheRemote {
                 repository,
                 unavailable: Some(why),
@@ -467,6 +468,9 @@ impl Ui {
             }
             ApplyError::CopySource { .. } => {
                 self.hint("nothing of this step was cached; leave the copy source alone while apply runs, then apply again");
+            }
+            ApplyError::MountSource { .. } => {
+                self.hint("nothing of this step was cached; leave the mounted folder alone while apply runs, then apply again");
             }
             ApplyError::Push {
                 repository,

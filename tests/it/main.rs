@@ -24,6 +24,8 @@ mod history;
 #[cfg(feature = "engine-tests")]
 mod lifetime;
 #[cfg(feature = "engine-tests")]
+mod mounts;
+#[cfg(feature = "engine-tests")]
 mod multi;
 #[cfg(feature = "engine-tests")]
 mod offline;
