@@ -87,6 +87,7 @@ impl<'a, E: Engine> Build<'a, E> {
         for t in &options.tmpfs {
             spec.tmpfs.insert(t.clone(), "exec,mode=1777".into());
         }
+        let mut locked = Vec::new();
         for c in &options.caches {
             let scope = self
                 .scope
@@ -97,17 +98,20 @@ impl<'a, E: Engine> Build<'a, E> {
                 .create_volume(&volume.name, &volume.labels)
                 .await?;
             if c.sharing == Sharing::Locked {
-                let what = format!("cache `{}`", c.path);
-                let lock =
-                    locks::acquire(self.engine, &volume.lock_name(), &spec, &what, self.sink)
-                        .await?;
-                self.locks.push(lock);
+                locked.push((volume.lock_name(), format!("cache `{}`", c.path)));
             }
             spec.mounts.push(MountSpec::Volume {
                 name: volume.name,
                 labels: volume.labels,
                 target: c.path.clone(),
             });
+        }
+        // Always taken in the same order, so that two applies never hold one lock each while
+        // waiting for the other's.
+        locked.sort();
+        for (name, what) in &locked {
+            let lock = locks::acquire(self.engine, name, &spec, what, self.sink).await?;
+            self.locks.push(lock);
         }
         for m in &options.mounts {
             spec.mounts.push(MountSpec::Bind {
