@@ -402,7 +402,10 @@ class Bench:
         return row
 
     # --- the interleaved rounds ---------------------------------------------------------------
-    def workload(self, w, rounds):
+    def workload(self, w, rounds, scenarios=SCENARIOS, scenario_tools=SCENARIO_TOOLS):
+        """The interleaved rounds of one workload. (d) passes its one scenario, `rebuild`: its
+        warm-up round fills pipeline's cache mounts, then every round changes the apt step's
+        command (the nonce) and each tool rebuilds."""
         log(f"workload {w.key}: {w.title}")
         # An untimed warm-up round: each tool's repository then already holds the base layers,
         # as every later round's does, and the engine's and the page cache's state is the same.
@@ -412,21 +415,9 @@ class Bench:
         for rnd in range(1, rounds + 1):
             nonce = f"{self.runid}-{w.key}-{rnd}-{secrets.token_hex(8)}"
             edit = f"{rnd}-{secrets.token_hex(4)}"
-            for scenario in SCENARIOS:
-                for tool in SCENARIO_TOOLS[scenario]:
+            for scenario in scenarios:
+                for tool in scenario_tools[scenario]:
                     self.run_one(w, tool, scenario, rnd, nonce, edit if scenario == "edited" else None)
-
-    def rebuilds(self, w, rounds):
-        """(d): an untimed cold round fills pipeline's cache mounts; then every round changes the
-        apt step's command and each tool rebuilds."""
-        log(f"workload {w.key}: {w.title}")
-        nonce = f"warmup-{secrets.token_hex(8)}"
-        for tool in TOOLS:
-            self.run_one(w, tool, "warmup", 0, nonce, None, record=False)
-        for rnd in range(1, rounds + 1):
-            nonce = f"{self.runid}-{w.key}-{rnd}-{secrets.token_hex(8)}"
-            for tool in TOOLS:
-                self.run_one(w, tool, "rebuild", rnd, nonce, None)
 
     # --- one-shot checks ----------------------------------------------------------------------
     def big_copy(self):
@@ -1039,7 +1030,7 @@ def main():
         for w in workloads:
             b.workload(w, args.rounds)
         for w in rebuilds:
-            b.rebuilds(w, args.rounds)
+            b.workload(w, args.rounds, ["rebuild"], {"rebuild": TOOLS})
         if not args.no_profile:
             for w in workloads:
                 if w.key in ("a", "b", "c"):
