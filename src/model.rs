@@ -91,6 +91,26 @@ pub struct ContainerOptions {
 }
 
 impl ContainerOptions {
+    /// The options in words, for `plan`: `cache /var/cache/apt (locked)`, `mount vendor ->
+    /// /src/vendor (read-only)`, `tmpfs /scratch`, `network none`.
+    pub fn describe(&self) -> Vec<String> {
+        let caches = self.caches.iter().map(|c| match c.sharing {
+            Sharing::Shared => format!("cache {}", c.path),
+            Sharing::Locked => format!("cache {} (locked)", c.path),
+        });
+        let mounts = self
+            .mounts
+            .iter()
+            .map(|m| format!("mount {} -> {} (read-only)", m.src_display, m.dest));
+        let tmpfs = self.tmpfs.iter().map(|t| format!("tmpfs {t}"));
+        let network = match self.network {
+            Network::Default => None,
+            Network::None => Some("network none".to_string()),
+            Network::Host => Some("network host".to_string()),
+        };
+        caches.chain(mounts).chain(tmpfs).chain(network).collect()
+    }
+
     /// Every path something is mounted at.
     pub fn mount_points(&self) -> impl Iterator<Item = &str> {
         self.caches

@@ -131,8 +131,13 @@ fn render(plan: &Plan) -> String {
                 format!("run ({reason})")
             }
         };
+        let options = if s.options.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", s.options.join(", "))
+        };
         out.push_str(&format!(
-            "  step     [{}/{total}] {}: {status}\n",
+            "  step     [{}/{total}] {}: {status}{options}\n",
             s.index, s.name
         ));
     }

@@ -92,6 +92,19 @@ fn a_cache_mount_is_shared_by_later_applies_and_nothing_mounted_reaches_the_imag
     assert!(!first.contains("] from-image"), "{first}");
     assert_eq!(volumes_of(&name).len(), 1, "one volume for the one cache");
 
+    // plan shows the options where it shows the step.
+    let plan = p
+        .cmd(&["plan", "--offline", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let plan_text = output_text(&plan);
+    assert!(
+        plan_text.contains(
+            "count: cached; cache /cache, mount vendor -> /src/vendor (read-only), tmpfs /scratch"
+        ),
+        "{plan_text}"
+    );
+
     // A changed command runs again, with the cache as the first apply left it.
     p.pipeline(&pipeline(&format!("second-{name}")));
     let (second, _) = apply_ok(&p, &name, &[]);
