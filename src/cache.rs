@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::{EntryKind, WalkEntry};
 use crate::engine::{CacheImage, Engine, EngineError};
-use crate::model::{Action, Commit, CopySpec, Step};
+use crate::model::{Action, Commit, CopySpec, Network, Step};
 
 /// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
 /// input changed.
@@ -25,6 +25,10 @@ pub(crate) struct StepInputs {
     /// archive can be checked against it while it is sent. Never stored.
     #[serde(skip)]
     pub(crate) copied: Option<Arc<TreeDigest>>,
+    /// For a step with read-only mounts: each mount's content digest, so that a folder that
+    /// changes while the step runs fails it. Never stored.
+    #[serde(skip)]
+    pub(crate) mounted: Vec<Arc<TreeDigest>>,
 }
 
 /// Inputs are equal when their digests are.
@@ -58,7 +62,45 @@ impl StepInputs {
         put("user", digest_json(&step.user));
         put("workdir", digest_json(&step.workdir));
         put("secrets", digest_json(&step.secrets));
-        Ok(Self { fields, copied })
+        // The container options only when set, so that the keys of steps without them stay
+        // as they were. A cache mount's content never counts (it is a cache: later applies
+        // change it), but its path does, as a tmpfs path does: what the step writes there
+        // stays out of the image, and what the image had there is hidden from the step. The
+        // network counts too: a step without one may fail, or do something else, where one
+        // with a network succeeds. A read-only mount counts by its content, as a copy does.
+        let o = &step.container;
+        let mut mounted = Vec::new();
+        if !o.caches.is_empty() {
+            let mut paths: Vec<&str> = o.caches.iter().map(|c| c.path.as_str()).collect();
+            paths.sort();
+            put("cache paths", digest_json(&paths));
+        }
+        if !o.mounts.is_empty() {
+            let mut described = Vec::new();
+            for m in &o.mounts {
+                let tree = tree_digest_of(&m.src)?;
+                described.push((m.dest.clone(), tree.hex()));
+                mounted.push(Arc::new(tree));
+            }
+            described.sort();
+            put("mounted content", digest_json(&described));
+        }
+        if !o.tmpfs.is_empty() {
+            let mut paths = o.tmpfs.clone();
+            paths.sort();
+            put("tmpfs", digest_json(&paths));
+        }
+        if o.network != Network::Default {
+            put(
+                "network",
+                digest_json(&format!("{:?}", o.network).to_lowercase()),
+            );
+        }
+        Ok(Self {
+            fields,
+            copied,
+            mounted,
+        })
     }
 
     /// Names of the fields that differ from `old`.
@@ -205,8 +247,13 @@ impl TreeDigest {
 
 /// Digest of a copy source, entry by entry: what the archive of the copy must hold.
 pub(crate) fn tree_digest(c: &CopySpec) -> std::io::Result<TreeDigest> {
+    tree_digest_of(&c.src)
+}
+
+/// Digest of a file or folder on the host, entry by entry.
+pub(crate) fn tree_digest_of(src: &std::path::Path) -> std::io::Result<TreeDigest> {
     let mut entries = Vec::new();
-    for e in crate::archive::walk(&c.src)? {
+    for e in crate::archive::walk(src)? {
         let digest = entry_digest(&e)?;
         entries.push((e.rel, digest));
     }
@@ -548,6 +595,7 @@ mod tests {
                     inputs: StepInputs {
                         fields: [("command".to_string(), "0123456789abcdef".to_string())].into(),
                         copied: None,
+                        mounted: Vec::new(),
                     },
                 })
                 .collect(),

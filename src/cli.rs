@@ -32,7 +32,8 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Print the JSON Schema of the pipeline file format.
     Schema,
-    /// Remove the tool's cache images that the newest apply of their pipeline no longer uses.
+    /// Remove the tool's cache images that the newest apply of their pipeline no longer uses
+    /// (and, with `--mounts`, the steps' cache mounts).
     Gc(GcArgs),
 }
 
@@ -159,6 +160,10 @@ pub(crate) struct GcArgs {
     /// Show what would be removed without removing it.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Also remove the cache mounts of steps (`cache = [...]`, engine volumes), except those a
+    /// container uses right now.
+    #[arg(long, conflicts_with = "remote")]
+    pub(crate) mounts: bool,
     /// An engine to collect on (repeatable); default: DOCKER_HOST, else the local socket.
     #[arg(long = "engine", value_name = "URL", conflicts_with = "remote")]
     pub(crate) engines: Vec<String>,

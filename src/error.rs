@@ -58,9 +58,11 @@ impl ExitStatus {
                 source: EngineError::Connection { .. },
                 ..
             } => ExitStatus::EngineFailed,
-            StepFailed { .. } | StepTimedOut { .. } | StepEngine { .. } | CopySource { .. } => {
-                ExitStatus::StepFailed
-            }
+            StepFailed { .. }
+            | StepTimedOut { .. }
+            | StepEngine { .. }
+            | CopySource { .. }
+            | MountSource { .. } => ExitStatus::StepFailed,
             Push { .. } => ExitStatus::PublishFailed,
             Credentials(_) | Secret { .. } => ExitStatus::Usage,
             BaseMissing { .. } | Pull { .. } | Commit(_) | Engine(_) => ExitStatus::EngineFailed,

@@ -97,6 +97,8 @@ pub(crate) enum Event {
         platform: String,
         engine: String,
     },
+    /// The build waits for something another apply holds (a locked cache mount).
+    Waiting(String),
     /// The pipeline uses a remote cache; `unavailable` says why it stopped using it (down,
     /// slow, refused credentials): the build goes on without it.
     CacheRemote {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::config::raw::PullPolicy;
+pub use crate::config::raw::{Network, PullPolicy, Sharing};
 use crate::reference::ImageRef;
 
 /// A checked pipeline.
@@ -131,6 +131,77 @@ pub struct Step {
     pub timeout: Option<Duration>,
     pub checkpoint: Option<bool>,
     pub secrets: Vec<String>,
+    /// What the step's container is made with (always the default for a copy).
+    pub container: ContainerOptions,
+}
+
+/// What a step's container is created with. Consecutive steps with the same options share a
+/// container; a step with other options starts a new one from a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerOptions {
+    pub caches: Vec<CacheMount>,
+    pub mounts: Vec<HostMount>,
+    /// Absolute paths of empty tmpfs folders.
+    pub tmpfs: Vec<String>,
+    pub network: Network,
+}
+
+impl ContainerOptions {
+    /// The options in words, for `plan`: `cache /var/cache/apt (locked)`, `mount vendor ->
+    /// /src/vendor (read-only)`, `tmpfs /scratch`, `network none`.
+    pub fn describe(&self) -> Vec<String> {
+        let caches = self.caches.iter().map(|c| match c.sharing {
+            Sharing::Shared => format!("cache {}", c.path),
+            Sharing::Locked => format!("cache {} (locked)", c.path),
+        });
+        let mounts = self
+            .mounts
+            .iter()
+            .map(|m| format!("mount {} -> {} (read-only)", m.src_display, m.dest));
+        let tmpfs = self.tmpfs.iter().map(|t| format!("tmpfs {t}"));
+        let network = match self.network {
+            Network::Default => None,
+            Network::None => Some("network none".to_string()),
+            Network::Host => Some("network host".to_string()),
+        };
+        caches.chain(mounts).chain(tmpfs).chain(network).collect()
+    }
+
+    /// Every path something is mounted at.
+    pub fn mount_points(&self) -> impl Iterator<Item = &str> {
+        self.caches
+            .iter()
+            .map(|c| c.path.as_str())
+            .chain(self.mounts.iter().map(|m| m.dest.as_str()))
+            .chain(self.tmpfs.iter().map(String::as_str))
+    }
+}
+
+/// A persistent cache folder mounted while a step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheMount {
+    /// Absolute path in the container.
+    pub path: String,
+    pub sharing: Sharing,
+}
+
+/// A read-only host folder mounted while a step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMount {
+    /// Absolute host path of a folder inside the pipeline's folder (resolved, no symlinks).
+    pub src: PathBuf,
+    /// The source as written, for messages.
+    pub src_display: String,
+    /// Absolute path in the container.
+    pub dest: String,
+}
+
+/// True when one of two absolute plain paths is the other or lies under it.
+pub fn paths_overlap(a: &str, b: &str) -> bool {
+    let under = |x: &str, y: &str| {
+        x == y || y == "/" || x.strip_prefix(y).is_some_and(|r| r.starts_with('/'))
+    };
+    under(a, b) || under(b, a)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

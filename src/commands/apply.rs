@@ -63,6 +63,12 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
             return Err(e);
         }
     };
+    if let Err(e) = super::mounts_reachable(&pipelines, &engines) {
+        if let Some(path) = &args.report {
+            save(path, report::of_refused(&e), ui);
+        }
+        return Err(e);
+    }
     // Each platform's build starts from the base's image for that platform.
     if let Some(engine) = engines.first() {
         crate::plan::platforms::resolve_bases(&mut pipelines, engine)

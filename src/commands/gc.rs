@@ -62,6 +62,9 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             }
         }
         removed_any |= !unused.is_empty();
+        if args.mounts {
+            removed_any |= cache_mounts(engine, args.dry_run, &on, ui).await?;
+        }
     }
     if !removed_any {
         ui.line("nothing to remove");
@@ -175,4 +178,37 @@ async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, C
         ));
     }
     Ok(ExitStatus::Success)
+}
+
+/// Removes (or, with `dry_run`, lists) the cache mount volumes; one a container uses is kept
+/// and said so. Returns whether there was any.
+async fn cache_mounts(
+    engine: &impl Engine,
+    dry_run: bool,
+    on: &str,
+    ui: &Ui,
+) -> Result<bool, CliError> {
+    use crate::volumes::{LABEL_PATH, LABEL_PIPELINE, LABEL_PLATFORM, MARKER, MARKER_VALUE};
+    let volumes = engine.list_volumes(MARKER, MARKER_VALUE).await?;
+    for v in &volumes {
+        // Labels are anyone's to set: shown cleaned of control characters.
+        let label = |k: &str| crate::diag::clean(v.labels.get(k).map_or("?", String::as_str));
+        let what = format!(
+            "cache mount {} (pipeline {}, {}, {}){on}",
+            crate::diag::clean(&v.name),
+            label(LABEL_PIPELINE),
+            label(LABEL_PATH),
+            label(LABEL_PLATFORM)
+        );
+        if dry_run {
+            println!("would remove {what}");
+            continue;
+        }
+        match engine.remove_volume(&v.name).await {
+            Ok(()) => println!("removed {what}"),
+            Err(e) if e.is_conflict() => ui.line(&format!("kept {what}: in use ({e})")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(!volumes.is_empty())
 }

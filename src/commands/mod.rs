@@ -120,6 +120,33 @@ fn check_passwords(pipelines: &[Pipeline]) -> Result<(), CliError> {
     }
 }
 
+/// A step's read-only mounts are folders of this host: an engine elsewhere cannot mount them.
+/// Refused before anything runs.
+fn mounts_reachable(pipelines: &[Pipeline], engines: &[DockerEngine]) -> Result<(), CliError> {
+    use crate::engine::Engine;
+    let Some(remote) = engines.iter().find(|e| !e.is_local()) else {
+        return Ok(());
+    };
+    let mounting = pipelines.iter().find_map(|p| {
+        p.steps
+            .iter()
+            .position(|s| !s.container.mounts.is_empty())
+            .map(|i| (p, i))
+    });
+    match mounting {
+        None => Ok(()),
+        Some((p, i)) => Err(CliError::Usage(format!(
+            "pipeline `{}`, step {} `{}`: `mounts` names folders of this host, which the engine \
+             at `{}` does not run on and cannot mount; build on a local engine (a unix socket), \
+             or copy the folder with a `copy` step",
+            p.name,
+            i + 1,
+            p.steps[i].name,
+            remote.endpoint()
+        ))),
+    }
+}
+
 /// Connects to the engines of `--engine` (or `DOCKER_HOST`, else the local socket); names
 /// the ones left out because they do not answer.
 async fn engines(urls: &[String], ui: &Ui) -> Result<Vec<DockerEngine>, CliError> {

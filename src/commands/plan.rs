@@ -131,10 +131,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             // Index publishes count as changes too.
             doc.changes = changes;
             doc.indexes = &indexes;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).unwrap_or_default()
-            )
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
         }
         Format::Text if multi => print!("{}", graph.render(engines.len())),
         _ => {}
@@ -248,8 +245,13 @@ fn render(plan: &Plan) -> String {
                 format!("run ({reason})")
             }
         };
+        let options = if s.options.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", s.options.join(", "))
+        };
         out.push_str(&format!(
-            "  step     [{}/{total}] {}: {status}\n",
+            "  step     [{}/{total}] {}: {status}{options}\n",
             s.index, s.name
         ));
     }

@@ -136,6 +136,85 @@ pub struct Step {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub secrets: Vec<Str>,
+    /// Cache mounts: persistent folders (engine volumes) mounted at these absolute paths while
+    /// this step runs, kept for later applies of this pipeline on the same engine and platform,
+    /// never part of the image. A path, or `{ path = "...", sharing = "locked" }`.
+    #[serde(default)]
+    #[schemars(with = "Vec<CacheMount>")]
+    pub cache: Vec<Spanned<CacheMount>>,
+    /// Read-only host folders (inside the pipeline's folder) mounted while this step runs, never
+    /// part of the image; their content is part of the step's cache key. Needs an engine on
+    /// this host.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Empty in-memory folders mounted at these absolute paths while this step runs (e.g.
+    /// `["/scratch"]`), never part of the image.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub tmpfs: Vec<Str>,
+    /// The network of the step's container: `default` (the engine's), `none` (only a loopback
+    /// interface) or `host` (the engine host's interfaces).
+    #[schemars(with = "Option<Network>")]
+    pub network: Option<Spanned<Network>>,
+}
+
+/// A cache mount: its absolute path, or a table with the path and how applies share it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CacheMount {
+    /// The absolute path, shared with concurrent applies.
+    Path(String),
+    /// The path and its sharing mode.
+    Table(CacheMountTable),
+}
+
+/// A cache mount with options.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheMountTable {
+    /// Absolute path in the step's container.
+    pub path: String,
+    /// `shared` (default): concurrent applies use the folder at once; `locked`: one apply at a
+    /// time (others wait), also across hosts sharing the engine.
+    #[serde(default)]
+    pub sharing: Sharing,
+}
+
+/// How concurrent applies share a cache mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharing {
+    /// Every apply uses the folder at once (the tool the step runs keeps it consistent, as
+    /// apt and dpkg do with their own locks).
+    #[default]
+    Shared,
+    /// One apply at a time uses the folder; the others wait for it.
+    Locked,
+}
+
+/// A read-only host folder mounted into a step's container.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// A folder relative to the pipeline file's folder; must stay inside it.
+    #[schemars(with = "String")]
+    pub src: Option<Str>,
+    /// Absolute path in the step's container.
+    #[schemars(with = "String")]
+    pub dest: Option<Str>,
+}
+
+/// The network of a step's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The engine's default network (a bridge with outside access).
+    #[default]
+    Default,
+    /// No network: only a loopback interface.
+    None,
+    /// The engine host's network.
+    Host,
 }
 
 /// A command: a shell string or an exec-form array.

@@ -304,6 +304,7 @@ impl<'a> Builder<'a> {
             }
         }
         let name = s.name.as_ref().and_then(|n| self.text(n));
+        let container = self.container_options(s, !secrets.is_empty());
         let action = action?;
         let name = name.unwrap_or_else(|| default_name(s));
         Some(Step {
@@ -315,7 +316,170 @@ impl<'a> Builder<'a> {
             timeout,
             checkpoint: s.checkpoint,
             secrets,
+            container,
         })
+    }
+
+    /// `cache`, `mounts`, `tmpfs` and `network`: for `run` steps only; mount points are
+    /// absolute plain paths, none of them inside another or in `/run/secrets`.
+    fn container_options(&mut self, s: &raw::Step, secrets: bool) -> ContainerOptions {
+        let mut o = ContainerOptions::default();
+        if s.copy.is_some() {
+            let given = [
+                s.cache.first().map(|c| ("cache", c.span())),
+                s.mounts
+                    .first()
+                    .and_then(|m| m.src.as_ref().or(m.dest.as_ref()))
+                    .map(|v| ("mounts", v.span())),
+                s.tmpfs.first().map(|t| ("tmpfs", t.span())),
+                s.network.as_ref().map(|n| ("network", n.span())),
+            ];
+            for (key, span) in given.into_iter().flatten() {
+                self.diags.push(
+                    Diagnostic::new(
+                        "step-option",
+                        format!("`{key}` applies to `run` steps only"),
+                    )
+                    .at(span)
+                    .hint("a copy goes through the engine's archive API, not a container"),
+                );
+            }
+            return o;
+        }
+        // Every mount point with its span, to find overlaps.
+        let mut points: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+        for c in &s.cache {
+            let (path, sharing) = match c.get_ref() {
+                raw::CacheMount::Path(p) => (p, Sharing::default()),
+                raw::CacheMount::Table(t) => (&t.path, t.sharing),
+            };
+            let Some(text) = self
+                .t
+                .render(path, c.span())
+                .map_err(|d| self.diags.push(d))
+                .ok()
+            else {
+                continue;
+            };
+            if let Some(path) = self.mount_point(&text, c.span(), "cache path") {
+                points.push((path.clone(), c.span()));
+                o.caches.push(CacheMount { path, sharing });
+            }
+        }
+        for m in &s.mounts {
+            let src_text = m.src.as_ref().and_then(|t| self.text(t));
+            let dest = m.dest.as_ref().and_then(|d| {
+                let text = self.text(d)?;
+                let path = self.mount_point(&text, d.span(), "mount destination")?;
+                points.push((path.clone(), d.span()));
+                Some(path)
+            });
+            let src = match (&m.src, &src_text) {
+                (Some(span), Some(text)) => self
+                    .host_path(text, span.span(), "mount source")
+                    .and_then(|p| {
+                        if p.is_dir() {
+                            Some(p)
+                        } else {
+                            self.diags.push(
+                                Diagnostic::new(
+                                    "mount-not-folder",
+                                    format!("mount source `{text}` is not a folder"),
+                                )
+                                .at(span.span())
+                                .hint("mount a folder; copy a single file with a `copy` step"),
+                            );
+                            None
+                        }
+                    }),
+                _ => None,
+            };
+            if let (Some(src), Some(src_display), Some(dest)) = (src, src_text, dest) {
+                o.mounts.push(HostMount {
+                    src,
+                    src_display,
+                    dest,
+                });
+            }
+        }
+        for t in &s.tmpfs {
+            let Some(text) = self.text(t) else { continue };
+            if let Some(path) = self.mount_point(&text, t.span(), "tmpfs path") {
+                points.push((path.clone(), t.span()));
+                o.tmpfs.push(path);
+            }
+        }
+        for (i, (path, span)) in points.iter().enumerate() {
+            if let Some((other, other_span)) =
+                points[..i].iter().find(|(p, _)| paths_overlap(p, path))
+            {
+                let what = if other == path {
+                    format!("`{path}` is mounted twice")
+                } else {
+                    format!("mount points `{other}` and `{path}` overlap")
+                };
+                self.diags.push(
+                    Diagnostic::new("mount-overlap", what)
+                        .at(span.clone())
+                        .also(other_span.clone(), "also mounted here")
+                        .hint("give each mount a folder of its own, none inside another"),
+                );
+            } else if paths_overlap(path, SECRETS_DIR) {
+                let mut d = Diagnostic::new(
+                    "mount-overlap",
+                    format!("`{path}` overlaps `{SECRETS_DIR}`, where secrets are placed"),
+                )
+                .at(span.clone());
+                if !secrets {
+                    d = d.hint(format!("mount it anywhere but at or above `{SECRETS_DIR}`"));
+                }
+                self.diags.push(d);
+            }
+        }
+        o.network = s.network.as_ref().map(|n| *n.get_ref()).unwrap_or_default();
+        o
+    }
+
+    /// A mount point: an absolute path of plain names other than `/` (a final `/` dropped).
+    fn mount_point(
+        &mut self,
+        text: &str,
+        span: std::ops::Range<usize>,
+        what: &str,
+    ) -> Option<String> {
+        if !text.starts_with('/') {
+            self.error(
+                "relative-path",
+                format!("{what} `{text}` must be an absolute path in the container"),
+                span,
+            );
+            return None;
+        }
+        if text == "/" {
+            self.diags.push(
+                Diagnostic::new("invalid-destination", format!("{what} cannot be `/`"))
+                    .at(span)
+                    .hint("mount a folder below `/`, e.g. `/var/cache/apt`"),
+            );
+            return None;
+        }
+        if let Some(problem) = path_problem(text) {
+            let hint = if text.contains('\0') {
+                "names in an image cannot hold NUL bytes".to_string()
+            } else {
+                format!("write the plain path `{}`", plain_path(text))
+            };
+            self.diags.push(
+                Diagnostic::new(
+                    "invalid-destination",
+                    format!("{what} `{}` holds {problem}", text.escape_debug()),
+                )
+                .at(span)
+                .hint(hint),
+            );
+            return None;
+        }
+        Some(text.strip_suffix('/').unwrap_or(text).to_string())
     }
 
     fn run(&mut self, run: &toml::Spanned<raw::RunSpec>) -> Option<Action> {
@@ -368,20 +532,7 @@ impl<'a> Builder<'a> {
     /// `//` and NUL bytes are refused (with the plain path as the hint), never guessed at.
     fn destination(&mut self, s: &Str) -> Option<String> {
         let text = self.absolute(s)?;
-        let problem = if text.contains('\0') {
-            Some("a NUL byte")
-        } else if text == "/" {
-            None
-        } else {
-            let inner = text[1..].strip_suffix('/').unwrap_or(&text[1..]);
-            inner.split('/').find_map(|part| match part {
-                "" => Some("`//`"),
-                "." => Some("a `.` segment"),
-                ".." => Some("a `..` segment"),
-                _ => None,
-            })
-        };
-        let Some(problem) = problem else {
+        let Some(problem) = path_problem(&text) else {
             return Some(text);
         };
         let hint = if text.contains('\0') {
@@ -851,6 +1002,27 @@ impl<'a> Builder<'a> {
         }
         out
     }
+}
+
+/// Where secrets are placed while a step runs (a tmpfs of the build container).
+const SECRETS_DIR: &str = "/run/secrets";
+
+/// What keeps an absolute path from being plain: a NUL byte, `//`, a `.` or `..` segment (a
+/// final `/` is fine).
+fn path_problem(text: &str) -> Option<&'static str> {
+    if text.contains('\0') {
+        return Some("a NUL byte");
+    }
+    if text == "/" {
+        return None;
+    }
+    let inner = text[1..].strip_suffix('/').unwrap_or(&text[1..]);
+    inner.split('/').find_map(|part| match part {
+        "" => Some("`//`"),
+        "." => Some("a `.` segment"),
+        ".." => Some("a `..` segment"),
+        _ => None,
+    })
 }
 
 /// What is wrong with a duration, in this tool's words (not the parser's).

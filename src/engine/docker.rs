@@ -10,13 +10,14 @@ use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
 use bollard::exec::StartExecResults;
 use bollard::models::{
-    ContainerConfig, ContainerCreateBody, ContainerSummaryStateEnum, ExecConfig, HostConfig,
+    ContainerConfig, ContainerCreateBody, ContainerSummaryStateEnum, ExecConfig, HostConfig, Mount,
+    MountType, MountVolumeOptions, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CommitContainerOptions, ContainerArchiveInfoOptions,
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
-    PushImageOptions, RemoveContainerOptions, RemoveImageOptions, TagImageOptions,
-    UploadToContainerOptions,
+    ListVolumesOptions, PushImageOptions, RemoveContainerOptions, RemoveImageOptions,
+    RemoveVolumeOptions, TagImageOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -452,6 +453,58 @@ fn duration_nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// A mount as the engine takes it. A cache volume starts empty, as BuildKit's cache mounts
+/// do (the engine would otherwise copy the image's files at the path into a new volume).
+fn mount(m: &MountSpec) -> Mount {
+    match m {
+        MountSpec::Volume {
+            name,
+            labels,
+            target,
+        } => Mount {
+            target: Some(target.clone()),
+            source: Some(name.clone()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(false),
+            volume_options: Some(MountVolumeOptions {
+                no_copy: Some(true),
+                labels: Some(labels.clone().into_iter().collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        MountSpec::Bind { source, target } => Mount {
+            target: Some(target.clone()),
+            source: Some(source.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    }
+}
+
+/// Whether an engine URL reaches this host: a unix socket, or TCP to a loopback address.
+fn is_local_url(url: &str) -> bool {
+    if url.starts_with("unix://") {
+        return true;
+    }
+    let Some(rest) = ["tcp://", "http://", "https://"]
+        .iter()
+        .find_map(|p| url.strip_prefix(p))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn credentials(c: Option<Credentials>) -> Option<DockerCredentials> {
     c.map(|c| DockerCredentials {
         username: (!c.username.is_empty()).then_some(c.username),
@@ -613,6 +666,8 @@ impl Engine for DockerEngine {
                 init: Some(true),
                 auto_remove: Some(true),
                 tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone().into_iter().collect()),
+                mounts: (!spec.mounts.is_empty()).then(|| spec.mounts.iter().map(mount).collect()),
+                network_mode: spec.network.clone(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -1067,11 +1122,90 @@ impl Engine for DockerEngine {
     async fn platform(&self) -> Result<(String, String), EngineError> {
         Ok(self.platform.clone())
     }
+
+    fn is_local(&self) -> bool {
+        is_local_url(&self.endpoint)
+    }
+
+    async fn create_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        // The engine answers with the existing volume when there is one.
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.convert(e))
+    }
+
+    async fn list_volumes(&self, key: &str, value: &str) -> Result<Vec<VolumeInfo>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
+        let list = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| self.convert(e))?;
+        let mut volumes: Vec<VolumeInfo> = list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            // Checked again: what the engine filtered is trusted with nothing removable.
+            .filter(|v| v.labels.get(key).map(String::as_str) == Some(value))
+            .map(|v| VolumeInfo {
+                name: v.name,
+                labels: v.labels.into_iter().collect(),
+            })
+            .collect();
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        match self
+            .docker
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+        {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(self.convert(e)),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sockets_and_loopback_addresses_are_this_host() {
+        for local in [
+            "unix:///var/run/docker.sock",
+            "tcp://127.0.0.1:2375",
+            "tcp://localhost:2375",
+            "https://[::1]:2376",
+        ] {
+            assert!(is_local_url(local), "{local}");
+        }
+        for remote in [
+            "tcp://10.0.0.5:2376",
+            "ssh://me@builder",
+            "https://build.example.com:2376",
+        ] {
+            assert!(!is_local_url(remote), "{remote}");
+        }
+    }
 
     #[test]
     fn a_port_with_401_in_it_is_not_an_authentication_failure() {

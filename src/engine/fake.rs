@@ -25,6 +25,8 @@ struct State {
     /// Container id -> container.
     containers: HashMap<String, Container>,
     remote: HashMap<String, String>,
+    /// Volume name -> labels.
+    volumes: HashMap<String, BTreeMap<String, String>>,
     calls: Vec<String>,
     next: u64,
 }
@@ -387,5 +389,46 @@ impl Engine for FakeEngine {
     async fn platform(&self) -> Result<(String, String), EngineError> {
         self.gate()?;
         Ok(("linux".into(), "amd64".into()))
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+
+    async fn create_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        self.gate()?;
+        self.record(format!("create_volume {name}"))
+            .volumes
+            .entry(name.to_string())
+            .or_insert_with(|| labels.clone());
+        Ok(())
+    }
+
+    async fn list_volumes(&self, key: &str, value: &str) -> Result<Vec<VolumeInfo>, EngineError> {
+        self.gate()?;
+        let s = self.state.lock().unwrap();
+        let mut out: Vec<VolumeInfo> = s
+            .volumes
+            .iter()
+            .filter(|(_, l)| l.get(key).map(String::as_str) == Some(value))
+            .map(|(name, labels)| VolumeInfo {
+                name: name.clone(),
+                labels: labels.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.gate()?;
+        self.record(format!("remove_volume {name}"))
+            .volumes
+            .remove(name);
+        Ok(())
     }
 }

@@ -133,6 +133,34 @@ pub(crate) struct ContainerSpec {
     pub(crate) image_cmd: bool,
     /// `os/arch[/variant]` to create the container for; `None`: the engine's own.
     pub(crate) platform: Option<String>,
+    /// Volumes and host folders mounted in it.
+    pub(crate) mounts: Vec<MountSpec>,
+    /// `none` or `host`; `None`: the engine's default network.
+    pub(crate) network: Option<String>,
+}
+
+/// A volume or a host folder mounted in a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MountSpec {
+    /// A named volume, read-write; it starts empty (nothing of the image is copied in). The
+    /// labels are given again, for when the engine has to create it here (removed since).
+    Volume {
+        name: String,
+        labels: BTreeMap<String, String>,
+        target: String,
+    },
+    /// A folder of the engine's host, read-only.
+    Bind {
+        source: std::path::PathBuf,
+        target: String,
+    },
+}
+
+/// A volume as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumeInfo {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 /// What state a container is in, as far as the tool cares.
@@ -270,6 +298,19 @@ pub(crate) trait Engine {
     async fn remove_image(&self, reference: &str) -> Result<(), EngineError>;
     /// The platform the engine runs images for: (`linux`, `amd64`), as registries name them.
     async fn platform(&self) -> Result<(String, String), EngineError>;
+    /// Whether the engine runs on this host, so that it can mount this host's folders: it is
+    /// reached through a unix socket (or a loopback address).
+    fn is_local(&self) -> bool;
+    /// Creates the volume `name` with `labels` unless it exists (then it is left as it is).
+    async fn create_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError>;
+    /// Every volume that has the label `key` with `value`.
+    async fn list_volumes(&self, key: &str, value: &str) -> Result<Vec<VolumeInfo>, EngineError>;
+    /// Removes a volume; a conflict error when a container uses it. Gone already is fine.
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError>;
 }
 
 /// The repository the tool tags its cache images under.

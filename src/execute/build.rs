@@ -4,15 +4,18 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::output::Lines;
-use super::{ApplyError, Options};
+use super::{locks, ApplyError, Options};
 use crate::cache::{CheckpointNote, NotedStep, StepInputs};
 use crate::engine::{
     CommitSpec, ContainerSpec, ContainerState, Engine, EngineError, ExecSpec, ImageConfig,
-    ImageInfo, CACHE_REPOSITORY,
+    ImageInfo, MountSpec, CACHE_REPOSITORY,
 };
 use crate::events::{Event, Sink, StepOutcome};
-use crate::model::{Action, Command, Pipeline, Step};
+use crate::model::{
+    paths_overlap, Action, Command, ContainerOptions, Network, Pipeline, Sharing, Step,
+};
 use crate::plan;
+use crate::volumes::CacheScope;
 
 /// The user that places and removes secrets: root, by uid (an image may have no
 /// /etc/passwd).
@@ -22,6 +25,10 @@ const ROOT: &str = "0";
 pub(super) struct Build<'a, E: Engine> {
     engine: &'a E,
     containers: Vec<String>,
+    /// Lock containers of the locked cache mounts the current container uses.
+    locks: Vec<String>,
+    /// Who shares this build's cache mounts; known once a step has one.
+    scope: Option<CacheScope>,
     /// The checkpoint of all steps, still to commit.
     last_checkpoint: Option<Pending>,
     opts: &'a Options,
@@ -47,6 +54,8 @@ impl<'a, E: Engine> Build<'a, E> {
         Self {
             engine,
             containers: Vec::new(),
+            locks: Vec::new(),
+            scope: None,
             last_checkpoint: None,
             opts,
             sink,
@@ -56,11 +65,14 @@ impl<'a, E: Engine> Build<'a, E> {
         }
     }
 
+    /// Creates (and starts) a build container from `image` with the mounts and network of
+    /// `options`, after taking the locks of its locked cache mounts.
     async fn container(
         &mut self,
         image: &str,
         secrets: bool,
         start: bool,
+        options: &ContainerOptions,
     ) -> Result<String, EngineError> {
         let mut spec = ContainerSpec {
             name: format!("{}-{}", self.opts.run_name, self.containers.len() + 1),
@@ -74,6 +86,48 @@ impl<'a, E: Engine> Build<'a, E> {
             // A tmpfs is never part of a commit.
             spec.tmpfs.insert("/run/secrets".into(), "mode=0755".into());
         }
+        // Mounts are never part of a commit either: the image keeps what it had at their paths
+        // (a path it lacked stays as the empty folder the engine mounted on).
+        for t in &options.tmpfs {
+            spec.tmpfs.insert(t.clone(), "exec,mode=1777".into());
+        }
+        let mut locked = Vec::new();
+        for c in &options.caches {
+            let scope = self
+                .scope
+                .as_ref()
+                .ok_or_else(|| EngineError::Other("cache mounts without a scope".into()))?;
+            let volume = scope.volume(&c.path);
+            self.engine
+                .create_volume(&volume.name, &volume.labels)
+                .await?;
+            if c.sharing == Sharing::Locked {
+                locked.push((volume.lock_name(), format!("cache `{}`", c.path)));
+            }
+            spec.mounts.push(MountSpec::Volume {
+                name: volume.name,
+                labels: volume.labels,
+                target: c.path.clone(),
+            });
+        }
+        // Always taken in the same order, so that two applies never hold one lock each while
+        // waiting for the other's.
+        locked.sort();
+        for (name, what) in &locked {
+            let lock = locks::acquire(self.engine, name, &spec, what, self.sink).await?;
+            self.locks.push(lock);
+        }
+        for m in &options.mounts {
+            spec.mounts.push(MountSpec::Bind {
+                source: m.src.clone(),
+                target: m.dest.clone(),
+            });
+        }
+        spec.network = match options.network {
+            Network::Default => None,
+            Network::None => Some("none".into()),
+            Network::Host => Some("host".into()),
+        };
         let id = self.engine.create_container(&spec).await?;
         self.containers.push(id.clone());
         if start {
@@ -82,9 +136,21 @@ impl<'a, E: Engine> Build<'a, E> {
         Ok(id)
     }
 
+    /// Lets go of the locked cache mounts: the steps that use them are done.
+    async fn release_locks(&mut self) {
+        for id in std::mem::take(&mut self.locks) {
+            if let Err(e) = self.engine.remove_container(&id).await {
+                self.sink.event(Event::Warning(format!(
+                    "could not remove lock container `{id}`: {e}"
+                )));
+            }
+        }
+    }
+
     /// Commits the pending last checkpoint (it caches the steps for a later change of the
     /// commit metadata alone), then removes every container.
     pub(super) async fn cleanup(&mut self) {
+        self.release_locks().await;
         if let Some(p) = self.last_checkpoint.take() {
             let committed = async {
                 let image = self.engine.commit(&p.container, &p.spec).await?;
@@ -146,7 +212,9 @@ impl<'a, E: Engine> Build<'a, E> {
         };
         if resume.steps_cached == total {
             // Only the commit metadata changed: a container that never starts is enough.
-            let id = self.container(&image, false, false).await?;
+            let id = self
+                .container(&image, false, false, &ContainerOptions::default())
+                .await?;
             return self
                 .engine
                 .commit(&id, &commit(final_config))
@@ -154,7 +222,25 @@ impl<'a, E: Engine> Build<'a, E> {
                 .map_err(ApplyError::Commit);
         }
         let uses_secrets = p.steps.iter().any(|s| !s.secrets.is_empty());
-        let mut id = self.container(&image, uses_secrets, true).await?;
+        if p.steps.iter().any(|s| !s.container.caches.is_empty()) {
+            // Scoped per pipeline and platform: a platform's build is named `NAME@PLATFORM`.
+            self.scope = Some(match &p.platform {
+                Some(platform) => {
+                    let platform = platform.to_string();
+                    let name = p
+                        .name
+                        .strip_suffix(&format!("@{platform}"))
+                        .unwrap_or(&p.name);
+                    CacheScope::new(name, &platform)
+                }
+                None => {
+                    let (os, arch) = self.engine.platform().await?;
+                    CacheScope::new(&p.name, &format!("{os}/{arch}"))
+                }
+            });
+        }
+        let mut options = container_options(&p.steps[resume.steps_cached]);
+        let mut id = self.container(&image, uses_secrets, true, &options).await?;
         let mut group_start = resume.steps_cached;
         for i in resume.steps_cached..total {
             let step = &p.steps[i];
@@ -193,7 +279,9 @@ impl<'a, E: Engine> Build<'a, E> {
                 return Err(e);
             }
             let last = i + 1 == total;
-            let wanted = step.checkpoint.unwrap_or(duration >= p.checkpoint_after);
+            // A next step that needs other mounts or another network needs another container.
+            let switch = p.steps.get(i + 1).is_some_and(|n| !fits(n, &options));
+            let wanted = switch || step.checkpoint.unwrap_or(duration >= p.checkpoint_after);
             if last || wanted {
                 // A checkpoint keeps the base's config, so that anything built on it (later
                 // steps, a changed commit) starts from the same config as a fresh build.
@@ -213,6 +301,7 @@ impl<'a, E: Engine> Build<'a, E> {
                     config: base.config.clone(),
                 };
                 if last {
+                    self.release_locks().await;
                     // Committed after the final image, while the pushes run: see `cleanup`.
                     self.last_checkpoint = Some(Pending {
                         container: id.clone(),
@@ -237,9 +326,11 @@ impl<'a, E: Engine> Build<'a, E> {
                     image: checkpoint.clone(),
                 });
                 group_start = i + 1;
+                self.release_locks().await;
                 // Continue from the checkpoint so the next layer holds only what follows.
                 image = checkpoint;
-                id = self.container(&image, uses_secrets, true).await?;
+                options = container_options(&p.steps[i + 1]);
+                id = self.container(&image, uses_secrets, true, &options).await?;
             }
         }
         // The final commit of the same container: its layer is the checkpoint's, shared.
@@ -421,9 +512,38 @@ impl<'a, E: Engine> Build<'a, E> {
                         "could not remove the secrets after the step (exit code {removed})"
                     ))));
                 }
-                Ok(())
+                self.mounts_unchanged(i, step, inputs).await
             }
         }
+    }
+
+    /// The read-only mounts of step `i` still hold what its cache key was computed from: a
+    /// folder that changed while the step ran fails it, so nothing of it is cached.
+    async fn mounts_unchanged(
+        &self,
+        i: usize,
+        step: &Step,
+        inputs: &StepInputs,
+    ) -> Result<(), ApplyError> {
+        for (m, before) in step.container.mounts.iter().zip(&inputs.mounted) {
+            let src = m.src.clone();
+            let now = tokio::task::spawn_blocking(move || crate::cache::tree_digest_of(&src))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            let problem = match now {
+                Ok(now) if now == **before => continue,
+                Ok(_) => {
+                    std::io::Error::other(format!("`{}` changed while the step ran", m.src_display))
+                }
+                Err(e) => e,
+            };
+            return Err(ApplyError::MountSource {
+                index: i + 1,
+                name: step.name.clone(),
+                source: problem,
+            });
+        }
+        Ok(())
     }
 
     /// Records a checkpoint's note for `plan`. Best effort: without it, plan only says that a
@@ -458,6 +578,31 @@ impl<'a, E: Engine> Build<'a, E> {
             Err(e) => self.sink.event(Event::Warning(format!(
                 "could not keep the failed container: {e}"
             ))),
+        }
+    }
+}
+
+/// What a step's container needs: a copy needs no mount and no network.
+fn container_options(step: &Step) -> ContainerOptions {
+    match step.action {
+        Action::Run(_) => step.container.clone(),
+        Action::Copy(_) => ContainerOptions::default(),
+    }
+}
+
+/// Whether `step` can run in a container made with `options`: a command needs exactly its
+/// options; a copy needs its destination outside every mount (it would land in the mount,
+/// not in the image).
+fn fits(step: &Step, options: &ContainerOptions) -> bool {
+    match &step.action {
+        Action::Run(_) => step.container == *options,
+        Action::Copy(c) => {
+            let dest = c
+                .dest
+                .strip_suffix('/')
+                .filter(|d| !d.is_empty())
+                .unwrap_or("/");
+            !options.mount_points().any(|m| paths_overlap(m, dest))
         }
     }
 }

@@ -37,8 +37,12 @@ pub(crate) fn is_build_container(name: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-/// True when `c` belongs to a run that is gone, at `now` (unix seconds).
+/// True when `c` belongs to a run that is gone, at `now` (unix seconds): a build container,
+/// or the lock container of a locked cache mount.
 pub(crate) fn is_leftover(c: &ContainerInfo, now: i64) -> bool {
+    if crate::volumes::is_lock(&c.name) {
+        return super::locks::is_stale(c.state, now - c.created);
+    }
     is_build_container(&c.name)
         && match c.state {
             ContainerState::Stopped => true,
@@ -47,7 +51,7 @@ pub(crate) fn is_leftover(c: &ContainerInfo, now: i64) -> bool {
         }
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -129,6 +133,12 @@ mod tests {
             "a live run may use it"
         );
         assert!(!left(ContainerState::Removing, now - 3600));
+        let lock = "pipeline-lock.0123456789abcdef0123";
+        let lock_left = |state, created| is_leftover(&container(lock, state, created), now);
+        assert!(lock_left(ContainerState::Stopped, now));
+        assert!(lock_left(ContainerState::Created, now - 60));
+        assert!(!lock_left(ContainerState::Created, now - 2));
+        assert!(!lock_left(ContainerState::Alive, now - 86_400));
         let foreign = container("pipeline-web", ContainerState::Stopped, 0);
         assert!(!is_leftover(&foreign, now));
     }

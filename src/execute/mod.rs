@@ -4,6 +4,7 @@
 mod build;
 pub(crate) mod index;
 pub(crate) mod leftovers;
+mod locks;
 mod output;
 mod publish;
 mod retry;
@@ -59,6 +60,12 @@ pub(crate) const RUN_PREFIX: &str = "pipeline-";
 /// The name prefix of a run's containers: `pipeline-<pipeline name>-<run id>`, the pipeline
 /// name reduced to what a container name may hold.
 pub(crate) fn run_name(pipeline: &str, run_id: &str) -> String {
+    format!("{RUN_PREFIX}{}-{run_id}", engine_name(pipeline))
+}
+
+/// A pipeline name reduced to what the engine's names (containers, volumes) may hold: at most
+/// 40 letters, digits, `_`, `.` and `-`, others replaced by `-`; `unnamed` when empty.
+pub(crate) fn engine_name(pipeline: &str) -> String {
     let safe: String = pipeline
         .chars()
         .map(|c| {
@@ -70,12 +77,11 @@ pub(crate) fn run_name(pipeline: &str, run_id: &str) -> String {
         })
         .take(40)
         .collect();
-    let safe = if safe.is_empty() {
+    if safe.is_empty() {
         "unnamed".to_string()
     } else {
         safe
-    };
-    format!("{RUN_PREFIX}{safe}-{run_id}")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +109,13 @@ pub(crate) enum ApplyError {
     },
     #[error("step {index} `{name}`: copy source: {source}")]
     CopySource {
+        index: usize,
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("step {index} `{name}`: mounted folder: {source}")]
+    MountSource {
         index: usize,
         name: String,
         #[source]

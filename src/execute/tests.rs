@@ -287,3 +287,41 @@ fn a_secret_file_that_became_a_fifo_fails_the_apply_at_once() {
         Err(_) => panic!("apply blocked on a FIFO secret"),
     }
 }
+
+#[test]
+fn steps_share_a_container_while_their_options_are_the_same() {
+    let f = Folder::new();
+    let p = f.load(
+        "p",
+        r#"
+[base]
+image = "base:1"
+[[step]]
+run = "echo plain"
+[[step]]
+run = "echo cached one"
+cache = ["/c"]
+[[step]]
+run = "echo cached two"
+cache = ["/c"]
+[[step]]
+run = "echo offline"
+network = "none"
+"#,
+    );
+    let e = engine();
+    run(&e, &p).expect("apply");
+    // plain | cached one, cached two | offline: a checkpoint before each new container.
+    assert_eq!(e.count("create"), 3, "{:?}", e.calls());
+    assert_eq!(e.count("create_volume"), 1, "{:?}", e.calls());
+    assert_eq!(e.count("exec"), 4);
+    assert_eq!(e.containers(), 0, "containers left behind");
+    // The cache's path is part of the key; the network too.
+    let inputs: Vec<StepInputs> = p.steps.iter().map(|s| StepInputs::of(s).unwrap()).collect();
+    assert!(inputs[1].fields.contains_key("cache paths"));
+    assert!(inputs[3].fields.contains_key("network"));
+    assert!(
+        !inputs[0].fields.contains_key("network"),
+        "keys of plain steps stay as they were"
+    );
+}

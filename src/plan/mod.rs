@@ -79,6 +79,9 @@ pub(crate) struct StepPlan {
     /// For a cached step: `local` (the engine) or `remote` (pulled from the remote cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) source: Option<observe::Source>,
+    /// The step's cache mounts, read-only mounts, tmpfs folders and network, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) options: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -214,6 +217,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
             name: s.name.clone(),
             key: keys.get(i).cloned(),
             source: (i < resume.steps_cached).then_some(source).flatten(),
+            options: s.container.describe(),
             status: if i < resume.steps_cached {
                 StepStatus::Cached
             } else if i == resume.steps_cached {

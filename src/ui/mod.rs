@@ -380,6 +380,7 @@ impl Sink for Ui {
             Event::Emulated { platform, engine } => {
                 self.line(&format!("building {platform} on {engine} by emulation"));
             }
+            Event::Waiting(w) => self.line(&format!("waiting: {w}")),
             Event::CacheRemote {
                 repository,
                 unavailable: Some(why),
@@ -482,6 +483,9 @@ impl Ui {
             }
             ApplyError::CopySource { .. } => {
                 self.hint("nothing of this step was cached; leave the copy source alone while apply runs, then apply again");
+            }
+            ApplyError::MountSource { .. } => {
+                self.hint("nothing of this step was cached; leave the mounted folder alone while apply runs, then apply again");
             }
             ApplyError::Push {
                 repository,

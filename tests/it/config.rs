@@ -708,3 +708,59 @@ fn mangled_examples_through_the_binary_exit_0_or_2() {
         }
     }
 }
+
+#[test]
+fn step_container_options_are_checked_with_located_hints() {
+    let p = Project::new();
+    p.file("vendor/a.txt", "a");
+    p.file("notes.txt", "n");
+    p.file("token", "t");
+    p.pipeline(
+        r#"[base]
+image = "busybox:latest"
+
+[secrets.TOKEN]
+file = "token"
+
+[[step]]
+run = "true"
+cache = ["var/cache", "/var/cache/apt", { path = "/var/cache/apt/archives", sharing = "lockd" }]
+mounts = [{ src = "notes.txt", dest = "/notes" }, { src = "vendor", dest = "/src/./vendor" }]
+tmpfs = ["/run", "/"]
+network = "nne"
+
+[[step]]
+copy = { src = "vendor", dest = "/vendor" }
+cache = ["/root/.cache"]
+
+[[step]]
+run = "true"
+cache = [{ path = "/x", mode = "0700" }]
+tmpfs = ["/scratch", "/scratch/"]
+"#,
+    );
+    let out = p.cmd(&["validate", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for expected in [
+        "error[relative-path]: cache path `var/cache` must be an absolute path",
+        "error[invalid-value]: `lockd` is not a valid value",
+        "did you mean `locked`?",
+        "error[mount-not-folder]: mount source `notes.txt` is not a folder",
+        "error[invalid-destination]: mount destination `/src/./vendor` holds a `.` segment",
+        "write the plain path `/src/vendor`",
+        "error[invalid-destination]: tmpfs path cannot be `/`",
+        "error[mount-overlap]: `/run` overlaps `/run/secrets`, where secrets are placed",
+        "error[invalid-value]: `nne` is not a valid value",
+        "did you mean `none`?",
+        "error[step-option]: `cache` applies to `run` steps only",
+        "error[unknown-key]: unknown key `mode`",
+        "error[mount-overlap]: `/scratch` is mounted twice",
+    ] {
+        assert!(text.contains(expected), "lacks `{expected}`:\n{text}");
+    }
+    assert!(
+        text.contains("mount points `/var/cache/apt` and"),
+        "nested cache paths overlap:\n{text}"
+    );
+}

@@ -377,3 +377,35 @@ file = "/nonexistent-outside/key"
     assert_eq!(text.matches("error[path-escapes]").count(), 4, "{text}");
     assert!(!text.contains("does not exist"), "{text}");
 }
+
+// ---- read-only mounts stay inside the folder ----------------------------------------------
+
+#[test]
+fn a_mount_source_outside_the_folder_is_refused_without_looking_outside() {
+    let p = Project::new();
+    p.file("inside/vendor/a.txt", "a");
+    std::os::unix::fs::symlink("/nonexistent-outside", p.path().join("inside/out")).unwrap();
+    std::os::unix::fs::symlink("vendor", p.path().join("inside/ok")).unwrap();
+    p.file(
+        "inside/pipeline.toml",
+        "[base]\nimage = \"busybox:latest\"\n[[step]]\nrun = \"true\"\nmounts = [\n  \
+         { src = \"../\", dest = \"/a\" },\n  { src = \"/etc\", dest = \"/b\" },\n  \
+         { src = \"out\", dest = \"/c\" },\n  { src = \"vendor/../..\", dest = \"/d\" },\n  \
+         { src = \"ok\", dest = \"/e\" },\n]\n",
+    );
+    let (code, text) = run(&p, &["validate", "inside/pipeline.toml"]);
+    assert_eq!(code, Some(2), "{text}");
+    for src in ["../", "/etc", "out", "vendor/../.."] {
+        assert!(
+            text.contains(&format!(
+                "mount source `{src}` is outside the pipeline's folder"
+            )),
+            "{src}:\n{text}"
+        );
+    }
+    assert_eq!(text.matches("error[path-escapes]").count(), 4, "{text}");
+    assert!(
+        !text.contains("`ok`"),
+        "a link inside the folder is fine:\n{text}"
+    );
+}

@@ -30,15 +30,17 @@ mod history;
 #[cfg(feature = "engine-tests")]
 mod lifetime;
 #[cfg(feature = "engine-tests")]
+mod mounts;
+#[cfg(feature = "engine-tests")]
 mod multi;
 #[cfg(feature = "engine-tests")]
 mod offline;
 #[cfg(feature = "engine-tests")]
 mod output;
 #[cfg(feature = "engine-tests")]
-mod podman;
-#[cfg(feature = "engine-tests")]
 mod platforms;
+#[cfg(feature = "engine-tests")]
+mod podman;
 #[cfg(feature = "engine-tests")]
 mod remote;
 #[cfg(feature = "engine-tests")]
