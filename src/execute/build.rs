@@ -268,7 +268,13 @@ impl<'a, E: Engine> Build<'a, E> {
                 duration,
             });
             if let Err(mut e) = result {
-                if let ApplyError::StepEngine { source, .. } = &mut e {
+                // The engine refused to start a command (HTTP 409/500 "is not running"): the
+                // container was gone before the step ran, not stopped during it.
+                if let ApplyError::StepEngine {
+                    source: source @ EngineError::Api { .. },
+                    ..
+                } = &mut e
+                {
                     if let Some(why) = self.stopped_container(&id, i == group_start).await {
                         *source = EngineError::Other(format!("{why} (the engine said: {source})"));
                     }
@@ -340,9 +346,10 @@ impl<'a, E: Engine> Build<'a, E> {
             .map_err(ApplyError::Commit)
     }
 
-    /// Why the engine failed a step, when the reason is that build container `id` no longer
-    /// runs: its main process is `cat` from the image, kept alive by the tool's open stdin.
-    /// `fresh`: the failing step was the first in this container.
+    /// Why the engine refused a step's command, when the reason is that build container `id`
+    /// no longer runs: its main process is `cat` from the image, kept alive by the tool's open
+    /// stdin. `fresh`: the step was the first in this container, so the container stopped
+    /// before any command ran in it.
     async fn stopped_container(&self, id: &str, fresh: bool) -> Option<String> {
         let name = self.containers.iter().position(|c| c == id)?;
         let name = format!("{}-{}", self.opts.run_name, name + 1);
@@ -359,7 +366,7 @@ impl<'a, E: Engine> Build<'a, E> {
              with coreutils or busybox"
                 .to_string()
         } else {
-            "the build container stopped while the steps ran (stopped or removed from outside \
+            "the build container stopped between two steps (stopped or removed from outside \
              the tool?)"
                 .to_string()
         })
