@@ -7,8 +7,8 @@ use super::output::Lines;
 use super::{locks, ApplyError, Options};
 use crate::cache::{CheckpointNote, NotedStep, StepInputs};
 use crate::engine::{
-    CommitSpec, ContainerSpec, ContainerState, Engine, EngineError, ExecSpec, ImageConfig,
-    ImageInfo, MountSpec, CACHE_REPOSITORY,
+    CommitSpec, ContainerSpec, Engine, EngineError, ExecSpec, ImageConfig, ImageInfo, MountSpec,
+    CACHE_REPOSITORY, DEFAULT_PATH,
 };
 use crate::events::{Event, Sink, StepOutcome};
 use crate::model::{
@@ -268,15 +268,25 @@ impl<'a, E: Engine> Build<'a, E> {
                 duration,
             });
             if let Err(mut e) = result {
-                // The engine refused to start a command (HTTP 409/500 "is not running"): the
-                // container was gone before the step ran, not stopped during it.
+                // The build container gone before its first command ran (the engine refused the
+                // command, found no such container, or it stopped under it): an image without `cat` is the usual cause,
+                // and a container that never starts can tell.
                 if let ApplyError::StepEngine {
-                    source: source @ EngineError::Api { .. },
+                    source:
+                        source @ (EngineError::Api { .. }
+                        | EngineError::NotFound(_)
+                        | EngineError::Connection { .. }),
                     ..
                 } = &mut e
                 {
-                    if let Some(why) = self.stopped_container(&id, i == group_start).await {
-                        *source = EngineError::Other(format!("{why} (the engine said: {source})"));
+                    if i == group_start && !self.image_has_cat(&image, &base.config.env).await {
+                        *source = EngineError::Other(format!(
+                            "the build container stopped as soon as it started: the tool keeps \
+                             it alive with `cat` from the image, and the image (from `{}`) \
+                             has no `cat` on its PATH; use a base with coreutils or busybox \
+                             (the engine said: {source})",
+                            p.base.image
+                        ));
                     }
                 }
                 if self.opts.keep_failed {
@@ -346,30 +356,28 @@ impl<'a, E: Engine> Build<'a, E> {
             .map_err(ApplyError::Commit)
     }
 
-    /// Why the engine refused a step's command, when the reason is that build container `id`
-    /// no longer runs: its main process is `cat` from the image, kept alive by the tool's open
-    /// stdin. `fresh`: the step was the first in this container, so the container stopped
-    /// before any command ran in it.
-    async fn stopped_container(&self, id: &str, fresh: bool) -> Option<String> {
-        let name = self.containers.iter().position(|c| c == id)?;
-        let name = format!("{}-{}", self.opts.run_name, name + 1);
-        let listed = self.engine.list_containers_named(&name).await.ok()?;
-        let alive = listed
+    /// Whether `image` has `cat` in a folder of its PATH (`env`'s, else the default one),
+    /// asked of a container that is created for it and never started.
+    async fn image_has_cat(&mut self, image: &str, env: &[String]) -> bool {
+        let path = env
             .iter()
-            .any(|c| c.name == name && c.state == ContainerState::Alive);
-        if alive {
-            return None;
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+            .to_string();
+        let Ok(id) = self
+            .container(image, false, false, &ContainerOptions::default())
+            .await
+        else {
+            return true;
+        };
+        for dir in path.split(':').filter(|d| d.starts_with('/')) {
+            let cat = format!("{}/cat", dir.trim_end_matches('/'));
+            // Unknown counts as present: the explanation is only given when it is certain.
+            if self.engine.path_exists(&id, &cat).await.unwrap_or(true) {
+                return true;
+            }
         }
-        Some(if fresh {
-            "the build container stopped as soon as it started: it runs `cat` from the image \
-             (found on its PATH) to stay alive, and the image may have no `cat`; use a base \
-             with coreutils or busybox"
-                .to_string()
-        } else {
-            "the build container stopped between two steps (stopped or removed from outside \
-             the tool?)"
-                .to_string()
-        })
+        false
     }
 
     /// Runs step `i` in container `id`. `image_user` is the user the image runs as (its
