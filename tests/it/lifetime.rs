@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::faults::{pipeline, setup, spawn_apply, wait_exit, wait_for_line, BASE};
 use crate::harness::{output_text, unique, Project};
 use crate::support::daemons::Daemon;
-use crate::support::engine::{containers_named, docker, docker_ok, remove_containers_named};
+use crate::support::engine::{containers_named, docker, docker_ok, ContainersNamed};
 
 /// How long a killed run's container may survive it.
 const GONE_WITHIN: Duration = Duration::from_secs(10);
@@ -109,6 +109,8 @@ fn apply_and_gc_remove_containers_of_runs_that_are_gone_and_keep_the_running_one
     let created = build_name(&format!("{u}-created"), 3);
     // Not a build container's name: never the tool's to remove.
     let foreign = format!("pipeline-{u}-mine");
+    // Whatever happens below, the test's containers go.
+    let _cleanup = ContainersNamed(format!("pipeline-{u}"));
     let make_exited = |name: &str| {
         docker_ok(&["run", "--name", name, BASE, "true"]);
     };
@@ -167,7 +169,6 @@ fn apply_and_gc_remove_containers_of_runs_that_are_gone_and_keep_the_running_one
         "{text}"
     );
     assert_eq!(all(), expected_after, "after gc:\n{text}");
-    remove_containers_named(&ours);
 }
 
 #[test]

@@ -94,6 +94,16 @@ pub(crate) fn remove_containers_named(prefix: &str) {
     }
 }
 
+/// Removes the containers whose names start with its prefix when dropped, also when the test
+/// panics.
+pub(crate) struct ContainersNamed(pub(crate) String);
+
+impl Drop for ContainersNamed {
+    fn drop(&mut self) {
+        remove_containers_named(&self.0);
+    }
+}
+
 pub(crate) fn image_exists(reference: &str) -> bool {
     docker(&["image", "inspect", reference]).status.success()
 }
