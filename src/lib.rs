@@ -20,6 +20,9 @@ mod events;
 mod execute;
 mod fsread;
 mod graph;
+// The image writer's types; the layer writer and the pushes build on them.
+#[allow(dead_code)]
+mod image;
 pub mod model;
 mod plan;
 pub mod reference;

@@ -1,0 +1,191 @@
+//! A local content-addressed store of blobs (`<root>/sha256/<hex>`), shared by every run of
+//! the user: a layer is compressed once, whatever reads it later (pushes, outputs, the remote
+//! cache). Writes go to a temporary file in the store and are renamed into place once their
+//! digest is known, so a reader never sees a partial blob and concurrent writers of the same
+//! content agree.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::Descriptor;
+
+/// A folder of blobs named by their sha256 digest.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    /// The user's store: `$XDG_CACHE_HOME/pipeline/blobs`, else `~/.cache/pipeline/blobs`.
+    pub(crate) fn user() -> Option<Self> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(Self::at(base.join("pipeline").join("blobs")))
+    }
+
+    /// A store in `root` (created when first written).
+    pub(crate) fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The file of `digest` (which may not exist); `None` for a digest that is not sha256.
+    pub(crate) fn path(&self, digest: &str) -> Option<PathBuf> {
+        let hex = digest.strip_prefix("sha256:")?;
+        let valid = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| self.root.join("sha256").join(hex))
+    }
+
+    /// Whether the store holds `digest`.
+    pub(crate) fn contains(&self, digest: &str) -> bool {
+        self.path(digest).is_some_and(|p| p.is_file())
+    }
+
+    /// Opens the blob `digest` for reading.
+    pub(crate) fn open(&self, digest: &str) -> io::Result<File> {
+        let path = self.path(digest).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a sha256 digest: `{digest}`"),
+            )
+        })?;
+        File::open(path)
+    }
+
+    /// Stores `bytes` as a blob of `media_type`.
+    pub(crate) fn put(&self, media_type: &str, bytes: &[u8]) -> io::Result<Descriptor> {
+        let mut w = self.writer()?;
+        w.write_all(bytes)?;
+        w.commit(media_type)
+    }
+
+    /// A writer of one blob: hashes what it is given and moves it into place on `commit`.
+    pub(crate) fn writer(&self) -> io::Result<BlobWriter> {
+        let dir = self.root.join("sha256");
+        std::fs::create_dir_all(&dir)?;
+        let tmp = tempfile_in(&dir)?;
+        Ok(BlobWriter {
+            dir,
+            file: Some(tmp.1),
+            tmp: tmp.0,
+            hash: Sha256::new(),
+            size: 0,
+        })
+    }
+}
+
+/// A blob being written; dropped without `commit`, it leaves nothing behind.
+#[derive(Debug)]
+pub(crate) struct BlobWriter {
+    dir: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+    hash: Sha256,
+    size: u64,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob already committed"))?;
+        let n = file.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Syncs the blob and moves it into place under its digest.
+    pub(crate) fn commit(mut self, media_type: &str) -> io::Result<Descriptor> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("blob already committed"))?;
+        file.sync_all()?;
+        drop(file);
+        let digest = format!("sha256:{}", hex::encode(self.hash.clone().finalize()));
+        let target = self.dir.join(&digest["sha256:".len()..]);
+        std::fs::rename(&self.tmp, &target)?;
+        Ok(Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size: self.size,
+            platform: None,
+            annotations: Default::default(),
+        })
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A new empty file in `dir` with a name no other writer uses.
+fn tempfile_in(dir: &Path) -> io::Result<(PathBuf, File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_is_stored_under_its_digest_and_a_dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::at(dir.path());
+        let d = store.put("text/plain", b"hello").unwrap();
+        assert_eq!(
+            d.digest,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(d.size, 5);
+        assert!(store.contains(&d.digest));
+        assert_eq!(
+            std::fs::read(store.path(&d.digest).unwrap()).unwrap(),
+            b"hello"
+        );
+        let mut w = store.writer().unwrap();
+        w.write_all(b"partial").unwrap();
+        drop(w);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sha256"))
+            .unwrap()
+            .collect();
+        assert_eq!(names.len(), 1, "only the committed blob is left");
+        assert!(store.path("md5:abc").is_none());
+        assert!(store.path("sha256:../../etc/passwd").is_none());
+    }
+}
