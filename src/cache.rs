@@ -4,7 +4,6 @@
 //! and step names are never part of it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,9 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::archive::{EntryKind, WalkEntry};
+use crate::archive::{tree_digest, tree_digest_of, TreeDigest};
 use crate::engine::{CacheImage, Engine, EngineError};
-use crate::model::{Action, Commit, CopySpec, Network, Step};
+use crate::model::{Action, Commit, Network, Step};
 
 /// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
 /// input changed.
@@ -185,90 +184,6 @@ fn hash(parts: &[&str]) -> String {
 
 fn digest_json<T: Serialize>(v: &T) -> String {
     hash(&[&serde_json::to_string(v).unwrap_or_default()])[..16].to_string()
-}
-
-/// The digest of one entry of a copy source: its relative path (bytes, as on disk), type,
-/// size or symlink target, permission bits and content. Variable-length parts are
-/// length-prefixed, so no two different entries hash the same bytes. Modification times are
-/// left out on purpose.
-pub(crate) struct EntryHasher(Sha256);
-
-impl EntryHasher {
-    pub(crate) fn new(e: &WalkEntry) -> Self {
-        let mut h = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
-        field(e.rel.as_os_str().as_bytes());
-        match &e.kind {
-            EntryKind::Dir => field(b"d"),
-            EntryKind::Symlink(target) => {
-                field(b"l");
-                field(target.as_os_str().as_bytes());
-            }
-            EntryKind::File { size } => {
-                field(b"f");
-                field(&size.to_le_bytes());
-            }
-        }
-        field(&e.mode.to_le_bytes());
-        Self(h)
-    }
-
-    /// Feeds file content, exactly the size given to [`EntryHasher::new`] in all.
-    pub(crate) fn content(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-
-    pub(crate) fn finish(self) -> [u8; 32] {
-        self.0.finalize().into()
-    }
-}
-
-/// What the digest of a copy source was computed from: each entry's relative path and digest,
-/// in walk order (see [`crate::archive::walk`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TreeDigest {
-    pub(crate) entries: Vec<(PathBuf, [u8; 32])>,
-}
-
-impl TreeDigest {
-    /// The digest that goes into the cache key.
-    pub(crate) fn hex(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(b"pipeline-copy-v2");
-        for (_, digest) in &self.entries {
-            h.update(digest);
-        }
-        hex::encode(h.finalize())
-    }
-}
-
-/// Digest of a copy source, entry by entry: what the archive of the copy must hold.
-pub(crate) fn tree_digest(c: &CopySpec) -> std::io::Result<TreeDigest> {
-    tree_digest_of(&c.src)
-}
-
-/// Digest of a file or folder on the host, entry by entry.
-pub(crate) fn tree_digest_of(src: &std::path::Path) -> std::io::Result<TreeDigest> {
-    let mut entries = Vec::new();
-    for e in crate::archive::walk(src)? {
-        let digest = entry_digest(&e)?;
-        entries.push((e.rel, digest));
-    }
-    Ok(TreeDigest { entries })
-}
-
-/// Digest of one walked entry, reading a file's content from disk.
-fn entry_digest(e: &WalkEntry) -> std::io::Result<[u8; 32]> {
-    let mut h = EntryHasher::new(e);
-    if let EntryKind::File { .. } = e.kind {
-        let mut content = crate::archive::Content::open(e, &mut h)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        while std::io::Read::read(&mut content, &mut buf)? > 0 {}
-    }
-    Ok(h.finish())
 }
 
 /// What a checkpoint holds: its pipeline, its steps and a digest of each step's inputs, so that

@@ -542,7 +542,7 @@ impl<'a, E: Engine> Build<'a, E> {
     ) -> Result<(), ApplyError> {
         for (m, before) in step.container.mounts.iter().zip(&inputs.mounted) {
             let src = m.src.clone();
-            let now = tokio::task::spawn_blocking(move || crate::cache::tree_digest_of(&src))
+            let now = tokio::task::spawn_blocking(move || crate::archive::tree_digest_of(&src))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
             let problem = match now {
