@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::archive::{tree_digest, tree_digest_of, TreeDigest};
-use crate::engine::{CacheImage, Engine, EngineError};
+use crate::engine::{Engine, EngineError};
 use crate::model::{Action, Commit, Network, Step};
 
 /// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
@@ -118,6 +118,16 @@ impl StepInputs {
         );
         names
     }
+}
+
+/// One of the tool's cache images, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheImage {
+    pub(crate) id: String,
+    pub(crate) parent: String,
+    /// Cache keys this image is tagged with.
+    pub(crate) keys: Vec<String>,
+    pub(crate) created: i64,
 }
 
 /// The cache tag that points at the image the newest apply of a pipeline produced:

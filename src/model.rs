@@ -2,6 +2,9 @@
 //! invariant the planner and executor rely on holds once a [`Pipeline`] exists.
 
 pub(crate) mod env;
+mod image;
+
+pub(crate) use image::{final_config, ImageConfig, DEFAULT_PATH};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

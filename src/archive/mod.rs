@@ -16,12 +16,15 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::engine::Archive;
 use crate::model::CopySpec;
 
 mod digest;
 
 pub(crate) use digest::{tree_digest, tree_digest_of, EntryHasher, TreeDigest};
+
+/// A tar archive streamed to the engine.
+pub(crate) type Archive =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EntryKind {

@@ -8,15 +8,12 @@ pub(crate) mod docker;
 pub(crate) mod fake;
 pub(crate) mod podman;
 
+pub(crate) use crate::archive::Archive;
+pub(crate) use crate::cache::CacheImage;
+pub(crate) use crate::credentials::Credentials;
+pub(crate) use crate::model::{ImageConfig, DEFAULT_PATH};
+
 use std::collections::BTreeMap;
-use std::fmt;
-use std::pin::Pin;
-
-use bytes::Bytes;
-use futures_util::Stream;
-
-/// A tar archive streamed to the engine.
-pub(crate) type Archive = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,26 +55,6 @@ impl EngineError {
     }
 }
 
-/// Registry credentials for one request. The password never prints.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Credentials {
-    pub(crate) username: String,
-    pub(crate) password: String,
-    pub(crate) server: String,
-    /// From the docker config, in place of a password.
-    pub(crate) identity_token: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Credentials {{ username: {:?}, server: {:?}, password: <redacted> }}",
-            self.username, self.server
-        )
-    }
-}
-
 /// What the tool needs to know of an image.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ImageInfo {
@@ -92,33 +69,6 @@ pub(crate) struct ImageInfo {
     pub(crate) layers: Vec<String>,
     /// The platform its config says; `None` when it says none.
     pub(crate) platform: Option<crate::model::Platform>,
-}
-
-/// The parts of an image config the tool reads and writes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ImageConfig {
-    pub(crate) cmd: Option<Vec<String>>,
-    pub(crate) entrypoint: Option<Vec<String>>,
-    pub(crate) env: Vec<String>,
-    pub(crate) labels: BTreeMap<String, String>,
-    pub(crate) exposed_ports: Vec<String>,
-    pub(crate) user: String,
-    pub(crate) workdir: String,
-    pub(crate) volumes: Vec<String>,
-    pub(crate) healthcheck: Option<crate::model::Healthcheck>,
-    pub(crate) stop_signal: Option<String>,
-    pub(crate) shell: Option<Vec<String>>,
-    pub(crate) onbuild: Option<Vec<String>>,
-}
-
-/// One of the tool's cache images, as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CacheImage {
-    pub(crate) id: String,
-    pub(crate) parent: String,
-    /// Cache keys this image is tagged with.
-    pub(crate) keys: Vec<String>,
-    pub(crate) created: i64,
 }
 
 /// A build container.
@@ -315,10 +265,6 @@ pub(crate) trait Engine {
 
 /// The repository the tool tags its cache images under.
 pub(crate) const CACHE_REPOSITORY: &str = "pipeline-cache";
-
-/// The `PATH` an engine runs a container with when its image sets none.
-pub(crate) const DEFAULT_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The name the tool wrote for a name an engine lists (a tag, a `repository@digest`). Docker
 /// lists names as they were written; Podman qualifies them: names tagged through the

@@ -309,7 +309,7 @@ pub(crate) async fn plan<E: Engine>(
         // check entries against: the remote cache is not consulted for it.
         let final_config = base
             .as_ref()
-            .map(|b| crate::execute::final_config(&b.config, &p.commit.config))
+            .map(|b| crate::model::final_config(&b.config, &p.commit.config))
             .unwrap_or_default();
         let with_remote = match (&remote, &base) {
             (Some(cache), Some(b)) if !b.layers.is_empty() => Some(Remote {
