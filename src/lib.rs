@@ -24,6 +24,7 @@ mod graph;
 #[allow(dead_code)]
 mod image;
 pub mod model;
+mod observe;
 mod plan;
 pub mod reference;
 mod registry;

@@ -71,7 +71,7 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
     }
     // Each platform's build starts from the base's image for that platform.
     if let Some(engine) = engines.first() {
-        crate::plan::platforms::resolve_bases(&mut pipelines, engine)
+        crate::observe::resolve_bases(&mut pipelines, engine)
             .await
             .map_err(|e| CliError::Usage(e.join("\n")))?;
     }

@@ -34,7 +34,7 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             println!("removed container {}{on}", c.name);
         }
         removed_any |= !leftovers.is_empty();
-        let unused = crate::cache::unused(engine).await?;
+        let unused = crate::observe::unused(engine).await?;
         for (id, keys) in &unused {
             let mut all_removed = !args.dry_run;
             for key in keys {

@@ -6,8 +6,8 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus};
 use crate::graph::Graph;
-use crate::plan::observe::{self, PlanOptions, Source};
-use crate::plan::{Plan, PushStatus, StepStatus};
+use crate::observe::{self, PlanOptions};
+use crate::plan::{Plan, PushStatus, Source, StepStatus};
 use crate::ui::{self, short, Ui};
 
 pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
@@ -40,7 +40,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let engines = super::engines(&args.engines, ui).await?;
     let engine = &engines[0];
     if !args.offline {
-        crate::plan::platforms::resolve_bases(&mut pipelines, engine)
+        crate::observe::resolve_bases(&mut pipelines, engine)
             .await
             .map_err(|e| CliError::Usage(e.join("\n")))?;
     }
@@ -105,7 +105,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             .iter()
             .map(|i| reusable.get(i).cloned().flatten())
             .collect();
-        let planned = crate::plan::platforms::plan_index(engine, g, &images, args.offline).await;
+        let planned = crate::observe::plan_index(engine, g, &images, args.offline).await;
         changes |= planned.iter().any(|x| x.status != PushStatus::UpToDate);
         if args.format == Format::Text && !planned.is_empty() {
             println!(

@@ -55,7 +55,7 @@ pub(crate) async fn publish_index<E: Engine>(
         for b in built {
             known.push((
                 &b.platform,
-                platforms::digests_in(b.engine, &b.image, &repository).await,
+                crate::observe::digests_in(b.engine, &b.image, &repository).await,
             ));
         }
         // Each platform's image is pushed once per repository, under its first tag that is

@@ -19,6 +19,7 @@ use crate::credentials::{self, CredentialError};
 use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
 use crate::events::{Event, Sink};
 use crate::model::{final_config, Pipeline, PullPolicy, RemoteMode, SecretSource};
+use crate::observe;
 use crate::plan;
 use crate::registry::RemoteCache;
 use build::Build;
@@ -183,13 +184,11 @@ pub(crate) async fn apply<E: Engine>(
     sink: &dyn Sink,
 ) -> Result<Applied, ApplyError> {
     let secrets = secret_values(p).await?;
-    let remote = plan::observe::open_remote(engine, p)
-        .await
-        .map_err(|e| match e {
-            plan::observe::ObserveError::Credentials(c) => ApplyError::Credentials(c),
-            plan::observe::ObserveError::Engine(e) => ApplyError::Engine(e),
-            other => ApplyError::Engine(EngineError::Other(other.to_string())),
-        })?;
+    let remote = observe::open_remote(engine, p).await.map_err(|e| match e {
+        observe::ObserveError::Credentials(c) => ApplyError::Credentials(c),
+        observe::ObserveError::Engine(e) => ApplyError::Engine(e),
+        other => ApplyError::Engine(EngineError::Other(other.to_string())),
+    })?;
     let remote = if opts.no_cache { None } else { remote };
     let mut warned = false;
     if let Some(r) = &remote {
@@ -203,7 +202,7 @@ pub(crate) async fn apply<E: Engine>(
     let mut base_local = true;
     let existing = engine.inspect_image(&p.base.image.to_string()).await?;
     let mut base = match (remote.as_ref(), existing) {
-        (Some(_), None) => match plan::observe::remote_base(engine, p).await {
+        (Some(_), None) => match observe::remote_base(engine, p).await {
             Some(info) => {
                 base_local = false;
                 info
@@ -237,14 +236,14 @@ pub(crate) async fn apply<E: Engine>(
             async move {
                 let expect = expect.as_ref();
                 let r = match (remote, expect) {
-                    (Some(cache), Some((layers, cfg))) => Some(plan::observe::Remote {
+                    (Some(cache), Some((layers, cfg))) => Some(observe::Remote {
                         cache,
                         base_layers: layers,
                         final_config: cfg,
                     }),
                     _ => None,
                 };
-                plan::observe::lookup(engine, &keys, &commit_key, opts.no_cache, r).await
+                observe::lookup(engine, &keys, &commit_key, opts.no_cache, r).await
             }
         };
     let mut hit = lookup(
@@ -339,7 +338,7 @@ pub(crate) async fn apply<E: Engine>(
             pulled: false,
         });
     }
-    let plan::observe::Hit {
+    let plan::Hit {
         resume,
         image: reusable,
         ..
@@ -466,7 +465,7 @@ async fn all_up_to_date<E: Engine>(engine: &E, p: &Pipeline, digest: &str) -> Op
 async fn import<E: Engine>(
     engine: &E,
     cache: &RemoteCache,
-    entry: &plan::observe::RemoteHit,
+    entry: &plan::RemoteHit,
     opts: &Options,
     sink: &dyn Sink,
 ) -> Result<(), EngineError> {

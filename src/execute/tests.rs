@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::engine::fake::FakeEngine;
-use crate::plan::{observe, StepStatus};
+use crate::plan::StepStatus;
 use crate::testing::{engine, runtime, Folder};
 
 fn options() -> Options {

@@ -1,16 +1,15 @@
 //! Planning: pure and deterministic. From the pipeline and what the engine holds (base image
 //! id, cache images, remote digests) to what apply would do, and why. What the engine holds
-//! is read by [`observe`], the one cache lookup `plan` and `apply` share.
+//! is read by `observe`, the one cache lookup `plan` and `apply` share.
 
-pub(crate) mod observe;
 pub(crate) mod platforms;
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::cache::CacheImage;
 use crate::cache::{self, CheckpointNote, StepInputs};
-use crate::engine::CacheImage;
 use crate::model::Pipeline;
 
 /// What the engine and registries hold, as far as the plan needs to know.
@@ -18,8 +17,8 @@ use crate::model::Pipeline;
 pub(crate) struct Observed {
     /// The local base image id; `None` when it must be pulled first.
     pub(crate) base_id: Option<String>,
-    /// What the cache serves (see [`observe::lookup`]).
-    pub(crate) hit: observe::Hit,
+    /// What the cache serves (see `observe::lookup`).
+    pub(crate) hit: Hit,
     /// Cache images, when a miss needs explaining.
     pub(crate) cache: Vec<CacheImage>,
     /// Checkpoint notes of cache images (by image id), used to explain misses.
@@ -78,7 +77,7 @@ pub(crate) struct StepPlan {
     pub(crate) status: StepStatus,
     /// For a cached step: `local` (the engine) or `remote` (pulled from the remote cache).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) source: Option<observe::Source>,
+    pub(crate) source: Option<Source>,
     /// The step's cache mounts, read-only mounts, tmpfs folders and network, in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) options: Vec<String>,
@@ -89,6 +88,50 @@ pub(crate) struct StepPlan {
 pub(crate) enum StepStatus {
     Cached,
     Run { reason: String },
+}
+
+/// What the cache serves for a chain of keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Hit {
+    /// The longest cached prefix of the steps.
+    pub(crate) resume: Resume,
+    /// The final image, when nothing that goes into it changed.
+    pub(crate) image: Option<String>,
+    /// The remote entry that serves the hit, when it is not in the engine yet.
+    pub(crate) remote: Option<RemoteHit>,
+}
+
+impl Hit {
+    /// Where the hit comes from; `None` for a miss.
+    pub(crate) fn source(&self) -> Option<Source> {
+        if self.remote.is_some() {
+            Some(Source::Remote)
+        } else if self.image.is_some() || self.resume.image.is_some() {
+            Some(Source::Local)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where a cache hit comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Source {
+    /// The engine's own cache images.
+    Local,
+    /// The registry-backed cache: pulled before use.
+    Remote,
+}
+
+/// An entry of the remote cache, checked against the base and the expected config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteHit {
+    pub(crate) key: String,
+    /// Its manifest digest in the cache repository.
+    pub(crate) digest: String,
+    /// Its image id (config digest): what the engine calls it once pulled.
+    pub(crate) id: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -105,7 +148,7 @@ pub(crate) struct CommitPlan {
     pub(crate) image: Option<String>,
     /// Where that image is: `local` (the engine) or `remote` (the remote cache).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) source: Option<observe::Source>,
+    pub(crate) source: Option<Source>,
     pub(crate) tags: Vec<String>,
 }
 

@@ -5,12 +5,9 @@
 //! published once every platform is built, as one index per tag.
 
 use crate::config::{self, Overrides};
-use crate::credentials;
 use crate::diag::Report;
-use crate::engine::Engine;
 use crate::model::{Pipeline, Platform};
-use crate::reference::ImageRef;
-use crate::registry::{IndexEntry, Manifest, Registry};
+use crate::registry::IndexEntry;
 
 /// A pipeline built for several platforms, and where its builds are among the run's.
 #[derive(Debug, Clone)]
@@ -81,103 +78,6 @@ pub(crate) fn expand(
     }
 }
 
-/// Points every build that names its platform at the base's manifest for that platform,
-/// by digest (`repo@sha256:...`): read from the base's index, or the base itself when it is
-/// one image of that platform. A base that has no image for the platform is an error, found
-/// before anything runs. A base its registry cannot tell about is checked in `engine`.
-pub(crate) async fn resolve_bases<E: Engine>(
-    builds: &mut [Pipeline],
-    engine: &E,
-) -> Result<(), Vec<String>> {
-    let mut errors = Vec::new();
-    for b in builds.iter_mut() {
-        let Some(platform) = b.platform.clone() else {
-            continue;
-        };
-        if let Err(e) = resolve_base(b, &platform, engine).await {
-            errors.push(format!("`{}`: {e}", b.name));
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
-}
-
-async fn resolve_base<E: Engine>(
-    b: &mut Pipeline,
-    platform: &Platform,
-    engine: &E,
-) -> Result<(), String> {
-    let reference = b.base.image.to_string();
-    let host = b.base.image.registry_host();
-    let creds = credentials::resolve(host, b.base.login.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
-    let registry = Registry::new(host, creds.as_ref(), &platform.os, &platform.arch);
-    let read = registry.manifest(&reference).await;
-    let digest = match read {
-        Ok(Some(Manifest::Index { entries, .. })) => {
-            let found = entries.iter().find(|e| {
-                platform.matches(
-                    &e.platform.os,
-                    &e.platform.arch,
-                    e.platform.variant.as_deref(),
-                )
-            });
-            match found {
-                Some(e) => e.digest.clone(),
-                None => {
-                    let has: Vec<String> = entries.iter().map(|e| e.platform.to_string()).collect();
-                    return Err(format!(
-                        "base image `{reference}` has no image for {platform} (its index lists {})",
-                        if has.is_empty() {
-                            "no platform".to_string()
-                        } else {
-                            has.join(", ")
-                        }
-                    ));
-                }
-            }
-        }
-        Ok(Some(Manifest::Image(e))) => {
-            let p = &e.platform;
-            if !platform.matches(&p.os, &p.arch, p.variant.as_deref()) {
-                return Err(mismatch(&reference, p, platform));
-            }
-            e.digest
-        }
-        // Not in a registry that answers: the engine's copy must be of this platform.
-        Ok(None) | Err(_) => {
-            let local = engine
-                .inspect_image(&reference)
-                .await
-                .map_err(|e| e.to_string())?;
-            let why = match &read {
-                Err(e) => format!("its registry cannot be read ({e})"),
-                _ => "its registry has no such manifest".to_string(),
-            };
-            return match local.and_then(|i| i.platform) {
-                Some(p) if platform.matches(&p.os, &p.arch, p.variant.as_deref()) => Ok(()),
-                Some(p) => Err(format!("{}; {why}", mismatch(&reference, &p, platform))),
-                None => Err(format!(
-                    "base image `{reference}` is not in the engine and {why}: its image for {platform} cannot be found"
-                )),
-            };
-        }
-    };
-    let pinned = format!("{}@{digest}", b.base.image.repository());
-    b.base.image = ImageRef::parse(&pinned).map_err(|e| format!("`{pinned}`: {e}"))?;
-    Ok(())
-}
-
-fn mismatch(reference: &str, has: &Platform, wants: &Platform) -> String {
-    format!(
-        "base image `{reference}` is a single-platform image for {has}, not {wants}: build {wants} from a base whose tag is a multi-platform index, or leave {wants} out of `platforms`"
-    )
-}
-
 /// True when an index's `entries` are exactly the images of `built`: one per platform, each
 /// a manifest the image already has in the repository (`known`: its digests there).
 pub(crate) fn index_matches(entries: &[IndexEntry], built: &[(&Platform, Vec<String>)]) -> bool {
@@ -194,23 +94,6 @@ pub(crate) fn index_matches(entries: &[IndexEntry], built: &[(&Platform, Vec<Str
         })
 }
 
-/// The digests `image` has in `repository` (from pushes or pulls), as the engine recorded them.
-pub(crate) async fn digests_in<E: Engine>(
-    engine: &E,
-    image: &str,
-    repository: &str,
-) -> Vec<String> {
-    let prefix = format!("{repository}@");
-    match engine.inspect_image(image).await {
-        Ok(Some(i)) => i
-            .repo_digests
-            .into_iter()
-            .filter_map(|d| d.strip_prefix(&prefix).map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// What publishing a multi-platform pipeline would do to one tag.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct IndexPlan {
@@ -220,65 +103,6 @@ pub(crate) struct IndexPlan {
     pub(crate) status: super::PushStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
-}
-
-/// Plans the indexes of a group: `images` are its builds' reusable final images (`None`: that
-/// platform builds a new one), in the order of its platforms.
-pub(crate) async fn plan_index<E: Engine>(
-    engine: &E,
-    group: &Group,
-    images: &[Option<String>],
-    offline: bool,
-) -> Vec<IndexPlan> {
-    let p = &group.pipeline;
-    let platforms: Vec<String> = p.platforms.iter().map(ToString::to_string).collect();
-    let mut out = Vec::new();
-    for target in &p.publish {
-        let repository = target.repository.repository();
-        let host = target.repository.registry_host();
-        let mut known = Vec::new();
-        for (platform, image) in p.platforms.iter().zip(images) {
-            let digests = match image {
-                Some(image) => digests_in(engine, image, &repository).await,
-                None => Vec::new(),
-            };
-            known.push((platform, digests));
-        }
-        let creds = if offline {
-            None
-        } else {
-            credentials::resolve(host, target.login.as_ref())
-                .await
-                .ok()
-                .flatten()
-        };
-        // Manifests are read raw here, so the client's platform choice is never used.
-        let registry = Registry::new(host, creds.as_ref(), "linux", "amd64");
-        for tag in &target.tags {
-            let (status, reason) = if offline {
-                (super::PushStatus::Unknown, Some("offline".to_string()))
-            } else {
-                match registry.manifest(&format!("{repository}:{tag}")).await {
-                    Ok(None) => (super::PushStatus::New, None),
-                    Ok(Some(Manifest::Index { entries, .. }))
-                        if index_matches(&entries, &known) =>
-                    {
-                        (super::PushStatus::UpToDate, None)
-                    }
-                    Ok(Some(_)) => (super::PushStatus::Changed, None),
-                    Err(e) => (super::PushStatus::Unknown, Some(e.to_string())),
-                }
-            };
-            out.push(IndexPlan {
-                repository: repository.clone(),
-                tag: tag.clone(),
-                platforms: platforms.clone(),
-                status,
-                reason,
-            });
-        }
-    }
-    out
 }
 
 #[cfg(test)]

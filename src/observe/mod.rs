@@ -1,58 +1,22 @@
-//! Reading what an engine holds, without changing anything: the one cache lookup that `apply`
-//! acts on and `plan` reports, so the two cannot disagree.
+//! Reading what the engine and registries hold for a pipeline, without changing anything: the
+//! one cache lookup that `apply` acts on and `plan` reports, so the two cannot disagree.
+
+mod bases;
+mod index;
+mod unused;
 
 use std::collections::HashMap;
 
-use super::{Observed, Plan, Resume};
 use crate::cache::{NoteStore, StepInputs};
 use crate::credentials;
 use crate::engine::{same_workdir, Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
 use crate::model::Pipeline;
+use crate::plan::{self, Hit, Observed, Plan, RemoteHit, Resume};
 use crate::registry::{Registry, RemoteCache, RemoteImage};
 
-/// What the cache serves for a chain of keys.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Hit {
-    /// The longest cached prefix of the steps.
-    pub(crate) resume: Resume,
-    /// The final image, when nothing that goes into it changed.
-    pub(crate) image: Option<String>,
-    /// The remote entry that serves the hit, when it is not in the engine yet.
-    pub(crate) remote: Option<RemoteHit>,
-}
-
-impl Hit {
-    /// Where the hit comes from; `None` for a miss.
-    pub(crate) fn source(&self) -> Option<Source> {
-        if self.remote.is_some() {
-            Some(Source::Remote)
-        } else if self.image.is_some() || self.resume.image.is_some() {
-            Some(Source::Local)
-        } else {
-            None
-        }
-    }
-}
-
-/// Where a cache hit comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Source {
-    /// The engine's own cache images.
-    Local,
-    /// The registry-backed cache: pulled before use.
-    Remote,
-}
-
-/// An entry of the remote cache, checked against the base and the expected config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RemoteHit {
-    pub(crate) key: String,
-    /// Its manifest digest in the cache repository.
-    pub(crate) digest: String,
-    /// Its image id (config digest): what the engine calls it once pulled.
-    pub(crate) id: String,
-}
+pub(crate) use bases::resolve_bases;
+pub(crate) use index::{digests_in, plan_index};
+pub(crate) use unused::unused;
 
 /// The remote cache and what its entries must look like to be trusted.
 pub(crate) struct Remote<'a> {
@@ -118,7 +82,7 @@ pub(crate) async fn lookup<E: Engine>(
     let mut local = Hit::default();
     if keys.len() > 8 {
         let cache = engine.list_cache().await?;
-        local.resume = super::resume(keys, &cache, false);
+        local.resume = plan::resume(keys, &cache, false);
     } else {
         for (i, key) in keys.iter().enumerate().rev() {
             if let Some(image) = engine.inspect_image(&tag(key)).await? {
@@ -303,7 +267,7 @@ pub(crate) async fn plan<E: Engine>(
         offline: opts.offline,
         ..Default::default()
     };
-    let (keys, commit_key) = super::keys(p, &inputs, obs.base_id.as_deref());
+    let (keys, commit_key) = plan::keys(p, &inputs, obs.base_id.as_deref());
     if let Some(commit_key) = &commit_key {
         // A base known only by id (made by another pipeline of the apply) has no layers to
         // check entries against: the remote cache is not consulted for it.
@@ -322,7 +286,7 @@ pub(crate) async fn plan<E: Engine>(
         obs.hit = lookup(engine, &keys, commit_key, no_cache, with_remote).await?;
     }
     if let Some(cache) = &remote {
-        obs.cache_remote = Some(super::RemoteStatus {
+        obs.cache_remote = Some(plan::RemoteStatus {
             repository: cache.repository.clone(),
             mode: cache.mode,
             error: cache.failure().map(|e| e.to_string()),
@@ -332,7 +296,7 @@ pub(crate) async fn plan<E: Engine>(
     if !no_cache && obs.hit.image.is_none() && obs.base_id.is_some() {
         obs.cache = engine.list_cache().await?;
         if let Some(store) = &opts.notes {
-            for sibling in super::siblings(&obs.hit.resume, obs.base_id.as_deref(), &obs.cache)
+            for sibling in plan::siblings(&obs.hit.resume, obs.base_id.as_deref(), &obs.cache)
                 .into_iter()
                 .take(10)
             {
@@ -381,5 +345,5 @@ pub(crate) async fn plan<E: Engine>(
         }
     }
     obs.remote = remote;
-    Ok(super::build(p, &inputs, &obs))
+    Ok(plan::build(p, &inputs, &obs))
 }
