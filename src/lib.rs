@@ -33,7 +33,6 @@ mod schedule;
 #[cfg(test)]
 mod testing;
 mod ui;
-mod volumes;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

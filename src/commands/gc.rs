@@ -188,7 +188,9 @@ async fn cache_mounts(
     on: &str,
     ui: &Ui,
 ) -> Result<bool, CliError> {
-    use crate::volumes::{LABEL_PATH, LABEL_PIPELINE, LABEL_PLATFORM, MARKER, MARKER_VALUE};
+    use crate::execute::volumes::{
+        LABEL_PATH, LABEL_PIPELINE, LABEL_PLATFORM, MARKER, MARKER_VALUE,
+    };
     let volumes = engine.list_volumes(MARKER, MARKER_VALUE).await?;
     for v in &volumes {
         // Labels are anyone's to set: shown cleaned of control characters.

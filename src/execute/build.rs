@@ -11,11 +11,11 @@ use crate::engine::{
     CACHE_REPOSITORY, DEFAULT_PATH,
 };
 use crate::events::{Event, Sink, StepOutcome};
+use crate::execute::volumes::CacheScope;
 use crate::model::{
     paths_overlap, Action, Command, ContainerOptions, Network, Pipeline, Sharing, Step,
 };
 use crate::plan;
-use crate::volumes::CacheScope;
 
 /// The user that places and removes secrets: root, by uid (an image may have no
 /// /etc/passwd).

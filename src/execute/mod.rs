@@ -10,6 +10,7 @@ mod publish;
 mod retry;
 #[cfg(test)]
 mod tests;
+pub(crate) mod volumes;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
