@@ -4,6 +4,7 @@
 
 use crate::diag;
 use crate::engine::EngineError;
+pub(crate) use crate::execute::events::Signal;
 use crate::execute::ApplyError;
 use crate::graph::GraphError;
 use crate::model::Login;
@@ -26,13 +27,6 @@ pub(crate) enum ExitStatus {
     /// Invalid input found while running (a missing secret or password variable).
     Usage,
     Interrupted(Signal),
-}
-
-/// A signal that stopped the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Signal {
-    Interrupt,
-    Terminate,
 }
 
 impl ExitStatus {

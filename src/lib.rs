@@ -16,7 +16,6 @@ mod credentials;
 pub mod diag;
 mod engine;
 mod error;
-mod events;
 mod execute;
 mod fsread;
 mod graph;

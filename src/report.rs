@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::engine::EngineError;
 use crate::error::ExitStatus;
-use crate::events::{Event, Sink, StepOutcome};
+use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::ApplyError;
 use crate::graph::Graph;
 use crate::model::Pipeline;

@@ -3,7 +3,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cli::ApplyArgs;
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus, Signal};
-use crate::events::Sink;
+use crate::execute::events::Sink;
 use crate::execute::Options;
 use crate::graph::Graph;
 use crate::model::Pipeline;
@@ -245,7 +245,7 @@ async fn publish_indexes<E: Engine>(
                 if summary.exit == ExitStatus::Success {
                     summary.exit = ExitStatus::of(&error);
                 }
-                sink.event(crate::events::Event::Failed {
+                sink.event(crate::execute::events::Event::Failed {
                     error: std::sync::Arc::new(error),
                     pipeline: std::sync::Arc::new(g.pipeline.clone()),
                 });

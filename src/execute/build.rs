@@ -10,7 +10,7 @@ use crate::engine::{
     CommitSpec, ContainerSpec, Engine, EngineError, ExecSpec, ImageConfig, ImageInfo, MountSpec,
     CACHE_REPOSITORY, DEFAULT_PATH,
 };
-use crate::events::{Event, Sink, StepOutcome};
+use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::volumes::CacheScope;
 use crate::model::{
     paths_overlap, Action, Command, ContainerOptions, Network, Pipeline, Sharing, Step,

@@ -6,7 +6,7 @@ use super::publish::push_tag;
 use super::{ApplyError, Options, Pushed};
 use crate::credentials;
 use crate::engine::{Engine, EngineError};
-use crate::events::{Event, Sink};
+use crate::execute::events::{Event, Sink};
 use crate::model::{Pipeline, Platform};
 use crate::plan::platforms;
 use crate::registry::{IndexEntry, Manifest, Registry, RegistryError};

@@ -2,6 +2,7 @@
 //! tags, pushes. Reports progress as [`Event`]s and never prints.
 
 mod build;
+pub(crate) mod events;
 pub(crate) mod index;
 pub(crate) mod leftovers;
 mod locks;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use crate::cache::{self, StepInputs};
 use crate::credentials::{self, CredentialError};
 use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
-use crate::events::{Event, Sink};
+use crate::execute::events::{Event, Sink};
 use crate::model::{final_config, Pipeline, PullPolicy, RemoteMode, SecretSource};
 use crate::observe;
 use crate::plan;

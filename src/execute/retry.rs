@@ -4,7 +4,7 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use crate::engine::EngineError;
-use crate::events::{Event, Sink};
+use crate::execute::events::{Event, Sink};
 
 use super::Options;
 

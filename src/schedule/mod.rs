@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{FusedFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use serde::Serialize;
 
 use crate::engine::{Engine, EngineError};
 use crate::error::{ExitStatus, Signal};
-use crate::events::{Event, Sink};
+pub(crate) use crate::execute::events::Status;
+use crate::execute::events::{Event, Sink};
 use crate::execute::{self, Applied, Options};
 use crate::graph::{Dependency, Graph};
 use crate::model::{Pipeline, Platform, PullPolicy};
@@ -50,19 +50,6 @@ pub(crate) struct Settings {
 /// `--jobs` when not given: four pipelines per engine (they mostly wait on the engine).
 pub(crate) fn default_jobs(engines: usize) -> usize {
     4 * engines.max(1)
-}
-
-/// How one pipeline ended.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    Succeeded,
-    Failed,
-    /// Its dependency failed or was skipped.
-    Skipped,
-    /// `--fail-fast` or an interrupt stopped the run before it started.
-    NotStarted,
-    Interrupted,
 }
 
 /// The result of one pipeline.

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cli::Progress;
 use crate::engine::{EngineError, OutputStream, Progress as Transfer};
 use crate::error::Signal;
-use crate::events::{Event, Sink, StepOutcome};
+use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::{Applied, ApplyError};
 use crate::model::Pipeline;
 use crate::schedule::{Status, Summary};
