@@ -1,6 +1,6 @@
 //! How a command ends: an [`ExitStatus`] when it ran to its end, a [`CliError`] when it could
 //! not. Both map to the documented exit codes here and nowhere else (README.md, "Exit codes");
-//! errors are rendered once, by [`crate::run`].
+//! errors are rendered once, by [`crate::run`] (through `ui`).
 
 use crate::diag;
 use crate::engine::EngineError;
@@ -8,7 +8,6 @@ pub(crate) use crate::execute::events::Signal;
 use crate::execute::ApplyError;
 use crate::graph::GraphError;
 use crate::model::Login;
-use crate::ui::Ui;
 
 /// The end of a command that ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,43 +106,4 @@ impl CliError {
             CliError::Runtime(_) | CliError::Detailed(_) => 1,
         }
     }
-
-    /// Prints the error with what to do next.
-    pub(crate) fn render(&self, ui: &Ui) {
-        match self {
-            CliError::Invalid(reports) => {
-                for r in reports {
-                    ui.diagnostics(r);
-                }
-            }
-            CliError::Graph(errors) => {
-                for e in errors {
-                    ui.error(&e.to_string());
-                }
-            }
-            CliError::MissingPasswords(logins) => {
-                for l in logins {
-                    ui.error(&format!(
-                        "the environment variable `{}` (password_env for user `{}`) is not set",
-                        l.password_env, l.username
-                    ));
-                }
-            }
-            CliError::NoEngine(errors) => {
-                for e in errors {
-                    ui.error(&e.to_string());
-                }
-                ui.hint(START_ENGINE);
-            }
-            CliError::Engine(e @ EngineError::Unreachable { .. }) => {
-                ui.error(&e.to_string());
-                ui.hint(START_ENGINE);
-            }
-            CliError::Detailed(inner) => inner.render(ui),
-            other => ui.error(&other.to_string()),
-        }
-    }
 }
-
-/// What to do when no engine answers.
-pub(crate) const START_ENGINE: &str = "start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST / --engine at a running one";

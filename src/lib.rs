@@ -62,14 +62,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             let e = error::CliError::Runtime(format!("cannot start the async runtime: {e}"));
-            e.render(&ui);
+            ui.cli_error(&e);
             return ExitCode::from(e.code());
         }
     };
     let code = match runtime.block_on(commands::dispatch(cli, &ui)) {
         Ok(status) => status.code(),
         Err(e) => {
-            e.render(&ui);
+            ui.cli_error(&e);
             e.code()
         }
     };

@@ -293,3 +293,9 @@ pub(crate) fn image_id(id: &str) -> String {
         format!("sha256:{id}")
     }
 }
+
+/// The short form of an image id, as docker prints it.
+pub(crate) fn short(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}

@@ -432,8 +432,8 @@ impl Sink for BaseCheck<'_> {
             if id != expected {
                 self.inner.event(Event::Warning(format!(
                     "base `{reference}` is {} but this run built {}",
-                    crate::ui::short(id),
-                    crate::ui::short(expected)
+                    crate::engine::short(id),
+                    crate::engine::short(expected)
                 )));
             }
         }

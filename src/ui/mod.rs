@@ -9,8 +9,9 @@ use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::Progress;
+pub(crate) use crate::engine::short;
 use crate::engine::{EngineError, OutputStream, Progress as Transfer};
-use crate::error::Signal;
+use crate::error::{CliError, Signal};
 use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::{Applied, ApplyError};
 use crate::model::Pipeline;
@@ -467,6 +468,48 @@ impl Sink for Ui {
 }
 
 impl Ui {
+    /// Prints the error with what to do next.
+    pub(crate) fn cli_error(&self, error: &CliError) {
+        let ui = self;
+        match error {
+            CliError::Invalid(reports) => {
+                for r in reports {
+                    ui.diagnostics(r);
+                }
+            }
+            CliError::Graph(errors) => {
+                for e in errors {
+                    ui.error(&e.to_string());
+                }
+            }
+            CliError::MissingPasswords(logins) => {
+                for l in logins {
+                    ui.error(&format!(
+                        "the environment variable `{}` (password_env for user `{}`) is not set",
+                        l.password_env, l.username
+                    ));
+                }
+            }
+            CliError::NoEngine(errors) => {
+                for e in errors {
+                    ui.error(&e.to_string());
+                }
+                ui.hint(START_ENGINE);
+            }
+            CliError::Engine(e @ EngineError::Unreachable { .. }) => {
+                ui.error(&e.to_string());
+                ui.hint(START_ENGINE);
+            }
+            CliError::Detailed(inner) => self.cli_error(inner),
+            other => ui.error(&other.to_string()),
+        }
+    }
+}
+
+/// What to do when no engine answers.
+pub(crate) const START_ENGINE: &str = "start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST / --engine at a running one";
+
+impl Ui {
     /// Prints an apply error with what the user needs next: the last output lines, what was
     /// pushed, where the image is, how to retry.
     fn explain(&self, e: &ApplyError, p: &Pipeline) {
@@ -603,10 +646,4 @@ fn print_applied(applied: &Applied, pipeline: &str) {
         let how = if p.up_to_date { "up-to-date" } else { "pushed" };
         let _ = writeln!(out, "{name}{how} {}:{}@{}", p.repository, p.tag, p.digest);
     }
-}
-
-/// The short form of an image id, as docker prints it.
-pub(crate) fn short(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }
