@@ -8,6 +8,7 @@ pub(crate) use crate::execute::events::Signal;
 use crate::execute::ApplyError;
 use crate::graph::GraphError;
 use crate::model::Login;
+use crate::observe::BuildBaseError;
 
 /// The end of a command that ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,9 @@ pub(crate) enum CliError {
     Graph(Vec<GraphError>),
     #[error("password variables are not set")]
     MissingPasswords(Vec<Login>),
+    /// The base of a platform's build has no image for it, or cannot be found.
+    #[error("the base images of the platforms cannot be found")]
+    Bases(Vec<BuildBaseError>),
     /// No engine answered.
     #[error("no engine is reachable")]
     NoEngine(Vec<EngineError>),
@@ -102,6 +106,12 @@ impl CliError {
             | CliError::Graph(_)
             | CliError::MissingPasswords(_) => 2,
             CliError::Registry(_) => 4,
+            // The first problem decides: a file asking for a platform its base lacks is the
+            // user's to fix (2); a base the engine and registry cannot provide is theirs (5).
+            CliError::Bases(errors) => match errors.first() {
+                Some(e) if e.error.is_engine_failure() => 5,
+                _ => 2,
+            },
             CliError::NoEngine(_) | CliError::Engine(_) | CliError::Plan { .. } => 5,
             CliError::Runtime(_) | CliError::Detailed(_) => 1,
         }

@@ -17,6 +17,7 @@ pub mod diag;
 mod engine;
 mod error;
 mod execute;
+mod front;
 mod fsread;
 mod graph;
 // The image writer's types; the layer writer and the pushes build on them.

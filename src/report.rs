@@ -527,6 +527,11 @@ pub(crate) fn of_refused(error: &crate::error::CliError) -> serde_json::Result<V
             .map(|e| e.to_string())
             .collect::<Vec<_>>()
             .join("; "),
+        crate::error::CliError::Bases(errors) => errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
         crate::error::CliError::MissingPasswords(logins) => logins
             .iter()
             .map(|l| format!("the environment variable `{}` is not set", l.password_env))

@@ -4,9 +4,7 @@ use crate::cli::ApplyArgs;
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus, Signal};
 use crate::execute::events::Sink;
-use crate::execute::Options;
-use crate::graph::Graph;
-use crate::model::Pipeline;
+use crate::front::{self, Prepared};
 use crate::report::{self, Recorder, Tee};
 use crate::schedule::{self, Settings};
 use crate::ui::{self, Ui};
@@ -19,76 +17,40 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
     ) else {
         return Err(CliError::Runtime("cannot install signal handlers".into()));
     };
-    let checked = super::load_all(&args.files, &args.vars, ui).and_then(|pipelines| {
-        // `--only`: the whole graph says what NAME builds on; then NAME runs alone, so only its
-        // passwords are needed.
-        let pipelines = match &args.only {
-            Some(name) => {
-                let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
-                vec![only(&pipelines, &graph, name)?]
-            }
-            None => pipelines,
-        };
-        let (mut pipelines, groups) = super::platform_builds(pipelines, &args.vars)?;
-        super::remote_cache(
-            &mut pipelines,
-            args.cache_remote.as_deref(),
-            args.cache_remote_mode,
-        )?;
-        super::check_passwords(&pipelines)?;
-        let published: Vec<_> = groups.iter().map(|g| g.pipeline.clone()).collect();
-        super::check_passwords(&published)?;
-        let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
-        Ok((pipelines, graph, groups))
-    });
-    let (mut pipelines, graph, groups) = match checked {
-        Ok(c) => c,
-        Err(e) => {
+    let prepared = match front::Settings::apply(&args) {
+        Ok(settings) => front::prepare(&settings, ui)
+            .await
+            .map(|prepared| (prepared, settings)),
+        Err(e) => Err(e.into()),
+    };
+    let (
+        Prepared {
+            builds: pipelines,
+            groups,
+            graph,
+            engines,
+        },
+        settings,
+    ) = match prepared {
+        Ok(p) => p,
+        Err(refused) => {
             // The report says why nothing ran.
             if let Some(path) = &args.report {
-                save(path, report::of_refused(&e), ui);
+                let json = match (&refused.error, refused.builds.as_slice()) {
+                    (CliError::NoEngine(errors), builds) if !builds.is_empty() => {
+                        match errors.first() {
+                            Some(first) => report::of_unreached(builds, first),
+                            None => report::of_refused(&refused.error),
+                        }
+                    }
+                    (error, _) => report::of_refused(error),
+                };
+                save(path, json, ui);
             }
-            return Err(e);
+            return Err(refused.error);
         }
     };
-    let engines = match super::engines(&args.engines, ui).await {
-        Ok(e) => e,
-        Err(e) => {
-            // The report says why nothing ran.
-            if let (Some(path), CliError::NoEngine(errors)) = (&args.report, &e) {
-                if let Some(first) = errors.first() {
-                    save(path, report::of_unreached(&pipelines, first), ui);
-                }
-            }
-            return Err(e);
-        }
-    };
-    if let Err(e) = super::mounts_reachable(&pipelines, &engines) {
-        if let Some(path) = &args.report {
-            save(path, report::of_refused(&e), ui);
-        }
-        return Err(e);
-    }
-    // Each platform's build starts from the base's image for that platform.
-    if let Some(engine) = engines.first() {
-        crate::observe::resolve_bases(&mut pipelines, engine)
-            .await
-            .map_err(|e| CliError::Usage(e.join("\n")))?;
-    }
-    let settings = Settings {
-        jobs: args
-            .jobs
-            .map_or_else(|| schedule::default_jobs(engines.len()), |j| j as usize),
-        fail_fast: !args.keep_going,
-        options: Options {
-            no_cache: args.no_cache,
-            keep_failed: args.keep_failed,
-            attempts: args.attempts,
-            retry_delay: args.retry_delay,
-            run_name: String::new(),
-            notes: crate::cache::NoteStore::user(),
-        },
-    };
+    let settings = front::run_settings(&args, &settings, engines.len());
     let several = pipelines.len() > 1;
     if several {
         ui.line(&format!(
@@ -140,52 +102,6 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
         save(path, json, ui);
     }
     Ok(summary.exit)
-}
-
-/// `--only NAME`: the pipeline named NAME, ready to run alone on any engine: the image it
-/// builds on comes from the registry its producer publishes to.
-fn only(pipelines: &[Pipeline], graph: &Graph, name: &str) -> Result<Pipeline, CliError> {
-    let found: Vec<usize> = (0..pipelines.len())
-        .filter(|&i| pipelines[i].name == name)
-        .collect();
-    let i = match found.as_slice() {
-        [i] => *i,
-        [] => {
-            let names: Vec<&str> = graph
-                .order
-                .iter()
-                .map(|&i| pipelines[i].name.as_str())
-                .collect();
-            return Err(CliError::Usage(format!(
-                "--only `{name}`: no pipeline has that name; the pipelines are: {}",
-                names.join(", ")
-            )));
-        }
-        several => {
-            let files: Vec<&str> = several
-                .iter()
-                .map(|&i| graph.nodes[i].file.as_str())
-                .collect();
-            return Err(CliError::Usage(format!(
-                "--only `{name}`: several pipelines have that name ({}); give them distinct `name`s",
-                files.join(", ")
-            )));
-        }
-    };
-    let mut p = pipelines[i].clone();
-    if let Some(d) = &graph.nodes[i].dependency {
-        let producer = &pipelines[d.producer].name;
-        let Some(from) = &d.pull_from else {
-            return Err(CliError::Usage(format!(
-                "--only `{name}`: it builds on `{}`, which `{producer}` makes but publishes to no \
-                 registry, so no other job can pull it; publish it (`[[publish]]`) or apply the \
-                 pipelines together",
-                d.reference
-            )));
-        };
-        schedule::pull_base(&mut p, d, from);
-    }
-    Ok(p)
 }
 
 /// Writes the run report; a failure to write it is reported, never fatal.

@@ -13,7 +13,7 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     if let Some(reference) = &args.remote {
         return remote(&args, reference, ui).await;
     }
-    let engines = super::engines(&args.engines, ui).await?;
+    let engines = crate::front::engines(&args.engines, ui).await?;
     let several = engines.len() > 1;
     let notes = crate::cache::NoteStore::user();
     let mut removed_any = false;

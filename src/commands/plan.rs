@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus};
+use crate::front::{self, Prepared, Settings};
 use crate::graph::Graph;
 use crate::observe::{self, PlanOptions};
 use crate::plan::{Plan, PushStatus, Source, StepStatus};
@@ -22,28 +23,17 @@ pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError>
 }
 
 async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
-    let pipelines = super::load_all(&args.files, &args.vars, ui)?;
-    let (mut pipelines, groups) = super::platform_builds(pipelines, &args.vars)?;
-    super::remote_cache(
-        &mut pipelines,
-        args.cache_remote.as_deref(),
-        args.cache_remote_mode,
-    )?;
-    // Several pipelines: their dependency graph decides the order (and is validated first).
-    let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
+    let settings = Settings::plan(&args)?;
+    let Prepared {
+        builds: pipelines,
+        groups,
+        graph,
+        engines,
+    } = front::prepare(&settings, ui).await.map_err(|r| r.error)?;
     let multi = pipelines.len() > 1;
     // A folder always gets the graph document, so CI scripts read one shape.
-    let document = multi || args.files.iter().any(|f| f.is_dir());
-    if !args.offline {
-        super::check_passwords(&pipelines)?;
-    }
-    let engines = super::engines(&args.engines, ui).await?;
+    let document = multi || args.files.files.iter().any(|f| f.is_dir());
     let engine = &engines[0];
-    if !args.offline {
-        crate::observe::resolve_bases(&mut pipelines, engine)
-            .await
-            .map_err(|e| CliError::Usage(e.join("\n")))?;
-    }
     if engines.len() > 1 {
         ui.line(&format!(
             "planning against {}: apply places each pipeline on the least loaded engine",
@@ -51,7 +41,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         ));
     }
     let opts = PlanOptions {
-        no_cache: args.no_cache,
+        no_cache: settings.cache.no_cache,
         notes: crate::cache::NoteStore::user(),
         offline: args.offline,
     };

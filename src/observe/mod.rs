@@ -14,7 +14,7 @@ use crate::model::Pipeline;
 use crate::plan::{self, Hit, Observed, Plan, RemoteHit, Resume};
 use crate::registry::{Registry, RemoteCache, RemoteImage};
 
-pub(crate) use bases::resolve_bases;
+pub(crate) use bases::{resolve_bases, BuildBaseError};
 pub(crate) use index::{digests_in, plan_index};
 pub(crate) use unused::unused;
 

@@ -482,6 +482,11 @@ impl Ui {
                     ui.error(&e.to_string());
                 }
             }
+            CliError::Bases(errors) => {
+                for e in errors {
+                    ui.error(&e.to_string());
+                }
+            }
             CliError::MissingPasswords(logins) => {
                 for l in logins {
                     ui.error(&format!(
