@@ -41,9 +41,8 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         ));
     }
     let opts = PlanOptions {
-        no_cache: settings.cache.no_cache,
+        look: settings.look(),
         notes: crate::cache::NoteStore::user(),
-        offline: args.offline,
     };
     let mut changes = false;
     let mut plans = Vec::new();

@@ -1,7 +1,12 @@
 //! The executor and the cache lookup against the in-memory fake engine: no daemon needed.
 
 use super::*;
+use crate::cache::StepInputs;
 use crate::engine::fake::FakeEngine;
+use crate::engine::Engine;
+use crate::execute::events::Event;
+use crate::model::Pipeline;
+use crate::observe;
 use crate::plan::StepStatus;
 use crate::testing::{engine, runtime, Folder};
 
@@ -279,8 +284,9 @@ fn a_secret_file_that_became_a_fifo_fails_the_apply_at_once() {
     });
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     match result {
-        Ok(Err(ApplyError::Secret { name, detail })) => {
+        Ok(Err(ApplyError::Secret { name, source })) => {
             assert_eq!(name, "token");
+            let detail = source.to_string();
             assert!(detail.contains("a FIFO, not a regular file"), "{detail}");
         }
         Ok(other) => panic!("expected a secret error, got {other:?}"),

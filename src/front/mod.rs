@@ -113,6 +113,16 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// How the engine and the registries are read.
+    pub(crate) fn look(&self) -> crate::observe::Look {
+        crate::observe::Look {
+            no_cache: self.cache.no_cache,
+            offline: !self.registries,
+        }
+    }
+}
+
 impl CacheSettings {
     fn resolve(args: &CacheArgs) -> Result<Self, CliError> {
         let remote = match &args.cache_remote {

@@ -104,8 +104,8 @@ tags = ["1"]
                 .map(|s| crate::cache::StepInputs::of(s).unwrap())
                 .collect::<Vec<_>>()
         };
-        let (a, _) = crate::plan::keys(&builds[0], &inputs(&builds[0]), Some("sha256:b"));
-        let (b, _) = crate::plan::keys(&builds[1], &inputs(&builds[1]), Some("sha256:b"));
+        let (a, _) = crate::plan::keys(&builds[0], &inputs(&builds[0]), "sha256:b");
+        let (b, _) = crate::plan::keys(&builds[1], &inputs(&builds[1]), "sha256:b");
         assert_ne!(a, b);
     }
 }

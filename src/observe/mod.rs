@@ -1,22 +1,58 @@
 //! Reading what the engine and registries hold for a pipeline, without changing anything: the
-//! one cache lookup that `apply` acts on and `plan` reports, so the two cannot disagree.
+//! one observation that `apply` acts on and `plan` reports, so the two cannot disagree. Both
+//! read in the same order with the same rules ([`Look`]): the remote cache is opened, the base
+//! is found ([`base`]), the steps' inputs are read and their keys computed, and the cache is
+//! looked up ([`cache`], [`lookup`]). `plan` then also reads what explains a miss and what the
+//! publish targets hold ([`plan`], [`publish`]); `apply` acts between the steps (it pulls a
+//! base that must be pulled before the lookup) and after them.
 
-mod bases;
+mod base;
 mod index;
+mod keys;
+mod pins;
+mod planning;
+mod publish;
 mod unused;
 
-use std::collections::HashMap;
-
-use crate::cache::{NoteStore, StepInputs};
 use crate::credentials;
-use crate::engine::{same_workdir, Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
-use crate::model::Pipeline;
-use crate::plan::{self, Hit, Observed, Plan, RemoteHit, Resume};
-use crate::registry::{Registry, RemoteCache, RemoteImage};
+use crate::engine::{same_workdir, Engine, EngineError, ImageConfig, CACHE_REPOSITORY};
+use crate::plan::{self, Hit, RemoteHit, Resume};
+use crate::registry::{RemoteCache, RemoteImage};
 
-pub(crate) use bases::{resolve_bases, BuildBaseError};
+pub(crate) use base::{base, BaseSeen};
+pub(crate) use keys::{cache, inputs, Cached};
+pub(crate) use planning::{plan, PlanOptions};
+pub(crate) use publish::publish_tags;
+
 pub(crate) use index::{digests_in, plan_index};
+pub(crate) use pins::{resolve_bases, BuildBaseError};
 pub(crate) use unused::unused;
+
+/// How the engine and the registries are read: the same rules for `plan` and `apply`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Look {
+    /// `--no-cache`: no cache is read, the engine's or the remote one; the remote cache is not
+    /// opened (so `apply` does not write it either) and no base id is read from a registry.
+    pub(crate) no_cache: bool,
+    /// `plan --offline`: no registry is asked and no credential is read; only the engine.
+    pub(crate) offline: bool,
+}
+
+/// Why what a pipeline needs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ObserveError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("step {index} `{name}`: cannot read the copy source: {source}")]
+    CopySource {
+        index: usize,
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialError),
+}
 
 /// The remote cache and what its entries must look like to be trusted.
 pub(crate) struct Remote<'a> {
@@ -136,214 +172,4 @@ pub(crate) async fn lookup<E: Engine>(
         }
     }
     Ok(local)
-}
-
-/// The platform the pipeline builds for: its own, else the engine's.
-async fn build_platform<E: Engine>(
-    engine: &E,
-    p: &Pipeline,
-) -> Result<(String, String), EngineError> {
-    match &p.platform {
-        Some(pl) => Ok((pl.os.clone(), pl.arch.clone())),
-        None => engine.platform().await,
-    }
-}
-
-/// Opens the pipeline's remote cache, if it has one.
-pub(crate) async fn open_remote<E: Engine>(
-    engine: &E,
-    p: &Pipeline,
-) -> Result<Option<RemoteCache>, ObserveError> {
-    let Some(settings) = &p.cache_remote else {
-        return Ok(None);
-    };
-    let host = settings.repository.registry_host();
-    let creds = credentials::resolve(host, settings.login.as_ref()).await?;
-    let (os, arch) = build_platform(engine, p).await?;
-    Ok(Some(RemoteCache::new(
-        settings.repository.repository(),
-        host,
-        settings.mode,
-        creds,
-        (&os, &arch),
-    )))
-}
-
-/// The base image as its registry holds it, read without pulling: with a remote cache, a base
-/// that is not in the engine (a fresh runner) still has an id, so the keys are known before any
-/// pull and a fully cached pipeline never pulls it. `None` when it cannot be read that way.
-pub(crate) async fn remote_base<E: Engine>(engine: &E, p: &Pipeline) -> Option<ImageInfo> {
-    p.cache_remote.as_ref()?;
-    if p.base.pull != crate::model::PullPolicy::Missing {
-        return None;
-    }
-    let host = p.base.image.registry_host();
-    let creds = credentials::resolve(host, p.base.login.as_ref())
-        .await
-        .ok()?;
-    let (os, arch) = build_platform(engine, p).await.ok()?;
-    let registry = Registry::new(host, creds.as_ref(), &os, &arch);
-    let image = registry
-        .image(&p.base.image.to_string())
-        .await
-        .ok()
-        .flatten()?;
-    Some(ImageInfo {
-        id: image.id,
-        config: image.config,
-        layers: image.layers,
-        ..Default::default()
-    })
-}
-
-/// Why a pipeline could not be planned.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ObserveError {
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("step `{step}`: cannot read the copy source: {source}")]
-    CopySource {
-        step: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Credentials(#[from] credentials::CredentialError),
-}
-
-/// How `plan` looks.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PlanOptions {
-    /// Plan as if the cache were empty.
-    pub(crate) no_cache: bool,
-    /// Where apply recorded its checkpoint notes, which explain a miss.
-    pub(crate) notes: Option<NoteStore>,
-    /// Ask no registry and resolve no credentials: only the engine is read.
-    pub(crate) offline: bool,
-}
-
-/// Reads what the engine and registries hold, without changing anything, and plans.
-/// `known_base` is the base image id when another pipeline of the same apply makes it
-/// (`Some(None)`: it makes a new one, not known yet).
-pub(crate) async fn plan<E: Engine>(
-    engine: &E,
-    p: &Pipeline,
-    opts: &PlanOptions,
-    known_base: Option<Option<String>>,
-) -> Result<Plan, ObserveError> {
-    let no_cache = opts.no_cache;
-    // Offline, no registry is asked: not the remote cache either.
-    let remote = if opts.offline {
-        None
-    } else {
-        open_remote(engine, p).await?
-    };
-    let mut base = match known_base {
-        Some(id) => id.map(|id| ImageInfo {
-            id,
-            ..Default::default()
-        }),
-        None => engine.inspect_image(&p.base.image.to_string()).await?,
-    };
-    let mut base_remote = false;
-    if base.is_none() && !no_cache && !opts.offline {
-        base = remote_base(engine, p).await;
-        base_remote = base.is_some();
-    }
-    let inputs = p
-        .steps
-        .iter()
-        .map(|s| {
-            StepInputs::of(s).map_err(|source| ObserveError::CopySource {
-                step: s.name.clone(),
-                source,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut obs = Observed {
-        base_id: base.as_ref().map(|b| b.id.clone()),
-        base_remote,
-        no_cache,
-        offline: opts.offline,
-        ..Default::default()
-    };
-    let (keys, commit_key) = plan::keys(p, &inputs, obs.base_id.as_deref());
-    if let Some(commit_key) = &commit_key {
-        // A base known only by id (made by another pipeline of the apply) has no layers to
-        // check entries against: the remote cache is not consulted for it.
-        let final_config = base
-            .as_ref()
-            .map(|b| crate::model::final_config(&b.config, &p.commit.config))
-            .unwrap_or_default();
-        let with_remote = match (&remote, &base) {
-            (Some(cache), Some(b)) if !b.layers.is_empty() => Some(Remote {
-                cache,
-                base_layers: &b.layers,
-                final_config: &final_config,
-            }),
-            _ => None,
-        };
-        obs.hit = lookup(engine, &keys, commit_key, no_cache, with_remote).await?;
-    }
-    if let Some(cache) = &remote {
-        obs.cache_remote = Some(plan::RemoteStatus {
-            repository: cache.repository.clone(),
-            mode: cache.mode,
-            error: cache.failure().map(|e| e.to_string()),
-        });
-    }
-    // A miss is explained by the notes of the images that held the first step to run.
-    if !no_cache && obs.hit.image.is_none() && obs.base_id.is_some() {
-        obs.cache = engine.list_cache().await?;
-        if let Some(store) = &opts.notes {
-            for sibling in plan::siblings(&obs.hit.resume, obs.base_id.as_deref(), &obs.cache)
-                .into_iter()
-                .take(10)
-            {
-                if let Some(note) = store.read(&sibling.id) {
-                    obs.notes.insert(sibling.id.clone(), note);
-                }
-            }
-        }
-    }
-    let mut image = None;
-    if let Some(id) = &obs.hit.image {
-        if let Ok(Some(info)) = engine.inspect_image(id).await {
-            obs.local_digests = info.repo_digests.clone();
-            image = Some(info);
-        }
-    }
-    let mut remote = HashMap::new();
-    // Offline, the publish targets (which the file chooses) are never contacted, and no
-    // password or docker config credential is read for them.
-    for t in p.publish.iter().filter(|_| !opts.offline) {
-        let repository = t.repository.repository();
-        let creds = credentials::resolve(t.repository.registry_host(), t.login.as_ref()).await?;
-        for tag in &t.tags {
-            match engine
-                .remote_digest(&format!("{repository}:{tag}"), creds.clone())
-                .await
-            {
-                Ok(digest) => {
-                    if let (Some(info), Some(d)) = (&image, &digest) {
-                        let published = engine
-                            .is_published(info, &repository, d, creds.clone())
-                            .await
-                            .unwrap_or(false);
-                        let entry = format!("{repository}@{d}");
-                        if published && !obs.local_digests.contains(&entry) {
-                            obs.local_digests.push(entry);
-                        }
-                    }
-                    remote.insert((repository.clone(), tag.clone()), digest);
-                }
-                Err(EngineError::Auth(_)) => {
-                    obs.refused.insert((repository.clone(), tag.clone()));
-                }
-                Err(_) => {}
-            }
-        }
-    }
-    obs.remote = remote;
-    Ok(plan::build(p, &inputs, &obs))
 }

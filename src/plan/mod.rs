@@ -23,20 +23,40 @@ pub(crate) struct Observed {
     pub(crate) cache: Vec<CacheImage>,
     /// Checkpoint notes of cache images (by image id), used to explain misses.
     pub(crate) notes: HashMap<String, CheckpointNote>,
-    /// Targets whose registry refused the credentials.
-    pub refused: std::collections::HashSet<(String, String)>,
-    /// Remote manifest digests by (repository, tag); absent when not asked.
-    pub(crate) remote: HashMap<(String, String), Option<String>>,
+    /// What the publish tags hold, in the order written; `None` when no registry was asked
+    /// (`--offline`).
+    pub(crate) tags: Option<Vec<TagSeen>>,
     /// `repository@digest` records of the reusable final image.
     pub(crate) local_digests: Vec<String>,
     /// `--no-cache`.
     pub(crate) no_cache: bool,
-    /// `--offline`: no registry was asked.
-    pub(crate) offline: bool,
     /// The remote cache, when the pipeline has one.
     pub(crate) cache_remote: Option<RemoteStatus>,
     /// The base id was read from its registry: the base is not in the engine.
     pub(crate) base_remote: bool,
+}
+
+/// One publish tag, as its registry answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TagSeen {
+    pub(crate) repository: String,
+    pub(crate) tag: String,
+    pub(crate) state: TagState,
+}
+
+/// What a registry said of a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TagState {
+    /// The manifest digest it holds (`None`: no such tag); `published`: the image asked about
+    /// is that manifest.
+    Holds {
+        digest: Option<String>,
+        published: bool,
+    },
+    /// The registry refused the credentials.
+    Refused(String),
+    /// The registry did not answer.
+    Unreachable(String),
 }
 
 /// The remote cache as the plan saw it.
@@ -183,15 +203,8 @@ impl Plan {
     }
 }
 
-/// The chain of keys: one per step, then the commit key. Empty when the base id is unknown.
-pub(crate) fn keys(
-    p: &Pipeline,
-    inputs: &[StepInputs],
-    base_id: Option<&str>,
-) -> (Vec<String>, Option<String>) {
-    let Some(base_id) = base_id else {
-        return (Vec::new(), None);
-    };
+/// The chain of keys from the base image's id: one per step, then the commit key.
+pub(crate) fn keys(p: &Pipeline, inputs: &[StepInputs], base_id: &str) -> (Vec<String>, String) {
     let mut key = match &p.platform {
         Some(pl) => cache::platform_base_key(base_id, &pl.to_string()),
         None => cache::base_key(base_id),
@@ -201,7 +214,7 @@ pub(crate) fn keys(
         key = cache::step_key(&key, i);
         out.push(key.clone());
     }
-    (out, Some(cache::commit_key(&key, &p.commit)))
+    (out, cache::commit_key(&key, &p.commit))
 }
 
 /// The longest cached prefix of the chain.
@@ -246,7 +259,13 @@ pub(crate) fn siblings<'a>(
 
 /// The whole plan.
 pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
-    let (keys, commit_key) = keys(p, inputs, obs.base_id.as_deref());
+    let (keys, commit_key) = match obs.base_id.as_deref() {
+        Some(id) => {
+            let (keys, commit) = keys(p, inputs, id);
+            (keys, Some(commit))
+        }
+        None => (Vec::new(), None),
+    };
     let resume = obs.hit.resume.clone();
     let source = obs.hit.source();
     let remote_digest = obs.hit.remote.as_ref().map(|r| r.digest.clone());
@@ -275,45 +294,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
         })
         .collect();
     let commit_image = obs.hit.image.clone();
-    let publish = p
-        .publish
-        .iter()
-        .flat_map(|t| {
-            let repository = t.repository.repository();
-            t.tags
-                .iter()
-                .map(move |tag| (repository.clone(), tag.clone()))
-        })
-        .map(|(repository, tag)| {
-            let remote = obs.remote.get(&(repository.clone(), tag.clone()));
-            let reason = match remote {
-                None if obs.offline => Some("offline".to_string()),
-                None if obs.refused.contains(&(repository.clone(), tag.clone())) => {
-                    Some("the registry refused the credentials".to_string())
-                }
-                None => Some("registry not reachable".to_string()),
-                Some(_) => None,
-            };
-            let status = match remote {
-                None => PushStatus::Unknown,
-                Some(None) => PushStatus::New,
-                Some(Some(d))
-                    if commit_image.is_some()
-                        && (obs.local_digests.contains(&format!("{repository}@{d}"))
-                            || remote_digest.as_ref() == Some(d)) =>
-                {
-                    PushStatus::UpToDate
-                }
-                Some(Some(_)) => PushStatus::Changed,
-            };
-            PushPlan {
-                repository,
-                tag,
-                status,
-                reason,
-            }
-        })
-        .collect();
+    let publish = publish_plans(p, obs, commit_image.is_some(), remote_digest.as_ref());
     Plan {
         pipeline: p.name.clone(),
         base: BasePlan {
@@ -334,6 +315,67 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
         publish,
         cache_remote: obs.cache_remote.clone(),
     }
+}
+
+/// How each publish tag would go: from what its registry holds, the image the commit would
+/// reuse (`reused`) and its digests.
+fn publish_plans(
+    p: &Pipeline,
+    obs: &Observed,
+    reused: bool,
+    remote_digest: Option<&String>,
+) -> Vec<PushPlan> {
+    let Some(tags) = &obs.tags else {
+        return p
+            .publish
+            .iter()
+            .flat_map(|t| {
+                t.tags
+                    .iter()
+                    .map(move |tag| (t.repository.repository(), tag))
+            })
+            .map(|(repository, tag)| PushPlan {
+                repository,
+                tag: tag.clone(),
+                status: PushStatus::Unknown,
+                reason: Some("offline".to_string()),
+            })
+            .collect();
+    };
+    tags.iter()
+        .map(|seen| {
+            let (status, reason) = match &seen.state {
+                TagState::Holds { digest: None, .. } => (PushStatus::New, None),
+                TagState::Holds {
+                    digest: Some(d),
+                    published,
+                } if reused
+                    && (*published
+                        || obs
+                            .local_digests
+                            .contains(&format!("{}@{d}", seen.repository))
+                        || remote_digest == Some(d)) =>
+                {
+                    (PushStatus::UpToDate, None)
+                }
+                TagState::Holds { .. } => (PushStatus::Changed, None),
+                TagState::Refused(_) => (
+                    PushStatus::Unknown,
+                    Some("the registry refused the credentials".to_string()),
+                ),
+                TagState::Unreachable(_) => (
+                    PushStatus::Unknown,
+                    Some("registry not reachable".to_string()),
+                ),
+            };
+            PushPlan {
+                repository: seen.repository.clone(),
+                tag: seen.tag.clone(),
+                status,
+                reason,
+            }
+        })
+        .collect()
 }
 
 /// Why the first uncached step must run.
