@@ -52,6 +52,7 @@ pub(crate) struct IndexPlan {
 mod tests {
     use super::*;
     use crate::config::{self, Overrides};
+    use crate::diag::Code;
 
     #[test]
     fn platform_in_a_template_needs_platforms_and_bad_platforms_are_diagnostics() {
@@ -60,7 +61,7 @@ mod tests {
         let text = "[base]\nimage = \"b\"\n[[step]]\nrun = \"echo {{ platform.arch }}\"\n";
         let d = config::load_str(path, text, dir, &Overrides::default()).unwrap_err();
         assert!(
-            d.iter().any(|d| d.code == "undefined-variable"
+            d.iter().any(|d| d.code == Code::UndefinedVariable
                 && d.hint.as_deref().is_some_and(|h| h.contains("--platform"))),
             "{d:?}"
         );
@@ -72,7 +73,7 @@ mod tests {
         assert_eq!(p.platform, Some(Platform::parse("linux/arm64").unwrap()));
         let bad = format!("platforms = [\"x86\"]\n{text}");
         let d = config::load_str(path, &bad, dir, &Overrides::default()).unwrap_err();
-        assert!(d.iter().any(|d| d.code == "invalid-platform"), "{d:?}");
+        assert!(d.iter().any(|d| d.code == Code::InvalidPlatform), "{d:?}");
     }
 
     #[test]
