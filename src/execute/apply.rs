@@ -17,10 +17,11 @@ use crate::model::{Pipeline, RemoteMode};
 use crate::observe::{self, BaseSeen, Cached, Look};
 use crate::plan::{TagSeen, TagState};
 
-/// Applies a pipeline.
+/// Applies a pipeline; `run_name` prefixes the names of every container it creates.
 pub(crate) async fn apply<E: Engine>(
     engine: &E,
     p: &Pipeline,
+    run_name: &str,
     opts: &Options,
     sink: &dyn Sink,
 ) -> Result<Applied, ApplyError> {
@@ -63,7 +64,7 @@ pub(crate) async fn apply<E: Engine>(
             name: s.name.clone(),
         });
     }
-    let mut build = Build::new(engine, opts, sink);
+    let mut build = Build::new(engine, run_name, opts, sink);
     let Committed {
         image,
         tags,

@@ -121,7 +121,6 @@ pub(crate) enum Event {
     /// The pipeline starts on an engine; `after` names the pipeline it builds on and, when
     /// its image is pulled from a registry, the reference pulled.
     Started {
-        run_name: String,
         engine: String,
         after: Option<(String, Option<String>)>,
     },

@@ -40,8 +40,6 @@ pub(crate) struct Options {
     pub(crate) attempts: u32,
     /// First retry delay; it doubles on each retry, up to 30 s, with jitter.
     pub(crate) retry_delay: Duration,
-    /// Prefix of the names of every container this run creates.
-    pub(crate) run_name: String,
     /// Where checkpoint notes are recorded for `plan`; `None`: nowhere.
     pub(crate) notes: Option<cache::NoteStore>,
 }

@@ -80,7 +80,6 @@ mod tests {
             keep_failed: false,
             attempts: 20,
             retry_delay: Duration::from_millis(500),
-            run_name: "pipeline-test".into(),
             notes: None,
         };
         let starts = Mutex::new(Vec::new());

@@ -165,7 +165,6 @@ pub(crate) fn run_settings(
             keep_failed: args.keep_failed,
             attempts: args.attempts,
             retry_delay: args.retry_delay,
-            run_name: String::new(),
             notes: crate::cache::NoteStore::user(),
         },
     }

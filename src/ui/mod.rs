@@ -11,11 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cli::Progress;
 pub(crate) use crate::engine::short;
 use crate::engine::{EngineError, OutputStream, Progress as Transfer};
+use crate::error::ExitStatus;
 use crate::error::{CliError, Signal};
 use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::{Applied, ApplyError};
 use crate::model::Pipeline;
-use crate::schedule::{Status, Summary};
+use crate::schedule::{Run, Status, Summary};
 
 mod heartbeat;
 
@@ -584,12 +585,9 @@ pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
-/// The summary of a run of several pipelines, one line per pipeline.
-pub(crate) fn render_summary(
-    pipelines: &[Pipeline],
-    summary: &Summary,
-    engines: &[String],
-) -> String {
+/// The summary of a run of several builds, one line per build and per multi-platform
+/// pipeline's publication.
+pub(crate) fn render_summary(run: &Run<'_>, summary: &Summary, engines: &[String]) -> String {
     let count = |s: Status| summary.outcomes.iter().filter(|o| o.status == s).count();
     let mut out = format!(
         "summary: {} succeeded, {} failed, {} skipped, {} not started in {:.1}s on {}\n",
@@ -600,12 +598,11 @@ pub(crate) fn render_summary(
         summary.elapsed.as_secs_f64(),
         plural(engines.len(), "engine", "engines")
     );
-    let width = pipelines.iter().map(|p| p.name.len()).max().unwrap_or(0);
-    for (p, o) in pipelines.iter().zip(&summary.outcomes) {
+    let width = run.builds.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for (p, o) in run.builds.iter().zip(&summary.outcomes) {
         let engine = o
             .engine
-            .map(|e| engines[e].clone())
-            .unwrap_or_else(|| "-".into());
+            .map_or_else(|| "-".into(), |e| engines[e.0].clone());
         let took = match (o.started, o.finished) {
             (Some(s), Some(f)) => secs(f - s),
             _ => "-".into(),
@@ -613,24 +610,47 @@ pub(crate) fn render_summary(
         let what = match (&o.status, &o.applied, &o.detail) {
             (Status::Succeeded, Some(a), _) => format!("image {}", short(&a.image)),
             (Status::Failed | Status::Interrupted, _, Some(d)) => {
-                format!("exit {}: {d}", o.exit.map_or(1, |x| x.code()))
+                format!("exit {}: {d}", o.exit.map_or(1, ExitStatus::code))
             }
             (_, _, Some(d)) => d.clone(),
             _ => String::new(),
         };
-        let word = match o.status {
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-            Status::NotStarted => "not_started",
-            Status::Interrupted => "interrupted",
-        };
         out.push_str(&format!(
-            "  {word:<11} {:<width$}  {engine}  {took}  {what}\n",
+            "  {:<11} {:<width$}  {engine}  {took}  {what}\n",
+            status_word(o.status),
             p.name
         ));
     }
+    for (g, o) in run.groups.iter().zip(&summary.indexes) {
+        let what = match (&o.status, &o.detail) {
+            (Status::Succeeded, _) => format!(
+                "{} published",
+                plural(o.pushed.len(), "index tag", "index tags")
+            ),
+            (Status::Failed | Status::Interrupted, Some(d)) => {
+                format!("exit {}: {d}", o.exit.map_or(1, ExitStatus::code))
+            }
+            (_, Some(d)) => d.clone(),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:<11} {}  index  {what}\n",
+            status_word(o.status),
+            g.pipeline.name
+        ));
+    }
     out
+}
+
+/// A status as the summary and the report name it.
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Succeeded => "succeeded",
+        Status::Failed => "failed",
+        Status::Skipped => "skipped",
+        Status::NotStarted => "not_started",
+        Status::Interrupted => "interrupted",
+    }
 }
 
 /// Prints what an apply produced on stdout, for scripts: `image ID`, `tagged REF` and
