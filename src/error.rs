@@ -8,7 +8,8 @@ pub(crate) use crate::execute::events::Signal;
 use crate::execute::ApplyError;
 use crate::graph::GraphError;
 use crate::model::Login;
-use crate::observe::BuildBaseError;
+use crate::observe::{BuildBaseError, ObserveError};
+use crate::plan::Blocker;
 
 /// The end of a command that ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +86,22 @@ pub(crate) enum CliError {
     NoEngine(Vec<EngineError>),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("cannot plan `{pipeline}`: {detail}")]
-    Plan { pipeline: String, detail: String },
-    #[error("cannot start: {0}")]
-    Runtime(String),
+    #[error("cannot plan `{pipeline}`: {source}")]
+    Plan {
+        pipeline: String,
+        #[source]
+        source: ObserveError,
+    },
+    /// `plan`: apply is certain to fail, for these reasons (by pipeline).
+    #[error("apply would fail")]
+    WouldFail(Vec<(String, Blocker)>),
+    /// The process could not set itself up (the async runtime, signal handlers).
+    #[error("cannot start: {what}: {source}")]
+    Runtime {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// A registry refused or failed what the command asked of it (`gc --remote`).
     #[error("{0}")]
     Registry(String),
@@ -113,7 +126,7 @@ impl CliError {
                 _ => 2,
             },
             CliError::NoEngine(_) | CliError::Engine(_) | CliError::Plan { .. } => 5,
-            CliError::Runtime(_) | CliError::Detailed(_) => 1,
+            CliError::Runtime { .. } | CliError::Detailed(_) | CliError::WouldFail(_) => 1,
         }
     }
 }

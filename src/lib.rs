@@ -62,7 +62,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            let e = error::CliError::Runtime(format!("cannot start the async runtime: {e}"));
+            let e = error::CliError::Runtime {
+                what: "the async runtime",
+                source: e,
+            };
             ui.cli_error(&e);
             return ExitCode::from(e.code());
         }

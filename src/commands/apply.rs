@@ -11,12 +11,14 @@ use crate::ui::{self, Ui};
 
 pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     // Handlers first: from here on an interrupt cleans up instead of killing the process.
-    let (Ok(mut sigint), Ok(mut sigterm)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return Err(CliError::Runtime("cannot install signal handlers".into()));
+    let handler = |kind| {
+        signal(kind).map_err(|source| CliError::Runtime {
+            what: "signal handlers",
+            source,
+        })
     };
+    let mut sigint = handler(SignalKind::interrupt())?;
+    let mut sigterm = handler(SignalKind::terminate())?;
     let (prepared, settings) = prepare(&args, ui).await?;
     let settings = front::run_settings(&args, &settings, prepared.engines.len());
     let Prepared {

@@ -8,7 +8,8 @@ use crate::error::{CliError, ExitStatus};
 use crate::front::{self, Prepared, Settings};
 use crate::graph::Graph;
 use crate::observe::{self, PlanOptions};
-use crate::plan::{Plan, PushStatus, Source, StepStatus};
+use crate::plan::platforms::IndexPlan;
+use crate::plan::{Blocker, Plan, PushStatus, Source, StepStatus};
 use crate::ui::{self, short, Ui};
 
 pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
@@ -24,79 +25,144 @@ pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError>
 
 async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let settings = Settings::plan(&args)?;
-    let Prepared {
-        builds: pipelines,
-        groups,
-        graph,
-        engines,
-    } = front::prepare(&settings, ui).await.map_err(|r| r.error)?;
-    let multi = pipelines.len() > 1;
-    // A folder always gets the graph document, so CI scripts read one shape.
-    let document = multi || args.files.files.iter().any(|f| f.is_dir());
-    let engine = &engines[0];
-    if engines.len() > 1 {
+    let prepared = front::prepare(&settings, ui).await.map_err(|r| r.error)?;
+    let engine = &prepared.engines[0];
+    if prepared.engines.len() > 1 {
         ui.line(&format!(
             "planning against {}: apply places each pipeline on the least loaded engine",
             engine.endpoint()
         ));
     }
+    let out = Output {
+        format: args.format,
+        // A folder always gets the graph document, so CI scripts read one shape.
+        document: prepared.builds.len() > 1 || args.files.files.iter().any(|f| f.is_dir()),
+    };
     let opts = PlanOptions {
         look: settings.look(),
         notes: crate::cache::NoteStore::user(),
     };
-    let mut changes = false;
+    let plans = plan_builds(engine, &prepared, &opts, out).await?;
+    let indexes = plan_indexes(engine, &prepared, &plans, opts.look.offline, out).await;
+    // Index publishes count as changes too.
+    let changes = plans.iter().any(|p| !p.is_noop())
+        || indexes.iter().any(|x| x.status != PushStatus::UpToDate);
+    match out.format {
+        Format::Json if out.document => {
+            let mut doc = Document::new(&prepared.graph, &plans);
+            doc.changes = changes;
+            doc.indexes = &indexes;
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Format::Text if prepared.builds.len() > 1 => {
+            print!("{}", render_graph(&prepared.graph, prepared.engines.len()));
+        }
+        _ => {}
+    }
+    // Apply would fail: say so, whatever would change.
+    let mut fails: Vec<(String, Blocker)> = Vec::new();
+    for p in &plans {
+        fails.extend(p.fails.iter().map(|b| (p.pipeline.clone(), b.clone())));
+    }
+    for (x, g) in indexes.iter().zip(index_owners(&prepared)) {
+        fails.extend(x.fails.iter().map(|b| (g.to_string(), b.clone())));
+    }
+    if !fails.is_empty() {
+        return Err(CliError::WouldFail(fails));
+    }
+    Ok(if args.detailed_exitcode && changes {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// How `plan` prints.
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    format: Format,
+    /// JSON: one graph document for every pipeline, rather than one plan.
+    document: bool,
+}
+
+/// Plans every build in graph order, printing each plan as text (or, for one file, as JSON);
+/// the plans in graph order.
+async fn plan_builds<E: Engine>(
+    engine: &E,
+    prepared: &Prepared,
+    opts: &PlanOptions,
+    out: Output,
+) -> Result<Vec<Plan>, CliError> {
+    let graph = &prepared.graph;
     let mut plans = Vec::new();
     let mut produced: HashMap<usize, Option<String>> = HashMap::new();
-    let mut reusable: HashMap<usize, Option<String>> = HashMap::new();
     for &i in &graph.order {
-        let p = &pipelines[i];
-        let known_base = graph.nodes[i]
-            .dependency
-            .as_ref()
-            .map(|d| produced.get(&d.producer).cloned().flatten());
-        let plan = observe::plan(engine, p, &opts, known_base)
+        let p = &prepared.builds[i];
+        let dependency = graph.nodes[i].dependency.as_ref();
+        let known_base = dependency.map(|d| produced.get(&d.producer).cloned().flatten());
+        let rebuilt = known_base == Some(None);
+        let plan = observe::plan(engine, p, opts, known_base)
             .await
-            .map_err(|e| CliError::Plan {
+            .map_err(|source| CliError::Plan {
                 pipeline: p.name.clone(),
-                detail: e.to_string(),
+                source,
             })?;
-        changes |= !plan.is_noop();
-        // A dependent plans against its producer's result: the current one unless the producer
-        // would make a new image first.
-        let rebuilt = graph.nodes[i].dependency.as_ref().and_then(|d| {
-            let made = produced.get(&d.producer).cloned().flatten();
-            made.is_none().then(|| (d.producer, d.reference.clone()))
-        });
         produced.insert(i, plan.commit.image.clone());
-        reusable.insert(i, plan.commit.image.clone());
-        match args.format {
-            Format::Json if document => plans.push(plan),
+        match out.format {
+            Format::Json if out.document => {}
             Format::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(&plan).unwrap_or_default()
             ),
             Format::Text => {
                 print!("{}", render(&plan));
-                if let Some((producer, reference)) = &rebuilt {
+                // A dependent plans against its producer's result: the current one unless
+                // the producer would make a new image first.
+                if let Some(d) = dependency.filter(|_| rebuilt) {
                     println!(
-                        "  note: `{}` makes a new `{reference}` first in the same apply: this pipeline runs on it",
-                        graph.nodes[*producer].name
+                        "  note: `{}` makes a new `{}` first in the same apply: this pipeline runs on it",
+                        graph.nodes[d.producer].name, d.reference
                     );
                 }
             }
         }
+        plans.push(plan);
     }
-    // A multi-platform pipeline publishes one index per tag, once every platform is built.
+    Ok(plans)
+}
+
+/// The pipeline each planned index belongs to, in the order [`plan_indexes`] plans them.
+fn index_owners(prepared: &Prepared) -> Vec<&str> {
+    prepared
+        .groups
+        .iter()
+        .flat_map(|g| {
+            let tags: usize = g.pipeline.publish.iter().map(|t| t.tags.len()).sum();
+            std::iter::repeat_n(g.pipeline.name.as_str(), tags)
+        })
+        .collect()
+}
+
+/// A multi-platform pipeline publishes one index per tag, once every platform is built: how
+/// each would go, printed as text.
+async fn plan_indexes<E: Engine>(
+    engine: &E,
+    prepared: &Prepared,
+    plans: &[Plan],
+    offline: bool,
+    out: Output,
+) -> Vec<IndexPlan> {
+    // Each build's reusable final image, by build.
+    let order = &prepared.graph.order;
+    let reusable = |i: usize| {
+        let at = order.iter().position(|&o| o == i)?;
+        plans.get(at)?.commit.image.clone()
+    };
     let mut indexes = Vec::new();
-    for g in &groups {
-        let images: Vec<Option<String>> = g
-            .builds
-            .iter()
-            .map(|i| reusable.get(i).cloned().flatten())
-            .collect();
-        let planned = crate::observe::plan_index(engine, g, &images, args.offline).await;
-        changes |= planned.iter().any(|x| x.status != PushStatus::UpToDate);
-        if args.format == Format::Text && !planned.is_empty() {
+    for g in &prepared.groups {
+        let images: Vec<Option<String>> = g.builds.iter().map(|&i| reusable(i)).collect();
+        let planned = crate::observe::plan_index(engine, g, &images, offline).await;
+        if out.format == Format::Text && !planned.is_empty() {
             println!(
                 "pipeline {} ({})",
                 g.pipeline.name,
@@ -110,26 +176,14 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
                     ui::plural(x.platforms.len(), "platform", "platforms"),
                     status_text(x.status, x.reason.as_deref())
                 );
+                if let Some(b) = &x.fails {
+                    println!("  fails    {b}");
+                }
             }
         }
         indexes.extend(planned);
     }
-    match args.format {
-        Format::Json if document => {
-            let mut doc = Document::new(&graph, &plans);
-            // Index publishes count as changes too.
-            doc.changes = changes;
-            doc.indexes = &indexes;
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
-        }
-        Format::Text if multi => print!("{}", render_graph(&graph, engines.len())),
-        _ => {}
-    }
-    Ok(if args.detailed_exitcode && changes {
-        ExitStatus::Changes
-    } else {
-        ExitStatus::Success
-    })
+    indexes
 }
 
 /// `plan --format json` of a folder or several files: the stable document CI scripts read
@@ -208,7 +262,16 @@ impl<'a> Document<'a> {
 
 fn render(plan: &Plan) -> String {
     let mut out = format!("pipeline {}\n", plan.pipeline);
+    let base_fails = plan.fails.iter().any(|b| {
+        matches!(
+            b,
+            Blocker::BaseMissing { .. }
+                | Blocker::BaseNotInRegistry { .. }
+                | Blocker::BaseRefused { .. }
+        )
+    });
     let base = match (&plan.base.id, plan.base.pull) {
+        _ if base_fails => "cannot be made present".to_string(),
         (Some(id), false) => format!("present ({})", short(id)),
         (Some(id), true) => format!("pulled again (now {})", short(id)),
         (None, _) => "pulled".into(),
@@ -266,7 +329,15 @@ fn render(plan: &Plan) -> String {
             p.repository, p.tag
         ));
     }
-    if plan.is_noop() {
+    for b in &plan.fails {
+        out.push_str(&format!("  fails    {b}\n"));
+    }
+    if !plan.fails.is_empty() {
+        out.push_str(&format!(
+            "apply would fail: {}\n",
+            ui::plural(plan.fails.len(), "problem", "problems")
+        ));
+    } else if plan.is_noop() {
         out.push_str("no changes: apply would run, commit and push nothing\n");
     } else {
         let commit = if plan.commit.image.is_some() {

@@ -263,21 +263,18 @@ impl DockerEngine {
         if self.podman.is_none() {
             return e;
         }
-        let Some(hint) = podman::hint(&e.to_string()) else {
-            return e;
-        };
-        match e {
-            EngineError::Registry { message, transient } => EngineError::Registry {
-                message: format!("{message}; {hint}"),
-                transient,
+        match (&e, podman::hint(&e.to_string())) {
+            (
+                EngineError::Registry { .. }
+                | EngineError::Api { .. }
+                | EngineError::Other(_)
+                | EngineError::NotFound(_),
+                Some(hint),
+            ) => EngineError::Hinted {
+                source: Box::new(e),
+                hint,
             },
-            EngineError::Api { status, message } => EngineError::Api {
-                status,
-                message: format!("{message}; {hint}"),
-            },
-            EngineError::Other(message) => EngineError::Other(format!("{message}; {hint}")),
-            EngineError::NotFound(message) => EngineError::NotFound(format!("{message}; {hint}")),
-            other => other,
+            _ => e,
         }
     }
 

@@ -35,13 +35,37 @@ pub(crate) enum EngineError {
     Api { status: u16, message: String },
     #[error("{0}")]
     Other(String),
+    /// A failure only the engine's setup causes (Podman's), with what to do about it: the
+    /// renderer prints the hint after the error.
+    #[error("{source}")]
+    Hinted {
+        #[source]
+        source: Box<EngineError>,
+        hint: &'static str,
+    },
 }
 
 impl EngineError {
+    /// What to do about this failure, when the engine's setup causes it.
+    pub(crate) fn hint(&self) -> Option<&'static str> {
+        match self {
+            EngineError::Hinted { hint, .. } => Some(hint),
+            _ => None,
+        }
+    }
+
+    /// The failure itself, without its hint.
+    pub(crate) fn unhinted(&self) -> &EngineError {
+        match self {
+            EngineError::Hinted { source, .. } => source.unhinted(),
+            other => other,
+        }
+    }
+
     /// True for failures worth retrying: broken connections, a registry's resets and 5xx
     /// answers, a gateway's 502-504.
     pub(crate) fn is_transient(&self) -> bool {
-        match self {
+        match self.unhinted() {
             EngineError::Connection { .. } => true,
             EngineError::Registry { transient, .. } => *transient,
             EngineError::Api { status, .. } => matches!(status, 502..=504),
@@ -51,7 +75,7 @@ impl EngineError {
 
     /// True when the engine refused because the object is in use (HTTP 409).
     pub(crate) fn is_conflict(&self) -> bool {
-        matches!(self, EngineError::Api { status: 409, .. })
+        matches!(self.unhinted(), EngineError::Api { status: 409, .. })
     }
 }
 
@@ -298,4 +322,30 @@ pub(crate) fn image_id(id: &str) -> String {
 pub(crate) fn short(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineError;
+
+    #[test]
+    fn a_hint_is_data_beside_the_message_and_hides_nothing_of_the_failure() {
+        let failure = EngineError::Registry {
+            message: "http: server gave HTTP response to HTTPS client".into(),
+            transient: true,
+        };
+        let hinted = EngineError::Hinted {
+            source: Box::new(failure),
+            hint: "mark the registry insecure",
+        };
+        assert_eq!(
+            hinted.to_string(),
+            "http: server gave HTTP response to HTTPS client",
+            "the message is the engine's, the hint is not appended"
+        );
+        assert_eq!(hinted.hint(), Some("mark the registry insecure"));
+        assert!(hinted.is_transient(), "the failure's kind shows through");
+        assert!(matches!(hinted.unhinted(), EngineError::Registry { .. }));
+        assert_eq!(EngineError::Other("x".into()).hint(), None);
+    }
 }

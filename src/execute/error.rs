@@ -85,6 +85,20 @@ pub(crate) enum ApplyError {
     Engine(#[from] EngineError),
 }
 
+impl ApplyError {
+    /// The engine's failure behind this one, when there is one.
+    pub(crate) fn engine_error(&self) -> Option<&EngineError> {
+        match self {
+            ApplyError::StepEngine { source, .. }
+            | ApplyError::Pull { source, .. }
+            | ApplyError::Commit(source)
+            | ApplyError::Engine(source) => Some(source),
+            ApplyError::Push { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
 impl From<ObserveError> for ApplyError {
     fn from(e: ObserveError) -> Self {
         match e {

@@ -343,3 +343,43 @@ network = "none"
         "keys of plain steps stay as they were"
     );
 }
+
+#[test]
+fn plan_says_apply_would_fail_on_a_base_that_may_not_be_pulled_also_offline() {
+    let f = Folder::new();
+    let e = engine();
+    let p = f.load(
+        "p",
+        "[base]\nimage = \"absent:1\"\npull = \"never\"\n[[step]]\nrun = \"true\"\n",
+    );
+    let rt = runtime();
+    let blocked = crate::plan::Blocker::BaseMissing {
+        reference: "absent:1".into(),
+    };
+    for offline in [false, true] {
+        let opts = observe::PlanOptions {
+            look: observe::Look {
+                no_cache: false,
+                offline,
+            },
+            notes: None,
+        };
+        let plan = rt.block_on(observe::plan(&e, &p, &opts, None)).unwrap();
+        assert_eq!(plan.fails, std::slice::from_ref(&blocked), "offline: {offline}");
+    }
+    // Apply fails on exactly that, before anything runs.
+    match run(&e, &p) {
+        Err(ApplyError::BaseMissing { reference, .. }) => assert_eq!(reference, "absent:1"),
+        other => panic!("expected the base to be missing, got {other:?}"),
+    }
+    assert_eq!(e.count("create"), 0);
+    // Present in the engine, the same file is fine.
+    let present = f.load(
+        "q",
+        "[base]\nimage = \"base:1\"\npull = \"never\"\n[[step]]\nrun = \"true\"\n",
+    );
+    let plan = rt
+        .block_on(observe::plan(&e, &present, &Default::default(), None))
+        .unwrap();
+    assert!(plan.fails.is_empty(), "{plan:?}");
+}

@@ -4,8 +4,8 @@
 use crate::credentials;
 use crate::engine::Engine;
 use crate::plan::platforms::{index_matches, Group, IndexPlan};
-use crate::plan::PushStatus;
-use crate::registry::{Manifest, Registry};
+use crate::plan::{Blocker, PushStatus};
+use crate::registry::{Manifest, Registry, RegistryError};
 
 /// The digests `image` has in `repository` (from pushes or pulls), as the engine recorded them.
 pub(crate) async fn digests_in<E: Engine>(
@@ -57,6 +57,7 @@ pub(crate) async fn plan_index<E: Engine>(
         // Manifests are read raw here, so the client's platform choice is never used.
         let registry = Registry::new(host, creds.as_ref(), "linux", "amd64");
         for tag in &target.tags {
+            let mut fails = None;
             let (status, reason) = if offline {
                 (PushStatus::Unknown, Some("offline".to_string()))
             } else {
@@ -68,7 +69,15 @@ pub(crate) async fn plan_index<E: Engine>(
                         (PushStatus::UpToDate, None)
                     }
                     Ok(Some(_)) => (PushStatus::Changed, None),
-                    Err(e) => (PushStatus::Unknown, Some(e.to_string())),
+                    Err(e) => {
+                        if let RegistryError::Auth(_) = e {
+                            fails = Some(Blocker::PublishRefused {
+                                repository: repository.clone(),
+                                tag: tag.clone(),
+                            });
+                        }
+                        (PushStatus::Unknown, Some(e.to_string()))
+                    }
                 }
             };
             out.push(IndexPlan {
@@ -77,6 +86,7 @@ pub(crate) async fn plan_index<E: Engine>(
                 platforms: platforms.clone(),
                 status,
                 reason,
+                fails,
             });
         }
     }

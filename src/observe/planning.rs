@@ -3,9 +3,11 @@
 
 use super::{base, cache, inputs, publish_tags, BaseSeen, Look, ObserveError};
 use crate::cache::NoteStore;
+use crate::credentials;
 use crate::engine::{Engine, EngineError};
-use crate::model::Pipeline;
-use crate::plan::{self, Observed, Plan, RemoteStatus};
+use crate::model::{Pipeline, PullPolicy};
+use crate::plan::{self, BasePull, Observed, Plan, RemoteStatus};
+use crate::registry::{Registry, RegistryError};
 
 /// How `plan` looks.
 #[derive(Debug, Clone, Default)]
@@ -25,12 +27,14 @@ pub(crate) async fn plan<E: Engine>(
     produced: Option<Option<String>>,
 ) -> Result<Plan, ObserveError> {
     let look = opts.look;
+    let from_run = produced.is_some();
     let seen = base(engine, p, look, produced).await?;
     let inputs = inputs(p)?;
     let base = seen.base.info();
     let mut obs = Observed {
         base_id: base.as_ref().map(|b| b.id.clone()),
         base_remote: matches!(seen.base, BaseSeen::Registry(_)),
+        base_pull: (!from_run).then_some(base_pull(engine, p, &seen.base, look).await?),
         no_cache: look.no_cache,
         ..Default::default()
     };
@@ -59,6 +63,42 @@ pub(crate) async fn plan<E: Engine>(
         obs.tags = Some(publish_tags(engine, p, image.as_ref()).await?);
     }
     Ok(plan::build(p, &inputs, &obs))
+}
+
+/// Whether apply can make the base present: a base it must pull is asked of its registry
+/// (unless offline), which may say it has no such manifest or refuse the credentials.
+async fn base_pull<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    seen: &BaseSeen,
+    look: Look,
+) -> Result<BasePull, ObserveError> {
+    let must_pull = match (seen, p.base.pull) {
+        (BaseSeen::Registry(_) | BaseSeen::Produced(_), _) => return Ok(BasePull::Possible),
+        (BaseSeen::Absent, PullPolicy::Never) => return Ok(BasePull::Forbidden),
+        (BaseSeen::Local(_), PullPolicy::Missing | PullPolicy::Never) => false,
+        (BaseSeen::Absent, _) | (BaseSeen::Local(_), PullPolicy::Always) => true,
+    };
+    if !must_pull {
+        return Ok(BasePull::NotNeeded);
+    }
+    if look.offline {
+        return Ok(BasePull::Possible);
+    }
+    let host = p.base.image.registry_host();
+    let creds = credentials::resolve(host, p.base.login.as_ref()).await?;
+    let (os, arch) = match &p.platform {
+        Some(pl) => (pl.os.clone(), pl.arch.clone()),
+        None => engine.platform().await?,
+    };
+    let registry = Registry::new(host, creds.as_ref(), &os, &arch);
+    Ok(match registry.digest(&p.base.image.to_string()).await {
+        Ok(Some(_)) => BasePull::Possible,
+        Ok(None) => BasePull::NotInRegistry,
+        Err(RegistryError::Auth(why)) => BasePull::Refused(why),
+        // Not certain: apply may still reach it.
+        Err(_) => BasePull::Possible,
+    })
 }
 
 /// A miss is explained by the notes of the images that held the first step to run.

@@ -34,6 +34,8 @@ pub(crate) struct Observed {
     pub(crate) cache_remote: Option<RemoteStatus>,
     /// The base id was read from its registry: the base is not in the engine.
     pub(crate) base_remote: bool,
+    /// Whether apply can make the base present.
+    pub(crate) base_pull: Option<BasePull>,
 }
 
 /// One publish tag, as its registry answered.
@@ -79,6 +81,45 @@ pub(crate) struct Plan {
     pub(crate) publish: Vec<PushPlan>,
     /// The remote cache, when the pipeline has one.
     pub(crate) cache_remote: Option<RemoteStatus>,
+    /// Why apply is certain to fail (empty when it is not).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) fails: Vec<Blocker>,
+}
+
+/// Something apply is certain to fail on, found without running anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub(crate) enum Blocker {
+    /// The base is not in the engine and may not be pulled.
+    #[error("base image `{reference}` is not in the engine and `pull = \"never\"`")]
+    BaseMissing { reference: String },
+    /// The base must be pulled and its registry has no such manifest.
+    #[error("base image `{reference}` must be pulled and its registry has no such manifest")]
+    BaseNotInRegistry { reference: String },
+    /// The base must be pulled and its registry refuses the credentials.
+    #[error(
+        "base image `{reference}` must be pulled and its registry refused the credentials ({why})"
+    )]
+    BaseRefused { reference: String, why: String },
+    /// A publish target's registry refuses the credentials.
+    #[error("the registry refused the credentials for `{repository}:{tag}`")]
+    PublishRefused { repository: String, tag: String },
+}
+
+/// What the base's registry said of a base that apply must pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BasePull {
+    /// The engine holds the base and apply uses it as it is.
+    NotNeeded,
+    /// Apply pulls it; the registry has it, or could not be asked (then apply may still
+    /// succeed).
+    Possible,
+    /// Apply would need it and may not pull it (`pull = "never"`).
+    Forbidden,
+    /// Apply pulls it and its registry has no such manifest.
+    NotInRegistry,
+    /// Apply pulls it and its registry refuses the credentials.
+    Refused(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -312,9 +353,34 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
             image: commit_image,
             tags: p.commit.tags.iter().map(|t| t.to_string()).collect(),
         },
+        fails: blockers(p, obs, &publish),
         publish,
         cache_remote: obs.cache_remote.clone(),
     }
+}
+
+/// What apply is certain to fail on: a base it cannot make present, a publish target that
+/// refuses the credentials.
+fn blockers(p: &Pipeline, obs: &Observed, publish: &[PushPlan]) -> Vec<Blocker> {
+    let reference = p.base.image.to_string();
+    let mut out = match &obs.base_pull {
+        Some(BasePull::Forbidden) => vec![Blocker::BaseMissing { reference }],
+        Some(BasePull::NotInRegistry) => vec![Blocker::BaseNotInRegistry { reference }],
+        Some(BasePull::Refused(why)) => vec![Blocker::BaseRefused {
+            reference,
+            why: why.clone(),
+        }],
+        Some(BasePull::NotNeeded | BasePull::Possible) | None => Vec::new(),
+    };
+    for (push, seen) in publish.iter().zip(obs.tags.iter().flatten()) {
+        if let TagState::Refused(_) = seen.state {
+            out.push(Blocker::PublishRefused {
+                repository: push.repository.clone(),
+                tag: push.tag.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// How each publish tag would go: from what its registry holds, the image the commit would

@@ -46,6 +46,9 @@ pub(crate) struct IndexPlan {
     pub(crate) status: super::PushStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
+    /// Why apply is certain to fail publishing it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) fails: Option<super::Blocker>,
 }
 
 #[cfg(test)]

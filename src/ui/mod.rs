@@ -483,6 +483,11 @@ impl Ui {
                     ui.error(&e.to_string());
                 }
             }
+            CliError::WouldFail(fails) => {
+                for (pipeline, b) in fails {
+                    ui.error(&format!("apply would fail: pipeline `{pipeline}`: {b}"));
+                }
+            }
             CliError::Bases(errors) => {
                 for e in errors {
                     ui.error(&e.to_string());
@@ -506,6 +511,12 @@ impl Ui {
                 ui.error(&e.to_string());
                 ui.hint(START_ENGINE);
             }
+            CliError::Engine(e) => {
+                ui.error(&e.to_string());
+                if let Some(hint) = e.hint() {
+                    ui.hint(hint);
+                }
+            }
             CliError::Detailed(inner) => self.cli_error(inner),
             other => ui.error(&other.to_string()),
         }
@@ -520,6 +531,9 @@ impl Ui {
     /// pushed, where the image is, how to retry.
     fn explain(&self, e: &ApplyError, p: &Pipeline) {
         self.error(&e.to_string());
+        if let Some(hint) = e.engine_error().and_then(EngineError::hint) {
+            self.hint(hint);
+        }
         match e {
             ApplyError::StepFailed { tail, .. } | ApplyError::StepTimedOut { tail, .. } => {
                 if !tail.is_empty() {

@@ -370,14 +370,15 @@ password_env = "TEST_REGISTRY_PASSWORD"
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(output_text(&out).contains("TEST_REGISTRY_PASSWORD"));
 
-    // A wrong password: plan says the registry refused it, not that it is unreachable.
+    // A wrong password: plan says the registry refused it, not that it is unreachable, and
+    // fails as apply would.
     let out = project
         .cmd(&["plan", "pipeline.toml"])
         .env("TEST_REGISTRY_PASSWORD", "wrong-pass")
         .output()
         .unwrap();
     let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("refused the credentials") && !text.contains("not reachable"),
         "{text}"

@@ -39,6 +39,8 @@ mod offline;
 #[cfg(feature = "engine-tests")]
 mod output;
 #[cfg(feature = "engine-tests")]
+mod plan;
+#[cfg(feature = "engine-tests")]
 mod platforms;
 #[cfg(feature = "engine-tests")]
 mod podman;
