@@ -2,6 +2,7 @@
 //! not. Both map to the documented exit codes here and nowhere else (README.md, "Exit codes");
 //! errors are rendered once, by [`crate::run`] (through `ui`).
 
+use crate::credentials::CredentialError;
 use crate::diag;
 use crate::engine::EngineError;
 pub(crate) use crate::execute::events::Signal;
@@ -86,6 +87,8 @@ pub(crate) enum CliError {
     NoEngine(Vec<EngineError>),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     #[error("cannot plan `{pipeline}`: {source}")]
     Plan {
         pipeline: String,
@@ -117,7 +120,8 @@ impl CliError {
             CliError::Usage(_)
             | CliError::Invalid(_)
             | CliError::Graph(_)
-            | CliError::MissingPasswords(_) => 2,
+            | CliError::MissingPasswords(_)
+            | CliError::Credentials(_) => 2,
             CliError::Registry(_) => 4,
             // The first problem decides: a file asking for a platform its base lacks is the
             // user's to fix (2); a base the engine and registry cannot provide is theirs (5).

@@ -167,13 +167,6 @@ fn produced(i: usize, p: &Pipeline) -> Vec<(String, Produced)> {
 
 /// Builds and checks the graph of `pipelines` (in command-line order).
 pub(crate) fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
-    let mut producers: BTreeMap<String, Vec<Produced>> = BTreeMap::new();
-    for (i, p) in pipelines.iter().enumerate() {
-        for (k, prod) in produced(i, p) {
-            producers.entry(k).or_default().push(prod);
-        }
-    }
-    let mut errors = Vec::new();
     let mut nodes: Vec<Node> = pipelines
         .iter()
         .map(|p| Node {
@@ -184,11 +177,25 @@ pub(crate) fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
             stage: 1,
         })
         .collect();
+    link(pipelines, &mut nodes)?;
+    let (order, placed) = order(&mut nodes);
+    if order.len() < nodes.len() {
+        return Err(cycles(&nodes, &placed));
+    }
+    Ok(Graph { nodes, order })
+}
+
+/// Finds each pipeline's producer (the one pipeline that makes its base), if any.
+fn link(pipelines: &[Pipeline], nodes: &mut [Node]) -> Result<(), Vec<GraphError>> {
+    let mut producers: BTreeMap<String, Vec<Produced>> = BTreeMap::new();
     for (i, p) in pipelines.iter().enumerate() {
-        let Some(k) = key(&p.base.image) else {
-            continue;
-        };
-        let Some(found) = producers.get(&k) else {
+        for (k, prod) in produced(i, p) {
+            producers.entry(k).or_default().push(prod);
+        }
+    }
+    let mut errors = Vec::new();
+    for (i, p) in pipelines.iter().enumerate() {
+        let Some(found) = key(&p.base.image).and_then(|k| producers.get(&k)) else {
             continue;
         };
         // A pipeline that builds on its own previous result does not depend on itself.
@@ -197,32 +204,13 @@ pub(crate) fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
             .map(|f| f.pipeline)
             .filter(|&j| j != i)
             .collect();
-        others.dedup();
         others.sort_unstable();
         others.dedup();
         match others.as_slice() {
             [] => {}
             [j] => {
-                let j = *j;
-                let exact = found.iter().find(|f| f.pipeline == j && f.published);
-                let any_published = produced(j, &pipelines[j])
-                    .into_iter()
-                    .map(|(_, prod)| prod)
-                    .find(|prod| prod.published);
-                let source = exact
-                    .map(|f| (f.reference.clone(), f.login.clone()))
-                    .or_else(|| any_published.map(|f| (f.reference, f.login)));
-                let (pull_from, login) = match source {
-                    Some((r, l)) => (Some(r), l),
-                    None => (None, None),
-                };
-                nodes[i].dependency = Some(Dependency {
-                    producer: j,
-                    reference: p.base.image.to_string(),
-                    pull_from,
-                    login,
-                });
-                nodes[j].dependents.push(i);
+                nodes[i].dependency = Some(dependency(pipelines, i, *j, found));
+                nodes[*j].dependents.push(i);
             }
             many => errors.push(GraphError::Ambiguous {
                 reference: p.base.image.to_string(),
@@ -231,10 +219,39 @@ pub(crate) fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
             }),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
-    // Kahn's algorithm; at most one dependency per node.
+}
+
+/// How pipeline `i` gets its base from its producer `j`, which makes it (`found`: what the
+/// base reference names).
+fn dependency(pipelines: &[Pipeline], i: usize, j: usize, found: &[Produced]) -> Dependency {
+    let exact = found.iter().find(|f| f.pipeline == j && f.published);
+    let any_published = produced(j, &pipelines[j])
+        .into_iter()
+        .map(|(_, prod)| prod)
+        .find(|prod| prod.published);
+    let source = exact
+        .map(|f| (f.reference.clone(), f.login.clone()))
+        .or_else(|| any_published.map(|f| (f.reference, f.login)));
+    let (pull_from, login) = match source {
+        Some((r, l)) => (Some(r), l),
+        None => (None, None),
+    };
+    Dependency {
+        producer: j,
+        reference: pipelines[i].base.image.to_string(),
+        pull_from,
+        login,
+    }
+}
+
+/// Kahn's algorithm (at most one dependency per node): the order, stage first and
+/// command-line order within a stage, and which nodes it placed (the others are in cycles).
+fn order(nodes: &mut [Node]) -> (Vec<usize>, Vec<bool>) {
     let mut order = Vec::new();
     let mut placed = vec![false; nodes.len()];
     let mut progress = true;
@@ -259,43 +276,44 @@ pub(crate) fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
             }
         }
     }
-    // Stable stage order: stage first, command-line order within it.
     order.sort_by_key(|&i| (nodes[i].stage, i));
-    if order.len() < nodes.len() {
-        // Every unplaced node leads into a cycle; walk from the first to find it.
-        let mut reported = vec![false; nodes.len()];
-        for start in 0..nodes.len() {
-            if placed[start] || reported[start] {
-                continue;
-            }
-            let mut path = Vec::new();
-            let mut at = start;
-            while !path.contains(&at) && !reported[at] {
-                path.push(at);
-                at = nodes[at]
-                    .dependency
-                    .as_ref()
-                    .map(|d| d.producer)
-                    .expect("an unplaced node has a dependency");
-            }
-            for &n in &path {
-                reported[n] = true;
-            }
-            let Some(pos) = path.iter().position(|&n| n == at) else {
-                continue; // leads into a cycle already reported
-            };
-            // Producers first reads naturally: reverse the dependent -> producer walk, then
-            // start at the first file in command-line order, for stable messages.
-            let mut cycle: Vec<usize> = path[pos..].iter().rev().copied().collect();
-            let first = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
-            cycle.rotate_left(first);
-            errors.push(GraphError::Cycle {
-                files: cycle.iter().map(|&n| nodes[n].file.clone()).collect(),
-            });
+    (order, placed)
+}
+
+/// The cycles among the nodes `order` could not place: every such node leads into one.
+fn cycles(nodes: &[Node], placed: &[bool]) -> Vec<GraphError> {
+    let mut errors = Vec::new();
+    let mut reported = vec![false; nodes.len()];
+    for start in 0..nodes.len() {
+        if placed[start] || reported[start] {
+            continue;
         }
-        return Err(errors);
+        let mut path = Vec::new();
+        let mut at = start;
+        while !path.contains(&at) && !reported[at] {
+            path.push(at);
+            at = nodes[at]
+                .dependency
+                .as_ref()
+                .map(|d| d.producer)
+                .expect("an unplaced node has a dependency");
+        }
+        for &n in &path {
+            reported[n] = true;
+        }
+        let Some(pos) = path.iter().position(|&n| n == at) else {
+            continue; // leads into a cycle already reported
+        };
+        // Producers first reads naturally: reverse the dependent -> producer walk, then
+        // start at the first file in command-line order, for stable messages.
+        let mut cycle: Vec<usize> = path[pos..].iter().rev().copied().collect();
+        let first = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
+        cycle.rotate_left(first);
+        errors.push(GraphError::Cycle {
+            files: cycle.iter().map(|&n| nodes[n].file.clone()).collect(),
+        });
     }
-    Ok(Graph { nodes, order })
+    errors
 }
 
 impl Graph {

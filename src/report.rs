@@ -217,7 +217,7 @@ impl Sink for Recorder {
                     reference,
                     id,
                     pulled,
-                })
+                });
             }
             Event::StepCached { index, .. } => {
                 if let Some(s) = r.steps.get_mut(index - 1) {
@@ -236,18 +236,7 @@ impl Sink for Recorder {
                 duration,
             } => {
                 if let Some(s) = r.steps.get_mut(index - 1) {
-                    s.duration_ms = Some(duration.as_millis());
-                    s.status = match outcome {
-                        StepOutcome::Succeeded => StepStatus::Succeeded,
-                        StepOutcome::Failed { .. } => StepStatus::Failed,
-                        StepOutcome::TimedOut => StepStatus::TimedOut,
-                        StepOutcome::Error => StepStatus::Error,
-                    };
-                    s.exit_code = match outcome {
-                        StepOutcome::Succeeded => Some(0),
-                        StepOutcome::Failed { exit_code } => Some(exit_code),
-                        _ => None,
-                    };
+                    step_finished(s, outcome, duration);
                 }
             }
             Event::Committed {
@@ -259,7 +248,7 @@ impl Sink for Recorder {
                     id: image,
                     tags,
                     reused,
-                })
+                });
             }
             Event::Pushed {
                 repository,
@@ -278,57 +267,86 @@ impl Sink for Recorder {
                 },
                 attempts,
             }),
-            Event::CacheRemote {
-                repository,
-                mode,
-                unavailable,
-            } => {
-                let rec = r.cache_remote.get_or_insert(CacheRemoteRecord {
-                    repository,
-                    mode,
-                    status: "ok",
-                    error: None,
-                    imported: Vec::new(),
-                    exported: Vec::new(),
-                });
-                if unavailable.is_some() {
-                    rec.status = "unavailable";
-                    rec.error = unavailable;
-                }
-            }
-            Event::CacheImported { reference, .. } => {
-                if let Some(rec) = &mut r.cache_remote {
-                    rec.imported.push(reference);
-                }
-            }
-            Event::CacheExported { keys, .. } => {
-                if let Some(rec) = &mut r.cache_remote {
-                    rec.exported.extend(keys);
-                }
-            }
+            e @ (Event::CacheRemote { .. }
+            | Event::CacheImported { .. }
+            | Event::CacheExported { .. }) => cache_event(&mut r, e),
             Event::Started { .. } => {
                 r.run_name.clone_from(&self.run_name);
                 r.started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
             }
-            Event::Failed { error, .. } => {
-                if let ApplyError::Push {
-                    repository,
-                    tag,
-                    attempts,
-                    ..
-                } = &*error
-                {
-                    r.pushes.push(PushRecord {
-                        repository: repository.clone(),
-                        tag: tag.clone(),
-                        digest: None,
-                        status: PushStatus::Failed,
-                        attempts: *attempts,
-                    });
-                }
-            }
+            Event::Failed { error, .. } => push_failed(&mut r, &error),
             _ => {}
         }
+    }
+}
+
+/// How a step ended.
+fn step_finished(s: &mut StepRecord, outcome: StepOutcome, duration: std::time::Duration) {
+    s.duration_ms = Some(duration.as_millis());
+    s.status = match outcome {
+        StepOutcome::Succeeded => StepStatus::Succeeded,
+        StepOutcome::Failed { .. } => StepStatus::Failed,
+        StepOutcome::TimedOut => StepStatus::TimedOut,
+        StepOutcome::Error => StepStatus::Error,
+    };
+    s.exit_code = match outcome {
+        StepOutcome::Succeeded => Some(0),
+        StepOutcome::Failed { exit_code } => Some(exit_code),
+        _ => None,
+    };
+}
+
+/// The remote cache: used (or not, and why), entries pulled and pushed.
+fn cache_event(r: &mut Report, e: Event) {
+    match e {
+        Event::CacheRemote {
+            repository,
+            mode,
+            unavailable,
+        } => {
+            let rec = r.cache_remote.get_or_insert(CacheRemoteRecord {
+                repository,
+                mode,
+                status: "ok",
+                error: None,
+                imported: Vec::new(),
+                exported: Vec::new(),
+            });
+            if unavailable.is_some() {
+                rec.status = "unavailable";
+                rec.error = unavailable;
+            }
+        }
+        Event::CacheImported { reference, .. } => {
+            if let Some(rec) = &mut r.cache_remote {
+                rec.imported.push(reference);
+            }
+        }
+        Event::CacheExported { keys, .. } => {
+            if let Some(rec) = &mut r.cache_remote {
+                rec.exported.extend(keys);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A failed push is a push record too.
+fn push_failed(r: &mut Report, error: &ApplyError) {
+    if let ApplyError::Push {
+        repository,
+        tag,
+        attempts,
+        ..
+    } = error
+    {
+        r.pushes.push(PushRecord {
+            repository: repository.clone(),
+            tag: tag.clone(),
+            digest: None,
+            status: PushStatus::Failed,
+            attempts: *attempts,
+        });
     }
 }
 

@@ -72,18 +72,8 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     Ok(ExitStatus::Success)
 }
 
-/// `gc --remote REF`: deletes the cache tags of `REF` that some pipeline's applies pushed and
-/// its newest apply no longer uses (as the index each apply writes under the pipeline's
-/// `last-` tag records). Tags no index lists are left alone; a tag whose manifest a kept tag
-/// shares is kept (deleting a manifest deletes all its tags).
-async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, CliError> {
-    let repo = ImageRef::parse(reference)
-        .map_err(|e| CliError::Usage(format!("--remote `{reference}`: {e}")))?;
-    if repo.tag.is_some() || repo.digest.is_some() {
-        return Err(CliError::Usage(format!(
-            "--remote `{reference}` names a tag or digest: give the repository alone"
-        )));
-    }
+/// `--remote-username` with `--remote-password-env`, whose variable must be set.
+fn remote_login(args: &GcArgs) -> Result<Option<Login>, CliError> {
     let login = match (&args.remote_username, &args.remote_password_env) {
         (Some(username), Some(password_env)) => Some(Login {
             username: username.clone(),
@@ -96,10 +86,24 @@ async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, C
             return Err(CliError::MissingPasswords(vec![l.clone()]));
         }
     }
+    Ok(login)
+}
+
+/// `gc --remote REF`: deletes the cache tags of `REF` that some pipeline's applies pushed and
+/// its newest apply no longer uses (as the index each apply writes under the pipeline's
+/// `last-` tag records). Tags no index lists are left alone; a tag whose manifest a kept tag
+/// shares is kept (deleting a manifest deletes all its tags).
+async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, CliError> {
+    let repo = ImageRef::parse(reference)
+        .map_err(|e| CliError::Usage(format!("--remote `{reference}`: {e}")))?;
+    if repo.tag.is_some() || repo.digest.is_some() {
+        return Err(CliError::Usage(format!(
+            "--remote `{reference}` names a tag or digest: give the repository alone"
+        )));
+    }
+    let login = remote_login(args)?;
     let host = repo.registry_host().to_string();
-    let creds = crate::credentials::resolve(&host, login.as_ref())
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let creds = crate::credentials::resolve(&host, login.as_ref()).await?;
     let registry = Registry::new(&host, creds.as_ref(), "linux", "amd64");
     let repository = repo.repository();
     let failed = |e: RegistryError| CliError::Registry(format!("`{repository}`: {e}"));

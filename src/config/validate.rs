@@ -317,6 +317,9 @@ impl<'a> Builder<'a> {
 
     /// `cache`, `mounts`, `tmpfs` and `network`: for `run` steps only; mount points are
     /// absolute plain paths, none of them inside another or in `/run/secrets`.
+    // One function: the four options are checked against each other (no mount point inside
+    // another, none in `/run/secrets`), so they are read together.
+    #[allow(clippy::too_many_lines)]
     fn container_options(&mut self, s: &raw::Step, secrets: bool) -> ContainerOptions {
         let mut o = ContainerOptions::default();
         if s.copy.is_some() {

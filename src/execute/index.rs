@@ -19,6 +19,9 @@ pub(crate) struct Built<'a, E: Engine> {
 }
 
 /// Publishes `p`'s targets as indexes of `built`, in the order written.
+// One function: per target, the up-to-date check, the platforms' pushes and the index share
+// the registry client, the known digests and the entries pushed so far.
+#[allow(clippy::too_many_lines)]
 pub(crate) async fn publish_index<E: Engine>(
     p: &Pipeline,
     built: &[Built<'_, E>],

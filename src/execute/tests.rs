@@ -365,7 +365,11 @@ fn plan_says_apply_would_fail_on_a_base_that_may_not_be_pulled_also_offline() {
             notes: None,
         };
         let plan = rt.block_on(observe::plan(&e, &p, &opts, None)).unwrap();
-        assert_eq!(plan.fails, std::slice::from_ref(&blocked), "offline: {offline}");
+        assert_eq!(
+            plan.fails,
+            std::slice::from_ref(&blocked),
+            "offline: {offline}"
+        );
     }
     // Apply fails on exactly that, before anything runs.
     match run(&e, &p) {

@@ -196,22 +196,8 @@ impl Sink for Ui {
                 reference,
                 id,
                 pulled,
-            } => {
-                self.beat(Heartbeat::end);
-                self.stop_spin();
-                let how = if pulled { "pulled" } else { "present" };
-                self.line(&format!("base {reference} {how} ({})", short(&id)));
-            }
-            Event::PullProgress(p) => {
-                self.beat(|b| {
-                    b.begin("pull".into());
-                    b.progress(p.id.as_deref(), p.current, p.total);
-                });
-                if self.tty {
-                    let layer = p.id.as_ref().map(|i| format!("{i}: ")).unwrap_or_default();
-                    self.spin(format!("pull {layer}{}{}", p.status, bytes_done(&p)));
-                }
-            }
+            } => self.base_ready(&reference, &id, pulled),
+            Event::PullProgress(p) => self.pull_progress(&p),
             Event::StepCached { index, total, name } => {
                 self.line(&format!(
                     "{} [{index}/{total}] {name}",
@@ -229,46 +215,12 @@ impl Sink for Ui {
                 index,
                 stream,
                 line,
-            } => {
-                if self.tty {
-                    let bar = match stream {
-                        OutputStream::Stdout => style("│").dim(),
-                        OutputStream::Stderr => style("│").red(),
-                    };
-                    self.line(&format!("  {bar} {line}"));
-                } else {
-                    self.line(&format!("[step {index}] {line}"));
-                }
-            }
+            } => self.step_output(index, stream, &line),
             Event::StepFinished {
                 index,
                 outcome,
                 duration,
-            } => {
-                    self.beat(Heartbeat::end);
-                    match outcome {
-                    StepOutcome::Succeeded => self.line(&format!(
-                        "{} step {index} in {}",
-                        style("done").green(),
-                        secs(duration)
-                    )),
-                    StepOutcome::Failed { exit_code } => self.line(&format!(
-                        "{} step {index}: exit code {exit_code} after {}",
-                        style("failed").red(),
-                        secs(duration)
-                    )),
-                    StepOutcome::TimedOut => self.line(&format!(
-                        "{} step {index} after {}",
-                        style("timed out").red(),
-                        secs(duration)
-                    )),
-                    StepOutcome::Error => self.line(&format!(
-                        "{} step {index} after {}",
-                        style("failed").red(),
-                        secs(duration)
-                    )),
-                }
-            }
+            } => self.step_finished(index, outcome, duration),
             Event::Checkpoint { after_step, image } => {
                 self.line(&format!(
                     "checkpoint after step {after_step} ({})",
@@ -279,19 +231,106 @@ impl Sink for Ui {
                 image,
                 tags,
                 reused,
-            } => {
-                let how = if reused { "unchanged" } else { "committed" };
-                let tags = if tags.is_empty() {
-                    String::new()
-                } else {
-                    format!(" as {}", tags.join(", "))
-                };
+            } => self.committed(&image, &tags, reused),
+            Event::KeptFailed { image, step, cli } => {
                 self.line(&format!(
-                    "{} {how} {}{tags}",
-                    style("image").bold(),
-                    short(&image)
+                    "kept the container of step {step} as {image}; enter it with:"
+                ));
+                self.line(&format!(
+                    "  {cli} run -it --rm --entrypoint /bin/sh {image}"
                 ));
             }
+            Event::Warning(w) => self.line(&format!("{} {w}", style("warning:").yellow())),
+            Event::Emulated { platform, engine } => {
+                self.line(&format!("building {platform} on {engine} by emulation"));
+            }
+            Event::Waiting(w) => self.line(&format!("waiting: {w}")),
+            e @ (Event::PushStarted { .. }
+            | Event::PushProgress { .. }
+            | Event::PushRetry { .. }
+            | Event::Pushed { .. }
+            | Event::PlatformPushed { .. }) => self.push_event(e),
+            e @ (Event::CacheRemote { .. }
+            | Event::CacheImported { .. }
+            | Event::CacheExported { .. }) => self.cache_event(e),
+            e @ (Event::Started { .. }
+            | Event::Succeeded { .. }
+            | Event::Failed { .. }
+            | Event::NotRun { .. }
+            | Event::EngineLost { .. }
+            | Event::Stopping { .. }
+            | Event::Interrupted { .. }
+            | Event::LeftoversRemoved { .. }) => self.run_event(e),
+        }
+    }
+}
+
+impl Ui {
+    fn base_ready(&self, reference: &str, id: &str, pulled: bool) {
+        self.beat(Heartbeat::end);
+        self.stop_spin();
+        let how = if pulled { "pulled" } else { "present" };
+        self.line(&format!("base {reference} {how} ({})", short(id)));
+    }
+
+    fn pull_progress(&self, p: &Transfer) {
+        self.beat(|b| {
+            b.begin("pull".into());
+            b.progress(p.id.as_deref(), p.current, p.total);
+        });
+        if self.tty {
+            let layer = p.id.as_ref().map(|i| format!("{i}: ")).unwrap_or_default();
+            self.spin(format!("pull {layer}{}{}", p.status, bytes_done(p)));
+        }
+    }
+
+    fn step_output(&self, index: usize, stream: OutputStream, line: &str) {
+        if self.tty {
+            let bar = match stream {
+                OutputStream::Stdout => style("│").dim(),
+                OutputStream::Stderr => style("│").red(),
+            };
+            self.line(&format!("  {bar} {line}"));
+        } else {
+            self.line(&format!("[step {index}] {line}"));
+        }
+    }
+
+    fn step_finished(&self, index: usize, outcome: StepOutcome, duration: Duration) {
+        self.beat(Heartbeat::end);
+        let took = secs(duration);
+        self.line(&match outcome {
+            StepOutcome::Succeeded => {
+                format!("{} step {index} in {took}", style("done").green())
+            }
+            StepOutcome::Failed { exit_code } => format!(
+                "{} step {index}: exit code {exit_code} after {took}",
+                style("failed").red()
+            ),
+            StepOutcome::TimedOut => {
+                format!("{} step {index} after {took}", style("timed out").red())
+            }
+            StepOutcome::Error => format!("{} step {index} after {took}", style("failed").red()),
+        });
+    }
+
+    fn committed(&self, image: &str, tags: &[String], reused: bool) {
+        let how = if reused { "unchanged" } else { "committed" };
+        let tags = if tags.is_empty() {
+            String::new()
+        } else {
+            format!(" as {}", tags.join(", "))
+        };
+        self.line(&format!(
+            "{} {how} {}{tags}",
+            style("image").bold(),
+            short(image)
+        ));
+    }
+
+    /// Pushes: started, progress, retries, done (of a tag, or of a platform's image).
+    fn push_event(&self, e: Event) {
+        match e {
             Event::PushStarted { repository, tag } => {
                 self.beat(|b| b.begin(format!("push {repository}:{tag}")));
                 if self.tty {
@@ -338,35 +377,11 @@ impl Sink for Ui {
                 digest,
                 attempts,
                 up_to_date,
-            } => {
-                self.beat(Heartbeat::end);
-                self.stop_spin();
-                if up_to_date {
-                    self.line(&format!(
-                        "{} {repository}:{tag}@{digest}",
-                        style("up to date").green()
-                    ));
-                } else {
-                    let tries = if attempts > 1 {
-                        format!(" (after {attempts} attempts)")
-                    } else {
-                        String::new()
-                    };
-                    self.line(&format!(
-                        "{} {repository}:{tag}@{digest}{tries}",
-                        style("pushed").green()
-                    ));
-                }
-            }
-            Event::KeptFailed { image, step, cli } => {
-                self.line(&format!(
-                    "kept the container of step {step} as {image}; enter it with:"
-                ));
-                self.line(&format!(
-                    "  {cli} run -it --rm --entrypoint /bin/sh {image}"
-                ));
-            }
-            Event::Warning(w) => self.line(&format!("{} {w}", style("warning:").yellow())),
+            } => self.pushed(
+                &format!("{repository}:{tag}@{digest}"),
+                attempts,
+                up_to_date,
+            ),
             Event::PlatformPushed {
                 repository,
                 platform,
@@ -379,10 +394,28 @@ impl Sink for Ui {
                     style("pushed").green()
                 ));
             }
-            Event::Emulated { platform, engine } => {
-                self.line(&format!("building {platform} on {engine} by emulation"));
-            }
-            Event::Waiting(w) => self.line(&format!("waiting: {w}")),
+            _ => {}
+        }
+    }
+
+    fn pushed(&self, reference: &str, attempts: u32, up_to_date: bool) {
+        self.beat(Heartbeat::end);
+        self.stop_spin();
+        if up_to_date {
+            self.line(&format!("{} {reference}", style("up to date").green()));
+        } else {
+            let tries = if attempts > 1 {
+                format!(" (after {attempts} attempts)")
+            } else {
+                String::new()
+            };
+            self.line(&format!("{} {reference}{tries}", style("pushed").green()));
+        }
+    }
+
+    /// The remote cache: off (and why), an entry pulled, entries pushed.
+    fn cache_event(&self, e: Event) {
+        match e {
             Event::CacheRemote {
                 repository,
                 unavailable: Some(why),
@@ -391,7 +424,6 @@ impl Sink for Ui {
                 "{} remote cache {repository} is not used: {why}; the build goes on without it",
                 style("warning:").yellow()
             )),
-            Event::CacheRemote { .. } => {}
             Event::CacheImported {
                 reference,
                 steps,
@@ -409,16 +441,21 @@ impl Sink for Ui {
                 repository,
                 keys,
                 duration,
-            } => {
-                if !keys.is_empty() {
-                    self.line(&format!(
-                        "cache pushed {} to {repository} ({})",
-                        plural(keys.len(), "entry", "entries"),
-                        secs(duration)
-                    ));
-                }
+            } if !keys.is_empty() => {
+                self.line(&format!(
+                    "cache pushed {} to {repository} ({})",
+                    plural(keys.len(), "entry", "entries"),
+                    secs(duration)
+                ));
             }
-            Event::Started { engine, after, .. } => {
+            _ => {}
+        }
+    }
+
+    /// How a pipeline of the run started and ended, and the run's own events.
+    fn run_event(&self, e: Event) {
+        match e {
+            Event::Started { engine, after } => {
                 let how = match after {
                     Some((producer, None)) => format!(" (after `{producer}`, same engine)"),
                     Some((producer, Some(pulled))) => {
@@ -439,7 +476,7 @@ impl Sink for Ui {
             }
             Event::Failed { error, pipeline } => {
                 self.beat(Heartbeat::end);
-                self.explain(&error, &pipeline)
+                self.explain(&error, &pipeline);
             }
             Event::NotRun { status, why } => match status {
                 Status::Failed => self.error(&format!("cannot start: {why}")),
@@ -464,6 +501,7 @@ impl Sink for Ui {
                 plural(names.len(), "build container", "build containers"),
                 names.join(", ")
             )),
+            _ => {}
         }
     }
 }

@@ -174,6 +174,8 @@ fn debian_vim_example_is_published_and_pulled_back_with_vim_author_and_base_laye
 }
 
 #[test]
+// One scenario told in order: each check reads what the step before it left.
+#[allow(clippy::too_many_lines)]
 fn busybox_pipeline_copies_files_sets_config_keeps_base_cmd_and_cleans_up() {
     require_image("busybox:latest");
     let reg = Registry::start();

@@ -230,6 +230,8 @@ fn plan_shows_the_graph_and_the_order_in_text_and_json() {
 }
 
 #[test]
+// One scenario told in order: each check reads what the step before it left.
+#[allow(clippy::too_many_lines)]
 fn failures_skip_dependents_and_fail_fast_or_keep_going_decide_the_rest() {
     require_image("busybox:latest");
     let u = unique("mtfail");
@@ -362,6 +364,8 @@ fn creates(events: &[Value], marker: &str) -> usize {
 /// The acceptance check of issue 7: six pipelines (four independent 4-second ones, a base and
 /// an app built on it) over three engines (the main one, a unix-socket one, a TLS one).
 #[test]
+// One scenario told in order: each check reads what the step before it left.
+#[allow(clippy::too_many_lines)]
 fn six_pipelines_over_three_engines_beat_serial_and_the_app_holds_this_runs_base() {
     require_image("busybox:latest");
     let reg = Registry::start();

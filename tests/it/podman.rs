@@ -121,6 +121,8 @@ fn apply_and_plan(project: &Project, file: &str, engine: &str) -> String {
 }
 
 #[test]
+// One scenario told in order: each check reads what the step before it left.
+#[allow(clippy::too_many_lines)]
 fn the_same_pipeline_gives_the_same_image_on_docker_and_podman_and_caches_alike() {
     require_image("busybox:latest");
     let podman = Podman::start();
