@@ -32,6 +32,7 @@ mod report;
 mod schedule;
 #[cfg(test)]
 mod testing;
+mod tls;
 mod ui;
 
 use std::ffi::OsString;
@@ -52,9 +53,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let ui = ui::Ui::new(cli.progress);
-    // Two TLS stacks are linked (the engine client's and the registry client's), each with its
-    // own crypto provider: choose one for the process, or rustls refuses to pick.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    tls::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

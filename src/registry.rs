@@ -63,6 +63,7 @@ fn is_loopback(host: &str) -> bool {
 impl Registry {
     /// A client for `host`, choosing `os`/`arch` from manifest lists.
     pub(crate) fn new(host: &str, creds: Option<&Credentials>, os: &str, arch: &str) -> Self {
+        crate::tls::install();
         let (os, arch) = (os.to_string(), arch.to_string());
         let resolver = move |entries: &[ImageIndexEntry]| {
             entries
@@ -430,6 +431,7 @@ impl Registry {
         let token = bounded(self.client.auth(&r, &self.auth, RegistryOperation::Push))
             .await?
             .flatten();
+        crate::tls::install();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(TIMEOUT)

@@ -196,6 +196,7 @@ impl RawClient {
     /// A client for `url` (`unix://PATH` or `tcp://HOST:PORT`/`http://HOST:PORT` without TLS),
     /// `None` for other kinds of engine address.
     pub(crate) fn new(url: &str, tls: bool) -> Option<Self> {
+        crate::tls::install();
         let (builder, base) = if let Some(path) = url.strip_prefix("unix://") {
             (
                 reqwest::Client::builder().unix_socket(path),
