@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{copy_dir, output_text, unique, Project};
 use crate::support::engine::{containers_named, docker, docker_ok, image_inspect, require_image};
 use crate::support::registry::Registry;
 
@@ -17,19 +17,6 @@ fn copy_example(name: &str, project: &Project) {
         .join("examples")
         .join(name);
     copy_dir(&src, project.path());
-}
-
-fn copy_dir(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dest.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
 }
 
 /// The manifest and config a registry holds for `repository:tag`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use pipeline::config::{self, Overrides};
 use pipeline::diag::Report;
 
-use crate::harness::{output_text, Project};
+use crate::harness::{copy_dir, output_text, Project};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,18 +36,6 @@ fn bad_files() -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 /// The rendered diagnostics of one bad file, with the path shown as `bad/NAME.toml` and the

@@ -21,14 +21,6 @@ fn pipeline(name: &str, steps: &str) -> String {
     )
 }
 
-/// Applies `pipeline.toml`, which must succeed; returns the committed image.
-fn apply_ok(project: &Project, name: &str) -> String {
-    require_image("busybox:latest");
-    let out = project.cmd(&["apply", "pipeline.toml"]).output().unwrap();
-    assert!(out.status.success(), "apply failed:\n{}", output_text(&out));
-    format!("{name}:t")
-}
-
 /// Runs `script` with `sh -c` in a throwaway container of `image`; returns its raw stdout.
 fn run_in(image: &str, script: &str) -> Vec<u8> {
     let out = docker(&["run", "--rm", image, "sh", "-c", script]);
@@ -134,7 +126,9 @@ fn file_names_that_are_not_utf8_arrive_byte_exact_and_apart() {
         &name,
         "[[step]]\ncopy = { src = \"names\", dest = \"/names\" }\n",
     ));
-    let image = apply_ok(&project, &name);
+    require_image("busybox:latest");
+    project.apply_ok(&name, &[]);
+    let image = format!("{name}:t");
     let listing = run_in(
         &image,
         "for f in /names/*; do printf '%s=' \"$f\"; cat \"$f\"; echo; done",
@@ -160,7 +154,9 @@ fn a_folder_copied_to_the_root_lands_in_the_root() {
         "[[step]]\ncopy = { src = \"tree\", dest = \"/\" }\n\
          [[step]]\ncopy = { src = \"single.txt\", dest = \"/\" }\n",
     ));
-    let image = apply_ok(&project, &name);
+    require_image("busybox:latest");
+    project.apply_ok(&name, &[]);
+    let image = format!("{name}:t");
     let out = run_in(
         &image,
         "cat /top.txt /sub/nested.txt /single.txt; stat -c '%a %u:%g' /",
@@ -220,7 +216,9 @@ fn a_folder_copy_owns_the_folder_it_creates_but_not_its_parents_nor_an_existing_
          [[step]]\ncopy = { src = \"cakes\", dest = \"/tmp\", owner = \"43:43\" }\n\
          [[step]]\ncopy = { src = \"single.txt\", dest = \"/srv/new/single.txt\", owner = \"44\" }\n",
     ));
-    let image = apply_ok(&project, &name);
+    require_image("busybox:latest");
+    project.apply_ok(&name, &[]);
+    let image = format!("{name}:t");
     let out = run_in(
         &image,
         "stat -c '%a %u:%g %n' /tmp /tmp/made /tmp/made/cakes /tmp/made/cakes/one.txt \

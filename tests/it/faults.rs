@@ -6,15 +6,13 @@
 //! with each other and with the other modules. Leftover containers are checked by the run's
 //! own name prefix (`run_name` in the report), never by a global count.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{unique, Project};
+use crate::harness::{unique, wait_exit, wait_for_line, Project};
 use crate::support::engine::{self, containers_named, docker, docker_ok};
 use crate::support::proxy::{FaultMode, FaultProxy};
 use crate::support::registry::{free_port, Registry};
@@ -672,84 +670,6 @@ fn collect_files(dir: &Path, out: &mut Vec<Vec<u8>>) {
 // Signals
 // ---------------------------------------------------------------------------------------------
 
-/// Starts apply in the background; returns the child and a channel of its stderr lines.
-pub(crate) fn spawn_apply(
-    p: &Project,
-    args: &[&str],
-) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("pipeline"))
-        .current_dir(p.path())
-        .env("PIPELINE_PROGRESS", "plain")
-        .env("DOCKER_CONFIG", p.path().join(".docker-config"))
-        .args(["apply", "pipeline.toml", "--report", "report.json"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pipeline");
-    let (tx, rx) = mpsc::channel();
-    for stream in [
-        Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stdout.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    (child, rx)
-}
-
-/// Waits for a line containing `needle`; returns everything read so far.
-pub(crate) fn wait_for_line(
-    rx: &mpsc::Receiver<String>,
-    needle: &str,
-    limit: Duration,
-) -> Vec<String> {
-    let deadline = Instant::now() + limit;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let hit = line.contains(needle);
-                seen.push(line);
-                if hit {
-                    return seen;
-                }
-            }
-            Err(_) => panic!(
-                "no line with `{needle}` within {limit:?}:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
-}
-
-pub(crate) fn wait_exit(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn interrupt_long_step(signal: &str, expected: i32) {
     setup();
     let name = unique("faults-sig");
@@ -760,7 +680,7 @@ fn interrupt_long_step(signal: &str, expected: i32) {
         &format!("faults/{name}:1"),
         "",
     ));
-    let (mut child, rx) = spawn_apply(&p, &[]);
+    let (mut child, rx) = p.spawn_apply(&[]);
     wait_for_line(&rx, "step [1/1]", Duration::from_secs(60));
     wait_for_line(&rx, "sleeping", Duration::from_secs(30));
     let during = containers_named("pipeline-");
@@ -865,7 +785,7 @@ struct Finished {
 }
 
 fn run_together(projects: &[&Project]) -> Vec<Finished> {
-    let mut children: Vec<_> = projects.iter().map(|p| spawn_apply(p, &[])).collect();
+    let mut children: Vec<_> = projects.iter().map(|p| p.spawn_apply(&[])).collect();
     let mut out = Vec::new();
     for ((child, rx), p) in children.iter_mut().zip(projects) {
         let status = wait_exit(child, Duration::from_secs(180)).expect("apply hung");
@@ -973,7 +893,7 @@ fn sigint_during_a_push_exits_130_and_keeps_the_image() {
     let repo = format!("{}/faults/{name}", proxy.addr);
     let p = Project::new();
     p.pipeline(&publishing_pipeline(&name, &tag, &[(&repo, None)]));
-    let (mut child, rx) = spawn_apply(&p, &[]);
+    let (mut child, rx) = p.spawn_apply(&[]);
     wait_for_line(&rx, &format!("push {repo}"), Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();

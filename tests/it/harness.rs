@@ -1,8 +1,12 @@
 //! A small builder for running the `pipeline` binary on pipeline files in a temporary folder.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
@@ -59,6 +63,128 @@ impl Project {
             .env_remove("NO_COLOR")
             .args(args);
         cmd
+    }
+}
+
+impl Project {
+    /// The binary against the engine at `host` (`DOCKER_HOST`, no TLS settings inherited).
+    pub(crate) fn cmd_on(&self, host: &str, args: &[&str]) -> Command {
+        let mut c = self.cmd(args);
+        c.env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env("DOCKER_HOST", host);
+        c
+    }
+
+    /// Applies `pipeline.toml` with `args`; panics unless it succeeds and leaves no container
+    /// of pipeline `name` behind. Returns stdout and stderr.
+    pub(crate) fn apply_ok(&self, name: &str, args: &[&str]) -> String {
+        let mut all = vec!["apply", "pipeline.toml"];
+        all.extend_from_slice(args);
+        let out = self.cmd(&all).output().unwrap();
+        let text = output_text(&out);
+        assert!(out.status.success(), "apply failed:\n{text}");
+        let left = crate::support::engine::containers_named(&format!("pipeline-{name}-"));
+        assert!(left.is_empty(), "containers left behind: {left:?}");
+        text
+    }
+
+    /// Starts `apply pipeline.toml --report report.json ARGS` in the background; the child and
+    /// a channel of its output lines (stderr and stdout).
+    pub(crate) fn spawn_apply(
+        &self,
+        args: &[&str],
+    ) -> (std::process::Child, mpsc::Receiver<String>) {
+        let mut all = vec!["apply", "pipeline.toml", "--report", "report.json"];
+        all.extend_from_slice(args);
+        let mut child = self
+            .std_cmd(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pipeline");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        (child, rx)
+    }
+}
+
+/// Waits for a line containing `needle`; returns everything read so far.
+pub(crate) fn wait_for_line(
+    rx: &mpsc::Receiver<String>,
+    needle: &str,
+    limit: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(_) => panic!(
+                "no line with `{needle}` within {limit:?}:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// Waits for the child to exit within `limit`; kills it and returns `None` when it does not.
+pub(crate) fn wait_exit(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A JSON file (a run report), parsed.
+pub(crate) fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Copies the folder `from` (files and folders, recursively) into `to`.
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::faults::{pipeline, setup, spawn_apply, wait_exit, wait_for_line, BASE};
-use crate::harness::{output_text, unique, Project};
+use crate::faults::{pipeline, setup, BASE};
+use crate::harness::{output_text, unique, wait_exit, wait_for_line, Project};
 use crate::support::daemons::Daemon;
 use crate::support::engine::{containers_named, docker, docker_ok, ContainersNamed};
 
@@ -48,7 +48,7 @@ fn a_killed_apply_leaves_no_container_holding_its_secret() {
     let p = Project::new();
     long_secret_step(&p, &name, &secret);
     let prefix = format!("pipeline-{name}-");
-    let (mut child, rx) = spawn_apply(&p, &["--no-cache"]);
+    let (mut child, rx) = p.spawn_apply(&["--no-cache"]);
     wait_for_line(&rx, "started", Duration::from_secs(60));
     let during = containers_named(&prefix);
     assert_eq!(during.len(), 1, "one build container runs the step");
@@ -187,7 +187,7 @@ fn an_engine_restart_mid_step_names_the_engine_and_leaves_no_container() {
             .map(str::to_string)
             .collect()
     };
-    let (mut child, rx) = spawn_apply(&p, &["--no-cache", "--engine", &d.engine_arg]);
+    let (mut child, rx) = p.spawn_apply(&["--no-cache", "--engine", &d.engine_arg]);
     wait_for_line(&rx, "started", Duration::from_secs(60));
     assert_eq!(on_daemon(&d).len(), 1, "one build container runs the step");
     let restarted = Instant::now();
@@ -223,7 +223,7 @@ fn a_build_container_stopped_from_outside_mid_step_is_an_engine_error_not_an_exi
     let p = Project::new();
     long_secret_step(&p, &name, &format!("stoppedsecret-{}", unique("v")));
     let prefix = format!("pipeline-{name}-");
-    let (mut child, rx) = spawn_apply(&p, &["--no-cache"]);
+    let (mut child, rx) = p.spawn_apply(&["--no-cache"]);
     wait_for_line(&rx, "started", Duration::from_secs(60));
     let during = containers_named(&prefix);
     assert_eq!(during.len(), 1, "one build container runs the step");

@@ -18,21 +18,6 @@ fn caches() -> std::sync::MutexGuard<'static, ()> {
     CACHES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Applies `pipeline.toml` with `args`; panics unless it succeeds and leaves no container of
-/// its pipeline behind. Returns the output and how long it took.
-fn apply_ok(p: &Project, name: &str, args: &[&str]) -> (String, Duration) {
-    let mut all = vec!["apply", "pipeline.toml"];
-    all.extend_from_slice(args);
-    let started = Instant::now();
-    let out = p.cmd(&all).output().unwrap();
-    let took = started.elapsed();
-    let text = output_text(&out);
-    assert!(out.status.success(), "apply failed:\n{text}");
-    let left = containers_named(&format!("pipeline-{name}-"));
-    assert!(left.is_empty(), "containers left behind: {left:?}");
-    (text, took)
-}
-
 /// The cache volumes of pipeline `name`.
 fn volumes_of(name: &str) -> Vec<String> {
     docker_ok(&[
@@ -83,7 +68,7 @@ fn a_cache_mount_is_shared_by_later_applies_and_nothing_mounted_reaches_the_imag
     };
     // The marker makes the commands this test's own: cache keys do not depend on the name.
     p.pipeline(&pipeline(&format!("first-{name}")));
-    let (first, _) = apply_ok(&p, &name, &[]);
+    let first = p.apply_ok(&name, &[]);
     assert!(first.contains("runs=1"), "{first}");
     assert!(first.contains("vendored"), "{first}");
     assert!(first.contains("read-only-mount"), "{first}");
@@ -107,7 +92,7 @@ fn a_cache_mount_is_shared_by_later_applies_and_nothing_mounted_reaches_the_imag
 
     // A changed command runs again, with the cache as the first apply left it.
     p.pipeline(&pipeline(&format!("second-{name}")));
-    let (second, _) = apply_ok(&p, &name, &[]);
+    let second = p.apply_ok(&name, &[]);
     assert!(second.contains("cached [1/2]"), "{second}");
     assert!(second.contains("runs=2"), "{second}");
 
@@ -121,7 +106,7 @@ fn a_cache_mount_is_shared_by_later_applies_and_nothing_mounted_reaches_the_imag
 
     // A changed mounted folder is a changed step (its content is part of the key).
     p.file("vendor/lib.txt", "vendored v2\n");
-    let (third, _) = apply_ok(&p, &name, &[]);
+    let third = p.apply_ok(&name, &[]);
     assert!(third.contains("vendored v2"), "{third}");
     assert!(third.contains("runs=3"), "{third}");
 
@@ -174,7 +159,7 @@ fn a_step_without_network_reaches_nothing_and_a_host_network_step_sees_the_hosts
              [[step]]\nname = \"host\"\nnetwork = \"host\"\nrun = \"echo host; {probe}\"\n"
         ),
     ));
-    let (text, _) = apply_ok(&p, &name, &["--no-cache"]);
+    let text = p.apply_ok(&name, &["--no-cache"]);
     let section = |label: &str| -> String {
         let start = text
             .find(&format!("] {label}\n"))
@@ -252,7 +237,7 @@ fn a_locked_cache_mount_is_used_by_one_apply_at_a_time_and_a_stale_lock_is_taken
     docker_ok(&["create", "--name", &lock, "busybox:latest", "true"]);
     docker_ok(&["start", &lock]);
     let started = Instant::now();
-    let (text, _) = apply_ok(&projects[0], &name, &["--no-cache"]);
+    let text = projects[0].apply_ok(&name, &["--no-cache"]);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "the stale lock held the apply:\n{text}"
@@ -283,7 +268,9 @@ fn apt_downloads_nothing_again_with_warm_cache_mounts() {
         )
     };
     p.pipeline(&pipeline(""));
-    let (first, cold) = apply_ok(&p, &name, &[]);
+    let started = Instant::now();
+    let first = p.apply_ok(&name, &[]);
+    let cold = started.elapsed();
     let fetched = |text: &str, what: &str| {
         text.lines()
             .filter(|l| l.contains("] Get:") && l.contains(what))
@@ -293,7 +280,9 @@ fn apt_downloads_nothing_again_with_warm_cache_mounts() {
     assert!(fetched(&first, "Packages") >= 1, "{first}");
 
     p.pipeline(&pipeline(" && echo rebuilt"));
-    let (second, warm) = apply_ok(&p, &name, &[]);
+    let started = Instant::now();
+    let second = p.apply_ok(&name, &[]);
+    let warm = started.elapsed();
     eprintln!("[mounts] apt step cold {cold:?}, rebuilt with warm cache mounts {warm:?}");
     assert!(second.contains("rebuilt"), "{second}");
     assert_eq!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{output_text, read_json, unique, Project};
 use crate::support::daemons::{events_of, unix_now, Daemon};
 use crate::support::engine::{docker, docker_bin, docker_ok, require_image};
 use crate::support::registry::Registry;
@@ -38,16 +38,9 @@ fn pipeline(
 }
 
 fn cmd(project: &Project, args: &[&str]) -> assert_cmd::Command {
-    let mut c = project.cmd(args);
-    c.env_remove("DOCKER_TLS_VERIFY")
-        .env_remove("DOCKER_CERT_PATH")
-        .env("DOCKER_HOST", MAIN)
-        .timeout(Duration::from_secs(110));
+    let mut c = project.cmd_on(MAIN, args);
+    c.timeout(Duration::from_secs(110));
     c
-}
-
-fn report(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report JSON")
 }
 
 /// The report entry of pipeline `name`.
@@ -294,7 +287,7 @@ fn failures_skip_dependents_and_fail_fast_or_keep_going_decide_the_rest() {
     .unwrap();
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(3), "the failed step's code: {text}");
-    let r = report(&rep);
+    let r = read_json(&rep);
     assert_eq!(entry(&r, &format!("{u}-bad"))["status"], "failed", "{r:#}");
     assert_eq!(
         entry(&r, &format!("{u}-ok"))["status"],
@@ -335,7 +328,7 @@ fn failures_skip_dependents_and_fail_fast_or_keep_going_decide_the_rest() {
     .unwrap();
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(3), "{text}");
-    let r = report(&rep);
+    let r = read_json(&rep);
     assert_eq!(
         entry(&r, &format!("{u}-ok"))["status"],
         "not_started",
@@ -463,7 +456,7 @@ fn six_pipelines_over_three_engines_beat_serial_and_the_app_holds_this_runs_base
     let until = unix_now();
     let text = output_text(&out);
     assert!(out.status.success(), "parallel apply failed: {text}");
-    let r = report(&rep);
+    let r = read_json(&rep);
     assert_eq!(r["status"], "succeeded", "{r:#}");
     assert!(
         !text.contains("warning: base"),
@@ -654,7 +647,7 @@ fn six_pipelines_over_three_engines_beat_serial_and_the_app_holds_this_runs_base
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
-    let r = report(&rep_local);
+    let r = read_json(&rep_local);
     let lbase_engine = entry(&r, &format!("{u}-lbase"))["engine"]
         .as_str()
         .unwrap()
@@ -739,7 +732,7 @@ fn an_engine_that_goes_away_fails_only_its_pipelines() {
     assert_eq!(out.status.code(), Some(5), "an engine error: {text}");
     assert!(text.contains("unreachable"), "a clear message: {text}");
     assert!(rep.exists(), "no report: {text}");
-    let r = report(&rep);
+    let r = read_json(&rep);
     assert_eq!(
         entry(&r, &format!("{u}-one"))["status"],
         "succeeded",

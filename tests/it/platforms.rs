@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::faults::{spawn_apply, wait_exit, wait_for_line};
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{output_text, read_json, unique, wait_exit, wait_for_line, Project};
 use crate::support::engine::{containers_named, docker, docker_ok, remove_image};
 use crate::support::proxy::{FaultMode, FaultProxy};
 use crate::support::registry::Registry;
@@ -129,8 +128,7 @@ fn two_platforms_publish_one_index_that_resolves_per_platform_and_cache_per_plat
     assert_eq!(reg.manifest_digest(&name, "latest"), Some(digest.clone()));
 
     // The report has an entry per platform.
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(project.path().join("r.json")).unwrap()).unwrap();
+    let report = read_json(&project.path().join("r.json"));
     let text_report = report.to_string();
     for platform in ["linux/amd64", "linux/arm64"] {
         assert!(
@@ -277,7 +275,7 @@ tags = ["1"]
 "#,
         reg.addr, proxy.addr
     ));
-    let (mut child, rx) = spawn_apply(&project, &[]);
+    let (mut child, rx) = project.spawn_apply(&[]);
     let first = format!("pushed {}/{name}:1@", reg.addr);
     wait_for_line(&rx, &first, Duration::from_secs(300));
     // Within the second target's publication (its registry never answers).
@@ -290,9 +288,7 @@ tags = ["1"]
     let status = wait_exit(&mut child, Duration::from_secs(30)).expect("apply did not exit");
     let rest: Vec<String> = rx.try_iter().collect();
     assert_eq!(status.code(), Some(143), "{}", rest.join("\n"));
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(project.path().join("report.json")).unwrap())
-            .unwrap();
+    let report = read_json(&project.path().join("report.json"));
     assert_eq!(report["status"], "interrupted", "{report:#}");
     assert_eq!(report["exit_code"], 143, "{report:#}");
     let builds = report["pipelines"].as_array().expect("pipelines");

@@ -13,11 +13,8 @@ use crate::support::podman::{Podman, PodmanSetup};
 const DOCKER: &str = "unix:///var/run/docker.sock";
 
 fn cmd(project: &Project, args: &[&str]) -> assert_cmd::Command {
-    let mut c = project.cmd(args);
-    c.env_remove("DOCKER_TLS_VERIFY")
-        .env_remove("DOCKER_CERT_PATH")
-        .env("DOCKER_HOST", DOCKER)
-        .env("PODMAN_TEST_TOKEN", "s3cr3t-value")
+    let mut c = project.cmd_on(DOCKER, args);
+    c.env("PODMAN_TEST_TOKEN", "s3cr3t-value")
         .timeout(Duration::from_secs(180));
     c
 }

@@ -5,7 +5,7 @@ use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{output_text, read_json, unique, Project};
 use crate::support::daemons::{events_filtered, events_of, unix_now, Daemon};
 use crate::support::engine::{docker, docker_ok, require_image};
 use crate::support::registry::{free_port, Registry};
@@ -89,7 +89,7 @@ fn cache_index_tags(tags: &mut Vec<String>) -> Vec<String> {
 }
 
 fn report(project: &Project) -> Value {
-    serde_json::from_slice(&std::fs::read(project.path().join("r.json")).unwrap()).unwrap()
+    read_json(&project.path().join("r.json"))
 }
 
 #[test]

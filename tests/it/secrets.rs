@@ -3,8 +3,8 @@
 //! reads it and no other does.
 
 use crate::faults::{pipeline, setup, BASE};
-use crate::harness::{output_text, unique, Project};
-use crate::support::engine::{containers_named, docker, docker_ok, remove_image};
+use crate::harness::{unique, Project};
+use crate::support::engine::{docker, docker_ok, remove_image};
 
 /// A project whose pipeline (on `base`) runs `steps` with the secret `TOKEN` from a file;
 /// returns it with the secret's sha256.
@@ -31,19 +31,6 @@ fn project(name: &str, base: &str, steps: &str) -> (Project, String) {
     (p, sha)
 }
 
-/// Applies and returns the output; panics unless it succeeds and leaves no container.
-fn apply_ok(p: &Project, name: &str) -> String {
-    let out = p
-        .cmd(&["apply", "--no-cache", "pipeline.toml"])
-        .output()
-        .unwrap();
-    let text = output_text(&out);
-    assert!(out.status.success(), "apply failed:\n{text}");
-    let left = containers_named(&format!("pipeline-{name}-"));
-    assert!(left.is_empty(), "containers left behind: {left:?}");
-    text
-}
-
 /// What the step prints about the secret: its hash, who reads it, its owner and mode.
 const PROBE: &str = "echo read=$(sha256sum < /run/secrets/TOKEN | cut -d' ' -f1) as=$(id -u); \
                      stat -c 'owner=%u mode=%a' /run/secrets/TOKEN";
@@ -57,7 +44,7 @@ fn a_step_running_as_nobody_reads_its_secret_and_owns_it_alone() {
          [[step]]\nname = \"after\"\nrun = \"test ! -e /run/secrets/TOKEN && echo secrets-gone\"\n"
     );
     let (p, sha) = project(&name, BASE, &steps);
-    let text = apply_ok(&p, &name);
+    let text = p.apply_ok(&name, &["--no-cache"]);
     // busybox's nobody is 42:42.
     assert!(text.contains(&format!("read={sha} as=42")), "{text}");
     assert!(text.contains("owner=42 mode=400"), "{text}");
@@ -79,7 +66,7 @@ fn a_base_whose_user_is_1000_places_and_reads_its_secret() {
          [[step]]\nname = \"after\"\nrun = \"test ! -e /run/secrets/TOKEN && echo secrets-gone\"\n"
     );
     let (p, sha) = project(&name, &base, &steps);
-    let text = apply_ok(&p, &name);
+    let text = p.apply_ok(&name, &["--no-cache"]);
     assert!(text.contains(&format!("read={sha} as=1000")), "{text}");
     assert!(text.contains("owner=1000 mode=400"), "{text}");
     assert!(text.contains("secrets-gone"), "{text}");
