@@ -15,6 +15,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures_util::Stream;
 
+pub(crate) use crate::image::diff::{Change, ChangeKind};
+
 /// A tar archive streamed to the engine.
 pub(crate) type Archive = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
@@ -92,6 +94,8 @@ pub(crate) struct ImageInfo {
     pub(crate) layers: Vec<String>,
     /// The platform its config says; `None` when it says none.
     pub(crate) platform: Option<crate::model::Platform>,
+    /// Bytes of its file system (all layers, uncompressed) as the engine counts them.
+    pub(crate) size: u64,
 }
 
 /// The parts of an image config the tool reads and writes.
@@ -258,6 +262,14 @@ pub(crate) trait Engine {
     /// Whether `path` exists in the container (as anything: file, folder, symlink).
     async fn path_exists(&self, id: &str, path: &str) -> Result<bool, EngineError>;
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError>;
+    /// What changed in the container's file system since it was created from its image.
+    async fn changes(&self, id: &str) -> Result<Vec<Change>, EngineError>;
+    /// A tar stream of `path` in the container: its last component, and everything below it
+    /// when it is a folder. A reader may stop early (dropping the stream ends the transfer).
+    async fn download(&self, id: &str, path: &str) -> Result<Archive, EngineError>;
+    /// The image `id` as `docker save` writes it: a tar of its config, its layers
+    /// (uncompressed) and a `manifest.json`.
+    async fn export_image(&self, id: &str) -> Result<Archive, EngineError>;
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError>;
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
     /// Removes containers whose name starts with `prefix`; returns how many.

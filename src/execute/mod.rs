@@ -3,6 +3,7 @@
 
 mod build;
 pub(crate) mod index;
+pub(crate) mod layers;
 pub(crate) mod leftovers;
 mod locks;
 mod output;

@@ -40,6 +40,12 @@ impl BlobStore {
         valid.then(|| self.root.join("sha256").join(hex))
     }
 
+    /// A folder for temporary files next to the blobs (same file system: a finished file can
+    /// be renamed into place).
+    pub(crate) fn scratch(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     /// Whether the store holds `digest`.
     pub(crate) fn contains(&self, digest: &str) -> bool {
         self.path(digest).is_some_and(|p| p.is_file())
@@ -141,13 +147,14 @@ impl Drop for BlobWriter {
 }
 
 /// A new empty file in `dir` with a name no other writer uses.
-fn tempfile_in(dir: &Path) -> io::Result<(PathBuf, File)> {
+pub(crate) fn tempfile_in(dir: &Path) -> io::Result<(PathBuf, File)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(".tmp-{}-{n}", std::process::id()));
         match std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)

@@ -1,0 +1,293 @@
+//! The tool's layer of a container against the engine's own layer of the same container (its
+//! commit, as `docker save` gives it): the same entries, each with the same type, permission
+//! bits, owner, size, content and link target. On the machine's Docker engine.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+use super::*;
+use crate::engine::docker::DockerEngine;
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes the test's containers and images however the test ends.
+struct Cleanup(Vec<(&'static str, String)>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for (what, name) in self.0.iter().rev() {
+            let _ = Command::new("docker").args([what, "-f", name]).output();
+        }
+    }
+}
+
+/// What a layer entry is, for comparing: type, mode bits, uid, gid, size, content sha256,
+/// link target.
+type Facts = (char, u32, u64, u64, u64, String, Vec<u8>);
+
+fn entries(tar: impl Read) -> BTreeMap<Vec<u8>, Facts> {
+    let mut out = BTreeMap::new();
+    let mut a = tar::Archive::new(tar);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let h = e.header().clone();
+        let path = crate::image::tarfmt::clean(&e.path_bytes());
+        let ty = h.entry_type().as_byte() as char;
+        let link = match ty {
+            '1' => crate::image::tarfmt::clean(&e.link_name_bytes().unwrap()),
+            '2' => e.link_name_bytes().unwrap().into_owned(),
+            _ => Vec::new(),
+        };
+        let mut content = Vec::new();
+        e.read_to_end(&mut content).unwrap();
+        let uid = e
+            .pax_extensions()
+            .unwrap()
+            .and_then(|p| {
+                p.flatten()
+                    .find(|x| x.key_bytes() == b"uid")
+                    .map(|x| String::from_utf8_lossy(x.value_bytes()).parse().unwrap())
+            })
+            .unwrap_or(h.uid().unwrap());
+        out.insert(
+            path,
+            (
+                ty,
+                h.mode().unwrap() & 0o7777,
+                uid,
+                h.gid().unwrap(),
+                content.len() as u64,
+                hex::encode(Sha256::digest(&content)),
+                link,
+            ),
+        );
+    }
+    out
+}
+
+/// The layers of the engine's commit of container `id`, as `docker save` gives them: the
+/// file system of its image (the lower layers unpacked), and its own top layer.
+fn engine_layer(id: &str, image: &str, cleanup: &mut Cleanup) -> (Tree, Tree) {
+    docker(&["commit", id, image]);
+    cleanup.0.push(("rmi", image.to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("image.tar");
+    docker(&["save", "-o", file.to_str().unwrap(), image]);
+    let mut archive = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    archive.unpack(dir.path().join("x")).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("x/manifest.json")).unwrap())
+            .unwrap();
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    let read = |l: &serde_json::Value| {
+        entries(std::fs::File::open(dir.path().join("x").join(l.as_str().unwrap())).unwrap())
+    };
+    let mut below = Tree::new();
+    for l in &layers[..layers.len() - 1] {
+        unpack(&mut below, &read(l));
+    }
+    (below, read(layers.last().unwrap()))
+}
+
+type Tree = BTreeMap<Vec<u8>, Facts>;
+
+/// Unpacks `layer` onto `tree` as an engine does: whiteouts and opaque markers first.
+fn unpack(tree: &mut Tree, layer: &Tree) {
+    let below = |tree: &Tree, dir: &[u8]| -> Vec<Vec<u8>> {
+        let mut prefix = dir.to_vec();
+        prefix.push(b'/');
+        tree.keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect()
+    };
+    for path in layer.keys() {
+        let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], &path[..]),
+        };
+        if name == b".wh..wh..opq" {
+            for k in below(tree, dir) {
+                tree.remove(&k);
+            }
+        } else if let Some(gone) = name.strip_prefix(b".wh.") {
+            let target = crate::image::tarfmt::join(dir, gone);
+            for k in below(tree, &target) {
+                tree.remove(&k);
+            }
+            tree.remove(&target);
+        }
+    }
+    for (path, facts) in layer {
+        let name = path.rsplit(|&b| b == b'/').next().unwrap();
+        if !name.starts_with(b".wh.") {
+            tree.insert(path.clone(), facts.clone());
+        }
+    }
+}
+
+/// The tool's layer of container `id`, read path by path (`whole = false`) or from the whole
+/// file system.
+async fn tool_layer(id: &str, store: &BlobStore, whole: bool) -> (Layer, BTreeMap<Vec<u8>, Facts>) {
+    let engine = DockerEngine::connect_url("unix:///var/run/docker.sock", None)
+        .await
+        .expect("the Docker engine at /var/run/docker.sock");
+    let started = std::time::Instant::now();
+    let size = if whole { 0 } else { u64::MAX };
+    let layer = container_layer(
+        &engine,
+        id,
+        size,
+        store,
+        LayerSettings::default(),
+        1_700_000_000,
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "layer of {id}: {} bytes, {} compressed, in {:?}",
+        layer.tar_size,
+        layer.blob.size,
+        started.elapsed()
+    );
+    let blob = store.open(&layer.blob.digest).unwrap();
+    let tar = flate2::read::GzDecoder::new(blob);
+    (layer, entries(tar))
+}
+
+fn assert_same(ours: &Tree, engine: &Tree) {
+    let show = |m: &BTreeMap<Vec<u8>, Facts>| {
+        m.iter()
+            .map(|(k, v)| format!("{} {v:?}", String::from_utf8_lossy(k)))
+            .collect::<Vec<_>>()
+    };
+    let (o, e) = (show(ours), show(engine));
+    let only_ours: Vec<_> = o.iter().filter(|x| !e.contains(x)).collect();
+    let only_engine: Vec<_> = e.iter().filter(|x| !o.contains(x)).collect();
+    assert!(
+        only_ours.is_empty() && only_engine.is_empty(),
+        "only in the tool's layer: {only_ours:#?}\nonly in the engine's: {only_engine:#?}"
+    );
+}
+
+/// The tool's layer against the engine's: each of its entries is the engine's entry at that
+/// path (whiteouts aside), and both unpack to the same file system on the image. The engine's
+/// layer may hold more: what overlay copied up without changing it (a lock file opened for
+/// writing; a folder whose only change is its time) and opaque markers where the tool writes
+/// the deletions the engine listed, which unpack to the same.
+fn compare(below: &Tree, ours: &Tree, engine: &Tree) {
+    let whiteout = |p: &[u8]| {
+        p.rsplit(|&b| b == b'/')
+            .next()
+            .unwrap()
+            .starts_with(b".wh.")
+    };
+    let ours_only: Tree = ours
+        .iter()
+        .filter(|(p, f)| !whiteout(p) && engine.get(*p) != Some(*f))
+        .map(|(p, f)| (p.clone(), f.clone()))
+        .collect();
+    assert_same(&ours_only, &Tree::new());
+    let (mut a, mut b) = (below.clone(), below.clone());
+    unpack(&mut a, ours);
+    unpack(&mut b, engine);
+    assert_same(&a, &b);
+}
+
+fn unique(what: &str) -> String {
+    format!("pipeline-layers-{what}-{}", crate::execute::run_id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_holds_what_the_engines_own_layer_holds() {
+    let mut cleanup = Cleanup(Vec::new());
+    // A parent with folders to delete and to make again.
+    let parent = unique("parent");
+    docker(&["run", "--name", &parent, "busybox:latest", "sh", "-c",
+        "mkdir -p /srv/old/sub /srv/gone && echo a > /srv/old/a && echo b > /srv/old/sub/b && echo g > /srv/gone/g && echo keep > /etc/keep"]);
+    cleanup.0.push(("rm", parent.clone()));
+    let parent_image = unique("parent-image");
+    docker(&["commit", &parent, &parent_image]);
+    cleanup.0.push(("rmi", parent_image.clone()));
+    let name = unique("box");
+    let id = docker(&["run", "-d", "--name", &name, &parent_image, "sleep", "600"]);
+    cleanup.0.push(("rm", name.clone()));
+    let script = r#"set -e
+mkdir -p /opt/a && echo hi > /opt/a/f && ln /opt/a/f /opt/a/g && ln /opt/a/f /tmp/h
+chmod 4755 /opt/a/f && chown 1000:1001 /opt/a
+printf x > "/tmp/caf$(printf '\351')"
+mkdir "/tmp/d$(printf '\377')" && echo y > "/tmp/d$(printf '\377')/inner"
+rm /etc/keep /etc/passwd
+rm -rf /srv/old /srv/gone && mkdir /srv/old && echo n > /srv/old/new
+ln -s /nowhere /tmp/sym && mkfifo /tmp/fifo
+touch /bin/busybox && cp -p /bin/busybox /bin/copy
+mkdir -p /deep/a/b/c/d && echo deep > /deep/a/b/c/d/e
+echo more >> /etc/group
+"#;
+    docker(&["exec", &id, "sh", "-c", script]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::at(dir.path());
+    let (below, engine) = engine_layer(&id, &unique("commit"), &mut cleanup);
+    for whole in [false, true] {
+        let (_, ours) = tool_layer(&id, &store, whole).await;
+        for must in [
+            &b"tmp/caf\xe9"[..],
+            b"etc/.wh.passwd",
+            b"srv/.wh.gone",
+            b"tmp/h",
+        ] {
+            assert!(ours.contains_key(must), "{}", String::from_utf8_lossy(must));
+        }
+        assert_eq!(ours[&b"tmp/h"[..]].0, '1', "a hard link stays one");
+        assert_eq!(ours[&b"bin/copy"[..]].0, '0', "an equal copy stays a file");
+        compare(&below, &ours, &engine);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debian_apt_layer_holds_what_the_engines_own_layer_holds() {
+    let mut cleanup = Cleanup(Vec::new());
+    let name = unique("apt");
+    let id = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "debian:bookworm",
+        "sleep",
+        "900",
+    ]);
+    cleanup.0.push(("rm", name.clone()));
+    docker(&[
+        "exec",
+        "-e",
+        "DEBIAN_FRONTEND=noninteractive",
+        &id,
+        "sh",
+        "-c",
+        "apt-get update -qq && apt-get install -y -qq --no-install-recommends file >/dev/null",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::at(dir.path());
+    let (below, engine) = engine_layer(&id, &unique("apt-commit"), &mut cleanup);
+    let (layer, ours) = tool_layer(&id, &store, true).await;
+    assert!(ours.len() > 50, "{} entries", ours.len());
+    compare(&below, &ours, &engine);
+    // Path by path, or again: the same bytes.
+    let (by_path, _) = tool_layer(&id, &store, false).await;
+    assert_eq!(by_path, layer);
+}
