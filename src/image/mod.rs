@@ -5,6 +5,7 @@
 
 pub(crate) mod bridge;
 pub(crate) mod compress;
+pub(crate) mod config;
 pub(crate) mod diff;
 pub(crate) mod save;
 pub(crate) mod store;

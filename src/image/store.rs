@@ -46,6 +46,35 @@ impl BlobStore {
         self.root.join("tmp")
     }
 
+    /// A small record kept beside the blobs under `kind` and `key` (what a cache key's layer
+    /// is, say), or `None` when there is none.
+    pub(crate) fn record(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.record_path(kind, key)).ok()
+    }
+
+    /// Writes a record atomically (a reader sees the old one or the new one).
+    pub(crate) fn put_record(&self, kind: &str, key: &str, bytes: &[u8]) -> io::Result<()> {
+        let path = self.record_path(kind, key);
+        let dir = path.parent().expect("a record has a folder");
+        std::fs::create_dir_all(dir)?;
+        let (tmp, mut file) = tempfile_in(dir)?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        drop(file);
+        match written.and_then(|()| std::fs::rename(&tmp, &path)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Records are named by a digest of their key: any key is a safe file name.
+    fn record_path(&self, kind: &str, key: &str) -> PathBuf {
+        let name = hex::encode(Sha256::digest(key.as_bytes()));
+        self.root.join("records").join(kind).join(name)
+    }
+
     /// Whether the store holds `digest`.
     pub(crate) fn contains(&self, digest: &str) -> bool {
         self.path(digest).is_some_and(|p| p.is_file())
@@ -174,6 +203,13 @@ mod tests {
     fn a_blob_is_stored_under_its_digest_and_a_dropped_writer_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::at(dir.path());
+        assert_eq!(store.record("layers", "k/../x"), None);
+        store.put_record("layers", "k/../x", b"one").unwrap();
+        store.put_record("layers", "k/../x", b"two").unwrap();
+        assert_eq!(
+            store.record("layers", "k/../x").as_deref(),
+            Some(&b"two"[..])
+        );
         let d = store.put("text/plain", b"hello").unwrap();
         assert_eq!(
             d.digest,
