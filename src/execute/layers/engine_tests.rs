@@ -291,3 +291,128 @@ async fn a_debian_apt_layer_holds_what_the_engines_own_layer_holds() {
     let (by_path, _) = tool_layer(&id, &store, false).await;
     assert_eq!(by_path, layer);
 }
+
+/// `image` as a `docker save` archive (its layers compressed, which `docker load` reads).
+fn docker_archive(image: &crate::image::Image, store: &BlobStore, tag: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, bytes).unwrap();
+    };
+    let read = |digest: &str| {
+        let mut v = Vec::new();
+        store.open(digest).unwrap().read_to_end(&mut v).unwrap();
+        v
+    };
+    add("config.json", &read(&image.config.digest));
+    let mut names = Vec::new();
+    for (i, l) in image.layers.iter().enumerate() {
+        let name = format!("layer{i}.tar.gz");
+        add(&name, &read(&l.digest));
+        names.push(name);
+    }
+    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": [tag], "Layers": names}]);
+    add("manifest.json", manifest.to_string().as_bytes());
+    b.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_the_tool_writes_loads_with_the_config_the_engines_commit_stores() {
+    use crate::engine::{CommitSpec, ImageConfig};
+    use crate::image::config::{assemble, History, Parts};
+    let mut cleanup = Cleanup(Vec::new());
+    let engine = DockerEngine::connect_url("unix:///var/run/docker.sock", None)
+        .await
+        .unwrap();
+    let name = unique("load");
+    let id = docker(&["run", "-d", "--name", &name, "busybox:latest", "sleep", "600"]);
+    cleanup.0.push(("rm", name.clone()));
+    docker(&["exec", &id, "sh", "-c", "echo made > /made && rm /bin/vi"]);
+    let base = engine.inspect_image("busybox:latest").await.unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::at(dir.path());
+    let settings = LayerSettings::default();
+    let base_image = base_image(&engine, &base, &store, settings.compression)
+        .await
+        .unwrap();
+    assert!(
+        super::recorded_base(&store, &format!("{}\n{}", base.id, settings.compression.id()))
+            .is_some(),
+        "found again without the engine"
+    );
+    let layer = container_layer(&engine, &id, base.size, &store, settings, 1_700_000_000)
+        .await
+        .unwrap();
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("a".to_string(), "1".to_string());
+    let config = ImageConfig {
+        cmd: Some(vec!["sh".into(), "-c".into(), "cat /made".into()]),
+        env: vec!["PATH=/bin".into(), "A=1".into()],
+        labels,
+        exposed_ports: vec!["80/tcp".into()],
+        workdir: "/srv".into(),
+        user: "0:0".into(),
+        volumes: vec!["/data".into()],
+        stop_signal: Some("SIGQUIT".into()),
+        ..ImageConfig::default()
+    };
+    let committed = engine
+        .commit(
+            &id,
+            &CommitSpec {
+                author: None,
+                message: None,
+                config: config.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    cleanup.0.push(("rmi", committed.clone()));
+    let stored = engine.inspect_image(&committed).await.unwrap().unwrap();
+    let platform = crate::model::Platform {
+        os: "linux".into(),
+        arch: engine.platform().await.unwrap().1,
+        variant: None,
+    };
+    let image = assemble(
+        &store,
+        &Parts {
+            base: &base_image,
+            layers: vec![(
+                layer,
+                History {
+                    created: Some(rfc3339(1_700_000_000)),
+                    created_by: Some("pipeline load: step 1 (make)".into()),
+                    ..Default::default()
+                },
+            )],
+            runtime: runtime_config(&config),
+            platform: &platform,
+            created: rfc3339(1_700_000_000),
+            author: None,
+            oci: false,
+        },
+    )
+    .unwrap();
+    let tag = format!("{}:1", unique("loaded"));
+    let archive = dir.path().join("image.tar");
+    std::fs::write(&archive, docker_archive(&image, &store, &tag)).unwrap();
+    docker(&["load", "-i", archive.to_str().unwrap()]);
+    cleanup.0.push(("rmi", tag.clone()));
+    let loaded = engine.inspect_image(&tag).await.unwrap().unwrap();
+    assert_eq!(loaded.id, image.config.digest, "the engine's id is the config digest");
+    assert_eq!(loaded.config, stored.config, "the config the engine's commit stores");
+    assert_eq!(loaded.layers, image.diff_ids);
+    assert_eq!(loaded.layers[..base.layers.len()], base.layers[..], "base layers kept");
+    assert_eq!(docker(&["run", "--rm", &tag]), "made");
+    let gone = Command::new("docker")
+        .args(["run", "--rm", "--entrypoint", "/bin/ls", &tag, "/bin/vi"])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the deletion is in the image");
+    let history = docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &tag]);
+    assert!(history.starts_with("pipeline load: step 1 (make)"), "{history}");
+}
