@@ -6,11 +6,15 @@ use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
 use codespan_reporting::files::Error as FilesError;
 use codespan_reporting::term::{self, Config};
 
+mod code;
+
+pub use code::Code;
+
 /// One problem in a pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// Stable kebab-case code, e.g. `unknown-key`.
-    pub code: &'static str,
+    /// Stable code, printed in kebab-case, e.g. `unknown-key`.
+    pub code: Code,
     /// What is wrong, lowercase, no trailing period.
     pub message: String,
     /// Byte range in the source the problem is about, when there is one.
@@ -24,7 +28,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -89,7 +93,7 @@ impl Report {
         let mut out = String::new();
         for d in self.diagnostics.iter().take(MAX_SHOWN) {
             let mut cs = CsDiagnostic::error()
-                .with_code(d.code)
+                .with_code(d.code.as_str())
                 .with_message(clean(&d.message));
             let mut notes = Vec::new();
             let mut focus = None;
@@ -363,7 +367,7 @@ mod tests {
         source.push_str("MARK\"\n");
         let text = report(
             &source,
-            Diagnostic::new("invalid-reference", "bad").at(at..at + 4),
+            Diagnostic::new(Code::InvalidReference, "bad").at(at..at + 4),
         );
         assert!(text.len() < 2_000, "{} bytes:\n{text}", text.len());
         assert!(text.contains(&format!("p.toml:2:{}", at - 7 + 1)), "{text}");
@@ -375,7 +379,7 @@ mod tests {
         // A span over the whole line is cut too.
         let text = report(
             &source,
-            Diagnostic::new("invalid-reference", "bad").at(7..source.len()),
+            Diagnostic::new(Code::InvalidReference, "bad").at(7..source.len()),
         );
         assert!(text.len() < 2_000, "{} bytes:\n{text}", text.len());
     }
@@ -385,7 +389,7 @@ mod tests {
         let source = "[base]\nimage = \"\x1b]52;c;ZXZpbA==\x07\x1b[2J\r\u{202e}x\u{9b}\0\"\r\n";
         let text = report(
             source,
-            Diagnostic::new("invalid-reference", "`\x1b[2J` is bad")
+            Diagnostic::new(Code::InvalidReference, "`\x1b[2J` is bad")
                 .at(15..source.len() - 3)
                 .label("here\x1b[0m")
                 .hint("fix \x07 it"),
@@ -417,8 +421,14 @@ mod tests {
         for source in sources {
             for start in 0..source.len() + 2 {
                 for end in [start, start + 1, source.len(), usize::MAX] {
-                    let text = report(source, Diagnostic::new("x", "m").at(start..end));
-                    assert!(text.starts_with("error[x]: m"), "{source:?} {start}..{end}");
+                    let text = report(
+                        source,
+                        Diagnostic::new(Code::TomlSyntax, "m").at(start..end),
+                    );
+                    assert!(
+                        text.starts_with("error[toml-syntax]: m"),
+                        "{source:?} {start}..{end}"
+                    );
                 }
             }
         }

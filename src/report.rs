@@ -495,7 +495,7 @@ pub(crate) struct Problem {
     /// 1-based, when the problem has a place in the file.
     pub(crate) line: Option<usize>,
     pub(crate) column: Option<usize>,
-    pub(crate) code: &'static str,
+    pub(crate) code: crate::diag::Code,
     pub(crate) message: String,
 }
 

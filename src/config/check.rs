@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 use toml::de::{DeArray, DeTable, DeValue};
 use toml::Spanned;
 
-use crate::diag::{suggest, Diagnostic};
+use crate::diag::{suggest, Code, Diagnostic};
 
 /// The JSON Schema of the pipeline file (`pipeline schema`), as a JSON value.
 pub fn schema() -> &'static Json {
@@ -319,7 +319,7 @@ impl<'s> Checker<'s> {
                     .map(|p| p.keys().map(String::as_str).collect())
                     .unwrap_or_default();
                 let mut d = Diagnostic::new(
-                    "unknown-key",
+                    Code::UnknownKey,
                     format!("unknown key `{name}` in {}", table_name(path)),
                 )
                 .at(key.span())
@@ -355,7 +355,7 @@ impl<'s> Checker<'s> {
             // `imag = ...`: the unknown key's "did you mean `image`?" says it all.
             if !t.contains_key(r) && !meant.contains(&r) {
                 let mut d = Diagnostic::new(
-                    "missing-key",
+                    Code::MissingKey,
                     format!("missing key `{r}` in {}", table_name(path)),
                 );
                 if !path.is_empty() {
@@ -403,7 +403,7 @@ impl<'s> Checker<'s> {
     fn type_error(&mut self, v: &Spanned<DeValue<'_>>, expected: &str, path: &[Seg]) {
         let found = found(v.get_ref());
         let mut d = Diagnostic::new(
-            "invalid-type",
+            Code::InvalidType,
             format!("{} must be {expected}, not {found}", value_name(path)),
         )
         .at(v.span())
@@ -432,7 +432,7 @@ impl<'s> Checker<'s> {
             .collect::<Vec<_>>()
             .join(", ");
         let mut d = Diagnostic::new(
-            "invalid-value",
+            Code::InvalidValue,
             format!("`{text}` is not a valid value for {}", value_name(path)),
         )
         .at(v.span())

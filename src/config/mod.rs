@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use minijinja::Value;
 use serde::Deserialize;
 
-use crate::diag::{Diagnostic, Report};
+use crate::diag::{Code, Diagnostic, Report};
 use crate::model::Pipeline;
 use template::Templates;
 use validate::Builder;
@@ -65,7 +65,7 @@ pub fn parse(source: &str) -> Parsed {
         checked
             .diagnostics
             .into_iter()
-            .filter(|d| d.code != "missing-key" || syntax_error_at.is_none())
+            .filter(|d| d.code != Code::MissingKey || syntax_error_at.is_none())
             .filter(|d| before(d, syntax_error_at)),
     );
     diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
@@ -100,32 +100,36 @@ fn before(d: &Diagnostic, syntax_error_at: Option<usize>) -> bool {
 
 /// Semantic codes about something missing, which a structural problem in the same table
 /// (an unknown or mistyped key, removed before the semantic checks) already explains.
-const CASCADES: &[&str] = &["step-action", "secret-source", "incomplete-credentials"];
+const CASCADES: &[Code] = &[
+    Code::StepAction,
+    Code::SecretSource,
+    Code::IncompleteCredentials,
+];
 
 /// Semantic codes that depend on other parts of the file (a declaration, a variable), which may
 /// be after a syntax error.
-const WHOLE_FILE: &[&str] = &[
-    "step-action",
-    "secret-source",
-    "incomplete-credentials",
-    "unknown-secret",
-    "undefined-variable",
-    "secret-in-template",
+const WHOLE_FILE: &[Code] = &[
+    Code::StepAction,
+    Code::SecretSource,
+    Code::IncompleteCredentials,
+    Code::UnknownSecret,
+    Code::UndefinedVariable,
+    Code::SecretInTemplate,
 ];
 
 /// Turns a TOML or serde error into a coded diagnostic.
 pub fn toml_error(e: &toml::de::Error) -> Diagnostic {
     let message = e.message().trim().to_string();
     let code = if message.starts_with("unknown field") {
-        "unknown-key"
+        Code::UnknownKey
     } else if message.starts_with("invalid type") || message.starts_with("data did not match") {
-        "invalid-type"
+        Code::InvalidType
     } else if message.starts_with("missing field") {
-        "missing-key"
+        Code::MissingKey
     } else if message.starts_with("unknown variant") {
-        "invalid-value"
+        Code::InvalidValue
     } else {
-        "toml-syntax"
+        Code::TomlSyntax
     };
     let mut d = Diagnostic::new(code, message);
     if let Some(span) = e.span() {
@@ -202,7 +206,7 @@ fn expand(files: &[PathBuf]) -> Vec<Result<Candidate, Report>> {
                     file: shown.display().to_string(),
                     source: String::new(),
                     diagnostics: vec![Diagnostic::new(
-                        "path-escapes",
+                        Code::PathEscapes,
                         format!(
                             "`{}` is a symlink to a file outside `{}`",
                             shown.display(),
@@ -228,7 +232,7 @@ fn unreadable(file: &Path, message: String) -> Report {
     Report {
         file: file.display().to_string(),
         source: String::new(),
-        diagnostics: vec![Diagnostic::new("unreadable-file", message)],
+        diagnostics: vec![Diagnostic::new(Code::UnreadableFile, message)],
     }
 }
 
@@ -314,7 +318,7 @@ fn read(shown: &Path, real: &Path) -> Result<String, Report> {
             file,
             source: String::from_utf8_lossy(e.as_bytes()).into_owned(),
             diagnostics: vec![
-                Diagnostic::new("invalid-utf8", "the file is not valid UTF-8")
+                Diagnostic::new(Code::InvalidUtf8, "the file is not valid UTF-8")
                     .at(at..at + 1)
                     .hint("save the file as UTF-8"),
             ],
@@ -346,7 +350,7 @@ fn load_source(path: &Path, source: String, overrides: &Overrides) -> Result<Pip
             let message = format!("cannot resolve the folder of `{}`: {e}", path.display());
             return Err(fail(
                 source,
-                vec![Diagnostic::new("unreadable-file", message)],
+                vec![Diagnostic::new(Code::UnreadableFile, message)],
             ));
         }
     };
@@ -426,7 +430,7 @@ fn platforms(
             match crate::model::Platform::parse(s) {
                 Ok(pl) => add(pl),
                 Err(e) => diags.push(
-                    Diagnostic::new("invalid-platform", format!("--platform: {e}"))
+                    Diagnostic::new(Code::InvalidPlatform, format!("--platform: {e}"))
                         .hint("e.g. `--platform linux/arm64`"),
                 ),
             }
@@ -437,7 +441,7 @@ fn platforms(
         match crate::model::Platform::parse(s.get_ref()) {
             Ok(pl) => add(pl),
             Err(e) => diags.push(
-                Diagnostic::new("invalid-platform", e)
+                Diagnostic::new(Code::InvalidPlatform, e)
                     .at(s.span())
                     .hint("e.g. `platforms = [\"linux/amd64\", \"linux/arm64\"]`"),
             ),
@@ -476,7 +480,7 @@ fn variables(
                             vars.insert(k, v);
                         }
                         None => diags.push(Diagnostic::new(
-                            "invalid-var",
+                            Code::InvalidVar,
                             format!(
                                 "variable `{k}` in `{}` must be a string, number or boolean",
                                 file.display()
@@ -486,7 +490,7 @@ fn variables(
                 }
             }
             Err(e) => diags.push(Diagnostic::new(
-                "invalid-var-file",
+                Code::InvalidVarFile,
                 format!("cannot load `{}`: {e}", file.display()),
             )),
         }

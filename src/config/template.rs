@@ -21,7 +21,7 @@ use minijinja::value::{Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
 
 use super::raw::Str;
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 
 /// Fuel one render may use (with what is left for the file): about 20,000 instructions, or 1.3 MB of data (64 bytes a fuel).
 const RENDER_FUEL: u64 = 20_000;
@@ -126,7 +126,7 @@ impl Templates {
             .count();
         if tokens > MAX_TOKENS {
             return Err(Diagnostic::new(
-                "template-too-complex",
+                Code::TemplateTooComplex,
                 format!("the template has more than {MAX_TOKENS} names, literals and operators"),
             )
             .at(span)
@@ -138,7 +138,7 @@ impl Templates {
         let env = self.env.borrow();
         let syntax = |e: &minijinja::Error| {
             Diagnostic::new(
-                "template-syntax",
+                Code::TemplateSyntax,
                 format!("template syntax error: {}", detail(e)),
             )
             .at(span.clone())
@@ -192,14 +192,14 @@ impl Templates {
                 }
                 None => "undefined variable".to_string(),
             };
-            return Err(Diagnostic::new("undefined-variable", message)
+            return Err(Diagnostic::new(Code::UndefinedVariable, message)
                 .at(span)
                 .label("used here")
                 .hint(hint));
         }
         if fuel == 0 {
             return Err(Diagnostic::new(
-                "template-error",
+                Code::TemplateError,
                 "the templates of this file did too much work: no fuel is left",
             )
             .at(span)
@@ -219,10 +219,12 @@ impl Templates {
             Err(e) => {
                 // How much a failed render used is unknown: as much as it could.
                 self.fuel.set(self.fuel.get().saturating_sub(fuel));
-                let mut d =
-                    Diagnostic::new("template-error", format!("template error: {}", detail(&e)))
-                        .at(span)
-                        .label("in this template");
+                let mut d = Diagnostic::new(
+                    Code::TemplateError,
+                    format!("template error: {}", detail(&e)),
+                )
+                .at(span)
+                .label("in this template");
                 if e.kind() == minijinja::ErrorKind::OutOfFuel {
                     d = d.hint("a template computes a short value: this one does too much work");
                 }
@@ -268,7 +270,7 @@ mod subset {
 
     /// Why a template is refused, and where in it.
     pub(crate) struct Refusal {
-        code: &'static str,
+        code: Code,
         message: String,
         at: usize,
         len: usize,
@@ -278,7 +280,7 @@ mod subset {
     }
 
     impl Refusal {
-        fn new(code: &'static str, message: impl Into<String>, span: machinery::Span) -> Self {
+        fn new(code: Code, message: impl Into<String>, span: machinery::Span) -> Self {
             Self {
                 code,
                 message: message.into(),
@@ -290,7 +292,7 @@ mod subset {
         }
 
         fn statement(
-            code: &'static str,
+            code: Code,
             message: impl Into<String>,
             span: machinery::Span,
             keyword: &str,
@@ -355,7 +357,7 @@ mod subset {
             ast::Stmt::Set(set) => match &set.target {
                 ast::Expr::Var(_) => expr(&set.expr, false, reads),
                 target => Err(Refusal::statement(
-                    "template-unsupported",
+                    Code::TemplateUnsupported,
                     "`{% set` assigns one name in pipeline templates",
                     target.span(),
                     "set",
@@ -363,14 +365,14 @@ mod subset {
                 .hint("write `{% set name = ... %}`")),
             },
             ast::Stmt::ForLoop(l) => Err(Refusal::statement(
-                "template-loop",
+                Code::TemplateLoop,
                 "loops are not supported in pipeline templates",
                 l.span(),
                 "for",
             )
             .hint("a value is one expression: use `{{ ... }}` and `{% if %}`, not `{% for %}`")),
             other => Err(Refusal::statement(
-                "template-unsupported",
+                Code::TemplateUnsupported,
                 format!(
                     "`{{% {}` is not supported in pipeline templates",
                     keyword(other)
@@ -483,7 +485,7 @@ mod subset {
                         None => format!("the filters are: {}", FILTERS.join(", ")),
                     };
                     return Err(Refusal::new(
-                        "unknown-filter",
+                        Code::UnknownFilter,
                         format!("unknown filter `{}`", f.name),
                         e.span(),
                     )
@@ -521,7 +523,7 @@ mod subset {
                 }
             },
             ast::Expr::Call(_) => Err(Refusal::new(
-                "template-unsupported",
+                Code::TemplateUnsupported,
                 "function calls are not supported in pipeline templates",
                 e.span(),
             )
@@ -570,7 +572,7 @@ mod subset {
 
     fn misplaced_container(span: machinery::Span) -> Refusal {
         Refusal::new(
-            "template-unsupported",
+            Code::TemplateUnsupported,
             "a list, tuple or map can only follow `in` or be looked up with `[key]` in \
              pipeline templates",
             span,
@@ -583,7 +585,7 @@ mod subset {
 
     fn env_by_name(span: machinery::Span) -> Refusal {
         Refusal::new(
-            "template-unsupported",
+            Code::TemplateUnsupported,
             "`env` can only be read by name in pipeline templates",
             span,
         )

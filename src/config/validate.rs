@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::paths::Outside;
 use super::raw::{self, Str};
 use super::template::Templates;
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 use crate::model::*;
 use crate::reference::{self, ImageRef};
 
@@ -41,7 +41,7 @@ impl<'a> Builder<'a> {
             if crate::config::template::toml_to_value(value.get_ref()).is_none() {
                 self.diags.push(
                     Diagnostic::new(
-                        "invalid-var",
+                        Code::InvalidVar,
                         format!("variable `{key}` must be a string, number or boolean"),
                     )
                     .at(value.span()),
@@ -90,7 +90,7 @@ impl<'a> Builder<'a> {
             if let Some(u) = c.username.as_ref().or(c.password_env.as_ref()) {
                 self.diags.push(
                     Diagnostic::new(
-                        "incomplete-credentials",
+                        Code::IncompleteCredentials,
                         "cache credentials without `remote`",
                     )
                     .at(u.span())
@@ -105,7 +105,7 @@ impl<'a> Builder<'a> {
         if repository.tag.is_some() || repository.digest.is_some() {
             self.diags.push(
                 Diagnostic::new(
-                    "tag-in-repository",
+                    Code::TagInRepository,
                     format!("`{repository}` names a tag or digest"),
                 )
                 .at(remote.span())
@@ -124,19 +124,14 @@ impl<'a> Builder<'a> {
         self.t.str(s).map_err(|d| self.diags.push(d)).ok()
     }
 
-    fn error(
-        &mut self,
-        code: &'static str,
-        message: impl Into<String>,
-        span: std::ops::Range<usize>,
-    ) {
+    fn error(&mut self, code: Code, message: impl Into<String>, span: std::ops::Range<usize>) {
         self.diags.push(Diagnostic::new(code, message).at(span));
     }
 
     fn reference(&mut self, s: &Str) -> Option<ImageRef> {
         let text = self.text(s)?;
         ImageRef::parse(&text)
-            .map_err(|e| self.error("invalid-reference", e, s.span()))
+            .map_err(|e| self.error(Code::InvalidReference, e, s.span()))
             .ok()
     }
 
@@ -148,7 +143,7 @@ impl<'a> Builder<'a> {
                 let password_env = self.text(p)?;
                 if !is_env_name(&password_env) {
                     self.error(
-                        "invalid-env-name",
+                        Code::InvalidEnvName,
                         format!("`{password_env}` is not a valid environment variable name"),
                         p.span(),
                     );
@@ -160,7 +155,7 @@ impl<'a> Builder<'a> {
             }
             (Some(u), None) => {
                 self.diags.push(
-                    Diagnostic::new("incomplete-credentials", "`username` is set without `password_env`")
+                    Diagnostic::new(Code::IncompleteCredentials, "`username` is set without `password_env`")
                         .at(u.span())
                         .hint("add `password_env = \"NAME\"`, the name of the variable holding the password"),
                 );
@@ -169,7 +164,7 @@ impl<'a> Builder<'a> {
             (None, Some(p)) => {
                 self.diags.push(
                     Diagnostic::new(
-                        "incomplete-credentials",
+                        Code::IncompleteCredentials,
                         "`password_env` is set without `username`",
                     )
                     .at(p.span()),
@@ -196,7 +191,7 @@ impl<'a> Builder<'a> {
             Ok(d) if !d.is_zero() => Some(d),
             Ok(_) => {
                 self.error(
-                    "invalid-duration",
+                    Code::InvalidDuration,
                     "the duration must be longer than zero",
                     s.span(),
                 );
@@ -205,7 +200,7 @@ impl<'a> Builder<'a> {
             Err(e) => {
                 self.diags.push(
                     Diagnostic::new(
-                        "invalid-duration",
+                        Code::InvalidDuration,
                         format!("`{text}` is not a duration: {}", duration_problem(&e)),
                     )
                     .at(s.span())
@@ -222,7 +217,7 @@ impl<'a> Builder<'a> {
             if !is_env_name(k.get_ref()) {
                 self.diags.push(
                     Diagnostic::new(
-                        "invalid-env-name",
+                        Code::InvalidEnvName,
                         format!("`{}` is not a valid environment variable name", k.get_ref()),
                     )
                     .at(k.span())
@@ -249,7 +244,7 @@ impl<'a> Builder<'a> {
             (Some(run), Some(_)) => {
                 self.diags.push(
                     Diagnostic::new(
-                        "step-action",
+                        Code::StepAction,
                         format!("step {} has both `run` and `copy`", index + 1),
                     )
                     .at(run.span())
@@ -265,7 +260,7 @@ impl<'a> Builder<'a> {
                     .unwrap_or(spanned.span().start..spanned.span().start);
                 self.diags.push(
                     Diagnostic::new(
-                        "step-action",
+                        Code::StepAction,
                         format!("step {} has neither `run` nor `copy`", index + 1),
                     )
                     .at(span)
@@ -292,7 +287,7 @@ impl<'a> Builder<'a> {
                 .unwrap_or_else(|| "declare it as [secrets.NAME] with `env` or `file`".into());
                 self.diags.push(
                     Diagnostic::new(
-                        "unknown-secret",
+                        Code::UnknownSecret,
                         format!(
                             "secret `{}` is not declared under [secrets]",
                             name.get_ref()
@@ -337,7 +332,7 @@ impl<'a> Builder<'a> {
             for (key, span) in given.into_iter().flatten() {
                 self.diags.push(
                     Diagnostic::new(
-                        "step-option",
+                        Code::StepOption,
                         format!("`{key}` applies to `run` steps only"),
                     )
                     .at(span)
@@ -383,7 +378,7 @@ impl<'a> Builder<'a> {
                         } else {
                             self.diags.push(
                                 Diagnostic::new(
-                                    "mount-not-folder",
+                                    Code::MountNotFolder,
                                     format!("mount source `{text}` is not a folder"),
                                 )
                                 .at(span.span())
@@ -419,14 +414,14 @@ impl<'a> Builder<'a> {
                     format!("mount points `{other}` and `{path}` overlap")
                 };
                 self.diags.push(
-                    Diagnostic::new("mount-overlap", what)
+                    Diagnostic::new(Code::MountOverlap, what)
                         .at(span.clone())
                         .also(other_span.clone(), "also mounted here")
                         .hint("give each mount a folder of its own, none inside another"),
                 );
             } else if paths_overlap(path, SECRETS_DIR) {
                 let mut d = Diagnostic::new(
-                    "mount-overlap",
+                    Code::MountOverlap,
                     format!("`{path}` overlaps `{SECRETS_DIR}`, where secrets are placed"),
                 )
                 .at(span.clone());
@@ -449,7 +444,7 @@ impl<'a> Builder<'a> {
     ) -> Option<String> {
         if !text.starts_with('/') {
             self.error(
-                "relative-path",
+                Code::RelativePath,
                 format!("{what} `{text}` must be an absolute path in the container"),
                 span,
             );
@@ -457,7 +452,7 @@ impl<'a> Builder<'a> {
         }
         if text == "/" {
             self.diags.push(
-                Diagnostic::new("invalid-destination", format!("{what} cannot be `/`"))
+                Diagnostic::new(Code::InvalidDestination, format!("{what} cannot be `/`"))
                     .at(span)
                     .hint("mount a folder below `/`, e.g. `/var/cache/apt`"),
             );
@@ -471,7 +466,7 @@ impl<'a> Builder<'a> {
             };
             self.diags.push(
                 Diagnostic::new(
-                    "invalid-destination",
+                    Code::InvalidDestination,
                     format!("{what} `{}` holds {problem}", text.escape_debug()),
                 )
                 .at(span)
@@ -508,7 +503,7 @@ impl<'a> Builder<'a> {
             Command::Exec(v) => v.first().is_none_or(|a| a.is_empty()),
         };
         if empty {
-            self.error("empty-command", "the command is empty", run.span());
+            self.error(Code::EmptyCommand, "the command is empty", run.span());
             return None;
         }
         Some(Action::Run(command))
@@ -520,7 +515,7 @@ impl<'a> Builder<'a> {
             Some(text)
         } else {
             self.error(
-                "relative-path",
+                Code::RelativePath,
                 format!("`{text}` must be an absolute path in the image"),
                 s.span(),
             );
@@ -542,7 +537,7 @@ impl<'a> Builder<'a> {
         };
         self.diags.push(
             Diagnostic::new(
-                "invalid-destination",
+                Code::InvalidDestination,
                 format!("copy destination `{}` holds {problem}", text.escape_debug()),
             )
             .at(s.span())
@@ -561,7 +556,7 @@ impl<'a> Builder<'a> {
                 _ => {
                     self.diags.push(
                         Diagnostic::new(
-                            "invalid-mode",
+                            Code::InvalidMode,
                             format!("`{text}` is not an octal file mode"),
                         )
                         .at(m.span())
@@ -579,9 +574,12 @@ impl<'a> Builder<'a> {
             };
             if parsed.is_none() {
                 self.diags.push(
-                    Diagnostic::new("invalid-owner", format!("`{text}` is not a numeric owner"))
-                        .at(o.span())
-                        .hint("write `uid` or `uid:gid`, e.g. \"1000:1000\""),
+                    Diagnostic::new(
+                        Code::InvalidOwner,
+                        format!("`{text}` is not a numeric owner"),
+                    )
+                    .at(o.span())
+                    .hint("write `uid` or `uid:gid`, e.g. \"1000:1000\""),
                 );
             }
             parsed
@@ -610,7 +608,7 @@ impl<'a> Builder<'a> {
             Err(Outside::Escapes) => {
                 self.diags.push(
                     Diagnostic::new(
-                        "path-escapes",
+                        Code::PathEscapes,
                         format!("{what} `{text}` is outside the pipeline's folder"),
                     )
                     .at(span)
@@ -620,9 +618,12 @@ impl<'a> Builder<'a> {
             }
             Err(Outside::Missing) => {
                 self.diags.push(
-                    Diagnostic::new("path-not-found", format!("{what} `{text}` does not exist"))
-                        .at(span)
-                        .label(format!("looked for {}", self.dir.join(text).display())),
+                    Diagnostic::new(
+                        Code::PathNotFound,
+                        format!("{what} `{text}` does not exist"),
+                    )
+                    .at(span)
+                    .label(format!("looked for {}", self.dir.join(text).display())),
                 );
                 None
             }
@@ -645,7 +646,7 @@ impl<'a> Builder<'a> {
                     continue;
                 }
                 let mut d = Diagnostic::new(
-                    "secret-in-template",
+                    Code::SecretInTemplate,
                     format!(
                         "the template reads `{}`, the variable of secret `{name}`: its value would \
                          show in the output, the plan and the report",
@@ -687,12 +688,15 @@ impl<'a> Builder<'a> {
             Ok(()) => Some(path),
             Err(e) => {
                 self.diags.push(
-                    Diagnostic::new("invalid-secret-file", format!("secret file `{text}`: {e}"))
-                        .at(span)
-                        .hint(format!(
-                            "a secret file is a regular file of at most {}",
-                            crate::fsread::size(crate::fsread::SECRET_LIMIT)
-                        )),
+                    Diagnostic::new(
+                        Code::InvalidSecretFile,
+                        format!("secret file `{text}`: {e}"),
+                    )
+                    .at(span)
+                    .hint(format!(
+                        "a secret file is a regular file of at most {}",
+                        crate::fsread::size(crate::fsread::SECRET_LIMIT)
+                    )),
                 );
                 None
             }
@@ -724,7 +728,7 @@ impl<'a> Builder<'a> {
 
     fn empty_tags(&mut self, span: std::ops::Range<usize>, key: &str) {
         self.diags.push(
-            Diagnostic::new("empty-tags", format!("`{key}` is empty"))
+            Diagnostic::new(Code::EmptyTags, format!("`{key}` is empty"))
                 .at(span)
                 .hint("list at least one tag, or remove the key"),
         );
@@ -746,7 +750,7 @@ impl<'a> Builder<'a> {
             };
             if let Err(e) = crate::model::env::expand(text, &[]) {
                 self.diags.push(
-                    Diagnostic::new("invalid-env-value", e.0)
+                    Diagnostic::new(Code::InvalidEnvValue, e.0)
                         .at(v.span())
                         .hint("write `$NAME` or `${NAME}` (`${NAME:-default}`, `${NAME:+alt}`), and `\\$` for a literal `$`"),
                 );
@@ -755,7 +759,7 @@ impl<'a> Builder<'a> {
         let mut labels = BTreeMap::new();
         for (k, v) in c.labels.iter().flatten() {
             if k.get_ref().is_empty() {
-                self.error("invalid-label", "a label name cannot be empty", k.span());
+                self.error(Code::InvalidLabel, "a label name cannot be empty", k.span());
             }
             if let Some(v) = self.text(v) {
                 labels.insert(k.get_ref().clone(), v);
@@ -766,7 +770,7 @@ impl<'a> Builder<'a> {
             match port(p.get_ref()) {
                 Ok(p) => expose.push(p),
                 Err(e) => self.diags.push(
-                    Diagnostic::new("invalid-port", e)
+                    Diagnostic::new(Code::InvalidPort, e)
                         .at(p.span())
                         .hint("write a port 1-65535, optionally with /tcp or /udp"),
                 ),
@@ -787,7 +791,7 @@ impl<'a> Builder<'a> {
                 Ok(sig) => Some(sig),
                 Err(e) => {
                     self.diags
-                        .push(Diagnostic::new("invalid-signal", e).at(s.span()).hint(
+                        .push(Diagnostic::new(Code::InvalidSignal, e).at(s.span()).hint(
                         "write a signal name such as \"SIGTERM\" or \"SIGQUIT\", or a number 1-64",
                     ));
                     None
@@ -797,7 +801,7 @@ impl<'a> Builder<'a> {
         let shell = c.shell.as_ref().and_then(|sh| {
             let list: Vec<String> = sh.get_ref().iter().filter_map(|a| self.text(a)).collect();
             if list.first().is_none_or(|a| a.is_empty()) {
-                self.error("empty-command", "the shell is empty", sh.span());
+                self.error(Code::EmptyCommand, "the shell is empty", sh.span());
                 return None;
             }
             Some(list)
@@ -810,7 +814,7 @@ impl<'a> Builder<'a> {
                         Ok(()) => Some(text),
                         Err(e) => {
                             self.diags.push(
-                                Diagnostic::new("invalid-onbuild", e)
+                                Diagnostic::new(Code::InvalidOnbuild, e)
                                     .at(i.span())
                                     .hint("write a Dockerfile instruction such as \"RUN make\" or \"COPY . /app\""),
                             );
@@ -847,7 +851,11 @@ impl<'a> Builder<'a> {
                 if text.trim().eq_ignore_ascii_case("none") {
                     vec!["NONE".to_string()]
                 } else if text.trim().is_empty() {
-                    self.error("empty-command", "the health check is empty", h.test.span());
+                    self.error(
+                        Code::EmptyCommand,
+                        "the health check is empty",
+                        h.test.span(),
+                    );
                     return None;
                 } else {
                     vec!["CMD-SHELL".to_string(), text]
@@ -864,7 +872,11 @@ impl<'a> Builder<'a> {
                     );
                 }
                 if argv.len() < 2 || argv[1].is_empty() {
-                    self.error("empty-command", "the health check is empty", h.test.span());
+                    self.error(
+                        Code::EmptyCommand,
+                        "the health check is empty",
+                        h.test.span(),
+                    );
                     return None;
                 }
                 argv
@@ -880,7 +892,7 @@ impl<'a> Builder<'a> {
                 Ok(n) => Some(n),
                 Err(_) => {
                     self.error(
-                        "invalid-value",
+                        Code::InvalidValue,
                         format!("`retries` must be 0 or more, not {}", r.get_ref()),
                         r.span(),
                     );
@@ -905,7 +917,7 @@ impl<'a> Builder<'a> {
                 if parsed.tag.is_some() || parsed.digest.is_some() {
                     self.diags.push(
                         Diagnostic::new(
-                            "tag-in-repository",
+                            Code::TagInRepository,
                             format!("`{parsed}` names a tag or digest"),
                         )
                         .at(r.span())
@@ -922,14 +934,14 @@ impl<'a> Builder<'a> {
             for t in listed.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
                 let Some(text) = self.text(t) else { continue };
                 if let Err(e) = reference::validate_tag(&text) {
-                    self.error("invalid-tag", e, t.span());
+                    self.error(Code::InvalidTag, e, t.span());
                     continue;
                 }
                 if let Some(r) = &repository {
                     if !seen.insert((r.repository(), text.clone())) {
                         self.diags.push(
                             Diagnostic::new(
-                                "duplicate-target",
+                                Code::DuplicateTarget,
                                 format!("`{}:{text}` is published twice", r.repository()),
                             )
                             .at(t.span())
@@ -960,7 +972,7 @@ impl<'a> Builder<'a> {
             if !is_env_name(name) {
                 self.diags.push(
                     Diagnostic::new(
-                        "invalid-secret-name",
+                        Code::InvalidSecretName,
                         format!("secret name `{name}` must use letters, digits and `_`"),
                     )
                     .at(spanned.span()),
@@ -978,7 +990,7 @@ impl<'a> Builder<'a> {
                 }
                 (Some(e), Some(_)) => {
                     self.error(
-                        "secret-source",
+                        Code::SecretSource,
                         format!("secret `{name}` has both `env` and `file`"),
                         e.span(),
                     );
@@ -987,7 +999,7 @@ impl<'a> Builder<'a> {
                 (None, None) => {
                     self.diags.push(
                         Diagnostic::new(
-                            "secret-source",
+                            Code::SecretSource,
                             format!("secret `{name}` has neither `env` nor `file`"),
                         )
                         .at(spanned.span())

@@ -284,6 +284,7 @@ pub(crate) async fn plan_index<E: Engine>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::Code;
     use crate::testing::Folder;
 
     #[test]
@@ -336,7 +337,7 @@ tags = ["1"]
         let text = "[base]\nimage = \"b\"\n[[step]]\nrun = \"echo {{ platform.arch }}\"\n";
         let d = config::load_str(path, text, dir, &Overrides::default()).unwrap_err();
         assert!(
-            d.iter().any(|d| d.code == "undefined-variable"
+            d.iter().any(|d| d.code == Code::UndefinedVariable
                 && d.hint.as_deref().is_some_and(|h| h.contains("--platform"))),
             "{d:?}"
         );
@@ -348,7 +349,7 @@ tags = ["1"]
         assert_eq!(p.platform, Some(Platform::parse("linux/arm64").unwrap()));
         let bad = format!("platforms = [\"x86\"]\n{text}");
         let d = config::load_str(path, &bad, dir, &Overrides::default()).unwrap_err();
-        assert!(d.iter().any(|d| d.code == "invalid-platform"), "{d:?}");
+        assert!(d.iter().any(|d| d.code == Code::InvalidPlatform), "{d:?}");
     }
 
     #[test]
