@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::config::raw::{Network, PullPolicy, Sharing};
+pub use crate::config::raw::{LayerCompression, Network, PullPolicy, Sharing};
 use crate::reference::ImageRef;
 
 /// A checked pipeline.
@@ -33,6 +33,20 @@ pub struct Pipeline {
     pub platforms: Vec<Platform>,
     /// The platform this build is for (templates rendered for it); `None`: the engine's own.
     pub platform: Option<Platform>,
+    /// How the image is written (`[image]`).
+    pub image: ImageSettings,
+}
+
+/// How the image is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImageSettings {
+    pub compression: LayerCompression,
+    /// The level, in the compression's range.
+    pub level: Option<i32>,
+    /// Clamp file times and set the image's times to an epoch.
+    pub reproducible: bool,
+    /// The epoch the file sets.
+    pub epoch: Option<u64>,
 }
 
 /// A platform as registries name it: `linux/arm64`, `linux/arm/v7`.

@@ -390,6 +390,9 @@ impl DockerEngine {
 }
 
 impl DockerEngine {
+    // Used by `download` and `export_image`, which the build calls once the layer writer is
+    // wired in.
+    #[allow(dead_code)]
     /// A response body as an archive stream. The engine's refusal (a missing path or image)
     /// arrives as the stream's first item: it is read here, so that the caller gets it as the
     /// call's error.

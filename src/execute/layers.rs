@@ -245,6 +245,36 @@ pub(crate) fn runtime_config(c: &ImageConfig) -> Map<String, Value> {
     m
 }
 
+impl LayerSettings {
+    /// The settings of a pipeline's `[image]` table; `source_date_epoch` is the environment's
+    /// `SOURCE_DATE_EPOCH`, which always makes the image reproducible. Returns the epoch too.
+    pub(crate) fn of(
+        image: &crate::model::ImageSettings,
+        file: &std::path::Path,
+        source_date_epoch: Option<&str>,
+    ) -> (Self, Option<u64>) {
+        use crate::model::LayerCompression as C;
+        let compression = match image.compression {
+            C::Gzip => Compression::Gzip {
+                level: image.level.and_then(|l| u32::try_from(l).ok()).unwrap_or(6),
+            },
+            C::Zstd => Compression::Zstd {
+                level: image.level.unwrap_or(3),
+            },
+        };
+        let env = source_date_epoch.filter(|v| v.trim().parse::<u64>().is_ok());
+        let epoch = (env.is_some() || image.reproducible)
+            .then(|| epoch(env, image.epoch, file).unwrap_or(0));
+        (
+            Self {
+                compression,
+                clamp: epoch,
+            },
+            epoch,
+        )
+    }
+}
+
 /// The time of a reproducible image (unix seconds): `SOURCE_DATE_EPOCH` when set, else the
 /// file's setting, else the time of the last git commit of the pipeline file, else none.
 pub(crate) fn epoch(
@@ -340,6 +370,28 @@ mod tests {
             "x",
         ]);
         assert_eq!(epoch(None, None, &file), Some(1_000_000_000));
+    }
+
+    #[test]
+    fn settings_follow_the_file_and_source_date_epoch() {
+        use crate::model::{ImageSettings, LayerCompression};
+        let file = std::path::Path::new("/nonexistent/p.toml");
+        let (s, epoch) = LayerSettings::of(&ImageSettings::default(), file, None);
+        assert_eq!((s, epoch), (LayerSettings::default(), None));
+        let (s, epoch) = LayerSettings::of(&ImageSettings::default(), file, Some("42"));
+        assert_eq!(
+            (s.clamp, epoch),
+            (Some(42), Some(42)),
+            "SOURCE_DATE_EPOCH turns it on"
+        );
+        let zstd = ImageSettings {
+            compression: LayerCompression::Zstd,
+            reproducible: true,
+            ..Default::default()
+        };
+        let (s, epoch) = LayerSettings::of(&zstd, file, None);
+        assert_eq!(s.compression, Compression::Zstd { level: 3 });
+        assert_eq!(epoch, Some(0), "outside git, 0");
     }
 
     #[test]

@@ -314,7 +314,8 @@ fn docker_archive(image: &crate::image::Image, store: &BlobStore, tag: &str) -> 
         add(&name, &read(&l.digest));
         names.push(name);
     }
-    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": [tag], "Layers": names}]);
+    let manifest =
+        serde_json::json!([{"Config": "config.json", "RepoTags": [tag], "Layers": names}]);
     add("manifest.json", manifest.to_string().as_bytes());
     b.into_inner().unwrap()
 }
@@ -328,10 +329,22 @@ async fn an_image_the_tool_writes_loads_with_the_config_the_engines_commit_store
         .await
         .unwrap();
     let name = unique("load");
-    let id = docker(&["run", "-d", "--name", &name, "busybox:latest", "sleep", "600"]);
+    let id = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "busybox:latest",
+        "sleep",
+        "600",
+    ]);
     cleanup.0.push(("rm", name.clone()));
     docker(&["exec", &id, "sh", "-c", "echo made > /made && rm /bin/vi"]);
-    let base = engine.inspect_image("busybox:latest").await.unwrap().unwrap();
+    let base = engine
+        .inspect_image("busybox:latest")
+        .await
+        .unwrap()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::at(dir.path());
     let settings = LayerSettings::default();
@@ -339,8 +352,11 @@ async fn an_image_the_tool_writes_loads_with_the_config_the_engines_commit_store
         .await
         .unwrap();
     assert!(
-        super::recorded_base(&store, &format!("{}\n{}", base.id, settings.compression.id()))
-            .is_some(),
+        super::recorded_base(
+            &store,
+            &format!("{}\n{}", base.id, settings.compression.id())
+        )
+        .is_some(),
         "found again without the engine"
     );
     let layer = container_layer(&engine, &id, base.size, &store, settings, 1_700_000_000)
@@ -403,10 +419,20 @@ async fn an_image_the_tool_writes_loads_with_the_config_the_engines_commit_store
     docker(&["load", "-i", archive.to_str().unwrap()]);
     cleanup.0.push(("rmi", tag.clone()));
     let loaded = engine.inspect_image(&tag).await.unwrap().unwrap();
-    assert_eq!(loaded.id, image.config.digest, "the engine's id is the config digest");
-    assert_eq!(loaded.config, stored.config, "the config the engine's commit stores");
+    assert_eq!(
+        loaded.id, image.config.digest,
+        "the engine's id is the config digest"
+    );
+    assert_eq!(
+        loaded.config, stored.config,
+        "the config the engine's commit stores"
+    );
     assert_eq!(loaded.layers, image.diff_ids);
-    assert_eq!(loaded.layers[..base.layers.len()], base.layers[..], "base layers kept");
+    assert_eq!(
+        loaded.layers[..base.layers.len()],
+        base.layers[..],
+        "base layers kept"
+    );
     assert_eq!(docker(&["run", "--rm", &tag]), "made");
     let gone = Command::new("docker")
         .args(["run", "--rm", "--entrypoint", "/bin/ls", &tag, "/bin/vi"])
@@ -414,5 +440,60 @@ async fn an_image_the_tool_writes_loads_with_the_config_the_engines_commit_store
         .unwrap();
     assert!(!gone.status.success(), "the deletion is in the image");
     let history = docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &tag]);
-    assert!(history.starts_with("pipeline load: step 1 (make)"), "{history}");
+    assert!(
+        history.starts_with("pipeline load: step 1 (make)"),
+        "{history}"
+    );
+}
+
+/// `VmHWM` (peak resident memory) of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A measurement, not a test (`bench/layers_rss.py` runs it): the peak memory of writing the
+/// layer of a container that added a 1 GiB file, read path by path and from the whole file
+/// system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by bench/layers_rss.py"]
+async fn measure_the_memory_of_a_1gib_layer() {
+    let mut cleanup = Cleanup(Vec::new());
+    let name = unique("rss");
+    let id = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "debian:bookworm",
+        "sleep",
+        "900",
+    ]);
+    cleanup.0.push(("rm", name.clone()));
+    docker(&["exec", &id, "sh", "-c", "head -c 1073741824 /dev/urandom > /big && mkdir /many && for i in $(seq 1 2000); do echo $i > /many/$i; done"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::at(dir.path());
+    let engine = DockerEngine::connect_url("unix:///var/run/docker.sock", None)
+        .await
+        .unwrap();
+    for (mode, size) in [("path by path", u64::MAX), ("whole file system", 0)] {
+        // Resets the peak (Linux: writing 5 to clear_refs).
+        std::fs::write("/proc/self/clear_refs", "5").unwrap();
+        let before = peak_rss_kib();
+        let started = std::time::Instant::now();
+        let layer = container_layer(&engine, &id, size, &store, LayerSettings::default(), 0)
+            .await
+            .unwrap();
+        println!(
+            "RESULT mode={mode:?} tar_bytes={} blob_bytes={} seconds={:.1} peak_rss_kib={} rss_before_kib={before}",
+            layer.tar_size,
+            layer.blob.size,
+            started.elapsed().as_secs_f64(),
+            peak_rss_kib()
+        );
+    }
 }
