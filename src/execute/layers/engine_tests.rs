@@ -497,3 +497,41 @@ async fn measure_the_memory_of_a_1gib_layer() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reproducible_layer_is_the_same_bytes_when_the_steps_run_again_later() {
+    let mut cleanup = Cleanup(Vec::new());
+    let engine = DockerEngine::connect_url("unix:///var/run/docker.sock", None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::at(dir.path());
+    // The busybox example's steps, with a copy through the archive API.
+    let script = "mkdir -p /srv/www /etc/app && echo 'hello from pipeline' > /srv/www/index.html \
+                  && echo conf > /etc/app/app.conf && ln /etc/app/app.conf /etc/app/same && rm /bin/vi";
+    let mut layers = Vec::new();
+    for (run, clamp) in [(1, Some(1_000_000_000)), (2, Some(1_000_000_000)), (3, None)] {
+        let name = unique(&format!("repro{run}"));
+        let id = docker(&["run", "-d", "--name", &name, "busybox:latest", "sleep", "600"]);
+        cleanup.0.push(("rm", name));
+        if run > 1 {
+            // Another second: file times differ.
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+        docker(&["exec", &id, "sh", "-c", script]);
+        let settings = LayerSettings {
+            clamp,
+            ..LayerSettings::default()
+        };
+        let whole = run == 2;
+        let size = if whole { 0 } else { u64::MAX };
+        let now = 1_700_000_000 + run;
+        layers.push(
+            container_layer(&engine, &id, size, &store, settings, now)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(layers[0], layers[1], "same steps, clamped: the same layer");
+    assert_ne!(layers[0].diff_id, layers[2].diff_id, "unclamped times differ");
+}
