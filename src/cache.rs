@@ -3,18 +3,15 @@
 //! names; for copies the content, mode and owner of every file, never mtimes). Secret values
 //! and step names are never part of it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::os::unix::ffi::OsStrExt;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::archive::{EntryKind, WalkEntry};
-use crate::engine::{CacheImage, Engine, EngineError};
-use crate::model::{Action, Commit, CopySpec, Network, Step};
+use crate::archive::{tree_digest, tree_digest_of, TreeDigest};
+use crate::model::{Action, Commit, Network, Step};
 
 /// The cache-relevant inputs of one step, as a digest per field so that a miss can say which
 /// input changed.
@@ -121,6 +118,16 @@ impl StepInputs {
     }
 }
 
+/// One of the tool's cache images, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheImage {
+    pub(crate) id: String,
+    pub(crate) parent: String,
+    /// Cache keys this image is tagged with.
+    pub(crate) keys: Vec<String>,
+    pub(crate) created: i64,
+}
+
 /// The cache tag that points at the image the newest apply of a pipeline produced:
 /// `last-` and a digest of the pipeline's name. `pipeline gc` keeps what these point to.
 pub(crate) fn last_tag(pipeline: &str) -> String {
@@ -185,90 +192,6 @@ fn hash(parts: &[&str]) -> String {
 
 fn digest_json<T: Serialize>(v: &T) -> String {
     hash(&[&serde_json::to_string(v).unwrap_or_default()])[..16].to_string()
-}
-
-/// The digest of one entry of a copy source: its relative path (bytes, as on disk), type,
-/// size or symlink target, permission bits and content. Variable-length parts are
-/// length-prefixed, so no two different entries hash the same bytes. Modification times are
-/// left out on purpose.
-pub(crate) struct EntryHasher(Sha256);
-
-impl EntryHasher {
-    pub(crate) fn new(e: &WalkEntry) -> Self {
-        let mut h = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
-        field(e.rel.as_os_str().as_bytes());
-        match &e.kind {
-            EntryKind::Dir => field(b"d"),
-            EntryKind::Symlink(target) => {
-                field(b"l");
-                field(target.as_os_str().as_bytes());
-            }
-            EntryKind::File { size } => {
-                field(b"f");
-                field(&size.to_le_bytes());
-            }
-        }
-        field(&e.mode.to_le_bytes());
-        Self(h)
-    }
-
-    /// Feeds file content, exactly the size given to [`EntryHasher::new`] in all.
-    pub(crate) fn content(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-
-    pub(crate) fn finish(self) -> [u8; 32] {
-        self.0.finalize().into()
-    }
-}
-
-/// What the digest of a copy source was computed from: each entry's relative path and digest,
-/// in walk order (see [`crate::archive::walk`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TreeDigest {
-    pub(crate) entries: Vec<(PathBuf, [u8; 32])>,
-}
-
-impl TreeDigest {
-    /// The digest that goes into the cache key.
-    pub(crate) fn hex(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(b"pipeline-copy-v2");
-        for (_, digest) in &self.entries {
-            h.update(digest);
-        }
-        hex::encode(h.finalize())
-    }
-}
-
-/// Digest of a copy source, entry by entry: what the archive of the copy must hold.
-pub(crate) fn tree_digest(c: &CopySpec) -> std::io::Result<TreeDigest> {
-    tree_digest_of(&c.src)
-}
-
-/// Digest of a file or folder on the host, entry by entry.
-pub(crate) fn tree_digest_of(src: &std::path::Path) -> std::io::Result<TreeDigest> {
-    let mut entries = Vec::new();
-    for e in crate::archive::walk(src)? {
-        let digest = entry_digest(&e)?;
-        entries.push((e.rel, digest));
-    }
-    Ok(TreeDigest { entries })
-}
-
-/// Digest of one walked entry, reading a file's content from disk.
-fn entry_digest(e: &WalkEntry) -> std::io::Result<[u8; 32]> {
-    let mut h = EntryHasher::new(e);
-    if let EntryKind::File { .. } = e.kind {
-        let mut content = crate::archive::Content::open(e, &mut h)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        while std::io::Read::read(&mut content, &mut buf)? > 0 {}
-    }
-    Ok(h.finish())
 }
 
 /// What a checkpoint holds: its pipeline, its steps and a digest of each step's inputs, so that
@@ -444,72 +367,6 @@ impl NoteStore {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-/// Cache images no longer used by the newest apply of their pipeline. Kept, per pipeline:
-/// the image its newest apply produced (the `last-*` pointer tag) with its ancestors and the
-/// checkpoint of all its steps (same layers, needed when only the commit changes next), and
-/// the newest checkpoint with its ancestors (what a failed apply will resume from).
-pub(crate) async fn unused<E: Engine>(
-    engine: &E,
-) -> Result<Vec<(String, Vec<String>)>, EngineError> {
-    let cache = engine.list_cache().await?;
-    let mut info: HashMap<&str, (Option<CheckpointComment>, SystemTime, Vec<String>)> =
-        HashMap::new();
-    for c in &cache {
-        if let Some(i) = engine.inspect_image(&c.id).await? {
-            let created = humantime::parse_rfc3339_weak(&i.created).unwrap_or(UNIX_EPOCH);
-            info.insert(
-                c.id.as_str(),
-                (CheckpointComment::parse(&i.comment), created, i.layers),
-            );
-        }
-    }
-    let by_id: HashMap<&str, &CacheImage> = cache.iter().map(|c| (c.id.as_str(), c)).collect();
-    let mut keep: HashSet<String> = HashSet::new();
-    let keep_with_ancestors = |id: &str, keep: &mut HashSet<String>| {
-        let mut cur = by_id.get(id).copied();
-        while let Some(c) = cur {
-            if !keep.insert(c.id.clone()) {
-                break;
-            }
-            cur = by_id.get(c.parent.as_str()).copied();
-        }
-    };
-    // What the newest applies produced.
-    let finals: Vec<&CacheImage> = cache
-        .iter()
-        .filter(|c| c.keys.iter().any(|k| k.starts_with(LAST_PREFIX)))
-        .collect();
-    for f in &finals {
-        keep_with_ancestors(&f.id, &mut keep);
-        let layers = info.get(f.id.as_str()).map(|i| &i.2);
-        let all_steps = info
-            .iter()
-            .filter(|(_, (note, _, l))| note.is_some() && Some(l) == layers)
-            .max_by_key(|(_, (_, created, _))| *created);
-        if let Some((id, _)) = all_steps {
-            keep_with_ancestors(id, &mut keep);
-        }
-    }
-    // The newest checkpoint of each pipeline.
-    let mut newest: HashMap<&str, (&str, SystemTime)> = HashMap::new();
-    for (id, (note, created, _)) in &info {
-        if let Some(n) = note {
-            let slot = newest.entry(n.pipeline.as_str()).or_insert((id, *created));
-            if *created > slot.1 {
-                *slot = (id, *created);
-            }
-        }
-    }
-    for (id, _) in newest.values() {
-        keep_with_ancestors(id, &mut keep);
-    }
-    Ok(cache
-        .iter()
-        .filter(|c| !keep.contains(&c.id))
-        .map(|c| (c.id.clone(), c.keys.clone()))
-        .collect())
 }
 
 /// What a pipeline's applies put in a remote cache repository, kept there beside the entries

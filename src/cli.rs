@@ -51,14 +51,23 @@ pub(crate) struct VarArgs {
     pub(crate) platforms: Vec<String>,
 }
 
+/// The pipeline files of a command and the values their templates read (every command that
+/// reads files).
 #[derive(Debug, Args)]
-pub(crate) struct ApplyArgs {
-    /// Pipeline files; a folder means every pipeline `*.toml` in it.
+pub(crate) struct FileArgs {
+    /// Pipeline files; a folder means every pipeline `*.toml` in it. Several files form a
+    /// dependency graph.
     #[arg(required = true, value_name = "FILE")]
     pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) vars: VarArgs,
-    /// Run every step, ignoring the cache (new cache entries are still written).
+}
+
+/// How the step cache is used (`plan` and `apply`).
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
+    /// Ignore the cache: every step runs (`plan`: would run). Neither the engine's cache nor
+    /// the remote cache is read; `apply` still writes new entries to the engine's cache.
     #[arg(long)]
     pub(crate) no_cache: bool,
     /// A registry repository used as a shared step cache (`REGISTRY/REPOSITORY`, no tag);
@@ -68,6 +77,27 @@ pub(crate) struct ApplyArgs {
     /// `readwrite` (default): pull from the remote cache and push to it; `read`: pull only.
     #[arg(long, value_enum, default_value_t = CacheRemoteMode::Readwrite, value_name = "MODE")]
     pub(crate) cache_remote_mode: CacheRemoteMode,
+}
+
+/// The engines a command builds on or reads (`plan` and `apply`).
+#[derive(Debug, Args)]
+pub(crate) struct EngineArgs {
+    /// A Docker engine (repeatable): unix://PATH, tcp://HOST:PORT (TLS per DOCKER_TLS_VERIFY /
+    /// DOCKER_CERT_PATH, or `?tls=1&cert_path=DIR`), https://, ssh://USER@HOST. Default:
+    /// DOCKER_HOST, else the local socket. `plan` reads the first that answers; `apply` places
+    /// each pipeline on the least loaded one.
+    #[arg(long = "engine", value_name = "URL")]
+    pub(crate) engines: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    #[command(flatten)]
+    pub(crate) files: FileArgs,
+    #[command(flatten)]
+    pub(crate) cache: CacheArgs,
+    #[command(flatten)]
+    pub(crate) engines: EngineArgs,
     /// On a failing step, keep its container as a debug image and print how to enter it.
     #[arg(long)]
     pub(crate) keep_failed: bool,
@@ -80,11 +110,6 @@ pub(crate) struct ApplyArgs {
     /// First delay between attempts; it doubles each time, up to 30 s, with random jitter.
     #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) retry_delay: std::time::Duration,
-    /// A Docker engine to build on (repeatable): unix://PATH, tcp://HOST:PORT (TLS per
-    /// DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, or `?tls=1&cert_path=DIR`), https://, ssh://USER@HOST.
-    /// Default: DOCKER_HOST, else the local socket.
-    #[arg(long = "engine", value_name = "URL")]
-    pub(crate) engines: Vec<String>,
     /// How many pipelines run at once (default: 4 per engine).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub(crate) jobs: Option<u32>,
@@ -103,22 +128,14 @@ pub(crate) struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
-    /// Pipeline files (a folder means every `*.toml` in it); several show their graph and order.
-    #[arg(required = true, value_name = "FILE")]
-    pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]
-    pub(crate) vars: VarArgs,
-    /// Plan as if the cache were empty.
-    #[arg(long)]
-    pub(crate) no_cache: bool,
-    /// A registry repository used as a shared step cache (`REGISTRY/REPOSITORY`, no tag);
-    /// overrides `[cache] remote` of every pipeline file.
-    #[arg(long, value_name = "REF")]
-    pub(crate) cache_remote: Option<String>,
-    /// `readwrite` (default): pull from the remote cache and push to it; `read`: pull only.
-    #[arg(long, value_enum, default_value_t = CacheRemoteMode::Readwrite, value_name = "MODE")]
-    pub(crate) cache_remote_mode: CacheRemoteMode,
-    /// Exit 0 when apply would change nothing, 2 when it would, 1 on error.
+    pub(crate) files: FileArgs,
+    #[command(flatten)]
+    pub(crate) cache: CacheArgs,
+    #[command(flatten)]
+    pub(crate) engines: EngineArgs,
+    /// Exit 0 when apply would change nothing, 2 when it would, 1 on error (also when apply
+    /// would fail).
     #[arg(long)]
     pub(crate) detailed_exitcode: bool,
     /// Ask no registry and send no credentials anywhere: only read the engine (inspect and
@@ -128,10 +145,6 @@ pub(crate) struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
-    /// The engine to plan against (repeatable; the first that answers is used); default:
-    /// DOCKER_HOST, else the local socket.
-    #[arg(long = "engine", value_name = "URL")]
-    pub(crate) engines: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,11 +161,8 @@ pub(crate) enum Format {
 
 #[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
-    /// Pipeline files; a folder means every pipeline `*.toml` in it.
-    #[arg(required = true, value_name = "FILE")]
-    pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]
-    pub(crate) vars: VarArgs,
+    pub(crate) files: FileArgs,
 }
 
 #[derive(Debug, Args)]

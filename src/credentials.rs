@@ -2,8 +2,29 @@
 //! docker config (`auths`, `credsStore`, `credHelpers`), else anonymous. Nothing is ever
 //! written to the docker config and `docker login` is never run.
 
-use crate::engine::Credentials;
+use std::fmt;
+
 use crate::model::Login;
+
+/// Registry credentials for one request. The password never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) server: String,
+    /// From the docker config, in place of a password.
+    pub(crate) identity_token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Credentials {{ username: {:?}, server: {:?}, password: <redacted> }}",
+            self.username, self.server
+        )
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CredentialError {

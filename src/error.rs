@@ -1,13 +1,14 @@
 //! How a command ends: an [`ExitStatus`] when it ran to its end, a [`CliError`] when it could
 //! not. Both map to the documented exit codes here and nowhere else (README.md, "Exit codes");
-//! errors are rendered once, by [`crate::run`].
+//! errors are rendered once, by [`crate::run`] (through `ui`).
 
 use crate::diag;
 use crate::engine::EngineError;
+pub(crate) use crate::execute::events::Signal;
 use crate::execute::ApplyError;
 use crate::graph::GraphError;
 use crate::model::Login;
-use crate::ui::Ui;
+use crate::observe::BuildBaseError;
 
 /// The end of a command that ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,13 +27,6 @@ pub(crate) enum ExitStatus {
     /// Invalid input found while running (a missing secret or password variable).
     Usage,
     Interrupted(Signal),
-}
-
-/// A signal that stopped the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Signal {
-    Interrupt,
-    Terminate,
 }
 
 impl ExitStatus {
@@ -83,6 +77,9 @@ pub(crate) enum CliError {
     Graph(Vec<GraphError>),
     #[error("password variables are not set")]
     MissingPasswords(Vec<Login>),
+    /// The base of a platform's build has no image for it, or cannot be found.
+    #[error("the base images of the platforms cannot be found")]
+    Bases(Vec<BuildBaseError>),
     /// No engine answered.
     #[error("no engine is reachable")]
     NoEngine(Vec<EngineError>),
@@ -109,47 +106,14 @@ impl CliError {
             | CliError::Graph(_)
             | CliError::MissingPasswords(_) => 2,
             CliError::Registry(_) => 4,
+            // The first problem decides: a file asking for a platform its base lacks is the
+            // user's to fix (2); a base the engine and registry cannot provide is theirs (5).
+            CliError::Bases(errors) => match errors.first() {
+                Some(e) if e.error.is_engine_failure() => 5,
+                _ => 2,
+            },
             CliError::NoEngine(_) | CliError::Engine(_) | CliError::Plan { .. } => 5,
             CliError::Runtime(_) | CliError::Detailed(_) => 1,
         }
     }
-
-    /// Prints the error with what to do next.
-    pub(crate) fn render(&self, ui: &Ui) {
-        match self {
-            CliError::Invalid(reports) => {
-                for r in reports {
-                    ui.diagnostics(r);
-                }
-            }
-            CliError::Graph(errors) => {
-                for e in errors {
-                    ui.error(&e.to_string());
-                }
-            }
-            CliError::MissingPasswords(logins) => {
-                for l in logins {
-                    ui.error(&format!(
-                        "the environment variable `{}` (password_env for user `{}`) is not set",
-                        l.password_env, l.username
-                    ));
-                }
-            }
-            CliError::NoEngine(errors) => {
-                for e in errors {
-                    ui.error(&e.to_string());
-                }
-                ui.hint(START_ENGINE);
-            }
-            CliError::Engine(e @ EngineError::Unreachable { .. }) => {
-                ui.error(&e.to_string());
-                ui.hint(START_ENGINE);
-            }
-            CliError::Detailed(inner) => inner.render(ui),
-            other => ui.error(&other.to_string()),
-        }
-    }
 }
-
-/// What to do when no engine answers.
-pub(crate) const START_ENGINE: &str = "start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST / --engine at a running one";

@@ -304,49 +304,6 @@ impl Graph {
         self.nodes.iter().map(|n| n.stage).max().unwrap_or(0)
     }
 
-    /// The graph and order as text, for `plan`.
-    /// The graph for people; `engines` is how many engines the apply would use (a dependent
-    /// pulls its base from a registry only when it runs on another engine than its producer).
-    pub(crate) fn render(&self, engines: usize) -> String {
-        let mut out = format!(
-            "graph: {} pipelines, {}\n",
-            self.nodes.len(),
-            crate::ui::plural(self.stages(), "stage", "stages")
-        );
-        for (k, wave) in self.waves().iter().enumerate() {
-            out.push_str(&format!("  stage {}\n", k + 1));
-            for &i in wave {
-                let n = &self.nodes[i];
-                out.push_str(&format!("    {} ({})", n.name, n.file));
-                if let Some(d) = &n.dependency {
-                    let producer = &self.nodes[d.producer].name;
-                    match &d.pull_from {
-                        Some(r) if engines > 1 => out.push_str(&format!(
-                            " <- {producer} via `{}` (on another engine it pulls `{r}`)",
-                            d.reference
-                        )),
-                        Some(_) => out.push_str(&format!(
-                            " <- {producer} via `{}` (the same engine: its fresh image)",
-                            d.reference
-                        )),
-                        None => out.push_str(&format!(
-                            " <- {producer} via `{}` (not published: runs on {producer}'s engine)",
-                            d.reference
-                        )),
-                    }
-                }
-                out.push('\n');
-            }
-        }
-        let names: Vec<&str> = self
-            .order
-            .iter()
-            .map(|&i| self.nodes[i].name.as_str())
-            .collect();
-        out.push_str(&format!("order: {}\n", names.join(", ")));
-        out
-    }
-
     /// The pipelines in dependency waves: every pipeline of a wave builds only on pipelines of
     /// earlier waves, so the pipelines of one wave can run at once (on separate machines).
     pub(crate) fn waves(&self) -> Vec<Vec<usize>> {
@@ -443,7 +400,6 @@ mod tests {
         );
         assert_eq!(g.stages(), 2);
         assert_eq!(g.waves(), vec![vec![1, 3, 5], vec![0, 2, 4]]);
-        assert!(g.render(1).contains("order: "));
         assert_eq!(g.descendants(1), vec![2, 0]);
     }
 

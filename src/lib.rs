@@ -16,14 +16,15 @@ mod credentials;
 pub mod diag;
 mod engine;
 mod error;
-mod events;
 mod execute;
+mod front;
 mod fsread;
 mod graph;
 // The image writer's types; the layer writer and the pushes build on them.
 #[allow(dead_code)]
 mod image;
 pub mod model;
+mod observe;
 mod plan;
 pub mod reference;
 mod registry;
@@ -32,7 +33,6 @@ mod schedule;
 #[cfg(test)]
 mod testing;
 mod ui;
-mod volumes;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -63,14 +63,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             let e = error::CliError::Runtime(format!("cannot start the async runtime: {e}"));
-            e.render(&ui);
+            ui.cli_error(&e);
             return ExitCode::from(e.code());
         }
     };
     let code = match runtime.block_on(commands::dispatch(cli, &ui)) {
         Ok(status) => status.code(),
         Err(e) => {
-            e.render(&ui);
+            ui.cli_error(&e);
             e.code()
         }
     };

@@ -2,12 +2,14 @@
 //! invariant the planner and executor rely on holds once a [`Pipeline`] exists.
 
 pub(crate) mod env;
+mod image;
+
+pub(crate) use image::{final_config, ImageConfig, DEFAULT_PATH};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::config::raw::{LayerCompression, Network, PullPolicy, Sharing};
 use crate::reference::ImageRef;
 
 /// A checked pipeline.
@@ -301,6 +303,55 @@ pub struct Target {
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
+}
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerCompression {
+    /// gzip (zlib-rs): pulled by every client.
+    #[default]
+    Gzip,
+    /// zstd (libzstd): needs Docker 23+, containerd 1.5+ or Podman to pull.
+    Zstd,
+}
+
+/// Pull policy for the base image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull every time.
+    Always,
+    /// Pull only when the image is not in the engine.
+    #[default]
+    Missing,
+    /// Never pull; fail when the image is not in the engine.
+    Never,
+}
+
+/// How concurrent applies share a cache mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharing {
+    /// Every apply uses the folder at once (the tool the step runs keeps it consistent, as
+    /// apt and dpkg do with their own locks).
+    #[default]
+    Shared,
+    /// One apply at a time uses the folder; the others wait for it.
+    Locked,
+}
+
+/// The network of a step's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The engine's default network (a bridge with outside access).
+    #[default]
+    Default,
+    /// No network: only a loopback interface.
+    None,
+    /// The engine host's network.
+    Host,
 }
 
 #[cfg(test)]

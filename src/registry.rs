@@ -12,7 +12,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
 
-use crate::engine::{Credentials, ImageConfig};
+use crate::credentials::Credentials;
+use crate::model::ImageConfig;
 use crate::model::{Platform, RemoteMode};
 
 /// Every registry call ends within this time; a slower registry counts as unavailable.

@@ -9,11 +9,10 @@ use serde::Serialize;
 
 use crate::engine::EngineError;
 use crate::error::ExitStatus;
-use crate::events::{Event, Sink, StepOutcome};
-use crate::execute::ApplyError;
-use crate::graph::Graph;
+use crate::execute::events::{Event, Sink, StepOutcome};
+use crate::execute::{ApplyError, Pushed};
 use crate::model::Pipeline;
-use crate::schedule::{Status, Summary};
+use crate::schedule::{Run, Status, Summary};
 
 /// How a run (or one pipeline of it) ended, as the report says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -141,11 +140,14 @@ pub(crate) struct PushRecord {
 /// Collects events into a report.
 pub(crate) struct Recorder {
     started: Instant,
+    /// The prefix of the names of the containers the build creates, reported once it started.
+    run_name: String,
     state: Mutex<Report>,
 }
 
 impl Recorder {
-    pub(crate) fn new(pipeline: &Pipeline) -> Self {
+    /// The recorder of one build, whose containers' names start with `run_name`.
+    pub(crate) fn new(pipeline: &Pipeline, run_name: &str) -> Self {
         let steps = pipeline
             .steps
             .iter()
@@ -161,6 +163,7 @@ impl Recorder {
             .collect();
         Self {
             started: Instant::now(),
+            run_name: run_name.to_string(),
             state: Mutex::new(Report {
                 report_version: 1,
                 tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -303,8 +306,8 @@ impl Sink for Recorder {
                     rec.exported.extend(keys);
                 }
             }
-            Event::Started { run_name, .. } => {
-                r.run_name = run_name;
+            Event::Started { .. } => {
+                r.run_name.clone_from(&self.run_name);
                 r.started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
             }
             Event::Failed { error, .. } => {
@@ -365,6 +368,9 @@ pub(crate) struct MultiReport {
     /// as `NAME@os/arch`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) indexes: Vec<IndexRecord>,
+    /// How publishing each multi-platform pipeline's indexes ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) publishing: Vec<PublishRecord>,
 }
 
 /// One tag of a multi-platform pipeline: the index it holds.
@@ -373,18 +379,68 @@ pub(crate) struct IndexRecord {
     pub(crate) pipeline: String,
     pub(crate) platforms: Vec<String>,
     #[serde(flatten)]
-    pub(crate) pushed: crate::execute::Pushed,
+    pub(crate) pushed: Pushed,
+}
+
+/// Collects the index tags a multi-platform pipeline's publication pushed (or found up to
+/// date), as they happen: an interrupted publication still reports what it published.
+#[derive(Default)]
+pub(crate) struct IndexRecorder(Mutex<Vec<Pushed>>);
+
+impl Sink for IndexRecorder {
+    fn event(&self, e: Event) {
+        if let Event::Pushed {
+            repository,
+            tag,
+            digest,
+            attempts,
+            up_to_date,
+        } = e
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Pushed {
+                    repository,
+                    tag,
+                    digest,
+                    attempts,
+                    up_to_date,
+                });
+        }
+    }
+}
+
+/// How publishing a multi-platform pipeline's indexes ended.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PublishRecord {
+    pub(crate) pipeline: String,
+    /// `succeeded`, `failed`, `interrupted`, `skipped` (a build failed) or `not_started`.
+    pub(crate) status: RunStatus,
+    pub(crate) exit_code: u8,
+    pub(crate) error: Option<String>,
+}
+
+/// What [`of_run`] reports: the run, where it ran, how it ended, and what was recorded.
+pub(crate) struct RunRecord<'a> {
+    pub(crate) run: &'a Run<'a>,
+    pub(crate) engines: &'a [String],
+    pub(crate) summary: &'a Summary,
+    /// By build.
+    pub(crate) recorders: &'a [Recorder],
+    /// By multi-platform pipeline.
+    pub(crate) published: &'a [IndexRecorder],
 }
 
 /// The report of a run: for one pipeline, the single-pipeline report itself.
-pub(crate) fn of_run(
-    pipelines: &[Pipeline],
-    graph: &Graph,
-    engines: &[String],
-    summary: &Summary,
-    recorders: &[Recorder],
-    indexes: Vec<IndexRecord>,
-) -> serde_json::Result<Vec<u8>> {
+pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
+    let RunRecord {
+        run,
+        engines,
+        summary,
+        recorders,
+        published,
+    } = record;
     let reports: Vec<Report> = recorders
         .iter()
         .zip(&summary.outcomes)
@@ -407,26 +463,50 @@ pub(crate) fn of_run(
         ExitStatus::Interrupted(_) => RunStatus::Interrupted,
         _ => RunStatus::Failed,
     };
+    let mut indexes = Vec::new();
+    let mut publishing = Vec::new();
+    for ((g, recorder), outcome) in run.groups.iter().zip(*published).zip(&summary.indexes) {
+        let platforms: Vec<String> = g
+            .pipeline
+            .platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let pushed = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        indexes.extend(pushed.into_iter().map(|pushed| IndexRecord {
+            pipeline: g.pipeline.name.clone(),
+            platforms: platforms.clone(),
+            pushed,
+        }));
+        publishing.push(PublishRecord {
+            pipeline: g.pipeline.name.clone(),
+            status: outcome.status.into(),
+            exit_code: outcome.exit.map_or(0, ExitStatus::code),
+            error: outcome.detail.clone(),
+        });
+    }
     serde_json::to_vec_pretty(&MultiReport {
         report_version: 1,
         status,
         exit_code: summary.exit.code(),
         duration_ms: summary.elapsed.as_millis(),
         engines: engines.to_vec(),
-        order: graph
+        order: run
+            .graph
             .order
             .iter()
-            .map(|&i| pipelines[i].name.clone())
+            .map(|&i| run.builds[i].name.clone())
             .collect(),
         pipelines: reports
             .into_iter()
             .zip(&summary.outcomes)
             .map(|(report, o)| Entry {
-                engine: o.engine.map(|e| engines[e].clone()),
+                engine: o.engine.map(|e| engines[e.0].clone()),
                 report,
             })
             .collect(),
         indexes,
+        publishing,
     })
 }
 
@@ -438,7 +518,7 @@ pub(crate) fn of_unreached(
     let reports: Vec<Report> = pipelines
         .iter()
         .map(|p| {
-            Recorder::new(p).finish(
+            Recorder::new(p, "").finish(
                 RunStatus::Failed,
                 ExitStatus::EngineFailed.code(),
                 Some(error.to_string()),
@@ -463,6 +543,7 @@ pub(crate) fn of_unreached(
             })
             .collect(),
         indexes: Vec::new(),
+        publishing: Vec::new(),
     })
 }
 
@@ -525,6 +606,11 @@ pub(crate) fn of_refused(error: &crate::error::CliError) -> serde_json::Result<V
         crate::error::CliError::Graph(errors) => errors
             .iter()
             .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        crate::error::CliError::Bases(errors) => errors
+            .iter()
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; "),
         crate::error::CliError::MissingPasswords(logins) => logins

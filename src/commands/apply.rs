@@ -1,14 +1,12 @@
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal as Handler, SignalKind};
 
 use crate::cli::ApplyArgs;
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus, Signal};
-use crate::events::Sink;
-use crate::execute::Options;
-use crate::graph::Graph;
-use crate::model::Pipeline;
-use crate::report::{self, Recorder, Tee};
-use crate::schedule::{self, Settings};
+use crate::execute::events::Sink;
+use crate::front::{self, Prepared};
+use crate::report::{self, IndexRecorder, Recorder, Tee};
+use crate::schedule::{self, Run, Sinks};
 use crate::ui::{self, Ui};
 
 pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
@@ -19,173 +17,126 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
     ) else {
         return Err(CliError::Runtime("cannot install signal handlers".into()));
     };
-    let checked = super::load_all(&args.files, &args.vars, ui).and_then(|pipelines| {
-        // `--only`: the whole graph says what NAME builds on; then NAME runs alone, so only its
-        // passwords are needed.
-        let pipelines = match &args.only {
-            Some(name) => {
-                let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
-                vec![only(&pipelines, &graph, name)?]
-            }
-            None => pipelines,
-        };
-        let (mut pipelines, groups) = super::platform_builds(pipelines, &args.vars)?;
-        super::remote_cache(
-            &mut pipelines,
-            args.cache_remote.as_deref(),
-            args.cache_remote_mode,
-        )?;
-        super::check_passwords(&pipelines)?;
-        let published: Vec<_> = groups.iter().map(|g| g.pipeline.clone()).collect();
-        super::check_passwords(&published)?;
-        let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
-        Ok((pipelines, graph, groups))
-    });
-    let (mut pipelines, graph, groups) = match checked {
-        Ok(c) => c,
-        Err(e) => {
-            // The report says why nothing ran.
-            if let Some(path) = &args.report {
-                save(path, report::of_refused(&e), ui);
-            }
-            return Err(e);
-        }
+    let (prepared, settings) = prepare(&args, ui).await?;
+    let settings = front::run_settings(&args, &settings, prepared.engines.len());
+    let Prepared {
+        builds,
+        groups,
+        graph,
+        engines,
+    } = &prepared;
+    let run_names = schedule::run_names(builds);
+    let run = Run {
+        builds,
+        graph,
+        groups,
+        run_names: &run_names,
     };
-    let engines = match super::engines(&args.engines, ui).await {
-        Ok(e) => e,
-        Err(e) => {
-            // The report says why nothing ran.
-            if let (Some(path), CliError::NoEngine(errors)) = (&args.report, &e) {
-                if let Some(first) = errors.first() {
-                    save(path, report::of_unreached(&pipelines, first), ui);
-                }
-            }
-            return Err(e);
-        }
-    };
-    if let Err(e) = super::mounts_reachable(&pipelines, &engines) {
-        if let Some(path) = &args.report {
-            save(path, report::of_refused(&e), ui);
-        }
-        return Err(e);
-    }
-    // Each platform's build starts from the base's image for that platform.
-    if let Some(engine) = engines.first() {
-        crate::plan::platforms::resolve_bases(&mut pipelines, engine)
-            .await
-            .map_err(|e| CliError::Usage(e.join("\n")))?;
-    }
-    let settings = Settings {
-        jobs: args
-            .jobs
-            .map_or_else(|| schedule::default_jobs(engines.len()), |j| j as usize),
-        fail_fast: !args.keep_going,
-        options: Options {
-            no_cache: args.no_cache,
-            keep_failed: args.keep_failed,
-            attempts: args.attempts,
-            retry_delay: args.retry_delay,
-            run_name: String::new(),
-            notes: crate::cache::NoteStore::user(),
-        },
-    };
-    let several = pipelines.len() > 1;
+    let several = builds.len() > 1;
     if several {
-        ui.line(&format!(
-            "{} pipelines in {} on {}, up to {} at a time: {}",
-            pipelines.len(),
-            ui::plural(graph.stages(), "stage", "stages"),
-            ui::plural(engines.len(), "engine", "engines"),
-            settings.jobs,
-            graph
-                .order
-                .iter()
-                .map(|&i| pipelines[i].name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        announce(&run, engines.len(), settings.jobs, ui);
     }
-    let uis: Vec<Ui> = pipelines
+    let uis: Vec<Ui> = builds
         .iter()
         .map(|p| ui.for_pipeline(&p.name, several))
         .collect();
-    let recorders: Vec<Recorder> = pipelines.iter().map(Recorder::new).collect();
+    let recorders: Vec<Recorder> = builds
+        .iter()
+        .zip(&run_names)
+        .map(|(p, name)| Recorder::new(p, name))
+        .collect();
     let tees: Vec<Tee<'_>> = uis
         .iter()
         .zip(&recorders)
         .map(|(u, r)| Tee(vec![u as &dyn Sink, r]))
         .collect();
-    let sinks: Vec<&dyn Sink> = tees.iter().map(|t| t as &dyn Sink).collect();
-    let interrupt = async {
-        tokio::select! {
-            _ = sigint.recv() => Signal::Interrupt,
-            _ = sigterm.recv() => Signal::Terminate,
-        }
+    let group_uis: Vec<Ui> = groups
+        .iter()
+        .map(|g| ui.for_pipeline(&g.pipeline.name, true))
+        .collect();
+    let published: Vec<IndexRecorder> = groups.iter().map(|_| IndexRecorder::default()).collect();
+    let group_tees: Vec<Tee<'_>> = group_uis
+        .iter()
+        .zip(&published)
+        .map(|(u, r)| Tee(vec![u as &dyn Sink, r]))
+        .collect();
+    let build_sinks: Vec<&dyn Sink> = tees.iter().map(|t| t as &dyn Sink).collect();
+    let group_sinks: Vec<&dyn Sink> = group_tees.iter().map(|t| t as &dyn Sink).collect();
+    let sinks = Sinks {
+        builds: &build_sinks,
+        groups: &group_sinks,
+        run: ui,
     };
-    let mut summary = schedule::run(
-        &pipelines, &graph, &engines, &settings, &sinks, ui, interrupt,
-    )
-    .await;
-    let indexes = publish_indexes(&groups, &pipelines, &engines, &mut summary, &settings, ui).await;
+    let interrupt = interrupted(&mut sigint, &mut sigterm);
+    let summary = schedule::run(run, engines, &settings, sinks, interrupt).await;
     let endpoints: Vec<String> = engines.iter().map(|e| e.endpoint().to_string()).collect();
     if several {
-        for line in ui::render_summary(&pipelines, &summary, &endpoints).lines() {
+        for line in ui::render_summary(&run, &summary, &endpoints).lines() {
             ui.line(line);
         }
     }
     if let Some(path) = &args.report {
-        let json = report::of_run(
-            &pipelines, &graph, &endpoints, &summary, &recorders, indexes,
-        );
-        save(path, json, ui);
+        let record = report::RunRecord {
+            run: &run,
+            engines: &endpoints,
+            summary: &summary,
+            recorders: &recorders,
+            published: &published,
+        };
+        save(path, report::of_run(&record), ui);
     }
     Ok(summary.exit)
 }
 
-/// `--only NAME`: the pipeline named NAME, ready to run alone on any engine: the image it
-/// builds on comes from the registry its producer publishes to.
-fn only(pipelines: &[Pipeline], graph: &Graph, name: &str) -> Result<Pipeline, CliError> {
-    let found: Vec<usize> = (0..pipelines.len())
-        .filter(|&i| pipelines[i].name == name)
-        .collect();
-    let i = match found.as_slice() {
-        [i] => *i,
-        [] => {
-            let names: Vec<&str> = graph
-                .order
-                .iter()
-                .map(|&i| pipelines[i].name.as_str())
-                .collect();
-            return Err(CliError::Usage(format!(
-                "--only `{name}`: no pipeline has that name; the pipelines are: {}",
-                names.join(", ")
-            )));
-        }
-        several => {
-            let files: Vec<&str> = several
-                .iter()
-                .map(|&i| graph.nodes[i].file.as_str())
-                .collect();
-            return Err(CliError::Usage(format!(
-                "--only `{name}`: several pipelines have that name ({}); give them distinct `name`s",
-                files.join(", ")
-            )));
-        }
+/// Resolves the arguments and prepares the run; a refused run writes the report that says
+/// why nothing ran.
+async fn prepare(args: &ApplyArgs, ui: &Ui) -> Result<(Prepared, front::Settings), CliError> {
+    let prepared = match front::Settings::apply(args) {
+        Ok(settings) => front::prepare(&settings, ui)
+            .await
+            .map(|prepared| (prepared, settings)),
+        Err(e) => Err(e.into()),
     };
-    let mut p = pipelines[i].clone();
-    if let Some(d) = &graph.nodes[i].dependency {
-        let producer = &pipelines[d.producer].name;
-        let Some(from) = &d.pull_from else {
-            return Err(CliError::Usage(format!(
-                "--only `{name}`: it builds on `{}`, which `{producer}` makes but publishes to no \
-                 registry, so no other job can pull it; publish it (`[[publish]]`) or apply the \
-                 pipelines together",
-                d.reference
-            )));
-        };
-        schedule::pull_base(&mut p, d, from);
+    prepared.map_err(|refused| {
+        if let Some(path) = &args.report {
+            let json = match (&refused.error, refused.builds.as_slice()) {
+                (CliError::NoEngine(errors), builds) if !builds.is_empty() => {
+                    match errors.first() {
+                        Some(first) => report::of_unreached(builds, first),
+                        None => report::of_refused(&refused.error),
+                    }
+                }
+                (error, _) => report::of_refused(error),
+            };
+            save(path, json, ui);
+        }
+        refused.error
+    })
+}
+
+/// The first SIGINT or SIGTERM.
+async fn interrupted(sigint: &mut Handler, sigterm: &mut Handler) -> Signal {
+    tokio::select! {
+        _ = sigint.recv() => Signal::Interrupt,
+        _ = sigterm.recv() => Signal::Terminate,
     }
-    Ok(p)
+}
+
+/// Says what a run of several builds will do.
+fn announce(run: &Run<'_>, engines: usize, jobs: usize, ui: &Ui) {
+    let order: Vec<&str> = run
+        .graph
+        .order
+        .iter()
+        .map(|&i| run.builds[i].name.as_str())
+        .collect();
+    ui.line(&format!(
+        "{} pipelines in {} on {}, up to {jobs} at a time: {}",
+        run.builds.len(),
+        ui::plural(run.graph.stages(), "stage", "stages"),
+        ui::plural(engines, "engine", "engines"),
+        order.join(", ")
+    ));
 }
 
 /// Writes the run report; a failure to write it is reported, never fatal.
@@ -196,61 +147,4 @@ fn save(path: &std::path::Path, json: serde_json::Result<Vec<u8>>, ui: &Ui) {
             path.display()
         ));
     }
-}
-
-/// Publishes each multi-platform pipeline whose platforms all built: one index per tag. A
-/// failure sets the run's exit status (when it is still a success) and is explained.
-async fn publish_indexes<E: Engine>(
-    groups: &[crate::plan::platforms::Group],
-    pipelines: &[crate::model::Pipeline],
-    engines: &[E],
-    summary: &mut schedule::Summary,
-    settings: &Settings,
-    ui: &Ui,
-) -> Vec<report::IndexRecord> {
-    let mut indexes = Vec::new();
-    for g in groups {
-        let built: Option<Vec<_>> = g
-            .builds
-            .iter()
-            .map(|&i| {
-                let o = &summary.outcomes[i];
-                Some(crate::execute::index::Built {
-                    engine: &engines[o.engine?],
-                    image: o.applied.as_ref()?.image.clone(),
-                    platform: pipelines[i].platform.clone()?,
-                })
-            })
-            .collect();
-        // A platform that failed fails the pipeline: nothing of it is published.
-        let Some(built) = built else { continue };
-        let sink = ui.for_pipeline(&g.pipeline.name, true);
-        match crate::execute::index::publish_index(&g.pipeline, &built, &settings.options, &sink)
-            .await
-        {
-            Ok(pushed) => {
-                let platforms: Vec<String> = g
-                    .pipeline
-                    .platforms
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                indexes.extend(pushed.into_iter().map(|pushed| report::IndexRecord {
-                    pipeline: g.pipeline.name.clone(),
-                    platforms: platforms.clone(),
-                    pushed,
-                }));
-            }
-            Err(error) => {
-                if summary.exit == ExitStatus::Success {
-                    summary.exit = ExitStatus::of(&error);
-                }
-                sink.event(crate::events::Event::Failed {
-                    error: std::sync::Arc::new(error),
-                    pipeline: std::sync::Arc::new(g.pipeline.clone()),
-                });
-            }
-        }
-    }
-    indexes
 }

@@ -13,7 +13,7 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     if let Some(reference) = &args.remote {
         return remote(&args, reference, ui).await;
     }
-    let engines = super::engines(&args.engines, ui).await?;
+    let engines = crate::front::engines(&args.engines, ui).await?;
     let several = engines.len() > 1;
     let notes = crate::cache::NoteStore::user();
     let mut removed_any = false;
@@ -34,7 +34,7 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             println!("removed container {}{on}", c.name);
         }
         removed_any |= !leftovers.is_empty();
-        let unused = crate::cache::unused(engine).await?;
+        let unused = crate::observe::unused(engine).await?;
         for (id, keys) in &unused {
             let mut all_removed = !args.dry_run;
             for key in keys {
@@ -188,7 +188,9 @@ async fn cache_mounts(
     on: &str,
     ui: &Ui,
 ) -> Result<bool, CliError> {
-    use crate::volumes::{LABEL_PATH, LABEL_PIPELINE, LABEL_PLATFORM, MARKER, MARKER_VALUE};
+    use crate::execute::volumes::{
+        LABEL_PATH, LABEL_PIPELINE, LABEL_PLATFORM, MARKER, MARKER_VALUE,
+    };
     let volumes = engine.list_volumes(MARKER, MARKER_VALUE).await?;
     for v in &volumes {
         // Labels are anyone's to set: shown cleaned of control characters.

@@ -5,9 +5,10 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus};
+use crate::front::{self, Prepared, Settings};
 use crate::graph::Graph;
-use crate::plan::observe::{self, PlanOptions, Source};
-use crate::plan::{Plan, PushStatus, StepStatus};
+use crate::observe::{self, PlanOptions};
+use crate::plan::{Plan, PushStatus, Source, StepStatus};
 use crate::ui::{self, short, Ui};
 
 pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
@@ -22,28 +23,17 @@ pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError>
 }
 
 async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
-    let pipelines = super::load_all(&args.files, &args.vars, ui)?;
-    let (mut pipelines, groups) = super::platform_builds(pipelines, &args.vars)?;
-    super::remote_cache(
-        &mut pipelines,
-        args.cache_remote.as_deref(),
-        args.cache_remote_mode,
-    )?;
-    // Several pipelines: their dependency graph decides the order (and is validated first).
-    let graph = crate::graph::build(&pipelines).map_err(CliError::Graph)?;
+    let settings = Settings::plan(&args)?;
+    let Prepared {
+        builds: pipelines,
+        groups,
+        graph,
+        engines,
+    } = front::prepare(&settings, ui).await.map_err(|r| r.error)?;
     let multi = pipelines.len() > 1;
     // A folder always gets the graph document, so CI scripts read one shape.
-    let document = multi || args.files.iter().any(|f| f.is_dir());
-    if !args.offline {
-        super::check_passwords(&pipelines)?;
-    }
-    let engines = super::engines(&args.engines, ui).await?;
+    let document = multi || args.files.files.iter().any(|f| f.is_dir());
     let engine = &engines[0];
-    if !args.offline {
-        crate::plan::platforms::resolve_bases(&mut pipelines, engine)
-            .await
-            .map_err(|e| CliError::Usage(e.join("\n")))?;
-    }
     if engines.len() > 1 {
         ui.line(&format!(
             "planning against {}: apply places each pipeline on the least loaded engine",
@@ -51,9 +41,8 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         ));
     }
     let opts = PlanOptions {
-        no_cache: args.no_cache,
+        look: settings.look(),
         notes: crate::cache::NoteStore::user(),
-        offline: args.offline,
     };
     let mut changes = false;
     let mut plans = Vec::new();
@@ -105,7 +94,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             .iter()
             .map(|i| reusable.get(i).cloned().flatten())
             .collect();
-        let planned = crate::plan::platforms::plan_index(engine, g, &images, args.offline).await;
+        let planned = crate::observe::plan_index(engine, g, &images, args.offline).await;
         changes |= planned.iter().any(|x| x.status != PushStatus::UpToDate);
         if args.format == Format::Text && !planned.is_empty() {
             println!(
@@ -133,7 +122,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             doc.indexes = &indexes;
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
         }
-        Format::Text if multi => print!("{}", graph.render(engines.len())),
+        Format::Text if multi => print!("{}", render_graph(&graph, engines.len())),
         _ => {}
     }
     Ok(if args.detailed_exitcode && changes {
@@ -294,6 +283,48 @@ fn render(plan: &Plan) -> String {
     out
 }
 
+/// The graph for people; `engines` is how many engines the apply would use (a dependent
+/// pulls its base from a registry only when it runs on another engine than its producer).
+fn render_graph(graph: &Graph, engines: usize) -> String {
+    let mut out = format!(
+        "graph: {} pipelines, {}\n",
+        graph.nodes.len(),
+        ui::plural(graph.stages(), "stage", "stages")
+    );
+    for (k, wave) in graph.waves().iter().enumerate() {
+        out.push_str(&format!("  stage {}\n", k + 1));
+        for &i in wave {
+            let n = &graph.nodes[i];
+            out.push_str(&format!("    {} ({})", n.name, n.file));
+            if let Some(d) = &n.dependency {
+                let producer = &graph.nodes[d.producer].name;
+                match &d.pull_from {
+                    Some(r) if engines > 1 => out.push_str(&format!(
+                        " <- {producer} via `{}` (on another engine it pulls `{r}`)",
+                        d.reference
+                    )),
+                    Some(_) => out.push_str(&format!(
+                        " <- {producer} via `{}` (the same engine: its fresh image)",
+                        d.reference
+                    )),
+                    None => out.push_str(&format!(
+                        " <- {producer} via `{}` (not published: runs on {producer}'s engine)",
+                        d.reference
+                    )),
+                }
+            }
+            out.push('\n');
+        }
+    }
+    let names: Vec<&str> = graph
+        .order
+        .iter()
+        .map(|&i| graph.nodes[i].name.as_str())
+        .collect();
+    out.push_str(&format!("order: {}\n", names.join(", ")));
+    out
+}
+
 /// How a push would go, in words.
 fn status_text(status: PushStatus, reason: Option<&str>) -> String {
     match (status, reason) {
@@ -302,5 +333,28 @@ fn status_text(status: PushStatus, reason: Option<&str>) -> String {
         (PushStatus::UpToDate, _) => "up to date".to_string(),
         (PushStatus::Unknown, Some(reason)) => format!("unknown ({reason})"),
         (PushStatus::Unknown, None) => "unknown".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Folder;
+
+    #[test]
+    fn the_graph_text_names_each_stage_its_dependencies_and_the_order() {
+        let folder = Folder::new();
+        let producer = folder.load(
+            "base",
+            "[base]\nimage = \"busybox\"\n[commit]\ntags = [\"made:1\"]\n",
+        );
+        let dependent = folder.load("app", "[base]\nimage = \"made:1\"\n");
+        let graph = crate::graph::build(&[dependent, producer]).unwrap();
+        let text = super::render_graph(&graph, 1);
+        assert!(text.starts_with("graph: 2 pipelines, 2 stages\n"), "{text}");
+        assert!(
+            text.contains("app (") && text.contains("<- base via `made:1` (not published"),
+            "{text}"
+        );
+        assert!(text.ends_with("order: base, app\n"), "{text}");
     }
 }

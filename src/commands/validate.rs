@@ -1,14 +1,21 @@
 use crate::cli::ValidateArgs;
 use crate::error::{CliError, ExitStatus};
+use crate::front::{self, Settings};
 use crate::ui::{plural, Ui};
 
-pub(super) fn run(args: ValidateArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
-    let pipelines = super::load_all(&args.files, &args.vars, ui)?;
-    // Files given together also form a dependency graph: no cycles, one producer per base.
-    crate::graph::build(&pipelines).map_err(CliError::Graph)?;
-    // Every platform's templates render (a multi-platform file is checked once per platform).
-    super::platform_builds(pipelines.clone(), &args.vars)?;
-    for p in pipelines {
+pub(super) async fn run(args: ValidateArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
+    // Every platform's templates render (a multi-platform file is checked once per platform),
+    // and files given together form a dependency graph: no cycles, one producer per base.
+    let prepared = front::prepare(&Settings::validate(&args), ui)
+        .await
+        .map_err(|r| r.error)?;
+    // One line per file: a multi-platform pipeline as loaded, not per build.
+    for (i, build) in prepared.builds.iter().enumerate() {
+        let p = match prepared.groups.iter().find(|g| g.builds.contains(&i)) {
+            Some(g) if g.builds.first() == Some(&i) => &g.pipeline,
+            Some(_) => continue,
+            None => build,
+        };
         let platforms = if p.platforms.is_empty() {
             String::new()
         } else {

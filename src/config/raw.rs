@@ -12,6 +12,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::model::{LayerCompression, Network, PullPolicy, Sharing};
+
 /// A string as written in the file, with its byte range (a minijinja template).
 pub type Str = Spanned<String>;
 
@@ -94,19 +96,6 @@ pub struct Base {
     pub password_env: Option<Str>,
 }
 
-/// Pull policy for the base image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PullPolicy {
-    /// Pull every time.
-    Always,
-    /// Pull only when the image is not in the engine.
-    #[default]
-    Missing,
-    /// Never pull; fail when the image is not in the engine.
-    Never,
-}
-
 /// One setup step: exactly one of `run` or `copy`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -183,18 +172,6 @@ pub struct CacheMountTable {
     pub sharing: Sharing,
 }
 
-/// How concurrent applies share a cache mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Sharing {
-    /// Every apply uses the folder at once (the tool the step runs keeps it consistent, as
-    /// apt and dpkg do with their own locks).
-    #[default]
-    Shared,
-    /// One apply at a time uses the folder; the others wait for it.
-    Locked,
-}
-
 /// A read-only host folder mounted into a step's container.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -205,19 +182,6 @@ pub struct Mount {
     /// Absolute path in the step's container.
     #[schemars(with = "String")]
     pub dest: Option<Str>,
-}
-
-/// The network of a step's container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    /// The engine's default network (a bridge with outside access).
-    #[default]
-    Default,
-    /// No network: only a loopback interface.
-    None,
-    /// The engine host's network.
-    Host,
 }
 
 /// A command: a shell string or an exec-form array.
@@ -394,17 +358,6 @@ pub struct ImageSettings {
     /// file's last git commit; outside git, 0.
     #[schemars(with = "Option<i64>")]
     pub epoch: Option<Spanned<i64>>,
-}
-
-/// Layer compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum LayerCompression {
-    /// gzip (zlib-rs): pulled by every client.
-    #[default]
-    Gzip,
-    /// zstd (libzstd): needs Docker 23+, containerd 1.5+ or Podman to pull.
-    Zstd,
 }
 
 /// Step cache settings.

@@ -398,7 +398,7 @@ impl DockerEngine {
     /// call's error.
     async fn body(
         &self,
-        stream: impl futures_util::Stream<Item = Result<Bytes, BollardError>> + Send + 'static,
+        stream: impl futures_util::Stream<Item = Result<bytes::Bytes, BollardError>> + Send + 'static,
     ) -> Result<Archive, EngineError> {
         let mut stream = Box::pin(stream);
         let first = match stream.next().await {

@@ -8,17 +8,14 @@ pub(crate) mod docker;
 pub(crate) mod fake;
 pub(crate) mod podman;
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::pin::Pin;
+pub(crate) use crate::archive::Archive;
+pub(crate) use crate::cache::CacheImage;
+pub(crate) use crate::credentials::Credentials;
+pub(crate) use crate::model::{ImageConfig, DEFAULT_PATH};
 
-use bytes::Bytes;
-use futures_util::Stream;
+use std::collections::BTreeMap;
 
 pub(crate) use crate::image::diff::{Change, ChangeKind};
-
-/// A tar archive streamed to the engine.
-pub(crate) type Archive = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,26 +57,6 @@ impl EngineError {
     }
 }
 
-/// Registry credentials for one request. The password never prints.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Credentials {
-    pub(crate) username: String,
-    pub(crate) password: String,
-    pub(crate) server: String,
-    /// From the docker config, in place of a password.
-    pub(crate) identity_token: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Credentials {{ username: {:?}, server: {:?}, password: <redacted> }}",
-            self.username, self.server
-        )
-    }
-}
-
 /// What the tool needs to know of an image.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ImageInfo {
@@ -96,33 +73,6 @@ pub(crate) struct ImageInfo {
     pub(crate) platform: Option<crate::model::Platform>,
     /// Bytes of its file system (all layers, uncompressed) as the engine counts them.
     pub(crate) size: u64,
-}
-
-/// The parts of an image config the tool reads and writes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ImageConfig {
-    pub(crate) cmd: Option<Vec<String>>,
-    pub(crate) entrypoint: Option<Vec<String>>,
-    pub(crate) env: Vec<String>,
-    pub(crate) labels: BTreeMap<String, String>,
-    pub(crate) exposed_ports: Vec<String>,
-    pub(crate) user: String,
-    pub(crate) workdir: String,
-    pub(crate) volumes: Vec<String>,
-    pub(crate) healthcheck: Option<crate::model::Healthcheck>,
-    pub(crate) stop_signal: Option<String>,
-    pub(crate) shell: Option<Vec<String>>,
-    pub(crate) onbuild: Option<Vec<String>>,
-}
-
-/// One of the tool's cache images, as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CacheImage {
-    pub(crate) id: String,
-    pub(crate) parent: String,
-    /// Cache keys this image is tagged with.
-    pub(crate) keys: Vec<String>,
-    pub(crate) created: i64,
 }
 
 /// A build container.
@@ -334,10 +284,6 @@ pub(crate) trait Engine {
 /// The repository the tool tags its cache images under.
 pub(crate) const CACHE_REPOSITORY: &str = "pipeline-cache";
 
-/// The `PATH` an engine runs a container with when its image sets none.
-pub(crate) const DEFAULT_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// The name the tool wrote for a name an engine lists (a tag, a `repository@digest`). Docker
 /// lists names as they were written; Podman qualifies them: names tagged through the
 /// Docker-compatible API as `docker.io/library/NAME` or `docker.io/OWNER/NAME`, names made by
@@ -364,4 +310,10 @@ pub(crate) fn image_id(id: &str) -> String {
     } else {
         format!("sha256:{id}")
     }
+}
+
+/// The short form of an image id, as docker prints it.
+pub(crate) fn short(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
 }

@@ -10,12 +10,12 @@ use crate::engine::{
     CommitSpec, ContainerSpec, Engine, EngineError, ExecSpec, ImageConfig, ImageInfo, MountSpec,
     CACHE_REPOSITORY, DEFAULT_PATH,
 };
-use crate::events::{Event, Sink, StepOutcome};
+use crate::execute::events::{Event, Sink, StepOutcome};
+use crate::execute::volumes::CacheScope;
 use crate::model::{
     paths_overlap, Action, Command, ContainerOptions, Network, Pipeline, Sharing, Step,
 };
 use crate::plan;
-use crate::volumes::CacheScope;
 
 /// The user that places and removes secrets: root, by uid (an image may have no
 /// /etc/passwd).
@@ -31,6 +31,8 @@ pub(super) struct Build<'a, E: Engine> {
     scope: Option<CacheScope>,
     /// The checkpoint of all steps, still to commit.
     last_checkpoint: Option<Pending>,
+    /// Prefix of the names of every container this build creates.
+    run_name: &'a str,
     opts: &'a Options,
     sink: &'a dyn Sink,
     /// Whether the base image has an entrypoint and a command.
@@ -50,9 +52,15 @@ struct Pending {
 }
 
 impl<'a, E: Engine> Build<'a, E> {
-    pub(super) fn new(engine: &'a E, opts: &'a Options, sink: &'a dyn Sink) -> Self {
+    pub(super) fn new(
+        engine: &'a E,
+        run_name: &'a str,
+        opts: &'a Options,
+        sink: &'a dyn Sink,
+    ) -> Self {
         Self {
             engine,
+            run_name,
             containers: Vec::new(),
             locks: Vec::new(),
             scope: None,
@@ -75,7 +83,7 @@ impl<'a, E: Engine> Build<'a, E> {
         options: &ContainerOptions,
     ) -> Result<String, EngineError> {
         let mut spec = ContainerSpec {
-            name: format!("{}-{}", self.opts.run_name, self.containers.len() + 1),
+            name: format!("{}-{}", self.run_name, self.containers.len() + 1),
             image: image.to_string(),
             image_entrypoint: self.base_entrypoint,
             image_cmd: self.base_cmd,
@@ -542,7 +550,7 @@ impl<'a, E: Engine> Build<'a, E> {
     ) -> Result<(), ApplyError> {
         for (m, before) in step.container.mounts.iter().zip(&inputs.mounted) {
             let src = m.src.clone();
-            let now = tokio::task::spawn_blocking(move || crate::cache::tree_digest_of(&src))
+            let now = tokio::task::spawn_blocking(move || crate::archive::tree_digest_of(&src))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
             let problem = match now {
@@ -579,7 +587,7 @@ impl<'a, E: Engine> Build<'a, E> {
             let image = self.engine.commit(id, &spec).await?;
             let tag = format!(
                 "{}-step{step}",
-                self.opts.run_name.trim_start_matches("pipeline-")
+                self.run_name.trim_start_matches("pipeline-")
             );
             self.engine.tag(&image, "pipeline-debug", &tag).await?;
             Ok::<_, EngineError>(format!("pipeline-debug:{tag}"))

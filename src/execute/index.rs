@@ -6,7 +6,7 @@ use super::publish::push_tag;
 use super::{ApplyError, Options, Pushed};
 use crate::credentials;
 use crate::engine::{Engine, EngineError};
-use crate::events::{Event, Sink};
+use crate::execute::events::{Event, Sink};
 use crate::model::{Pipeline, Platform};
 use crate::plan::platforms;
 use crate::registry::{IndexEntry, Manifest, Registry, RegistryError};
@@ -55,7 +55,7 @@ pub(crate) async fn publish_index<E: Engine>(
         for b in built {
             known.push((
                 &b.platform,
-                platforms::digests_in(b.engine, &b.image, &repository).await,
+                crate::observe::digests_in(b.engine, &b.image, &repository).await,
             ));
         }
         // Each platform's image is pushed once per repository, under its first tag that is

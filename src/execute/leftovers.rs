@@ -40,7 +40,7 @@ pub(crate) fn is_build_container(name: &str) -> bool {
 /// True when `c` belongs to a run that is gone, at `now` (unix seconds): a build container,
 /// or the lock container of a locked cache mount.
 pub(crate) fn is_leftover(c: &ContainerInfo, now: i64) -> bool {
-    if crate::volumes::is_lock(&c.name) {
+    if crate::execute::volumes::is_lock(&c.name) {
         return super::locks::is_stale(c.state, now - c.created);
     }
     is_build_container(&c.name)

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::engine::{ContainerSpec, ContainerState, Engine, EngineError};
-use crate::events::{Event, Sink};
+use crate::execute::events::{Event, Sink};
 
 /// A lock container created and never started for longer than this belongs to a run that
 /// is gone: a live run starts it right after creating it.

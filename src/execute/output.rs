@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 
 use crate::engine::OutputStream;
-use crate::events::{Event, Sink};
+use crate::execute::events::{Event, Sink};
 
 /// Lines of output kept to explain a failed step.
 const TAIL_LINES: usize = 20;

@@ -4,7 +4,7 @@ use super::retry::retry;
 use super::{ApplyError, Options, Pushed};
 use crate::credentials;
 use crate::engine::{Credentials, Engine};
-use crate::events::{Event, Sink};
+use crate::execute::events::{Event, Sink};
 use crate::model::Pipeline;
 
 /// Pushes every tag of every target, in order. Nothing is pushed unless the build succeeded

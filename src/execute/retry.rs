@@ -4,7 +4,7 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use crate::engine::EngineError;
-use crate::events::{Event, Sink};
+use crate::execute::events::{Event, Sink};
 
 use super::Options;
 
@@ -80,7 +80,6 @@ mod tests {
             keep_failed: false,
             attempts: 20,
             retry_delay: Duration::from_millis(500),
-            run_name: "pipeline-test".into(),
             notes: None,
         };
         let starts = Mutex::new(Vec::new());

@@ -1,8 +1,13 @@
 //! The executor and the cache lookup against the in-memory fake engine: no daemon needed.
 
 use super::*;
+use crate::cache::StepInputs;
 use crate::engine::fake::FakeEngine;
-use crate::plan::{observe, StepStatus};
+use crate::engine::Engine;
+use crate::execute::events::Event;
+use crate::model::Pipeline;
+use crate::observe;
+use crate::plan::StepStatus;
 use crate::testing::{engine, runtime, Folder};
 
 fn options() -> Options {
@@ -11,13 +16,18 @@ fn options() -> Options {
         keep_failed: false,
         attempts: 2,
         retry_delay: std::time::Duration::from_millis(1),
-        run_name: "pipeline-test-run".into(),
         notes: None,
     }
 }
 
 fn run(engine: &FakeEngine, p: &Pipeline) -> Result<Applied, ApplyError> {
-    runtime().block_on(apply(engine, p, &options(), &|_e: Event| {}))
+    runtime().block_on(apply(
+        engine,
+        p,
+        "pipeline-test-run",
+        &options(),
+        &|_e: Event| {},
+    ))
 }
 
 const THREE_STEPS: &str = r#"
@@ -189,7 +199,8 @@ message = "m"
         }
     };
     let rt = runtime();
-    rt.block_on(apply(&e, &p, &opts, &sink)).unwrap();
+    rt.block_on(apply(&e, &p, "pipeline-test-run", &opts, &sink))
+        .unwrap();
     let checkpoints = checkpoints.into_inner().unwrap();
     assert_eq!(checkpoints.len(), 2);
     let comments: Vec<String> = checkpoints
@@ -273,14 +284,21 @@ fn a_secret_file_that_became_a_fifo_fails_the_apply_at_once() {
     let result = rt.block_on(async {
         tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            apply(&e, &pipeline, &options(), &|_e: Event| {}),
+            apply(
+                &e,
+                &pipeline,
+                "pipeline-test-run",
+                &options(),
+                &|_e: Event| {},
+            ),
         )
         .await
     });
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     match result {
-        Ok(Err(ApplyError::Secret { name, detail })) => {
+        Ok(Err(ApplyError::Secret { name, source })) => {
             assert_eq!(name, "token");
+            let detail = source.to_string();
             assert!(detail.contains("a FIFO, not a regular file"), "{detail}");
         }
         Ok(other) => panic!("expected a secret error, got {other:?}"),

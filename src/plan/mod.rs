@@ -1,16 +1,15 @@
 //! Planning: pure and deterministic. From the pipeline and what the engine holds (base image
 //! id, cache images, remote digests) to what apply would do, and why. What the engine holds
-//! is read by [`observe`], the one cache lookup `plan` and `apply` share.
+//! is read by `observe`, the one cache lookup `plan` and `apply` share.
 
-pub(crate) mod observe;
 pub(crate) mod platforms;
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::cache::CacheImage;
 use crate::cache::{self, CheckpointNote, StepInputs};
-use crate::engine::CacheImage;
 use crate::model::Pipeline;
 
 /// What the engine and registries hold, as far as the plan needs to know.
@@ -18,26 +17,46 @@ use crate::model::Pipeline;
 pub(crate) struct Observed {
     /// The local base image id; `None` when it must be pulled first.
     pub(crate) base_id: Option<String>,
-    /// What the cache serves (see [`observe::lookup`]).
-    pub(crate) hit: observe::Hit,
+    /// What the cache serves (see `observe::lookup`).
+    pub(crate) hit: Hit,
     /// Cache images, when a miss needs explaining.
     pub(crate) cache: Vec<CacheImage>,
     /// Checkpoint notes of cache images (by image id), used to explain misses.
     pub(crate) notes: HashMap<String, CheckpointNote>,
-    /// Targets whose registry refused the credentials.
-    pub refused: std::collections::HashSet<(String, String)>,
-    /// Remote manifest digests by (repository, tag); absent when not asked.
-    pub(crate) remote: HashMap<(String, String), Option<String>>,
+    /// What the publish tags hold, in the order written; `None` when no registry was asked
+    /// (`--offline`).
+    pub(crate) tags: Option<Vec<TagSeen>>,
     /// `repository@digest` records of the reusable final image.
     pub(crate) local_digests: Vec<String>,
     /// `--no-cache`.
     pub(crate) no_cache: bool,
-    /// `--offline`: no registry was asked.
-    pub(crate) offline: bool,
     /// The remote cache, when the pipeline has one.
     pub(crate) cache_remote: Option<RemoteStatus>,
     /// The base id was read from its registry: the base is not in the engine.
     pub(crate) base_remote: bool,
+}
+
+/// One publish tag, as its registry answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TagSeen {
+    pub(crate) repository: String,
+    pub(crate) tag: String,
+    pub(crate) state: TagState,
+}
+
+/// What a registry said of a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TagState {
+    /// The manifest digest it holds (`None`: no such tag); `published`: the image asked about
+    /// is that manifest.
+    Holds {
+        digest: Option<String>,
+        published: bool,
+    },
+    /// The registry refused the credentials.
+    Refused(String),
+    /// The registry did not answer.
+    Unreachable(String),
 }
 
 /// The remote cache as the plan saw it.
@@ -78,7 +97,7 @@ pub(crate) struct StepPlan {
     pub(crate) status: StepStatus,
     /// For a cached step: `local` (the engine) or `remote` (pulled from the remote cache).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) source: Option<observe::Source>,
+    pub(crate) source: Option<Source>,
     /// The step's cache mounts, read-only mounts, tmpfs folders and network, in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) options: Vec<String>,
@@ -89,6 +108,50 @@ pub(crate) struct StepPlan {
 pub(crate) enum StepStatus {
     Cached,
     Run { reason: String },
+}
+
+/// What the cache serves for a chain of keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Hit {
+    /// The longest cached prefix of the steps.
+    pub(crate) resume: Resume,
+    /// The final image, when nothing that goes into it changed.
+    pub(crate) image: Option<String>,
+    /// The remote entry that serves the hit, when it is not in the engine yet.
+    pub(crate) remote: Option<RemoteHit>,
+}
+
+impl Hit {
+    /// Where the hit comes from; `None` for a miss.
+    pub(crate) fn source(&self) -> Option<Source> {
+        if self.remote.is_some() {
+            Some(Source::Remote)
+        } else if self.image.is_some() || self.resume.image.is_some() {
+            Some(Source::Local)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where a cache hit comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Source {
+    /// The engine's own cache images.
+    Local,
+    /// The registry-backed cache: pulled before use.
+    Remote,
+}
+
+/// An entry of the remote cache, checked against the base and the expected config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteHit {
+    pub(crate) key: String,
+    /// Its manifest digest in the cache repository.
+    pub(crate) digest: String,
+    /// Its image id (config digest): what the engine calls it once pulled.
+    pub(crate) id: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -105,7 +168,7 @@ pub(crate) struct CommitPlan {
     pub(crate) image: Option<String>,
     /// Where that image is: `local` (the engine) or `remote` (the remote cache).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) source: Option<observe::Source>,
+    pub(crate) source: Option<Source>,
     pub(crate) tags: Vec<String>,
 }
 
@@ -140,15 +203,8 @@ impl Plan {
     }
 }
 
-/// The chain of keys: one per step, then the commit key. Empty when the base id is unknown.
-pub(crate) fn keys(
-    p: &Pipeline,
-    inputs: &[StepInputs],
-    base_id: Option<&str>,
-) -> (Vec<String>, Option<String>) {
-    let Some(base_id) = base_id else {
-        return (Vec::new(), None);
-    };
+/// The chain of keys from the base image's id: one per step, then the commit key.
+pub(crate) fn keys(p: &Pipeline, inputs: &[StepInputs], base_id: &str) -> (Vec<String>, String) {
     let mut key = match &p.platform {
         Some(pl) => cache::platform_base_key(base_id, &pl.to_string()),
         None => cache::base_key(base_id),
@@ -158,7 +214,7 @@ pub(crate) fn keys(
         key = cache::step_key(&key, i);
         out.push(key.clone());
     }
-    (out, Some(cache::commit_key(&key, &p.commit)))
+    (out, cache::commit_key(&key, &p.commit))
 }
 
 /// The longest cached prefix of the chain.
@@ -203,7 +259,13 @@ pub(crate) fn siblings<'a>(
 
 /// The whole plan.
 pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan {
-    let (keys, commit_key) = keys(p, inputs, obs.base_id.as_deref());
+    let (keys, commit_key) = match obs.base_id.as_deref() {
+        Some(id) => {
+            let (keys, commit) = keys(p, inputs, id);
+            (keys, Some(commit))
+        }
+        None => (Vec::new(), None),
+    };
     let resume = obs.hit.resume.clone();
     let source = obs.hit.source();
     let remote_digest = obs.hit.remote.as_ref().map(|r| r.digest.clone());
@@ -232,45 +294,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
         })
         .collect();
     let commit_image = obs.hit.image.clone();
-    let publish = p
-        .publish
-        .iter()
-        .flat_map(|t| {
-            let repository = t.repository.repository();
-            t.tags
-                .iter()
-                .map(move |tag| (repository.clone(), tag.clone()))
-        })
-        .map(|(repository, tag)| {
-            let remote = obs.remote.get(&(repository.clone(), tag.clone()));
-            let reason = match remote {
-                None if obs.offline => Some("offline".to_string()),
-                None if obs.refused.contains(&(repository.clone(), tag.clone())) => {
-                    Some("the registry refused the credentials".to_string())
-                }
-                None => Some("registry not reachable".to_string()),
-                Some(_) => None,
-            };
-            let status = match remote {
-                None => PushStatus::Unknown,
-                Some(None) => PushStatus::New,
-                Some(Some(d))
-                    if commit_image.is_some()
-                        && (obs.local_digests.contains(&format!("{repository}@{d}"))
-                            || remote_digest.as_ref() == Some(d)) =>
-                {
-                    PushStatus::UpToDate
-                }
-                Some(Some(_)) => PushStatus::Changed,
-            };
-            PushPlan {
-                repository,
-                tag,
-                status,
-                reason,
-            }
-        })
-        .collect();
+    let publish = publish_plans(p, obs, commit_image.is_some(), remote_digest.as_ref());
     Plan {
         pipeline: p.name.clone(),
         base: BasePlan {
@@ -291,6 +315,67 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
         publish,
         cache_remote: obs.cache_remote.clone(),
     }
+}
+
+/// How each publish tag would go: from what its registry holds, the image the commit would
+/// reuse (`reused`) and its digests.
+fn publish_plans(
+    p: &Pipeline,
+    obs: &Observed,
+    reused: bool,
+    remote_digest: Option<&String>,
+) -> Vec<PushPlan> {
+    let Some(tags) = &obs.tags else {
+        return p
+            .publish
+            .iter()
+            .flat_map(|t| {
+                t.tags
+                    .iter()
+                    .map(move |tag| (t.repository.repository(), tag))
+            })
+            .map(|(repository, tag)| PushPlan {
+                repository,
+                tag: tag.clone(),
+                status: PushStatus::Unknown,
+                reason: Some("offline".to_string()),
+            })
+            .collect();
+    };
+    tags.iter()
+        .map(|seen| {
+            let (status, reason) = match &seen.state {
+                TagState::Holds { digest: None, .. } => (PushStatus::New, None),
+                TagState::Holds {
+                    digest: Some(d),
+                    published,
+                } if reused
+                    && (*published
+                        || obs
+                            .local_digests
+                            .contains(&format!("{}@{d}", seen.repository))
+                        || remote_digest == Some(d)) =>
+                {
+                    (PushStatus::UpToDate, None)
+                }
+                TagState::Holds { .. } => (PushStatus::Changed, None),
+                TagState::Refused(_) => (
+                    PushStatus::Unknown,
+                    Some("the registry refused the credentials".to_string()),
+                ),
+                TagState::Unreachable(_) => (
+                    PushStatus::Unknown,
+                    Some("registry not reachable".to_string()),
+                ),
+            };
+            PushPlan {
+                repository: seen.repository.clone(),
+                tag: seen.tag.clone(),
+                status,
+                reason,
+            }
+        })
+        .collect()
 }
 
 /// Why the first uncached step must run.

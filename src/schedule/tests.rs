@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::engine::fake::FakeEngine;
+use crate::error::Signal;
+use crate::execute::events::{Event, Sink};
+use crate::model::{Pipeline, Platform};
 use crate::testing::{engine, runtime, Folder};
 
 /// A pipeline named `name` on `base` running `steps`, tagging `tag` (when given).
@@ -51,18 +54,22 @@ impl Seen {
     }
 }
 
-struct Run {
+struct Ran {
     summary: Summary,
     seen: Vec<Vec<String>>,
     run_seen: Vec<String>,
 }
 
-impl Run {
+impl Ran {
     fn statuses(&self) -> Vec<Status> {
         self.summary.outcomes.iter().map(|o| o.status).collect()
     }
     fn engines(&self) -> Vec<Option<usize>> {
-        self.summary.outcomes.iter().map(|o| o.engine).collect()
+        self.summary
+            .outcomes
+            .iter()
+            .map(|o| o.engine.map(|e| e.0))
+            .collect()
     }
 }
 
@@ -72,7 +79,7 @@ fn apply(
     jobs: usize,
     fail_fast: bool,
     interrupt_after: Option<Duration>,
-) -> Run {
+) -> Ran {
     let folder = Folder::new();
     let pipelines: Vec<Pipeline> = files.iter().map(|(n, t)| folder.load(n, t)).collect();
     let graph = crate::graph::build(&pipelines).expect("graph");
@@ -84,13 +91,13 @@ fn apply(
             keep_failed: false,
             attempts: 1,
             retry_delay: Duration::from_millis(1),
-            run_name: String::new(),
             notes: None,
         },
     };
     let seen: Vec<Seen> = pipelines.iter().map(|_| Seen::default()).collect();
     let sinks: Vec<&dyn Sink> = seen.iter().map(|s| s as &dyn Sink).collect();
     let run_seen = Seen::default();
+    let run_names = run_names(&pipelines);
     let summary = runtime().block_on(async {
         let interrupt = async {
             match interrupt_after {
@@ -101,12 +108,20 @@ fn apply(
                 None => std::future::pending().await,
             }
         };
-        run(
-            &pipelines, &graph, engines, &settings, &sinks, &run_seen, interrupt,
-        )
-        .await
+        let run_of = Run {
+            builds: &pipelines,
+            graph: &graph,
+            groups: &[],
+            run_names: &run_names,
+        };
+        let sinks = Sinks {
+            builds: &sinks,
+            groups: &[],
+            run: &run_seen,
+        };
+        run(run_of, engines, &settings, sinks, interrupt).await
     });
-    Run {
+    Ran {
         summary,
         seen: seen.iter().map(Seen::all).collect(),
         run_seen: run_seen.all(),
@@ -334,7 +349,7 @@ fn a_dependent_of_an_unpublished_pipeline_on_a_lost_engine_is_refused() {
     );
     // lib and kill start on engines a and b; kill takes b down... or a: either way app,
     // bound to lib's engine, is refused when that engine is the lost one, and runs otherwise.
-    let lost = r.summary.outcomes[1].engine;
+    let lost = r.engines()[1];
     if r.engines()[0] == lost {
         assert_eq!(r.statuses()[2], Status::Failed);
         assert!(
@@ -389,7 +404,7 @@ fn the_state_machine_places_by_load_and_refuses_when_no_engine_is_left() {
     let start = |d: Option<Decision>| match d {
         Some(Decision::Start {
             pipeline, engine, ..
-        }) => (pipeline, engine),
+        }) => (pipeline.0, engine.0),
         other => panic!("expected a start, got {other:?}"),
     };
     assert_eq!(start(s.next()), (0, 0));
@@ -399,15 +414,18 @@ fn the_state_machine_places_by_load_and_refuses_when_no_engine_is_left() {
         detail: "step".into(),
         lost: Some(why.into()),
     };
-    let c = s.finish(0, lost("gone"));
-    assert_eq!(c.lost_engine, Some((0, "gone".into())));
+    let c = s.finish(BuildId(0), lost("gone"));
+    assert_eq!(c.lost_engine, Some((EngineId(0), "gone".into())));
     assert_eq!(start(s.next()), (2, 1), "the lost engine gets no new work");
-    let c = s.finish(1, lost("gone too"));
-    assert_eq!(c.lost_engine, Some((1, "gone too".into())));
-    let c = s.finish(2, lost("again"));
+    let c = s.finish(BuildId(1), lost("gone too"));
+    assert_eq!(c.lost_engine, Some((EngineId(1), "gone too".into())));
+    let c = s.finish(BuildId(2), lost("again"));
     assert_eq!(c.lost_engine, None, "an engine is lost once");
     match s.next() {
-        Some(Decision::Refused { pipeline: 3, why }) => {
+        Some(Decision::Refused {
+            pipeline: BuildId(3),
+            why,
+        }) => {
             assert_eq!(why, "no engine is reachable")
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -438,7 +456,7 @@ fn a_platform_build_goes_to_an_engine_of_its_platform_and_is_emulated_only_witho
     let start = |d: Option<Decision>| match d {
         Some(Decision::Start {
             pipeline, engine, ..
-        }) => (pipeline, engine),
+        }) => (pipeline.0, engine.0),
         other => panic!("expected a start, got {other:?}"),
     };
     assert_eq!(start(s.next()), (0, 1), "arm64 goes to the arm64 engine");
@@ -448,7 +466,7 @@ fn a_platform_build_goes_to_an_engine_of_its_platform_and_is_emulated_only_witho
         "even when that engine is busier: emulation is the last resort"
     );
     assert!(
-        !s.emulated(1, 1),
+        !s.emulated(BuildId(1), EngineId(1)),
         "a variant matches the engine's bare arch"
     );
     assert_eq!(
@@ -456,7 +474,75 @@ fn a_platform_build_goes_to_an_engine_of_its_platform_and_is_emulated_only_witho
         (2, 0),
         "no riscv64 engine: the least loaded"
     );
-    assert!(s.emulated(2, 0));
+    assert!(s.emulated(BuildId(2), EngineId(0)));
     assert_eq!(start(s.next()), (3, 0), "no platform: by load, as before");
-    assert!(!s.emulated(3, 0));
+    assert!(!s.emulated(BuildId(3), EngineId(0)));
+}
+
+#[test]
+fn a_multi_platform_pipeline_is_published_once_all_its_builds_succeeded() {
+    let (graph, names) = independent(&["amd", "arm", "other"]);
+    let ok = || {
+        Finish::Succeeded(Applied {
+            image: "sha256:i".into(),
+            tags: Vec::new(),
+            pushed: Vec::new(),
+        })
+    };
+    let failed = || Finish::Failed {
+        exit: ExitStatus::StepFailed,
+        detail: "step".into(),
+        lost: None,
+    };
+    let scheduler = |fail_fast| {
+        let mut s = Scheduler::new(&graph, names.clone(), 1, 8, fail_fast);
+        s.publish_groups(vec![vec![BuildId(0), BuildId(1)]]);
+        for _ in 0..3 {
+            assert!(matches!(s.next(), Some(Decision::Start { .. })));
+        }
+        s
+    };
+    // Both builds succeed: published after the second, and the run succeeds.
+    let mut s = scheduler(true);
+    assert_eq!(s.finish(BuildId(0), ok()).publish, None);
+    assert_eq!(s.finish(BuildId(1), ok()).publish, Some(GroupId(0)));
+    assert_eq!(s.built(GroupId(0)).len(), 2);
+    s.published(GroupId(0), Ok(Vec::new()));
+    assert_eq!(s.finish(BuildId(2), ok()).publish, None);
+    let summary = s.summary();
+    assert_eq!(summary.indexes[0].status, Status::Succeeded);
+    assert_eq!(summary.exit, ExitStatus::Success);
+    // One build fails: nothing of the pipeline is published, whatever the other does.
+    let mut s = scheduler(false);
+    s.finish(BuildId(0), failed());
+    assert_eq!(s.finish(BuildId(1), ok()).publish, None);
+    let summary = s.summary();
+    assert_eq!(summary.indexes[0].status, Status::Skipped);
+    assert!(summary.indexes[0]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("`amd` failed"));
+    // The publication fails: its exit status is the run's, and fail-fast stops the rest.
+    let mut s = scheduler(true);
+    s.finish(BuildId(0), ok());
+    s.finish(BuildId(1), ok());
+    let c = s.published(
+        GroupId(0),
+        Err((ExitStatus::PublishFailed, "push failed".into())),
+    );
+    assert!(c.stopping.is_some());
+    s.finish(BuildId(2), ok());
+    let summary = s.summary();
+    assert_eq!(summary.indexes[0].status, Status::Failed);
+    assert_eq!(summary.exit, ExitStatus::PublishFailed);
+    // An interrupt while publishing: the publication is interrupted, the run exits by the signal.
+    let mut s = scheduler(true);
+    s.finish(BuildId(0), ok());
+    s.finish(BuildId(1), ok());
+    let running = s.interrupt(Signal::Terminate);
+    assert_eq!(running, [BuildId(2)]);
+    let summary = s.summary();
+    assert_eq!(summary.indexes[0].status, Status::Interrupted);
+    assert_eq!(summary.exit, ExitStatus::Interrupted(Signal::Terminate));
 }

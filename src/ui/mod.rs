@@ -9,12 +9,14 @@ use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::Progress;
+pub(crate) use crate::engine::short;
 use crate::engine::{EngineError, OutputStream, Progress as Transfer};
-use crate::error::Signal;
-use crate::events::{Event, Sink, StepOutcome};
+use crate::error::ExitStatus;
+use crate::error::{CliError, Signal};
+use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::{Applied, ApplyError};
 use crate::model::Pipeline;
-use crate::schedule::{Status, Summary};
+use crate::schedule::{Run, Status, Summary};
 
 mod heartbeat;
 
@@ -467,6 +469,53 @@ impl Sink for Ui {
 }
 
 impl Ui {
+    /// Prints the error with what to do next.
+    pub(crate) fn cli_error(&self, error: &CliError) {
+        let ui = self;
+        match error {
+            CliError::Invalid(reports) => {
+                for r in reports {
+                    ui.diagnostics(r);
+                }
+            }
+            CliError::Graph(errors) => {
+                for e in errors {
+                    ui.error(&e.to_string());
+                }
+            }
+            CliError::Bases(errors) => {
+                for e in errors {
+                    ui.error(&e.to_string());
+                }
+            }
+            CliError::MissingPasswords(logins) => {
+                for l in logins {
+                    ui.error(&format!(
+                        "the environment variable `{}` (password_env for user `{}`) is not set",
+                        l.password_env, l.username
+                    ));
+                }
+            }
+            CliError::NoEngine(errors) => {
+                for e in errors {
+                    ui.error(&e.to_string());
+                }
+                ui.hint(START_ENGINE);
+            }
+            CliError::Engine(e @ EngineError::Unreachable { .. }) => {
+                ui.error(&e.to_string());
+                ui.hint(START_ENGINE);
+            }
+            CliError::Detailed(inner) => self.cli_error(inner),
+            other => ui.error(&other.to_string()),
+        }
+    }
+}
+
+/// What to do when no engine answers.
+pub(crate) const START_ENGINE: &str = "start the Docker engine (`dockerd`, `systemctl start docker`) or point DOCKER_HOST / --engine at a running one";
+
+impl Ui {
     /// Prints an apply error with what the user needs next: the last output lines, what was
     /// pushed, where the image is, how to retry.
     fn explain(&self, e: &ApplyError, p: &Pipeline) {
@@ -536,12 +585,9 @@ pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
-/// The summary of a run of several pipelines, one line per pipeline.
-pub(crate) fn render_summary(
-    pipelines: &[Pipeline],
-    summary: &Summary,
-    engines: &[String],
-) -> String {
+/// The summary of a run of several builds, one line per build and per multi-platform
+/// pipeline's publication.
+pub(crate) fn render_summary(run: &Run<'_>, summary: &Summary, engines: &[String]) -> String {
     let count = |s: Status| summary.outcomes.iter().filter(|o| o.status == s).count();
     let mut out = format!(
         "summary: {} succeeded, {} failed, {} skipped, {} not started in {:.1}s on {}\n",
@@ -552,12 +598,11 @@ pub(crate) fn render_summary(
         summary.elapsed.as_secs_f64(),
         plural(engines.len(), "engine", "engines")
     );
-    let width = pipelines.iter().map(|p| p.name.len()).max().unwrap_or(0);
-    for (p, o) in pipelines.iter().zip(&summary.outcomes) {
+    let width = run.builds.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for (p, o) in run.builds.iter().zip(&summary.outcomes) {
         let engine = o
             .engine
-            .map(|e| engines[e].clone())
-            .unwrap_or_else(|| "-".into());
+            .map_or_else(|| "-".into(), |e| engines[e.0].clone());
         let took = match (o.started, o.finished) {
             (Some(s), Some(f)) => secs(f - s),
             _ => "-".into(),
@@ -565,24 +610,47 @@ pub(crate) fn render_summary(
         let what = match (&o.status, &o.applied, &o.detail) {
             (Status::Succeeded, Some(a), _) => format!("image {}", short(&a.image)),
             (Status::Failed | Status::Interrupted, _, Some(d)) => {
-                format!("exit {}: {d}", o.exit.map_or(1, |x| x.code()))
+                format!("exit {}: {d}", o.exit.map_or(1, ExitStatus::code))
             }
             (_, _, Some(d)) => d.clone(),
             _ => String::new(),
         };
-        let word = match o.status {
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-            Status::NotStarted => "not_started",
-            Status::Interrupted => "interrupted",
-        };
         out.push_str(&format!(
-            "  {word:<11} {:<width$}  {engine}  {took}  {what}\n",
+            "  {:<11} {:<width$}  {engine}  {took}  {what}\n",
+            status_word(o.status),
             p.name
         ));
     }
+    for (g, o) in run.groups.iter().zip(&summary.indexes) {
+        let what = match (&o.status, &o.detail) {
+            (Status::Succeeded, _) => format!(
+                "{} published",
+                plural(o.pushed.len(), "index tag", "index tags")
+            ),
+            (Status::Failed | Status::Interrupted, Some(d)) => {
+                format!("exit {}: {d}", o.exit.map_or(1, ExitStatus::code))
+            }
+            (_, Some(d)) => d.clone(),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:<11} {}  index  {what}\n",
+            status_word(o.status),
+            g.pipeline.name
+        ));
+    }
     out
+}
+
+/// A status as the summary and the report name it.
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Succeeded => "succeeded",
+        Status::Failed => "failed",
+        Status::Skipped => "skipped",
+        Status::NotStarted => "not_started",
+        Status::Interrupted => "interrupted",
+    }
 }
 
 /// Prints what an apply produced on stdout, for scripts: `image ID`, `tagged REF` and
@@ -603,10 +671,4 @@ fn print_applied(applied: &Applied, pipeline: &str) {
         let how = if p.up_to_date { "up-to-date" } else { "pushed" };
         let _ = writeln!(out, "{name}{how} {}:{}@{}", p.repository, p.tag, p.digest);
     }
-}
-
-/// The short form of an image id, as docker prints it.
-pub(crate) fn short(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }

@@ -10,6 +10,7 @@ mod harness;
 mod config;
 mod docs;
 mod hostile;
+mod layers;
 
 #[cfg(feature = "engine-tests")]
 mod apply;

@@ -2,10 +2,14 @@
 //! through binfmt_misc, set up by `scripts/setup.sh`), from the multi-platform base
 //! `127.0.0.1:5000/busybox-multi:latest`, published as one index per tag.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
+use crate::faults::{spawn_apply, wait_exit, wait_for_line};
 use crate::harness::{output_text, unique, Project};
 use crate::support::engine::{containers_named, docker, docker_ok, remove_image};
+use crate::support::proxy::{FaultMode, FaultProxy};
 use crate::support::registry::Registry;
 
 /// The multi-platform base that `scripts/setup.sh` pushes (an index of amd64 and arm64).
@@ -242,4 +246,75 @@ fn one_platform_from_the_command_line_publishes_a_plain_manifest() {
         pulled(&format!("{}/{name}:1", reg.addr), "linux/arm64"),
         ("arm64".to_string(), "arm64 aarch64".to_string())
     );
+}
+
+#[test]
+fn sigterm_while_publishing_an_index_exits_143_and_the_report_says_what_was_published() {
+    require_multi_base();
+    let reg = Registry::start();
+    // The second target's registry hangs: publishing is still running when the signal comes.
+    let hanging = Registry::start();
+    let proxy = FaultProxy::start(&hanging.addr, FaultMode::Stall);
+    let name = unique("pltsig");
+    let project = Project::new();
+    project.pipeline(&format!(
+        r#"name = "{name}"
+platforms = ["linux/amd64", "linux/arm64"]
+
+[base]
+image = "{MULTI_BASE}:latest"
+
+[[step]]
+run = "echo {{{{ platform.arch }}}} > /arch"
+
+[[publish]]
+repository = "{}/{name}"
+tags = ["1"]
+
+[[publish]]
+repository = "{}/{name}"
+tags = ["1"]
+"#,
+        reg.addr, proxy.addr
+    ));
+    let (mut child, rx) = spawn_apply(&project, &[]);
+    let first = format!("pushed {}/{name}:1@", reg.addr);
+    wait_for_line(&rx, &first, Duration::from_secs(300));
+    // Within the second target's publication (its registry never answers).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("apply did not exit");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(143), "{}", rest.join("\n"));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(project.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["status"], "interrupted", "{report:#}");
+    assert_eq!(report["exit_code"], 143, "{report:#}");
+    let builds = report["pipelines"].as_array().expect("pipelines");
+    assert!(
+        builds.iter().all(|b| b["status"] == "succeeded"),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["publishing"][0]["status"], "interrupted",
+        "{report:#}"
+    );
+    assert_eq!(report["publishing"][0]["exit_code"], 143, "{report:#}");
+    // What was published: the first target's index, and nothing of the second.
+    let indexes = report["indexes"].as_array().expect("indexes");
+    let digest = reg.manifest_digest(&name, "1").expect("the first index");
+    assert_eq!(indexes.len(), 1, "{report:#}");
+    assert_eq!(
+        indexes[0]["repository"],
+        format!("{}/{name}", reg.addr),
+        "{report:#}"
+    );
+    assert_eq!(indexes[0]["digest"], digest.as_str(), "{report:#}");
+    assert!(hanging.tags(&name).is_empty());
+    assert!(containers_named(&format!("pipeline-{name}")).is_empty());
 }

@@ -510,9 +510,21 @@ async fn a_reproducible_layer_is_the_same_bytes_when_the_steps_run_again_later()
     let script = "mkdir -p /srv/www /etc/app && echo 'hello from pipeline' > /srv/www/index.html \
                   && echo conf > /etc/app/app.conf && ln /etc/app/app.conf /etc/app/same && rm /bin/vi";
     let mut layers = Vec::new();
-    for (run, clamp) in [(1, Some(1_000_000_000)), (2, Some(1_000_000_000)), (3, None)] {
+    for (run, clamp) in [
+        (1, Some(1_000_000_000)),
+        (2, Some(1_000_000_000)),
+        (3, None),
+    ] {
         let name = unique(&format!("repro{run}"));
-        let id = docker(&["run", "-d", "--name", &name, "busybox:latest", "sleep", "600"]);
+        let id = docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "busybox:latest",
+            "sleep",
+            "600",
+        ]);
         cleanup.0.push(("rm", name));
         if run > 1 {
             // Another second: file times differ.
@@ -533,5 +545,8 @@ async fn a_reproducible_layer_is_the_same_bytes_when_the_steps_run_again_later()
         );
     }
     assert_eq!(layers[0], layers[1], "same steps, clamped: the same layer");
-    assert_ne!(layers[0].diff_id, layers[2].diff_id, "unclamped times differ");
+    assert_ne!(
+        layers[0].diff_id, layers[2].diff_id,
+        "unclamped times differ"
+    );
 }

@@ -31,6 +31,9 @@ pub(crate) enum FaultMode {
     /// Answer the first `times` HTTP requests (one per connection) with
     /// `HTTP/1.1 500 Internal Server Error` and close; pass everything through afterwards.
     Http500 { times: usize },
+    /// Hold every plain HTTP connection open, reading and discarding what the client sends,
+    /// and never answer (until the proxy is dropped). Models a registry that hangs.
+    Stall,
 }
 
 #[derive(Default)]
@@ -167,6 +170,10 @@ fn handle(client: TcpStream, upstream: &str, mode: &FaultMode, stats: &Stats, st
             .is_ok()
     };
     let (budget, times) = match *mode {
+        FaultMode::Stall => {
+            stall(&client, stop);
+            return;
+        }
         FaultMode::PassThrough => (None, 0),
         FaultMode::ResetAfterBytes(n) => (Some(n), usize::MAX),
         FaultMode::ResetAfterBytesTimes { bytes, times } => (Some(bytes), times),
@@ -212,6 +219,20 @@ fn handle(client: TcpStream, upstream: &str, mode: &FaultMode, stats: &Stats, st
         }
     });
     // All handles close here; with SO_LINGER 0 the close sends RST instead of FIN.
+}
+
+/// Reads and discards what `client` sends until it closes or the proxy stops.
+fn stall(mut client: &TcpStream, stop: &AtomicBool) {
+    let _ = client.set_read_timeout(Some(TICK));
+    let mut buf = [0u8; 4096];
+    while !stop.load(SeqCst) {
+        match client.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Copies `from` -> `to` until EOF, error, `dead` or `stop`. When `budget` bytes have been

@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::{Applied, ApplyError};
 use crate::engine::{OutputStream, Progress};
-use crate::error::Signal;
-use crate::execute::{Applied, ApplyError};
 use crate::model::Pipeline;
-use crate::schedule::Status;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Event {
@@ -123,7 +121,6 @@ pub(crate) enum Event {
     /// The pipeline starts on an engine; `after` names the pipeline it builds on and, when
     /// its image is pulled from a registry, the reference pulled.
     Started {
-        run_name: String,
         engine: String,
         after: Option<(String, Option<String>)>,
     },
@@ -182,4 +179,24 @@ impl<F: Fn(Event) + Send + Sync> Sink for F {
     fn event(&self, e: Event) {
         self(e)
     }
+}
+
+/// How one pipeline ended.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Succeeded,
+    Failed,
+    /// Its dependency failed or was skipped.
+    Skipped,
+    /// `--fail-fast` or an interrupt stopped the run before it started.
+    NotStarted,
+    Interrupted,
+}
+
+/// A signal that stopped the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Interrupt,
+    Terminate,
 }

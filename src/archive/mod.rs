@@ -2,7 +2,7 @@
 //! memory, so a 100 MB copy costs a few hundred kB).
 //!
 //! An archive holds exactly the bytes its step's cache key was computed from: every entry is
-//! hashed again as it is written (the same way [`crate::cache::tree_digest`] does) and compared
+//! hashed again as it is written (the same way [`tree_digest`] does) and compared
 //! with what the key saw. A file is read for exactly the size in its tar header, from the very
 //! file the walk saw. Any difference ends the archive with an error instead of the
 //! end-of-archive marker, so the engine never takes other content for the copy.
@@ -16,9 +16,15 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::cache::{EntryHasher, TreeDigest};
-use crate::engine::Archive;
 use crate::model::CopySpec;
+
+mod digest;
+
+pub(crate) use digest::{tree_digest, tree_digest_of, EntryHasher, TreeDigest};
+
+/// A tar archive streamed to the engine.
+pub(crate) type Archive =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EntryKind {
@@ -390,7 +396,6 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::cache::tree_digest;
 
     /// A source folder `src` in a temp dir, holding `files` (relative path, content).
     fn source(files: &[(&[u8], &[u8])]) -> (tempfile::TempDir, PathBuf) {

@@ -1,0 +1,323 @@
+//! One apply, stage by stage: observe (the same observation `plan` reports), make the base
+//! present, take what the cache serves (pulling a remote entry), build and commit what it does
+//! not, tag, publish, and push the new entries to the remote cache.
+
+use std::collections::BTreeMap;
+
+use super::base::ensure_base;
+use super::build::Build;
+use super::publish::publish;
+use super::remote::{export, import, RemoteUse};
+use super::secrets::secret_values;
+use super::{Applied, ApplyError, Options, Pushed};
+use crate::cache::{self, StepInputs};
+use crate::engine::{Engine, ImageInfo, CACHE_REPOSITORY};
+use crate::execute::events::{Event, Sink};
+use crate::model::{Pipeline, RemoteMode};
+use crate::observe::{self, BaseSeen, Cached, Look};
+use crate::plan::{TagSeen, TagState};
+
+/// Applies a pipeline; `run_name` prefixes the names of every container it creates.
+pub(crate) async fn apply<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    run_name: &str,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<Applied, ApplyError> {
+    let secrets = secret_values(p).await?;
+    let look = Look {
+        no_cache: opts.no_cache,
+        offline: false,
+    };
+    let seen = observe::base(engine, p, look, None).await?;
+    let remote = RemoteUse::new(seen.remote, sink);
+    // On a fresh runner the base's id comes from its registry: no pull until one is needed.
+    let (base, base_local) = match seen.base {
+        BaseSeen::Registry(info) => (info, false),
+        BaseSeen::Local(info) => (ensure_base(engine, p, Some(info), opts, sink).await?, true),
+        BaseSeen::Absent | BaseSeen::Produced(_) => {
+            (ensure_base(engine, p, None, opts, sink).await?, true)
+        }
+    };
+    let inputs = observe::inputs(p)?;
+    let cached = observe::cache(engine, p, look, remote.cache.as_ref(), &base, &inputs).await?;
+    remote.warn();
+    if let Some(applied) = all_published(engine, p, &remote, &base, &cached, sink).await {
+        return Ok(applied);
+    }
+    let cached = import_hit(engine, p, look, &remote, &base, &inputs, cached, opts, sink).await?;
+    let (base, cached) = if base_local {
+        (base, cached)
+    } else {
+        base_for_steps(engine, p, look, base, &inputs, cached, opts, sink).await?
+    };
+    for (i, s) in p
+        .steps
+        .iter()
+        .enumerate()
+        .take(cached.hit.resume.steps_cached)
+    {
+        sink.event(Event::StepCached {
+            index: i + 1,
+            total: p.steps.len(),
+            name: s.name.clone(),
+        });
+    }
+    let mut build = Build::new(engine, run_name, opts, sink);
+    let Committed {
+        image,
+        tags,
+        reused,
+    } = match commit(engine, p, &base, &cached, &inputs, &secrets, &mut build).await {
+        Ok(v) => v,
+        Err(e) => {
+            build.cleanup().await;
+            return Err(e);
+        }
+    };
+    sink.event(Event::Committed {
+        image: image.clone(),
+        tags: tags.clone(),
+        reused,
+    });
+    // Containers go while the pushes run.
+    let (pushed, ()) = tokio::join!(publish(engine, p, &image, opts, sink), build.cleanup());
+    let pushed = pushed?;
+    // After the publish targets, so publishing is never delayed; a failure only warns.
+    if let Some(cache) = remote
+        .cache
+        .as_ref()
+        .filter(|c| c.mode == RemoteMode::ReadWrite)
+    {
+        let all = all_keys(&cached);
+        export(engine, cache, &all, sink).await;
+        cache.record(&p.name, &all).await;
+        remote.warn();
+    }
+    Ok(Applied {
+        image,
+        tags,
+        pushed,
+    })
+}
+
+/// Every key the apply made or used: the steps', then the commit's.
+fn all_keys(cached: &Cached) -> Vec<String> {
+    cached
+        .keys
+        .iter()
+        .chain([&cached.commit_key])
+        .cloned()
+        .collect()
+}
+
+/// A remote final image whose manifest every publish tag already holds, for a pipeline with
+/// no local tags: nothing to pull, build or push. The apply is done; `None` otherwise.
+async fn all_published<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    remote: &RemoteUse<'_>,
+    base: &ImageInfo,
+    cached: &Cached,
+    sink: &dyn Sink,
+) -> Option<Applied> {
+    let (Some(cache), Some(entry), Some(_)) =
+        (&remote.cache, &cached.hit.remote, &cached.hit.image)
+    else {
+        return None;
+    };
+    if !p.commit.tags.is_empty() {
+        return None;
+    }
+    let tags = observe::publish_tags(engine, p, None).await.ok()?;
+    let pushed = up_to_date(&tags, &entry.digest)?;
+    sink.event(Event::BaseReady {
+        reference: p.base.image.to_string(),
+        id: base.id.clone(),
+        pulled: false,
+    });
+    for (i, s) in p.steps.iter().enumerate() {
+        sink.event(Event::StepCached {
+            index: i + 1,
+            total: p.steps.len(),
+            name: s.name.clone(),
+        });
+    }
+    sink.event(Event::Committed {
+        image: entry.id.clone(),
+        tags: Vec::new(),
+        reused: true,
+    });
+    for x in &pushed {
+        sink.event(Event::Pushed {
+            repository: x.repository.clone(),
+            tag: x.tag.clone(),
+            digest: x.digest.clone(),
+            attempts: 0,
+            up_to_date: true,
+        });
+    }
+    // This is the pipeline's newest apply: its index says so, for `gc --remote`.
+    if cache.mode == RemoteMode::ReadWrite {
+        cache.record(&p.name, &all_keys(cached)).await;
+        remote.warn();
+    }
+    Some(Applied {
+        image: entry.id.clone(),
+        tags: Vec::new(),
+        pushed,
+    })
+}
+
+/// Every publish tag, when each holds the manifest `digest` (same registry, same manifest
+/// bytes); `None` when one does not, or could not be asked.
+fn up_to_date(tags: &[TagSeen], digest: &str) -> Option<Vec<Pushed>> {
+    tags.iter()
+        .map(|t| match &t.state {
+            TagState::Holds {
+                digest: Some(d), ..
+            } if d == digest => Some(Pushed {
+                repository: t.repository.clone(),
+                tag: t.tag.clone(),
+                digest: d.clone(),
+                attempts: 0,
+                up_to_date: true,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Pulls a remote hit, which becomes a local cache entry; when it cannot be pulled, the
+/// remote cache is off and the engine's cache alone is looked up again.
+#[allow(clippy::too_many_arguments)] // the stage's inputs, each from an earlier stage
+async fn import_hit<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    look: Look,
+    remote: &RemoteUse<'_>,
+    base: &ImageInfo,
+    inputs: &[StepInputs],
+    cached: Cached,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<Cached, ApplyError> {
+    let (Some(cache), Some(entry)) = (&remote.cache, &cached.hit.remote) else {
+        return Ok(cached);
+    };
+    match import(engine, cache, entry, opts, sink).await {
+        Ok(()) => {
+            sink.event(Event::CacheImported {
+                reference: cache.reference(&entry.key),
+                steps: cached.hit.resume.steps_cached,
+                last: cached.hit.image.is_some(),
+            });
+            Ok(cached)
+        }
+        Err(e) => {
+            cache.fail(crate::registry::RegistryError::Unavailable(format!(
+                "cannot pull `{}`: {e}",
+                cache.reference(&entry.key)
+            )));
+            remote.warn();
+            Ok(observe::cache(engine, p, look, None, base, inputs).await?)
+        }
+    }
+}
+
+/// The steps start from the base: a base whose id came from its registry is pulled now,
+/// unless the cache serves a step; a base that changed since gives new keys.
+#[allow(clippy::too_many_arguments)] // the stage's inputs, each from an earlier stage
+async fn base_for_steps<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    look: Look,
+    base: ImageInfo,
+    inputs: &[StepInputs],
+    cached: Cached,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<(ImageInfo, Cached), ApplyError> {
+    if cached.hit.image.is_some() || cached.hit.resume.image.is_some() {
+        sink.event(Event::BaseReady {
+            reference: p.base.image.to_string(),
+            id: base.id.clone(),
+            pulled: false,
+        });
+        return Ok((base, cached));
+    }
+    let pulled = ensure_base(engine, p, None, opts, sink).await?;
+    if pulled.id == base.id {
+        return Ok((base, cached));
+    }
+    let cached = observe::cache(engine, p, look, None, &pulled, inputs).await?;
+    Ok((pulled, cached))
+}
+
+/// The image an apply ends with.
+struct Committed {
+    image: String,
+    /// Its local tags.
+    tags: Vec<String>,
+    /// Nothing changed: the final image was in the cache.
+    reused: bool,
+}
+
+/// Builds what the cache does not serve and commits it (or reuses the final image), tags it
+/// as the cache's and the pipeline's.
+async fn commit<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    base: &ImageInfo,
+    cached: &Cached,
+    inputs: &[StepInputs],
+    secrets: &BTreeMap<String, String>,
+    build: &mut Build<'_, E>,
+) -> Result<Committed, ApplyError> {
+    let reusable = cached.hit.image.clone();
+    let image = match reusable.clone() {
+        Some(id) => id,
+        None => {
+            let image = build
+                .run(
+                    p,
+                    base,
+                    &cached.hit.resume,
+                    &cached.keys,
+                    inputs,
+                    secrets,
+                    &cached.final_config,
+                )
+                .await?;
+            // The pointer first: `gc` keeps what it points to, so a concurrent gc never
+            // sees this image as an unused entry.
+            engine
+                .tag(&image, CACHE_REPOSITORY, &cache::last_tag(&p.name))
+                .await?;
+            engine
+                .tag(&image, CACHE_REPOSITORY, &cached.commit_key)
+                .await?;
+            image
+        }
+    };
+    if reusable.is_some() {
+        engine
+            .tag(&image, CACHE_REPOSITORY, &cache::last_tag(&p.name))
+            .await?;
+    }
+    let mut tags = Vec::new();
+    for t in &p.commit.tags {
+        let tag = t.tag.clone().unwrap_or_else(|| "latest".into());
+        engine
+            .tag(&image, &t.repository(), &tag)
+            .await
+            .map_err(ApplyError::Commit)?;
+        tags.push(t.to_string());
+    }
+    Ok(Committed {
+        image,
+        tags,
+        reused: reusable.is_some(),
+    })
+}

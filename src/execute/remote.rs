@@ -1,0 +1,130 @@
+//! The remote step cache during an apply: an entry the lookup found is pulled (imported), the
+//! entries the apply made or used are pushed (exported), and a failure turns the cache off
+//! with one warning.
+
+use std::cell::Cell;
+
+use super::base::pull_image;
+use super::Options;
+use crate::engine::{Engine, EngineError, CACHE_REPOSITORY};
+use crate::execute::events::{Event, Sink};
+use crate::plan;
+use crate::registry::RemoteCache;
+
+/// The remote cache of one apply, and whether its failure was reported.
+pub(super) struct RemoteUse<'a> {
+    pub(super) cache: Option<RemoteCache>,
+    warned: Cell<bool>,
+    sink: &'a dyn Sink,
+}
+
+impl<'a> RemoteUse<'a> {
+    /// Uses `cache` (if any), saying so.
+    pub(super) fn new(cache: Option<RemoteCache>, sink: &'a dyn Sink) -> Self {
+        if let Some(r) = &cache {
+            sink.event(Event::CacheRemote {
+                repository: r.repository.clone(),
+                mode: r.mode,
+                unavailable: None,
+            });
+        }
+        Self {
+            cache,
+            warned: Cell::new(false),
+            sink,
+        }
+    }
+
+    /// Says once that the remote cache is off, and why.
+    pub(super) fn warn(&self) {
+        let mut warned = self.warned.get();
+        warn_remote(self.cache.as_ref(), self.sink, &mut warned);
+        self.warned.set(warned);
+    }
+}
+
+/// Says once that the remote cache is off, and why.
+fn warn_remote(remote: Option<&RemoteCache>, sink: &dyn Sink, warned: &mut bool) {
+    let Some(r) = remote else { return };
+    if *warned {
+        return;
+    }
+    if let Some(e) = r.failure() {
+        *warned = true;
+        sink.event(Event::CacheRemote {
+            repository: r.repository.clone(),
+            mode: r.mode,
+            unavailable: Some(e.to_string()),
+        });
+    }
+}
+
+/// Pulls a remote entry by its digest (exactly what the lookup checked) and tags it as the
+/// local cache entry of its key.
+pub(super) async fn import<E: Engine>(
+    engine: &E,
+    cache: &RemoteCache,
+    entry: &plan::RemoteHit,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<(), EngineError> {
+    let reference = format!("{}@{}", cache.repository, entry.digest);
+    pull_image(engine, &reference, cache.creds.clone(), opts, sink).await?;
+    let pulled = engine.inspect_image(&reference).await?;
+    match pulled {
+        Some(info) if info.id == entry.id => {
+            engine.tag(&info.id, CACHE_REPOSITORY, &entry.key).await?;
+            // Keep only the cache tag.
+            let _ = engine.remove_image(&reference).await;
+            Ok(())
+        }
+        _ => Err(EngineError::Other(format!(
+            "`{reference}` is not the image {} it was checked as",
+            entry.id
+        ))),
+    }
+}
+
+/// Pushes the local cache entries of `keys` that the remote cache lacks, under their keys.
+pub(super) async fn export<E: Engine>(
+    engine: &E,
+    cache: &RemoteCache,
+    keys: &[String],
+    sink: &dyn Sink,
+) {
+    let started = std::time::Instant::now();
+    let mut pushed = Vec::new();
+    for key in keys {
+        if cache.failure().is_some() {
+            break;
+        }
+        let local = format!("{CACHE_REPOSITORY}:{key}");
+        let Ok(Some(info)) = engine.inspect_image(&local).await else {
+            continue;
+        };
+        if cache.digest(key).await.is_some() || cache.failure().is_some() {
+            continue;
+        }
+        let result = async {
+            engine.tag(&info.id, &cache.repository, key).await?;
+            let r = engine
+                .push(&cache.repository, key, cache.creds.clone(), &mut |_| {})
+                .await;
+            let _ = engine.remove_image(&cache.reference(key)).await;
+            r
+        }
+        .await;
+        match result {
+            Ok(_) => pushed.push(key.clone()),
+            Err(e) => cache.fail(crate::registry::RegistryError::Unavailable(format!(
+                "cannot push `{}`: {e}",
+                cache.reference(key)
+            ))),
+        }
+    }
+    sink.event(Event::CacheExported {
+        repository: cache.repository.clone(),
+        keys: pushed,
+        duration: started.elapsed(),
+    });
+}

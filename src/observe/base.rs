@@ -1,0 +1,129 @@
+//! The first part of an observation: the remote cache, opened by the rules of [`Look`], and
+//! where the base image is.
+
+use super::{Look, ObserveError};
+use crate::credentials;
+use crate::engine::{Engine, EngineError, ImageInfo};
+use crate::model::{Pipeline, PullPolicy};
+use crate::registry::{Registry, RemoteCache};
+
+/// Where a pipeline's base image is, as far as its identity goes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum BaseSeen {
+    /// The engine holds it.
+    Local(ImageInfo),
+    /// Its registry, read without pulling: with a remote cache, a base that is not in the
+    /// engine (a fresh runner) still has an id, so the keys are known before any pull and a
+    /// fully cached pipeline never pulls it.
+    Registry(ImageInfo),
+    /// Another pipeline of the same run makes it (`plan` of several files): its id when that
+    /// pipeline reuses an image, `None` when it makes a new one.
+    Produced(Option<String>),
+    /// Nowhere the tool can read it without pulling.
+    Absent,
+}
+
+impl BaseSeen {
+    /// What is known of the base: a produced base has an id and nothing else (so no layers to
+    /// check remote entries against).
+    pub(crate) fn info(&self) -> Option<ImageInfo> {
+        match self {
+            BaseSeen::Local(i) | BaseSeen::Registry(i) => Some(i.clone()),
+            BaseSeen::Produced(Some(id)) => Some(ImageInfo {
+                id: id.clone(),
+                ..Default::default()
+            }),
+            BaseSeen::Produced(None) | BaseSeen::Absent => None,
+        }
+    }
+}
+
+/// The remote cache and the base, as [`base`] found them.
+pub(crate) struct Seen {
+    /// The pipeline's remote cache: `None` without one, with `--no-cache` or offline.
+    pub(crate) remote: Option<RemoteCache>,
+    pub(crate) base: BaseSeen,
+}
+
+/// Opens the remote cache and finds the base. `produced` is the base image id when another
+/// pipeline of the same run makes it (`Some(None)`: it makes a new one, not known yet).
+pub(crate) async fn base<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    look: Look,
+    produced: Option<Option<String>>,
+) -> Result<Seen, ObserveError> {
+    let remote = if look.no_cache || look.offline {
+        None
+    } else {
+        open_remote(engine, p).await?
+    };
+    let base = match produced {
+        Some(id) => BaseSeen::Produced(id),
+        None => match engine.inspect_image(&p.base.image.to_string()).await? {
+            Some(info) => BaseSeen::Local(info),
+            None if remote.is_some() => match remote_base(engine, p).await {
+                Some(info) => BaseSeen::Registry(info),
+                None => BaseSeen::Absent,
+            },
+            None => BaseSeen::Absent,
+        },
+    };
+    Ok(Seen { remote, base })
+}
+
+/// The platform the pipeline builds for: its own, else the engine's.
+async fn build_platform<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+) -> Result<(String, String), EngineError> {
+    match &p.platform {
+        Some(pl) => Ok((pl.os.clone(), pl.arch.clone())),
+        None => engine.platform().await,
+    }
+}
+
+/// Opens the pipeline's remote cache, if it has one.
+async fn open_remote<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+) -> Result<Option<RemoteCache>, ObserveError> {
+    let Some(settings) = &p.cache_remote else {
+        return Ok(None);
+    };
+    let host = settings.repository.registry_host();
+    let creds = credentials::resolve(host, settings.login.as_ref()).await?;
+    let (os, arch) = build_platform(engine, p).await?;
+    Ok(Some(RemoteCache::new(
+        settings.repository.repository(),
+        host,
+        settings.mode,
+        creds,
+        (&os, &arch),
+    )))
+}
+
+/// The base image as its registry holds it, read without pulling; `None` when it cannot be
+/// read that way, or when its pull policy would pull it anyway.
+async fn remote_base<E: Engine>(engine: &E, p: &Pipeline) -> Option<ImageInfo> {
+    if p.base.pull != PullPolicy::Missing {
+        return None;
+    }
+    let host = p.base.image.registry_host();
+    let creds = credentials::resolve(host, p.base.login.as_ref())
+        .await
+        .ok()?;
+    let (os, arch) = build_platform(engine, p).await.ok()?;
+    let registry = Registry::new(host, creds.as_ref(), &os, &arch);
+    let image = registry
+        .image(&p.base.image.to_string())
+        .await
+        .ok()
+        .flatten()?;
+    Some(ImageInfo {
+        id: image.id,
+        config: image.config,
+        layers: image.layers,
+        ..Default::default()
+    })
+}

@@ -1,0 +1,85 @@
+//! The observation `plan` reports: the one `apply` acts on, and what explains a miss and what
+//! the publish targets hold.
+
+use super::{base, cache, inputs, publish_tags, BaseSeen, Look, ObserveError};
+use crate::cache::NoteStore;
+use crate::engine::{Engine, EngineError};
+use crate::model::Pipeline;
+use crate::plan::{self, Observed, Plan, RemoteStatus};
+
+/// How `plan` looks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlanOptions {
+    pub(crate) look: Look,
+    /// Where apply recorded its checkpoint notes, which explain a miss.
+    pub(crate) notes: Option<NoteStore>,
+}
+
+/// Reads what the engine and registries hold, without changing anything, and plans.
+/// `produced` is the base image id when another pipeline of the same run makes it
+/// (`Some(None)`: it makes a new one, not known yet).
+pub(crate) async fn plan<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    opts: &PlanOptions,
+    produced: Option<Option<String>>,
+) -> Result<Plan, ObserveError> {
+    let look = opts.look;
+    let seen = base(engine, p, look, produced).await?;
+    let inputs = inputs(p)?;
+    let base = seen.base.info();
+    let mut obs = Observed {
+        base_id: base.as_ref().map(|b| b.id.clone()),
+        base_remote: matches!(seen.base, BaseSeen::Registry(_)),
+        no_cache: look.no_cache,
+        ..Default::default()
+    };
+    if let Some(base) = &base {
+        let cached = cache(engine, p, look, seen.remote.as_ref(), base, &inputs).await?;
+        obs.hit = cached.hit;
+    }
+    if let Some(cache) = &seen.remote {
+        obs.cache_remote = Some(RemoteStatus {
+            repository: cache.repository.clone(),
+            mode: cache.mode,
+            error: cache.failure().map(|e| e.to_string()),
+        });
+    }
+    explain_miss(engine, &mut obs, opts.notes.as_ref()).await?;
+    let mut image = None;
+    if let Some(id) = &obs.hit.image {
+        if let Ok(Some(info)) = engine.inspect_image(id).await {
+            obs.local_digests.clone_from(&info.repo_digests);
+            image = Some(info);
+        }
+    }
+    // Offline, the publish targets (which the file chooses) are never contacted, and no
+    // password or docker config credential is read for them.
+    if !look.offline {
+        obs.tags = Some(publish_tags(engine, p, image.as_ref()).await?);
+    }
+    Ok(plan::build(p, &inputs, &obs))
+}
+
+/// A miss is explained by the notes of the images that held the first step to run.
+async fn explain_miss<E: Engine>(
+    engine: &E,
+    obs: &mut Observed,
+    notes: Option<&NoteStore>,
+) -> Result<(), EngineError> {
+    if obs.no_cache || obs.hit.image.is_some() || obs.base_id.is_none() {
+        return Ok(());
+    }
+    obs.cache = engine.list_cache().await?;
+    if let Some(store) = notes {
+        for sibling in plan::siblings(&obs.hit.resume, obs.base_id.as_deref(), &obs.cache)
+            .into_iter()
+            .take(10)
+        {
+            if let Some(note) = store.read(&sibling.id) {
+                obs.notes.insert(sibling.id.clone(), note);
+            }
+        }
+    }
+    Ok(())
+}
