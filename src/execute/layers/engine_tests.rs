@@ -143,9 +143,7 @@ fn unpack(tree: &mut Tree, layer: &Tree) {
 /// The tool's layer of container `id`, read path by path (`whole = false`) or from the whole
 /// file system.
 async fn tool_layer(id: &str, store: &BlobStore, whole: bool) -> (Layer, BTreeMap<Vec<u8>, Facts>) {
-    let engine = DockerEngine::connect_url("unix:///var/run/docker.sock", None)
-        .await
-        .expect("the Docker engine at /var/run/docker.sock");
+    let engine = engine().await;
     let started = std::time::Instant::now();
     let size = if whole { 0 } else { u64::MAX };
     let layer = container_layer(
@@ -208,6 +206,21 @@ fn compare(below: &Tree, ours: &Tree, engine: &Tree) {
     assert_same(&a, &b);
 }
 
+/// A container of `image` that stays up (`sleep`), removed by `cleanup`; its id.
+fn container(image: &str, what: &str, cleanup: &mut Cleanup) -> String {
+    let name = unique(what);
+    let id = docker(&["run", "-d", "--name", &name, image, "sleep", "900"]);
+    cleanup.0.push(("rm", name));
+    id
+}
+
+/// The machine's Docker engine.
+async fn engine() -> DockerEngine {
+    DockerEngine::connect_url("unix:///var/run/docker.sock", None)
+        .await
+        .expect("the Docker engine at /var/run/docker.sock")
+}
+
 fn unique(what: &str) -> String {
     format!("pipeline-layers-{what}-{}", crate::execute::run_id())
 }
@@ -223,9 +236,7 @@ async fn a_layer_holds_what_the_engines_own_layer_holds() {
     let parent_image = unique("parent-image");
     docker(&["commit", &parent, &parent_image]);
     cleanup.0.push(("rmi", parent_image.clone()));
-    let name = unique("box");
-    let id = docker(&["run", "-d", "--name", &name, &parent_image, "sleep", "600"]);
-    cleanup.0.push(("rm", name.clone()));
+    let id = container(&parent_image, "box", &mut cleanup);
     let script = r#"set -e
 mkdir -p /opt/a && echo hi > /opt/a/f && ln /opt/a/f /opt/a/g && ln /opt/a/f /tmp/h
 chmod 4755 /opt/a/f && chown 1000:1001 /opt/a
@@ -261,17 +272,7 @@ echo more >> /etc/group
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debian_apt_layer_holds_what_the_engines_own_layer_holds() {
     let mut cleanup = Cleanup(Vec::new());
-    let name = unique("apt");
-    let id = docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "debian:bookworm",
-        "sleep",
-        "900",
-    ]);
-    cleanup.0.push(("rm", name.clone()));
+    let id = container("debian:bookworm", "apt", &mut cleanup);
     docker(&[
         "exec",
         "-e",
@@ -325,20 +326,8 @@ async fn an_image_the_tool_writes_loads_with_the_config_the_engines_commit_store
     use crate::engine::{CommitSpec, ImageConfig};
     use crate::image::config::{assemble, History, Parts};
     let mut cleanup = Cleanup(Vec::new());
-    let engine = DockerEngine::connect_url("unix:///var/run/docker.sock", None)
-        .await
-        .unwrap();
-    let name = unique("load");
-    let id = docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "busybox:latest",
-        "sleep",
-        "600",
-    ]);
-    cleanup.0.push(("rm", name.clone()));
+    let engine = engine().await;
+    let id = container("busybox:latest", "load", &mut cleanup);
     docker(&["exec", &id, "sh", "-c", "echo made > /made && rm /bin/vi"]);
     let base = engine
         .inspect_image("busybox:latest")
@@ -463,23 +452,11 @@ fn peak_rss_kib() -> u64 {
 #[ignore = "a measurement: run by bench/layers_rss.py"]
 async fn measure_the_memory_of_a_1gib_layer() {
     let mut cleanup = Cleanup(Vec::new());
-    let name = unique("rss");
-    let id = docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "debian:bookworm",
-        "sleep",
-        "900",
-    ]);
-    cleanup.0.push(("rm", name.clone()));
+    let id = container("debian:bookworm", "rss", &mut cleanup);
     docker(&["exec", &id, "sh", "-c", "head -c 1073741824 /dev/urandom > /big && mkdir /many && for i in $(seq 1 2000); do echo $i > /many/$i; done"]);
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::at(dir.path());
-    let engine = DockerEngine::connect_url("unix:///var/run/docker.sock", None)
-        .await
-        .unwrap();
+    let engine = engine().await;
     for (mode, size) in [("path by path", u64::MAX), ("whole file system", 0)] {
         // Resets the peak (Linux: writing 5 to clear_refs).
         std::fs::write("/proc/self/clear_refs", "5").unwrap();
@@ -501,9 +478,7 @@ async fn measure_the_memory_of_a_1gib_layer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reproducible_layer_is_the_same_bytes_when_the_steps_run_again_later() {
     let mut cleanup = Cleanup(Vec::new());
-    let engine = DockerEngine::connect_url("unix:///var/run/docker.sock", None)
-        .await
-        .unwrap();
+    let engine = engine().await;
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::at(dir.path());
     // The busybox example's steps, with a copy through the archive API.
@@ -515,17 +490,7 @@ async fn a_reproducible_layer_is_the_same_bytes_when_the_steps_run_again_later()
         (2, Some(1_000_000_000)),
         (3, None),
     ] {
-        let name = unique(&format!("repro{run}"));
-        let id = docker(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "busybox:latest",
-            "sleep",
-            "600",
-        ]);
-        cleanup.0.push(("rm", name));
+        let id = container("busybox:latest", &format!("repro{run}"), &mut cleanup);
         if run > 1 {
             // Another second: file times differ.
             tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
