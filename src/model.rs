@@ -35,6 +35,20 @@ pub struct Pipeline {
     pub platforms: Vec<Platform>,
     /// The platform this build is for (templates rendered for it); `None`: the engine's own.
     pub platform: Option<Platform>,
+    /// How the image is written (`[image]`).
+    pub image: ImageSettings,
+}
+
+/// How the image is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImageSettings {
+    pub compression: LayerCompression,
+    /// The level, in the compression's range.
+    pub level: Option<i32>,
+    /// Clamp file times and set the image's times to an epoch.
+    pub reproducible: bool,
+    /// The epoch the file sets.
+    pub epoch: Option<u64>,
 }
 
 /// A platform as registries name it: `linux/arm64`, `linux/arm/v7`.
@@ -289,6 +303,17 @@ pub struct Target {
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
+}
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerCompression {
+    /// gzip (zlib-rs): pulled by every client.
+    #[default]
+    Gzip,
+    /// zstd (libzstd): needs Docker 23+, containerd 1.5+ or Podman to pull.
+    Zstd,
 }
 
 /// Pull policy for the base image.

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use crate::model::{Network, PullPolicy, Sharing};
+pub use crate::model::{LayerCompression, Network, PullPolicy, Sharing};
 
 /// A string as written in the file, with its byte range (a minijinja template).
 pub type Str = Spanned<String>;
@@ -60,6 +60,9 @@ pub struct PipelineFile {
     /// Step cache and checkpoint settings.
     #[serde(default)]
     pub cache: CacheSettings,
+    /// How the image's layers, config and manifest are written.
+    #[serde(default)]
+    pub image: ImageSettings,
 }
 
 /// A template variable's value.
@@ -332,6 +335,29 @@ pub struct Secret {
     /// File holding the value, relative to the pipeline file's folder.
     #[schemars(with = "Option<String>")]
     pub file: Option<Str>,
+}
+
+/// How the image is written.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSettings {
+    /// Layer compression: `gzip` (default: every client pulls it) or `zstd` (smaller and
+    /// faster to write and unpack; pulled by Docker 23+, containerd 1.5+ and Podman, not by
+    /// Docker 20.10; written in an OCI manifest).
+    #[serde(default)]
+    #[schemars(with = "Option<LayerCompression>")]
+    pub compression: Option<Spanned<LayerCompression>>,
+    /// Compression level: gzip 0-9 (default 6), zstd 1-19 (default 3).
+    #[schemars(with = "Option<i64>")]
+    pub level: Option<Spanned<i64>>,
+    /// Write the same image for the same inputs: file times after the epoch become the epoch,
+    /// and the image's creation and history times are the epoch. Default `false`;
+    /// `SOURCE_DATE_EPOCH` in the environment always turns it on (and is the epoch).
+    pub reproducible: Option<bool>,
+    /// The epoch of a reproducible image, in unix seconds. Default: the time of the pipeline
+    /// file's last git commit; outside git, 0.
+    #[schemars(with = "Option<i64>")]
+    pub epoch: Option<Spanned<i64>>,
 }
 
 /// Step cache settings.

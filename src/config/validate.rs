@@ -63,6 +63,7 @@ impl<'a> Builder<'a> {
             None => Duration::from_secs(1),
         };
         let cache_remote = self.cache_remote(&raw.cache);
+        let image = self.image_settings(&raw.image);
         self.secret_variables_in_templates(&raw.secrets, &secrets);
         // No base without a diagnostic here: it is missing, reported by the structural check.
         let (Some(base), true) = (base, self.diags.is_empty()) else {
@@ -81,7 +82,58 @@ impl<'a> Builder<'a> {
             cache_remote,
             platforms: Vec::new(),
             platform: None,
+            image,
         })
+    }
+
+    /// `[image]`: the compression's level in its range, an epoch that is a time.
+    fn image_settings(&mut self, raw: &raw::ImageSettings) -> crate::model::ImageSettings {
+        let compression = raw
+            .compression
+            .as_ref()
+            .map(|c| *c.get_ref())
+            .unwrap_or_default();
+        let (range, name) = match compression {
+            crate::model::LayerCompression::Gzip => (0..=9, "gzip"),
+            crate::model::LayerCompression::Zstd => (1..=19, "zstd"),
+        };
+        let level = raw.level.as_ref().and_then(|l| {
+            let value = *l.get_ref();
+            if range.contains(&value) {
+                i32::try_from(value).ok()
+            } else {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::InvalidImageSetting,
+                        format!("level {value} is outside {name}'s levels"),
+                    )
+                    .at(l.span())
+                    .hint(format!(
+                        "use {} to {} (higher: smaller layers, slower to write)",
+                        range.start(),
+                        range.end()
+                    )),
+                );
+                None
+            }
+        });
+        let epoch = raw.epoch.as_ref().and_then(|e| {
+            let value = *e.get_ref();
+            u64::try_from(value).ok().or_else(|| {
+                self.diags.push(
+                    Diagnostic::new(Code::InvalidImageSetting, "the epoch is before 1970")
+                        .at(e.span())
+                        .hint("give unix seconds, e.g. `git log -1 --format=%ct`"),
+                );
+                None
+            })
+        });
+        crate::model::ImageSettings {
+            compression,
+            level,
+            reproducible: raw.reproducible.unwrap_or(false),
+            epoch,
+        }
     }
 
     /// `[cache] remote`: a repository without tag or digest, with its credentials.

@@ -90,6 +90,8 @@ codes! {
     InvalidPort = "invalid-port": "a port that is not 1-65535 with an optional `/tcp`, `/udp` or `/sctp`",
     InvalidSignal = "invalid-signal": "a stop signal that is neither a signal name nor a number 1-64",
     InvalidOnbuild = "invalid-onbuild": "an `onbuild` entry that is not a Dockerfile instruction allowed there",
+    // Image writing.
+    InvalidImageSetting = "invalid-image-setting": "an `[image]` compression level outside the compression's range, or an epoch before 1970",
 }
 
 impl fmt::Display for Code {

@@ -386,6 +386,38 @@ impl DockerEngine {
     }
 }
 
+impl DockerEngine {
+    // Used by `download` and `export_image`, which the build calls once the layer writer is
+    // wired in.
+    #[allow(dead_code)]
+    /// A response body as an archive stream. The engine's refusal (a missing path or image)
+    /// arrives as the stream's first item: it is read here, so that the caller gets it as the
+    /// call's error.
+    async fn body(
+        &self,
+        stream: impl futures_util::Stream<Item = Result<bytes::Bytes, BollardError>> + Send + 'static,
+    ) -> Result<Archive, EngineError> {
+        let mut stream = Box::pin(stream);
+        let first = match stream.next().await {
+            None => None,
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => return Err(self.convert(e)),
+        };
+        let endpoint = self.endpoint.clone();
+        let rest = stream.map(move |item| {
+            item.map_err(|e| {
+                std::io::Error::other(format!(
+                    "the engine at `{endpoint}` broke off a transfer: {}",
+                    root_cause(&e)
+                ))
+            })
+        });
+        Ok(Box::pin(
+            futures_util::stream::iter(first.map(Ok)).chain(rest),
+        ))
+    }
+}
+
 /// The entrypoint a commit sends. Docker takes from the container whatever the commit leaves
 /// null: a null entrypoint keeps the container's (null too, see `create_container`, as long as
 /// the image has a command), but an image with neither command nor entrypoint would get the
@@ -570,6 +602,7 @@ impl Engine for DockerEngine {
             comment: image.comment.unwrap_or_default(),
             created: image.created.unwrap_or_default(),
             layers: image.root_fs.and_then(|r| r.layers).unwrap_or_default(),
+            size: image.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
             platform: match (image.os, image.architecture) {
                 (Some(os), Some(arch)) => Some(crate::model::Platform {
                     os,
@@ -905,6 +938,40 @@ impl Engine for DockerEngine {
             )));
         }
         Ok(id)
+    }
+
+    async fn changes(&self, id: &str) -> Result<Vec<Change>, EngineError> {
+        use bollard::models::ChangeType;
+        let list = self
+            .docker
+            .container_changes(id)
+            .await
+            .map_err(|e| self.convert(e))?;
+        Ok(list
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| Change {
+                path: c.path,
+                kind: match c.kind {
+                    ChangeType::_0 => ChangeKind::Modified,
+                    ChangeType::_1 => ChangeKind::Added,
+                    ChangeType::_2 => ChangeKind::Deleted,
+                },
+            })
+            .collect())
+    }
+
+    async fn download(&self, id: &str, path: &str) -> Result<Archive, EngineError> {
+        let options = bollard::query_parameters::DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let stream = self.docker.download_from_container(id, Some(options));
+        self.body(stream).await
+    }
+
+    async fn export_image(&self, id: &str) -> Result<Archive, EngineError> {
+        let stream = self.docker.export_image(id);
+        self.body(stream).await
     }
 
     fn cli_name(&self) -> &'static str {

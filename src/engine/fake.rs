@@ -303,6 +303,21 @@ impl Engine for FakeEngine {
         Ok(image)
     }
 
+    async fn changes(&self, id: &str) -> Result<Vec<Change>, EngineError> {
+        drop(self.record(format!("changes {id}")));
+        Ok(Vec::new())
+    }
+
+    async fn download(&self, id: &str, path: &str) -> Result<Archive, EngineError> {
+        drop(self.record(format!("download {id} {path}")));
+        Err(EngineError::NotFound(format!("no such path: {path}")))
+    }
+
+    async fn export_image(&self, id: &str) -> Result<Archive, EngineError> {
+        drop(self.record(format!("export {id}")));
+        Err(EngineError::NotFound(format!("no such image: {id}")))
+    }
+
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError> {
         self.gate()?;
         let mut s = self.record(format!("tag {repository}:{tag}"));

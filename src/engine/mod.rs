@@ -15,6 +15,8 @@ pub(crate) use crate::model::{ImageConfig, DEFAULT_PATH};
 
 use std::collections::BTreeMap;
 
+pub(crate) use crate::image::diff::{Change, ChangeKind};
+
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EngineError {
@@ -93,6 +95,8 @@ pub(crate) struct ImageInfo {
     pub(crate) layers: Vec<String>,
     /// The platform its config says; `None` when it says none.
     pub(crate) platform: Option<crate::model::Platform>,
+    /// Bytes of its file system (all layers, uncompressed) as the engine counts them.
+    pub(crate) size: u64,
 }
 
 /// A build container.
@@ -232,6 +236,20 @@ pub(crate) trait Engine {
     /// Whether `path` exists in the container (as anything: file, folder, symlink).
     async fn path_exists(&self, id: &str, path: &str) -> Result<bool, EngineError>;
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError>;
+    // Read by the layer writer, which the build calls once wired in.
+    #[allow(dead_code)]
+    /// What changed in the container's file system since it was created from its image.
+    async fn changes(&self, id: &str) -> Result<Vec<Change>, EngineError>;
+    // Read by the layer writer, which the build calls once wired in.
+    #[allow(dead_code)]
+    /// A tar stream of `path` in the container: its last component, and everything below it
+    /// when it is a folder. A reader may stop early (dropping the stream ends the transfer).
+    async fn download(&self, id: &str, path: &str) -> Result<Archive, EngineError>;
+    // Read by the layer writer, which the build calls once wired in.
+    #[allow(dead_code)]
+    /// The image `id` as `docker save` writes it: a tar of its config, its layers
+    /// (uncompressed) and a `manifest.json`.
+    async fn export_image(&self, id: &str) -> Result<Archive, EngineError>;
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError>;
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
     /// Removes containers whose name starts with `prefix`; returns how many.

@@ -10,6 +10,10 @@ mod build;
 mod error;
 pub(crate) mod events;
 pub(crate) mod index;
+// The image the tool writes itself; the build hands it its layers once the apply flow is split
+// into one file per operation.
+#[allow(dead_code)]
+pub(crate) mod layers;
 pub(crate) mod leftovers;
 mod locks;
 mod names;

@@ -3,7 +3,13 @@
 //! OCI image layout, a tar that `docker load` reads). Knows nothing of the engine: the layers
 //! it is given are tar streams, whoever read them.
 
+pub(crate) mod bridge;
+pub(crate) mod compress;
+pub(crate) mod config;
+pub(crate) mod diff;
+pub(crate) mod save;
 pub(crate) mod store;
+pub(crate) mod tarfmt;
 
 use std::collections::BTreeMap;
 

@@ -40,6 +40,41 @@ impl BlobStore {
         valid.then(|| self.root.join("sha256").join(hex))
     }
 
+    /// A folder for temporary files next to the blobs (same file system: a finished file can
+    /// be renamed into place).
+    pub(crate) fn scratch(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A small record kept beside the blobs under `kind` and `key` (what a cache key's layer
+    /// is, say), or `None` when there is none.
+    pub(crate) fn record(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.record_path(kind, key)).ok()
+    }
+
+    /// Writes a record atomically (a reader sees the old one or the new one).
+    pub(crate) fn put_record(&self, kind: &str, key: &str, bytes: &[u8]) -> io::Result<()> {
+        let path = self.record_path(kind, key);
+        let dir = path.parent().expect("a record has a folder");
+        std::fs::create_dir_all(dir)?;
+        let (tmp, mut file) = tempfile_in(dir)?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        drop(file);
+        match written.and_then(|()| std::fs::rename(&tmp, &path)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Records are named by a digest of their key: any key is a safe file name.
+    fn record_path(&self, kind: &str, key: &str) -> PathBuf {
+        let name = hex::encode(Sha256::digest(key.as_bytes()));
+        self.root.join("records").join(kind).join(name)
+    }
+
     /// Whether the store holds `digest`.
     pub(crate) fn contains(&self, digest: &str) -> bool {
         self.path(digest).is_some_and(|p| p.is_file())
@@ -141,13 +176,14 @@ impl Drop for BlobWriter {
 }
 
 /// A new empty file in `dir` with a name no other writer uses.
-fn tempfile_in(dir: &Path) -> io::Result<(PathBuf, File)> {
+pub(crate) fn tempfile_in(dir: &Path) -> io::Result<(PathBuf, File)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(".tmp-{}-{n}", std::process::id()));
         match std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
@@ -167,6 +203,13 @@ mod tests {
     fn a_blob_is_stored_under_its_digest_and_a_dropped_writer_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::at(dir.path());
+        assert_eq!(store.record("layers", "k/../x"), None);
+        store.put_record("layers", "k/../x", b"one").unwrap();
+        store.put_record("layers", "k/../x", b"two").unwrap();
+        assert_eq!(
+            store.record("layers", "k/../x").as_deref(),
+            Some(&b"two"[..])
+        );
         let d = store.put("text/plain", b"hello").unwrap();
         assert_eq!(
             d.digest,

@@ -744,3 +744,37 @@ tmpfs = ["/scratch", "/scratch/"]
         "nested cache paths overlap:\n{text}"
     );
 }
+
+#[test]
+fn image_settings_are_checked_with_located_diagnostics() {
+    let load = |text: &str| {
+        config::load_str(
+            Path::new("pipeline.toml"),
+            text,
+            &root(),
+            &Overrides::default(),
+        )
+    };
+    let ok = load(
+        "[base]\nimage = \"busybox\"\n[image]\ncompression = \"zstd\"\nlevel = 19\nreproducible = true\nepoch = 1700000000\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        ok.image.compression,
+        pipeline::model::LayerCompression::Zstd
+    );
+    assert_eq!(ok.image.level, Some(19));
+    assert_eq!(ok.image.epoch, Some(1_700_000_000));
+    assert!(ok.image.reproducible);
+    let defaults = load("[base]\nimage = \"busybox\"\n").expect("valid");
+    assert_eq!(defaults.image, pipeline::model::ImageSettings::default());
+    let bad = load("[base]\nimage = \"busybox\"\n[image]\nlevel = 10\nepoch = -1\n")
+        .expect_err("gzip has no level 10");
+    let codes: Vec<&str> = bad.iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(codes, ["invalid-image-setting", "invalid-image-setting"]);
+    let text = format!("{bad:?}");
+    assert!(text.contains("level 10 is outside gzip's levels"), "{text}");
+    let unknown = load("[base]\nimage = \"busybox\"\n[image]\ncompression = \"brotli\"\n")
+        .expect_err("no brotli");
+    assert_eq!(unknown[0].code.as_str(), "invalid-value", "{unknown:?}");
+}

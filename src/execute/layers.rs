@@ -1,0 +1,415 @@
+//! The layers of the image the tool writes: a build container's layer, read from the engine's
+//! change list and archives (see `image::diff`), and an engine image's layers as its export
+//! gives them (bases made in the engine, by `docker import` or a build). Both end in the store,
+//! compressed once.
+
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo};
+use crate::image::bridge::{blocking, read_blocking};
+use crate::image::compress::{Compression, Layer};
+use crate::image::config::BaseImage;
+use crate::image::diff::{DiffError, Plan, Spool, Take};
+use crate::image::save::{self, Saved};
+use crate::image::store::BlobStore;
+use crate::image::{media, Descriptor};
+
+/// Why a layer could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LayerError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot write the layer: {0}")]
+    Diff(#[from] DiffError),
+    #[error("cannot write the layer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How the tool writes layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct LayerSettings {
+    pub(crate) compression: Compression,
+    /// File times after this (unix seconds) are written as this: a reproducible image's epoch.
+    pub(crate) clamp: Option<u64>,
+}
+
+/// What one archive request costs the engine, in bytes of the file system it could read
+/// instead: Docker takes the container's lock and mounts its volumes for each (about 60 ms),
+/// and reads about 100 MB a second.
+const REQUEST_COST: u64 = 6 << 20;
+
+/// Writes the layer of container `id` (what changed since it was created from its image) into
+/// `store`. `image_size` is the size of the container's image (what reading the whole file
+/// system costs); `now` dates whiteouts the engine gives no time for.
+pub(crate) async fn container_layer<E: Engine>(
+    engine: &E,
+    id: &str,
+    image_size: u64,
+    store: &BlobStore,
+    settings: LayerSettings,
+    now: u64,
+) -> Result<Layer, LayerError> {
+    let changes = engine.changes(id).await?;
+    let mut plan = Plan::new(&changes)?;
+    if image_size < plan.requests.len() as u64 * REQUEST_COST {
+        plan = Plan::whole(&changes)?;
+    }
+    let plan = Arc::new(plan);
+    let mut spool = Spool::new(&store.scratch(), now)?;
+    for (i, request) in plan.requests.iter().enumerate() {
+        let archive = match engine.download(id, &request.path).await {
+            Ok(a) => Some(a),
+            Err(EngineError::NotFound(_)) if request.take == Take::Deleted => None,
+            Err(e) => return Err(e.into()),
+        };
+        spool = match archive {
+            None => {
+                spool.read(&plan, i, None)?;
+                spool
+            }
+            Some(archive) => {
+                let plan = Arc::clone(&plan);
+                read_blocking(archive, move |r| {
+                    spool.read(&plan, i, Some(r))?;
+                    Ok::<_, LayerError>(spool)
+                })
+                .await?
+            }
+        };
+    }
+    for group in spool.link_groups() {
+        let archive = engine.download(id, &group.folder).await?;
+        spool = read_blocking(archive, move |r| {
+            spool.resolve_links(&group, r)?;
+            Ok::<_, LayerError>(spool)
+        })
+        .await?;
+    }
+    let store = store.clone();
+    blocking(move || {
+        let mut layer = settings.compression.writer(&store)?;
+        let mut out = BufWriter::with_capacity(256 * 1024, &mut layer);
+        spool.write(&plan, &mut out, settings.clamp)?;
+        out.flush()?;
+        drop(out);
+        Ok::<_, LayerError>(layer.finish()?)
+    })
+    .await
+}
+
+/// The config and layers of engine image `id`, from its export, each layer compressed into
+/// `store` as it is (never rewritten, so its diff id stays the image's).
+pub(crate) async fn image_layers<E: Engine>(
+    engine: &E,
+    id: &str,
+    store: &BlobStore,
+    compression: Compression,
+) -> Result<Saved, LayerError> {
+    let archive = engine.export_image(id).await?;
+    let store = store.clone();
+    read_blocking(archive, move |r| {
+        Ok::<_, LayerError>(save::read(r, &store, compression)?)
+    })
+    .await
+}
+
+/// A base image as the tool's image lists it: its layers compressed into the store from the
+/// engine's export, once per image id and compression (a record in the store finds them
+/// again), never rewritten.
+pub(crate) async fn base_image<E: Engine>(
+    engine: &E,
+    base: &ImageInfo,
+    store: &BlobStore,
+    compression: Compression,
+) -> Result<BaseImage, LayerError> {
+    let key = format!("{}\n{}", base.id, compression.id());
+    if let Some(found) = recorded_base(store, &key) {
+        return Ok(found);
+    }
+    let saved = image_layers(engine, &base.id, store, compression).await?;
+    let config = store.put(media::DOCKER_CONFIG, &saved.config)?;
+    let record = BaseRecord {
+        config: config.digest,
+        layers: saved.layers.iter().map(|l| l.blob.clone()).collect(),
+    };
+    let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+    store.put_record("bases", &key, &bytes)?;
+    Ok(BaseImage::from_config(&saved.config, record.layers)?)
+}
+
+/// What the store records of a base: its config blob and its layer blobs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BaseRecord {
+    config: String,
+    layers: Vec<Descriptor>,
+}
+
+fn recorded_base(store: &BlobStore, key: &str) -> Option<BaseImage> {
+    let record: BaseRecord = serde_json::from_slice(&store.record("bases", key)?).ok()?;
+    if !record.layers.iter().all(|l| store.contains(&l.digest)) {
+        return None;
+    }
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut store.open(&record.config).ok()?, &mut raw).ok()?;
+    BaseImage::from_config(&raw, record.layers).ok()
+}
+
+/// The layer the store holds for a checkpoint (its cache key) written with `settings`.
+pub(crate) fn recorded_layer(
+    store: &BlobStore,
+    key: &str,
+    settings: LayerSettings,
+) -> Option<Layer> {
+    let layer: Layer =
+        serde_json::from_slice(&store.record("layers", &settings.record_key(key))?).ok()?;
+    store.contains(&layer.blob.digest).then_some(layer)
+}
+
+/// Records the layer of a checkpoint, so that a later build that reuses the checkpoint finds
+/// it without the engine.
+pub(crate) fn record_layer(
+    store: &BlobStore,
+    key: &str,
+    settings: LayerSettings,
+    layer: &Layer,
+) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(layer).map_err(std::io::Error::other)?;
+    store.put_record("layers", &settings.record_key(key), &bytes)
+}
+
+impl LayerSettings {
+    fn record_key(self, key: &str) -> String {
+        let clamp = self
+            .clamp
+            .map_or_else(|| "-".to_string(), |c| c.to_string());
+        format!("{key}\n{}\n{clamp}", self.compression.id())
+    }
+}
+
+/// The run-time part of an image config (`config` in the JSON), with Docker's key names: what
+/// `docker commit` stores for the same settings, without the fields that only describe the
+/// container it was made from (its host name, its image, its streams).
+pub(crate) fn runtime_config(c: &ImageConfig) -> Map<String, Value> {
+    let set = |items: &[String]| -> Value {
+        Value::Object(items.iter().map(|i| (i.clone(), json!({}))).collect())
+    };
+    let mut m = Map::new();
+    m.insert("Cmd".into(), json!(c.cmd));
+    m.insert("Entrypoint".into(), json!(c.entrypoint));
+    m.insert("Env".into(), json!(c.env));
+    if !c.exposed_ports.is_empty() {
+        m.insert("ExposedPorts".into(), set(&c.exposed_ports));
+    }
+    if let Some(h) = &c.healthcheck {
+        let mut hc = Map::new();
+        hc.insert("Test".into(), json!(h.test));
+        let nanos = |d: Option<std::time::Duration>| {
+            d.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        };
+        for (k, v) in [
+            ("Interval", nanos(h.interval)),
+            ("Timeout", nanos(h.timeout)),
+            ("StartPeriod", nanos(h.start_period)),
+            ("Retries", h.retries.map(u64::from)),
+        ] {
+            if let Some(v) = v {
+                hc.insert(k.into(), json!(v));
+            }
+        }
+        m.insert("Healthcheck".into(), Value::Object(hc));
+    }
+    if !c.labels.is_empty() {
+        m.insert("Labels".into(), json!(c.labels));
+    }
+    if let Some(o) = &c.onbuild {
+        m.insert("OnBuild".into(), json!(o));
+    }
+    if let Some(s) = &c.shell {
+        m.insert("Shell".into(), json!(s));
+    }
+    if let Some(s) = &c.stop_signal {
+        m.insert("StopSignal".into(), json!(s));
+    }
+    if !c.user.is_empty() {
+        m.insert("User".into(), json!(c.user));
+    }
+    if !c.volumes.is_empty() {
+        m.insert("Volumes".into(), set(&c.volumes));
+    }
+    if !c.workdir.is_empty() {
+        m.insert("WorkingDir".into(), json!(c.workdir));
+    }
+    m
+}
+
+impl LayerSettings {
+    /// The settings of a pipeline's `[image]` table; `source_date_epoch` is the environment's
+    /// `SOURCE_DATE_EPOCH`, which always makes the image reproducible. Returns the epoch too.
+    pub(crate) fn of(
+        image: &crate::model::ImageSettings,
+        file: &std::path::Path,
+        source_date_epoch: Option<&str>,
+    ) -> (Self, Option<u64>) {
+        use crate::model::LayerCompression as C;
+        let compression = match image.compression {
+            C::Gzip => Compression::Gzip {
+                level: image.level.and_then(|l| u32::try_from(l).ok()).unwrap_or(6),
+            },
+            C::Zstd => Compression::Zstd {
+                level: image.level.unwrap_or(3),
+            },
+        };
+        let env = source_date_epoch.filter(|v| v.trim().parse::<u64>().is_ok());
+        let epoch = (env.is_some() || image.reproducible)
+            .then(|| epoch(env, image.epoch, file).unwrap_or(0));
+        (
+            Self {
+                compression,
+                clamp: epoch,
+            },
+            epoch,
+        )
+    }
+}
+
+/// The time of a reproducible image (unix seconds): `SOURCE_DATE_EPOCH` when set, else the
+/// file's setting, else the time of the last git commit of the pipeline file, else none.
+pub(crate) fn epoch(
+    env: Option<&str>,
+    setting: Option<u64>,
+    file: &std::path::Path,
+) -> Option<u64> {
+    if let Some(v) = env.and_then(|v| v.trim().parse().ok()) {
+        return Some(v);
+    }
+    if setting.is_some() {
+        return setting;
+    }
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let name = file.file_name()?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "-1", "--format=%ct", "--"])
+        .arg(name)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Unix seconds as RFC 3339 (UTC), as image configs write times.
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rest = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn the_epoch_comes_from_the_environment_then_the_file_then_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(epoch(Some("1234"), Some(5), &file), Some(1234));
+        assert_eq!(epoch(Some("x"), Some(5), &file), Some(5));
+        assert_eq!(epoch(None, None, &file), None, "not in a git repository");
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(args)
+                .env("GIT_COMMITTER_DATE", "2001-09-09T01:46:40Z")
+                .env("GIT_AUTHOR_DATE", "2001-09-09T01:46:40Z")
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["add", "p.toml"]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x",
+        ]);
+        assert_eq!(epoch(None, None, &file), Some(1_000_000_000));
+    }
+
+    #[test]
+    fn settings_follow_the_file_and_source_date_epoch() {
+        use crate::model::{ImageSettings, LayerCompression};
+        let file = std::path::Path::new("/nonexistent/p.toml");
+        let (s, epoch) = LayerSettings::of(&ImageSettings::default(), file, None);
+        assert_eq!((s, epoch), (LayerSettings::default(), None));
+        let (s, epoch) = LayerSettings::of(&ImageSettings::default(), file, Some("42"));
+        assert_eq!(
+            (s.clamp, epoch),
+            (Some(42), Some(42)),
+            "SOURCE_DATE_EPOCH turns it on"
+        );
+        let zstd = ImageSettings {
+            compression: LayerCompression::Zstd,
+            reproducible: true,
+            ..Default::default()
+        };
+        let (s, epoch) = LayerSettings::of(&zstd, file, None);
+        assert_eq!(s.compression, Compression::Zstd { level: 3 });
+        assert_eq!(epoch, Some(0), "outside git, 0");
+    }
+
+    #[test]
+    fn the_runtime_config_names_keys_as_docker_does() {
+        let c = ImageConfig {
+            cmd: Some(vec!["vim".into()]),
+            env: vec!["A=1".into()],
+            exposed_ports: vec!["80/tcp".into()],
+            workdir: "/w".into(),
+            ..Default::default()
+        };
+        let m = runtime_config(&c);
+        assert_eq!(
+            Value::Object(m),
+            json!({"Cmd": ["vim"], "Entrypoint": null, "Env": ["A=1"], "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/w"})
+        );
+    }
+}
+
+#[cfg(all(test, feature = "engine-tests"))]
+mod engine_tests;

@@ -1,0 +1,170 @@
+//! Reading what an engine's image export (`docker save`) gives: the image's config as the
+//! engine stored it, and its layers, each compressed once into the store. The layers are
+//! taken as they are (never rewritten): their diff ids stay the image's.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use super::compress::{Compression, Layer};
+use super::store::BlobStore;
+use super::tarfmt;
+
+/// One image, as its export gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Saved {
+    /// The config JSON, byte for byte.
+    pub(crate) config: Vec<u8>,
+    /// Bottom first.
+    pub(crate) layers: Vec<Layer>,
+}
+
+/// JSON files of an export (manifests, configs) are small; anything larger is no JSON.
+const JSON_LIMIT: u64 = 16 << 20;
+
+/// Reads an export of one image (Docker's and Podman's `docker-archive` format, and Docker
+/// 25's which is also an OCI layout). Layers are compressed into `store` as they stream by.
+pub(crate) fn read(
+    archive: &mut dyn Read,
+    store: &BlobStore,
+    compression: Compression,
+) -> io::Result<Saved> {
+    let mut layers: HashMap<String, Layer> = HashMap::new();
+    let mut aliases: HashMap<String, String> = HashMap::new();
+    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut tar = tar::Archive::new(archive);
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let name = String::from_utf8_lossy(&tarfmt::clean(&entry.path_bytes())).into_owned();
+        match entry.header().entry_type() {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                // Docker writes a layer that two images share once, and links the other name.
+                if let Some(target) = entry.link_name_bytes() {
+                    let target = String::from_utf8_lossy(&target).into_owned();
+                    let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+                    let resolved = resolve(dir, &target);
+                    aliases.insert(name, resolved);
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                let mut head = Vec::new();
+                (&mut entry).take(512).read_to_end(&mut head)?;
+                let is_tar = head.len() == 512
+                    && (&head[257..262] == b"ustar" || head.iter().all(|&b| b == 0));
+                if is_tar {
+                    let mut w = compression.writer(store)?;
+                    io::copy(&mut head.as_slice().chain(&mut entry), &mut w)?;
+                    layers.insert(name, w.finish()?);
+                } else if size <= JSON_LIMIT {
+                    entry.read_to_end(&mut head)?;
+                    small.insert(name, head);
+                }
+            }
+            _ => {}
+        }
+    }
+    let manifest = small
+        .get("manifest.json")
+        .ok_or_else(|| bad("the export has no `manifest.json`"))?;
+    let manifest: Vec<ArchiveManifest> =
+        serde_json::from_slice(manifest).map_err(|e| bad(&format!("`manifest.json`: {e}")))?;
+    let [m] = manifest.as_slice() else {
+        return Err(bad("the export holds more than one image"));
+    };
+    let config = small
+        .get(&m.config)
+        .ok_or_else(|| bad(&format!("the export has no `{}`", m.config)))?
+        .clone();
+    let layers = m
+        .layers
+        .iter()
+        .map(|n| {
+            let n = aliases.get(n).unwrap_or(n);
+            layers
+                .get(n)
+                .cloned()
+                .ok_or_else(|| bad(&format!("the export has no layer `{n}`")))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(Saved { config, layers })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ArchiveManifest {
+    config: String,
+    layers: Vec<String>,
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// `target` (relative to folder `dir`) as a path from the archive's root.
+fn resolve(dir: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        dir.split('/').filter(|p| !p.is_empty()).collect()
+    };
+    for p in target.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest as _, Sha256};
+
+    fn append(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+
+    fn layer_tar(file: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        append(&mut b, file, b"content");
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn an_export_gives_the_config_and_the_layers_in_order_with_their_diff_ids() {
+        let (l1, l2) = (layer_tar("a"), layer_tar("b"));
+        let mut b = tar::Builder::new(Vec::new());
+        append(&mut b, "l2/layer.tar", &l2);
+        append(&mut b, "l2/VERSION", b"1.0");
+        append(&mut b, "l1/layer.tar", &l1);
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_cksum();
+        b.append_link(&mut h, "l3/layer.tar", "../l1/layer.tar")
+            .unwrap();
+        append(&mut b, "cfg.json", br#"{"os":"linux"}"#);
+        append(
+            &mut b,
+            "manifest.json",
+            br#"[{"Config":"cfg.json","RepoTags":null,"Layers":["l1/layer.tar","l2/layer.tar","l3/layer.tar"]}]"#,
+        );
+        let export = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::at(dir.path());
+        let saved = read(&mut export.as_slice(), &store, Compression::default()).unwrap();
+        assert_eq!(saved.config, br#"{"os":"linux"}"#);
+        let ids: Vec<String> = saved.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let id = |t: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(t)));
+        assert_eq!(ids, vec![id(&l1), id(&l2), id(&l1)]);
+        assert!(saved.layers.iter().all(|l| store.contains(&l.blob.digest)));
+    }
+}
