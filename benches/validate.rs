@@ -64,7 +64,7 @@ fn main() {
         std::hint::black_box(p);
     }
     times.sort();
-    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    let mean = times.iter().sum::<Duration>() / u32::try_from(times.len()).unwrap();
     println!(
         "validate, 500 steps ({} bytes), {} runs: min {:.2?}, median {:.2?}, mean {:.2?}, p95 {:.2?}, max {:.2?}",
         text.len(),

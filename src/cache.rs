@@ -69,7 +69,7 @@ impl StepInputs {
         let mut mounted = Vec::new();
         if !o.caches.is_empty() {
             let mut paths: Vec<&str> = o.caches.iter().map(|c| c.path.as_str()).collect();
-            paths.sort();
+            paths.sort_unstable();
             put("cache paths", digest_json(&paths));
         }
         if !o.mounts.is_empty() {

@@ -114,7 +114,7 @@ impl Report {
                     None => label,
                 };
                 let mut labels = vec![label];
-                for (span, text) in d.also.iter() {
+                for (span, text) in &d.also {
                     let span = clamp(span, &self.source);
                     // Only where it fits: a long line shows the part around the main span.
                     if shown.window(span.clone()).1.is_none() && focus.is_none() {

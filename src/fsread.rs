@@ -28,7 +28,7 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     // ...and on the opened handle, which is what is read (the path may have changed).
     let meta = file.metadata()?;
     check(&meta, limit)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     read_limited(file, limit, &mut bytes)?;
     Ok(bytes)
 }

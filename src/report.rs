@@ -467,7 +467,7 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
             let mut report = r.finish(o.status.into(), code, o.detail.clone());
             // Its own run, not until the report is written (the others may run longer).
             report.duration_ms = match (o.started, o.finished) {
-                (Some(s), Some(f)) => (f - s).as_millis(),
+                (Some(s), Some(f)) => f.saturating_sub(s).as_millis(),
                 _ => 0,
             };
             report

@@ -92,7 +92,7 @@ fn entry(path: PathBuf, rel: PathBuf, meta: &std::fs::Metadata) -> io::Result<Wa
         rel,
         kind,
         mode: meta.mode() & 0o7777,
-        mtime: meta.mtime().max(0) as u64,
+        mtime: u64::try_from(meta.mtime()).unwrap_or(0),
         inode: (meta.dev(), meta.ino()),
     })
 }

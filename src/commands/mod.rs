@@ -19,7 +19,7 @@ pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> 
         Command::Apply(args) => apply::run(args, ui).await,
         Command::Plan(args) => plan::run(args, ui).await,
         Command::Validate(args) => validate::run(args, ui).await,
-        Command::Schema => schema::run(),
+        Command::Schema => Ok(schema::run()),
         Command::Gc(args) => gc::run(args, ui).await,
     }
 }

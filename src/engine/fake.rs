@@ -205,7 +205,7 @@ impl Engine for FakeEngine {
         let id = format!("container{}", s.next);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let c = Container {
             name: spec.name.clone(),
             image,

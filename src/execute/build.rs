@@ -194,6 +194,10 @@ impl<'a, E: Engine> Build<'a, E> {
     /// Runs the uncached steps and commits; returns the final image id.
     #[allow(clippy::too_many_arguments)]
     #[allow(clippy::needless_range_loop)] // `i` indexes steps, keys and inputs together
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one loop carries the container, the image and the checkpoint group from step to step"
+    )]
     pub(super) async fn run(
         &mut self,
         p: &Pipeline,
@@ -390,6 +394,10 @@ impl<'a, E: Engine> Build<'a, E> {
 
     /// Runs step `i` in container `id`. `image_user` is the user the image runs as (its
     /// config's `User`), the step's user when it names none.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "two arms, a copy and a run (secrets placed, the command, secrets removed); to split in two"
+    )]
     async fn step(
         &self,
         id: &str,

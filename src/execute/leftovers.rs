@@ -54,7 +54,7 @@ pub(crate) fn is_leftover(c: &ContainerInfo, now: i64) -> bool {
 pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The build containers of runs that are gone, by name.

@@ -302,7 +302,7 @@ fn a_secret_file_that_became_a_fifo_fails_the_apply_at_once() {
             assert!(detail.contains("a FIFO, not a regular file"), "{detail}");
         }
         Ok(other) => panic!("expected a secret error, got {other:?}"),
-        Err(_) => panic!("apply blocked on a FIFO secret"),
+        Err(elapsed) => panic!("apply blocked on a FIFO secret ({elapsed})"),
     }
 }
 

@@ -189,7 +189,8 @@ pub(crate) fn tempfile_in(dir: &Path) -> io::Result<(PathBuf, File)> {
             .open(&path)
         {
             Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            // Another writer has the name: take the next.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
     }

@@ -65,10 +65,10 @@ pub(crate) fn final_config(base: &ImageConfig, c: &ConfigChanges) -> ImageConfig
         }
     }
     if let Some(u) = &c.user {
-        cfg.user = u.clone();
+        cfg.user.clone_from(u);
     }
     if let Some(w) = &c.workdir {
-        cfg.workdir = w.clone();
+        cfg.workdir.clone_from(w);
     }
     for v in &c.volumes {
         if !cfg.volumes.contains(v) {

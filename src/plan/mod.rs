@@ -4,6 +4,7 @@
 
 pub(crate) mod platforms;
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -321,16 +322,14 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
             key: keys.get(i).cloned(),
             source: (i < resume.steps_cached).then_some(source).flatten(),
             options: s.container.describe(),
-            status: if i < resume.steps_cached {
-                StepStatus::Cached
-            } else if i == resume.steps_cached {
-                StepStatus::Run {
+            status: match i.cmp(&resume.steps_cached) {
+                Ordering::Less => StepStatus::Cached,
+                Ordering::Equal => StepStatus::Run {
                     reason: first_reason.clone(),
-                }
-            } else {
-                StepStatus::Run {
+                },
+                Ordering::Greater => StepStatus::Run {
                     reason: "follows a step that runs".into(),
-                }
+                },
             },
         })
         .collect();

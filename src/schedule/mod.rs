@@ -206,7 +206,7 @@ pub(crate) struct Consequences {
 pub(crate) fn pull_base(p: &mut Pipeline, d: &Dependency, from: &str) {
     if let Ok(r) = ImageRef::parse(from) {
         if r.to_string() != p.base.image.to_string() {
-            p.base.login = d.login.clone();
+            p.base.login.clone_from(&d.login);
         }
         p.base.image = r;
     }

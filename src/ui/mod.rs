@@ -656,7 +656,7 @@ pub(crate) fn render_summary(run: &Run<'_>, summary: &Summary, engines: &[String
             .engine
             .map_or_else(|| "-".into(), |e| engines[e.0].clone());
         let took = match (o.started, o.finished) {
-            (Some(s), Some(f)) => secs(f - s),
+            (Some(s), Some(f)) => secs(f.saturating_sub(s)),
             _ => "-".into(),
         };
         let what = match (&o.status, &o.applied, &o.detail) {

@@ -298,7 +298,7 @@ fn slow_steps_checkpoint_by_time_and_each_checkpoint_is_one_layer() {
              [[step]]\nrun = \"echo {nonce} > /a; sleep 0.5\"\n[[step]]\nrun = \"echo b > /b\"\n[[step]]\nrun = \"echo {last} > /c\"\n",
             nonce = "n"
         )
-        .replace("echo n >", &format!("echo {} >", name))
+        .replace("echo n >", &format!("echo {name} >"))
     };
     project.pipeline(&toml("one"));
     let (_, _, text) = apply_counting(&project, &name, &[]);

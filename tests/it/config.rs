@@ -99,9 +99,8 @@ fn three_mistakes_give_three_located_diagnostics_in_one_run() {
 #[test]
 fn every_bad_file_fails_with_coded_located_diagnostics() {
     for file in bad_files() {
-        let report = match config::load(&file, &Overrides::default()) {
-            Ok(_) => panic!("{} should not validate", file.display()),
-            Err(r) => r,
+        let Err(report) = config::load(&file, &Overrides::default()) else {
+            panic!("{} should not validate", file.display())
         };
         assert!(!report.diagnostics.is_empty());
         for d in &report.diagnostics {

@@ -3,6 +3,22 @@
 //! `bash scripts/test.sh` and CI use), and there they fail, never skip, when the engine is
 //! not reachable.
 
+// Clippy's pedantic set (Cargo.toml) less what only these tests do on purpose.
+#![allow(
+    clippy::duration_suboptimal_units,
+    reason = "timeouts in seconds compare at a glance with the logs and with each other"
+)]
+#![allow(
+    clippy::manual_assert,
+    clippy::match_wild_err_arm,
+    reason = "a test fails with `panic!` where that reads best, and a caught panic's payload is not `Debug`"
+)]
+#![allow(
+    clippy::format_collect,
+    clippy::cast_possible_truncation,
+    reason = "fixtures build small texts and counts; no test input nears 2^32"
+)]
+
 mod support;
 
 mod harness;

@@ -118,7 +118,7 @@ fn two_platforms_publish_one_index_that_resolves_per_platform_and_cache_per_plat
         .iter()
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
-    archs.sort();
+    archs.sort_unstable();
     assert_eq!(archs, ["amd64", "arm64"], "{idx}");
     let digest = reg.manifest_digest(&name, "1").unwrap();
     assert!(

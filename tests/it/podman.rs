@@ -208,7 +208,7 @@ fn the_same_pipeline_gives_the_same_image_on_docker_and_podman_and_caches_alike(
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-        let old = &configs[if kind == "docker" { 0 } else { 1 }]["Id"]
+        let old = &configs[usize::from(kind != "docker")]["Id"]
             .as_str()
             .unwrap()
             .trim_start_matches("sha256:")[..12]
@@ -287,7 +287,7 @@ fn podman_default_ulimits_fit() -> bool {
             rlim_max: 0,
         };
         // SAFETY: getrlimit writes one rlimit into the struct it is given.
-        let ok = unsafe { libc::getrlimit(resource, &mut limit) } == 0;
+        let ok = unsafe { libc::getrlimit(resource, &raw mut limit) } == 0;
         if ok {
             limit.rlim_max
         } else {

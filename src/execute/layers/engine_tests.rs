@@ -322,6 +322,10 @@ fn docker_archive(image: &crate::image::Image, store: &BlobStore, tag: &str) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: commit, write the same image, load it, compare every config field"
+)]
 async fn an_image_the_tool_writes_loads_with_the_config_the_engines_commit_stores() {
     use crate::engine::{CommitSpec, ImageConfig};
     use crate::image::config::{assemble, History, Parts};

@@ -100,7 +100,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&client).unwrap();
     let d = dir.display();
     let script = format!(
-        r#"set -e
+        r"set -e
 cd {d}
 openssl genrsa -out ca-key.pem 2048
 openssl req -new -x509 -days 2 -key ca-key.pem -sha256 -subj /CN=pipeline-test-ca -out ca.pem
@@ -114,7 +114,7 @@ printf 'extendedKeyUsage = clientAuth\n' > client.ext
 openssl x509 -req -days 2 -sha256 -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out client/cert.pem -extfile client.ext
 cp ca.pem server/ca.pem
 cp ca.pem client/ca.pem
-"#
+"
     );
     let out = run("sh", &["-c", &script]);
     assert!(

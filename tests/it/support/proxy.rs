@@ -381,8 +381,8 @@ fn reset(s: &TcpStream) {
             s.as_raw_fd(),
             SOL_SOCKET,
             SO_LINGER,
-            &l as *const Linger as *const _,
-            std::mem::size_of::<Linger>() as u32,
+            (&raw const l).cast(),
+            u32::try_from(std::mem::size_of::<Linger>()).unwrap(),
         );
     }
 }
