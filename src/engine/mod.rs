@@ -305,8 +305,8 @@ pub(crate) trait Engine {
     async fn remove_volume(&self, name: &str) -> Result<(), EngineError>;
 }
 
-/// The repository the tool tags its cache images under.
-pub(crate) const CACHE_REPOSITORY: &str = "pipeline-cache";
+// The repository the tool tags its cache images under.
+pub(crate) use crate::reference::CACHE_REPOSITORY;
 
 /// The name the tool wrote for a name an engine lists (a tag, a `repository@digest`). Docker
 /// lists names as they were written; Podman qualifies them: names tagged through the

@@ -16,6 +16,7 @@ use crate::model::{
     paths_overlap, Action, Command, ContainerOptions, Network, Pipeline, Sharing, Step,
 };
 use crate::plan;
+use crate::reference::DEBUG_REPOSITORY;
 
 /// The user that places and removes secrets: root, by uid (an image may have no
 /// /etc/passwd).
@@ -589,8 +590,8 @@ impl<'a, E: Engine> Build<'a, E> {
                 "{}-step{step}",
                 self.run_name.trim_start_matches("pipeline-")
             );
-            self.engine.tag(&image, "pipeline-debug", &tag).await?;
-            Ok::<_, EngineError>(format!("pipeline-debug:{tag}"))
+            self.engine.tag(&image, DEBUG_REPOSITORY, &tag).await?;
+            Ok::<_, EngineError>(format!("{DEBUG_REPOSITORY}:{tag}"))
         };
         match kept.await {
             Ok(image) => self.sink.event(Event::KeptFailed {

@@ -11,6 +11,7 @@ mod config;
 mod docs;
 mod hostile;
 mod layers;
+mod names;
 
 #[cfg(feature = "engine-tests")]
 mod apply;
