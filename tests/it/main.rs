@@ -20,6 +20,8 @@ mod cache;
 #[cfg(feature = "engine-tests")]
 mod ci;
 #[cfg(feature = "engine-tests")]
+mod command;
+#[cfg(feature = "engine-tests")]
 mod copies;
 #[cfg(feature = "engine-tests")]
 mod fanout;
