@@ -48,6 +48,15 @@ fn check(s: &str) -> Result<(&str, Option<&str>, Option<&str>), ParseError> {
     let c = GRAMMAR.captures(s).ok_or(ParseError::Format)?;
     let part = |k: &str| c.name(k).map(|m| &s[m.range()]);
     let name = part("name").unwrap_or_default();
+    // The grammar reads a first component with upper case as a host; Docker's reference parser
+    // (`ParseNormalizedNamed`, which engines apply to every name) takes only one with a `.` or a
+    // `:`, or `localhost`, as a host, and the rest as the repository, which must be lowercase:
+    // `FOO/bar` is refused, `Foo.com/bar` is not.
+    if let Some((first, _)) = name.split_once('/') {
+        if !is_host(first) && first.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(ParseError::Format);
+        }
+    }
     if name.len() > NAME_MAX {
         return Err(ParseError::NameTooLong);
     }
@@ -64,6 +73,20 @@ fn check(s: &str) -> Result<(&str, Option<&str>, Option<&str>), ParseError> {
         }
     }
     Ok((name, part("tag"), digest))
+}
+
+/// The local repository of the step cache: its entries are `pipeline-cache:<key>` and each
+/// pipeline's `pipeline-cache:last-<digest>` pointer.
+pub(crate) const CACHE_REPOSITORY: &str = "pipeline-cache";
+/// The local repository of the images `apply --keep-failed` keeps.
+pub(crate) const DEBUG_REPOSITORY: &str = "pipeline-debug";
+/// The repositories only the tool itself tags images in.
+pub(crate) const RESERVED_REPOSITORIES: [&str; 2] = [CACHE_REPOSITORY, DEBUG_REPOSITORY];
+
+/// Whether the first component of a name is a registry host rather than part of the path:
+/// it has a `.` or a `:`, or is `localhost` (distribution's `splitDockerDomain`).
+fn is_host(first: &str) -> bool {
+    first.contains(['.', ':']) || first == "localhost"
 }
 
 /// A parsed image reference.
@@ -86,11 +109,7 @@ impl ImageRef {
         let (name, tag, digest) = check(s).map_err(|e| explain(s, e))?;
         // The grammar's own rule for a leading registry host.
         let registry = match name.split_once('/') {
-            Some((first, _))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                Some(first.to_string())
-            }
+            Some((first, _)) if is_host(first) => Some(first.to_string()),
             _ => None,
         };
         let path = match &registry {
@@ -116,6 +135,47 @@ impl ImageRef {
     /// The registry host used for credentials (`docker.io` when none is named).
     pub fn registry_host(&self) -> &str {
         self.registry.as_deref().unwrap_or("docker.io")
+    }
+
+    /// The tool's own repository this reference names in an engine, if it names one. An
+    /// engine reads `pipeline-cache`, `library/pipeline-cache` and
+    /// `docker.io/library/pipeline-cache` as one name, and Podman lists its own names as
+    /// `localhost/NAME`, which the tool reads as `NAME`.
+    pub(crate) fn reserved(&self) -> Option<&'static str> {
+        let hub = |r: &str| {
+            ["docker.io", "index.docker.io", "registry-1.docker.io"]
+                .iter()
+                .any(|h| r.eq_ignore_ascii_case(h))
+        };
+        let local = match self.registry.as_deref() {
+            None => self.path.strip_prefix("library/").unwrap_or(&self.path),
+            Some(r) if hub(r) => self.path.strip_prefix("library/").unwrap_or(&self.path),
+            Some("localhost") => self.path.as_str(),
+            Some(_) => return None,
+        };
+        RESERVED_REPOSITORIES.into_iter().find(|r| *r == local)
+    }
+
+    /// Whether two references name the same repository in the same registry: hosts compared
+    /// without case, Docker Hub under any of its names, its official images with or without
+    /// `library/`.
+    pub(crate) fn same_repository(&self, other: &ImageRef) -> bool {
+        fn canonical(r: &ImageRef) -> (String, String) {
+            let host = r.registry_host().to_ascii_lowercase();
+            let hub =
+                ["docker.io", "index.docker.io", "registry-1.docker.io"].contains(&host.as_str());
+            if hub {
+                let path = if r.path.contains('/') {
+                    r.path.clone()
+                } else {
+                    format!("library/{}", r.path)
+                };
+                ("docker.io".to_string(), path)
+            } else {
+                (host, r.path.clone())
+            }
+        }
+        canonical(self) == canonical(other)
     }
 
     /// The reference with `latest` when it names neither tag nor digest.
@@ -157,7 +217,7 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
 fn explain(s: &str, e: ParseError) -> String {
     let name = s.split(['@']).next().unwrap_or(s);
     let path = match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+        Some((first, rest)) if is_host(first) => rest,
         _ => name,
     };
     let (path, tag) = match path.rsplit_once(':') {
@@ -277,6 +337,57 @@ mod tests {
     }
 
     #[test]
+    fn a_first_component_in_upper_case_is_a_repository_name_not_a_host() {
+        // As Docker's `ParseNormalizedNamed` reads them (`docker tag IMG FOO/bar:1`: "repository
+        // name must be lowercase"); oci-spec's parser takes `FOO` for a host.
+        for bad in ["FOO/bar:1", "Team/app", "team/App", "FOO/bar/baz"] {
+            let e = ImageRef::parse(bad).unwrap_err();
+            assert!(e.contains("must be lowercase"), "{bad}: {e}");
+        }
+        for good in [
+            "Foo.com/bar:1",
+            "LOCALHOST:5000/app",
+            "[::1]:5000/app",
+            "localhost/app",
+        ] {
+            assert!(ImageRef::parse(good).is_ok(), "{good}");
+        }
+        let r = ImageRef::parse("Registry.Example.com/team/app:1").unwrap();
+        assert_eq!(r.registry.as_deref(), Some("Registry.Example.com"));
+    }
+
+    #[test]
+    fn the_tools_own_repositories_are_recognised_under_every_spelling() {
+        for name in [
+            "pipeline-cache:abc",
+            "library/pipeline-cache:last-x",
+            "docker.io/library/pipeline-cache:1",
+            "index.docker.io/library/pipeline-cache",
+            "localhost/pipeline-cache:1",
+            "pipeline-debug:x",
+        ] {
+            assert!(
+                ImageRef::parse(name).unwrap().reserved().is_some(),
+                "{name}"
+            );
+        }
+        for name in [
+            "pipeline-cache-x:1",
+            "team/pipeline-cache:1",
+            "127.0.0.1:5000/pipeline-cache:1",
+            "localhost:5000/pipeline-cache:1",
+            "pipeline:1",
+        ] {
+            assert_eq!(ImageRef::parse(name).unwrap().reserved(), None, "{name}");
+        }
+        let r = |s: &str| ImageRef::parse(s).unwrap();
+        assert!(r("debian").same_repository(&r("docker.io/library/debian:1")));
+        assert!(r("Registry.Example.com/team/c").same_repository(&r("registry.example.com/team/c")));
+        assert!(!r("127.0.0.1:5000/team/c").same_repository(&r("127.0.0.1:5000/team/d")));
+        assert!(!r("127.0.0.1:5000/c").same_repository(&r("localhost:5000/c")));
+    }
+
+    #[test]
     fn rejects_bad_references() {
         for bad in [
             "",
@@ -289,6 +400,7 @@ mod tests {
             "ux/a..b:1",
             "a/b_-c",
             "localhost:0x/app",
+            "FOO/bar:1",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad} should be rejected");
         }

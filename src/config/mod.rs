@@ -385,7 +385,8 @@ pub fn load_str(
         vars.insert("platform".into(), template::platform_value(pl));
     }
     let templates = Templates::new(vars);
-    match Builder::new(&templates, dir).build(path, raw) {
+    let builder = Builder::new(&templates, dir).multi_platform(platforms.len() > 1);
+    match builder.build(path, raw) {
         Ok(p) if diagnostics.is_empty() => Ok(Pipeline {
             platforms,
             platform,

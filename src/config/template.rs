@@ -237,6 +237,18 @@ impl Templates {
         result
     }
 
+    /// Whether the template `text` reads the variable `name` (anywhere in it, also where a
+    /// branch leaves it unrendered). A template that does not parse reads nothing: rendering
+    /// it reports why.
+    pub fn reads(&self, text: &str, name: &str) -> bool {
+        if !text.contains("{{") && !text.contains("{%") {
+            return false;
+        }
+        let env = self.env.borrow();
+        env.template_from_str(text)
+            .is_ok_and(|t| t.undeclared_variables(false).contains(name))
+    }
+
     /// Renders a spanned string from the file.
     pub fn str(&self, s: &Str) -> Result<String, Diagnostic> {
         self.render(s.get_ref(), s.span())

@@ -17,6 +17,10 @@ pub(super) struct Builder<'a> {
     t: &'a Templates,
     dir: &'a Path,
     diags: Vec<Diagnostic>,
+    /// The pipeline is built for several platforms (its publish targets are shared).
+    multi_platform: bool,
+    /// Each publish repository as parsed, where it is written.
+    published: Vec<(ImageRef, std::ops::Range<usize>)>,
 }
 
 impl<'a> Builder<'a> {
@@ -25,7 +29,16 @@ impl<'a> Builder<'a> {
             t,
             dir,
             diags: Vec::new(),
+            multi_platform: false,
+            published: Vec::new(),
         }
+    }
+
+    /// For a pipeline built for several platforms: its publish targets may not depend on
+    /// the platform.
+    pub(super) fn multi_platform(mut self, yes: bool) -> Self {
+        self.multi_platform = yes;
+        self
     }
 
     pub(super) fn build(
@@ -63,6 +76,9 @@ impl<'a> Builder<'a> {
             None => Duration::from_secs(1),
         };
         let cache_remote = self.cache_remote(&raw.cache);
+        if let Some(c) = &cache_remote {
+            self.publish_into_cache(&c.repository);
+        }
         let image = self.image_settings(&raw.image);
         self.secret_variables_in_templates(&raw.secrets, &secrets);
         // No base without a diagnostic here: it is missing, reported by the structural check.
@@ -768,6 +784,7 @@ impl<'a> Builder<'a> {
             }
             for t in list.get_ref() {
                 if let Some(r) = self.reference(t) {
+                    self.reserved(&r, t.span());
                     tags.push(r.with_default_tag());
                 }
             }
@@ -968,7 +985,10 @@ impl<'a> Builder<'a> {
         let mut seen = BTreeSet::new();
         for p in targets {
             let repository = p.repository.as_ref().and_then(|r| {
+                self.platform_in_publish(r);
                 let parsed = self.reference(r)?;
+                self.reserved(&parsed, r.span());
+                self.published.push((parsed.clone(), r.span()));
                 if parsed.tag.is_some() || parsed.digest.is_some() {
                     self.diags.push(
                         Diagnostic::new(
@@ -987,6 +1007,7 @@ impl<'a> Builder<'a> {
             }
             let mut tags = Vec::new();
             for t in listed.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+                self.platform_in_publish(t);
                 let Some(text) = self.text(t) else { continue };
                 if let Err(e) = reference::validate_tag(&text) {
                     self.error(Code::InvalidTag, e, t.span());
@@ -1018,6 +1039,72 @@ impl<'a> Builder<'a> {
             }
         }
         out
+    }
+
+    /// Refuses a name in a repository only the tool tags images in: a `pipeline-cache:KEY`
+    /// tag would plant a step cache entry that another pipeline's apply takes for its own.
+    fn reserved(&mut self, r: &ImageRef, span: std::ops::Range<usize>) {
+        if let Some(repository) = r.reserved() {
+            let what = match repository {
+                reference::CACHE_REPOSITORY => "the step cache",
+                _ => "the images `apply --keep-failed` keeps",
+            };
+            self.diags.push(
+                Diagnostic::new(
+                    Code::ReservedName,
+                    format!(
+                        "`{r}` is in `{repository}`, which only the tool writes: it holds {what}"
+                    ),
+                )
+                .at(span)
+                .label("a name the tool reserves")
+                .hint("name the image in a repository of your own, e.g. `myapp:1.0`"),
+            );
+        }
+    }
+
+    /// Refuses a `[[publish]]` into the remote step cache: its tags are cache keys that other
+    /// applies import, so a published image there would be taken for a cache entry.
+    fn publish_into_cache(&mut self, cache: &ImageRef) {
+        let into: Vec<_> = self
+            .published
+            .iter()
+            .filter(|(r, _)| r.same_repository(cache))
+            .map(|(r, span)| (r.repository(), span.clone()))
+            .collect();
+        for (repository, span) in into {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::PublishIntoCache,
+                    format!("`{repository}` is the remote step cache (`[cache] remote`)"),
+                )
+                .at(span)
+                .label("the cache's repository")
+                .hint(
+                    "publish to another repository: only `apply` writes the cache, under its keys",
+                ),
+            );
+        }
+    }
+
+    /// Refuses a publish repository or tag that reads `platform` when the pipeline is built
+    /// for several platforms: every tag is one index of all of them, so a name that depends
+    /// on the platform cannot name it.
+    fn platform_in_publish(&mut self, s: &Str) {
+        if self.multi_platform && self.t.reads(s.get_ref(), "platform") {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::PlatformInPublish,
+                    "a publish target of a pipeline built for several platforms reads `platform`",
+                )
+                .at(s.span())
+                .label("depends on the platform")
+                .hint(
+                    "each tag becomes one index of every platform's image: name it without \
+                     `platform`; to publish one platform's image alone, apply with `--platform OS/ARCH`",
+                ),
+            );
+        }
     }
 
     fn secrets(&mut self, secrets: &BTreeMap<Str, raw::Secret>) -> BTreeMap<String, SecretSource> {

@@ -418,16 +418,28 @@ impl DockerEngine {
     }
 }
 
-/// The entrypoint a commit sends. Docker takes from the container whatever the commit leaves
-/// null: a null entrypoint keeps the container's (null too, see `create_container`, as long as
-/// the image has a command), but an image with neither command nor entrypoint would get the
-/// build container's command, so it gets an empty entrypoint instead (`[]`: the same at run
-/// time; Docker's commit cannot store both as null).
-fn commit_entrypoint(c: &ImageConfig) -> Option<Vec<String>> {
-    let no_cmd = c.cmd.as_ref().is_none_or(|v| v.is_empty());
-    match &c.entrypoint {
-        None if no_cmd => Some(Vec::new()),
-        other => other.clone(),
+/// The entrypoint and command a commit sends. Docker's commit takes from the container what
+/// its config leaves empty: an empty command becomes the container's, a null entrypoint too
+/// (only when the entrypoint is empty). So:
+/// - an entrypoint is sent with the command as it is (null stays null, as after a
+///   Dockerfile's `ENTRYPOINT` without `CMD`);
+/// - without one, a container running `cat` as its command (its entrypoint the image's null)
+///   keeps the entrypoint as asked, and one running `cat` as its entrypoint gets an empty
+///   entrypoint (`[]`: the same at run time; a null one would be `cat`) and an explicit
+///   command, empty when there is none (the container's command is empty too). The first
+///   kind cannot commit an image without a command: the build never asks it to.
+fn commit_command(
+    c: &ImageConfig,
+    cat_as_command: bool,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    if c.entrypoint.as_ref().is_some_and(|e| !e.is_empty()) {
+        return (c.entrypoint.clone(), c.cmd.clone());
+    }
+    let cmd = Some(c.cmd.clone().unwrap_or_default());
+    if cat_as_command {
+        (c.entrypoint.clone(), cmd)
+    } else {
+        (Some(Vec::new()), cmd)
     }
 }
 
@@ -679,11 +691,11 @@ impl Engine for DockerEngine {
         // body leaves null, and an image's unset entrypoint must stay null: so `cat` is the
         // command (the container's entrypoint stays the image's null) when the image has a
         // command and no entrypoint; otherwise `cat` is the entrypoint (and the commit sets
-        // entrypoint and command explicitly, see `commit_entrypoint`).
-        let (entrypoint, cmd) = if spec.image_entrypoint || !spec.image_cmd {
-            (Some(vec!["cat".to_string()]), Some(Vec::new()))
-        } else {
+        // entrypoint and command explicitly, see `commit_command`).
+        let (entrypoint, cmd) = if spec.cat_as_command() {
             (None, Some(vec!["cat".to_string()]))
+        } else {
+            (Some(vec!["cat".to_string()]), Some(Vec::new()))
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
@@ -870,14 +882,14 @@ impl Engine for DockerEngine {
         let c = &spec.config;
         // Podman reads the config from `changes` only, Docker from the body (which `changes`
         // could not carry exactly: Docker's `ENV` there expands `$NAME`).
-        let changes = match self.podman {
-            Some(_) => Some(
-                podman::commit_changes(c, commit_entrypoint(c).as_deref()).map_err(|why| {
-                    EngineError::Other(format!("the engine at `{}`: {why}", self.endpoint))
-                })?,
-            ),
-            None => None,
-        };
+        let (entrypoint, cmd) = commit_command(c, spec.cat_as_command);
+        let changes =
+            match self.podman {
+                Some(_) => Some(podman::commit_changes(c, entrypoint.as_deref()).map_err(
+                    |why| EngineError::Other(format!("the engine at `{}`: {why}", self.endpoint)),
+                )?),
+                None => None,
+            };
         let options = CommitContainerOptions {
             container: Some(id.to_string()),
             author: spec.author.clone(),
@@ -888,10 +900,8 @@ impl Engine for DockerEngine {
             ..Default::default()
         };
         let config = ContainerConfig {
-            // An absent command would be merged in from the container (`cat`); an empty one
-            // is stored as none.
-            cmd: Some(c.cmd.clone().unwrap_or_default()),
-            entrypoint: commit_entrypoint(c),
+            cmd,
+            entrypoint,
             env: Some(c.env.clone()),
             labels: Some(c.labels.clone().into_iter().collect()),
             exposed_ports: Some(c.exposed_ports.clone()),

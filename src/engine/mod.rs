@@ -117,6 +117,16 @@ pub(crate) struct ContainerSpec {
     pub(crate) network: Option<String>,
 }
 
+impl ContainerSpec {
+    /// Whether the container runs `cat` as its command, keeping the image's unset entrypoint
+    /// (an image with a command and no entrypoint), rather than as its entrypoint with an
+    /// empty command. A commit takes from the container what its config leaves empty: only
+    /// the first keeps an unset entrypoint unset, only the second can commit no command.
+    pub(crate) fn cat_as_command(&self) -> bool {
+        !self.image_entrypoint && self.image_cmd
+    }
+}
+
 /// A volume or a host folder mounted in a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum MountSpec {
@@ -191,6 +201,8 @@ pub(crate) struct CommitSpec {
     /// The complete config of the new image. Fields the engine would otherwise merge in from
     /// the container (its entrypoint, command) are always given explicitly.
     pub(crate) config: ImageConfig,
+    /// The container runs `cat` as its command (see [`ContainerSpec::cat_as_command`]).
+    pub(crate) cat_as_command: bool,
 }
 
 /// Progress of a pull or push, one layer or status line at a time.
@@ -305,8 +317,8 @@ pub(crate) trait Engine {
     async fn remove_volume(&self, name: &str) -> Result<(), EngineError>;
 }
 
-/// The repository the tool tags its cache images under.
-pub(crate) const CACHE_REPOSITORY: &str = "pipeline-cache";
+// The repository the tool tags its cache images under.
+pub(crate) use crate::reference::CACHE_REPOSITORY;
 
 /// The name the tool wrote for a name an engine lists (a tag, a `repository@digest`). Docker
 /// lists names as they were written; Podman qualifies them: names tagged through the

@@ -16,6 +16,7 @@ use crate::model::{
     paths_overlap, Action, Command, ContainerOptions, Network, Pipeline, Sharing, Step,
 };
 use crate::plan;
+use crate::reference::DEBUG_REPOSITORY;
 
 /// The user that places and removes secrets: root, by uid (an image may have no
 /// /etc/passwd).
@@ -35,7 +36,8 @@ pub(super) struct Build<'a, E: Engine> {
     run_name: &'a str,
     opts: &'a Options,
     sink: &'a dyn Sink,
-    /// Whether the base image has an entrypoint and a command.
+    /// Whether the base image has an entrypoint, and whether it has a command that the
+    /// containers may run `cat` in place of (see [`ContainerSpec::cat_as_command`]).
     base_entrypoint: bool,
     base_cmd: bool,
     /// The platform the containers are created for; `None`: the engine's own.
@@ -144,6 +146,12 @@ impl<'a, E: Engine> Build<'a, E> {
         Ok(id)
     }
 
+    /// Whether the build containers run `cat` as their command (see
+    /// [`ContainerSpec::cat_as_command`]).
+    fn cat_as_command(&self) -> bool {
+        !self.base_entrypoint && self.base_cmd
+    }
+
     /// Lets go of the locked cache mounts: the steps that use them are done.
     async fn release_locks(&mut self) {
         for id in std::mem::take(&mut self.locks) {
@@ -155,28 +163,32 @@ impl<'a, E: Engine> Build<'a, E> {
         }
     }
 
+    /// Commits and tags the pending checkpoint of all steps, if any; its image id.
+    async fn commit_pending(&mut self) -> Option<Result<String, EngineError>> {
+        let p = self.last_checkpoint.take()?;
+        let committed = async {
+            let image = self.engine.commit(&p.container, &p.spec).await?;
+            self.engine.tag(&image, CACHE_REPOSITORY, &p.key).await?;
+            Ok::<_, EngineError>(image)
+        };
+        let committed = committed.await;
+        if let Ok(image) = &committed {
+            self.note(image, &p.note);
+            self.sink.event(Event::Checkpoint {
+                after_step: p.after_step,
+                image: image.clone(),
+            });
+        }
+        Some(committed)
+    }
+
     /// Commits the pending last checkpoint (it caches the steps for a later change of the
     /// commit metadata alone), then removes every container.
     pub(super) async fn cleanup(&mut self) {
         self.release_locks().await;
-        if let Some(p) = self.last_checkpoint.take() {
-            let committed = async {
-                let image = self.engine.commit(&p.container, &p.spec).await?;
-                self.engine.tag(&image, CACHE_REPOSITORY, &p.key).await?;
-                Ok::<_, EngineError>(image)
-            };
-            match committed.await {
-                Ok(image) => {
-                    self.note(&image, &p.note);
-                    self.sink.event(Event::Checkpoint {
-                        after_step: p.after_step,
-                        image,
-                    })
-                }
-                Err(e) => self
-                    .sink
-                    .event(Event::Warning(format!("could not cache the steps: {e}"))),
-            }
+        if let Some(Err(e)) = self.commit_pending().await {
+            self.sink
+                .event(Event::Warning(format!("could not cache the steps: {e}")));
         }
         let removals = self.containers.drain(..).map(|id| {
             let engine = self.engine;
@@ -217,12 +229,26 @@ impl<'a, E: Engine> Build<'a, E> {
             .is_some_and(|e| !e.is_empty());
         self.base_cmd = base.config.cmd.as_ref().is_some_and(|c| !c.is_empty());
         let mut image = resume.image.clone().unwrap_or_else(|| base.id.clone());
+        let cat_as_command = self.cat_as_command();
         let commit = |config: &ImageConfig| CommitSpec {
             author: p.commit.author.clone(),
             message: p.commit.message.clone(),
             config: config.clone(),
+            cat_as_command,
         };
+        // A container that runs `cat` as its command cannot commit an image without one (the
+        // commit would take `cat`): such an image comes from a container of the last
+        // checkpoint that runs `cat` as its entrypoint (created, never started).
+        let no_command = [&final_config.cmd, &final_config.entrypoint]
+            .iter()
+            .all(|v| v.as_ref().is_none_or(Vec::is_empty));
+        let without_command = no_command && cat_as_command;
         if resume.steps_cached == total {
+            if without_command {
+                return self
+                    .commit_without_command(Some(image), commit(final_config))
+                    .await;
+            }
             // Only the commit metadata changed: a container that never starts is enough.
             let id = self
                 .container(&image, false, false, &ContainerOptions::default())
@@ -327,6 +353,7 @@ impl<'a, E: Engine> Build<'a, E> {
                     author: None,
                     message: Some(note.to_comment()),
                     config: base.config.clone(),
+                    cat_as_command,
                 };
                 if last {
                     self.release_locks().await;
@@ -361,9 +388,43 @@ impl<'a, E: Engine> Build<'a, E> {
                 id = self.container(&image, uses_secrets, true, &options).await?;
             }
         }
+        if without_command {
+            return self
+                .commit_without_command(None, commit(final_config))
+                .await;
+        }
         // The final commit of the same container: its layer is the checkpoint's, shared.
         self.engine
             .commit(&id, &commit(final_config))
+            .await
+            .map_err(ApplyError::Commit)
+    }
+
+    /// Commits an image without a command from a container of `image` (by default the
+    /// checkpoint of all steps, committed now) that runs `cat` as its entrypoint.
+    async fn commit_without_command(
+        &mut self,
+        image: Option<String>,
+        spec: CommitSpec,
+    ) -> Result<String, ApplyError> {
+        let image = match image {
+            Some(image) => image,
+            None => self
+                .commit_pending()
+                .await
+                .unwrap_or_else(|| Err(EngineError::Other("no checkpoint of the steps".into())))
+                .map_err(ApplyError::Commit)?,
+        };
+        self.base_cmd = false;
+        let id = self
+            .container(&image, false, false, &ContainerOptions::default())
+            .await?;
+        let spec = CommitSpec {
+            cat_as_command: false,
+            ..spec
+        };
+        self.engine
+            .commit(&id, &spec)
             .await
             .map_err(ApplyError::Commit)
     }
@@ -590,6 +651,7 @@ impl<'a, E: Engine> Build<'a, E> {
             author: None,
             message: Some(format!("failed at step {step}")),
             config: config.clone(),
+            cat_as_command: self.cat_as_command(),
         };
         let kept = async {
             let image = self.engine.commit(id, &spec).await?;
@@ -597,8 +659,8 @@ impl<'a, E: Engine> Build<'a, E> {
                 "{}-step{step}",
                 self.run_name.trim_start_matches("pipeline-")
             );
-            self.engine.tag(&image, "pipeline-debug", &tag).await?;
-            Ok::<_, EngineError>(format!("pipeline-debug:{tag}"))
+            self.engine.tag(&image, DEBUG_REPOSITORY, &tag).await?;
+            Ok::<_, EngineError>(format!("{DEBUG_REPOSITORY}:{tag}"))
         };
         match kept.await {
             Ok(image) => self.sink.event(Event::KeptFailed {

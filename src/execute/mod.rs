@@ -16,6 +16,7 @@ pub(crate) mod index;
 pub(crate) mod layers;
 pub(crate) mod leftovers;
 mod locks;
+mod masks;
 mod names;
 mod output;
 mod publish;

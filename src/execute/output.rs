@@ -24,8 +24,9 @@ const MASK: &str = "******";
 /// Splits a step's output into lines, redacts secrets, keeps the last lines.
 pub(super) struct Lines<'a> {
     step: usize,
-    /// The texts to redact: each secret, trimmed, and each line of a multi-line one.
-    secrets: Vec<&'a str>,
+    /// The texts to redact: each secret, trimmed, each line of a multi-line one, and their
+    /// encodings (see [`super::masks`]).
+    secrets: Vec<String>,
     sink: &'a dyn Sink,
     /// The bytes of the unfinished line, at most [`MAX_LINE`] plus the longest secret.
     partial: Vec<u8>,
@@ -40,19 +41,14 @@ pub(super) struct Lines<'a> {
 }
 
 impl<'a> Lines<'a> {
-    pub(super) fn new(step: usize, secrets: &'a [&'a str], sink: &'a dyn Sink) -> Self {
-        let mut variants: Vec<&str> = Vec::new();
-        for s in secrets {
-            // The whole value, and each line of a multi-line value (a key file, say), since
-            // output is split into lines.
-            let lines = s.lines().map(str::trim).filter(|l| l.len() >= 4);
-            for v in [*s, s.trim()].into_iter().chain(lines) {
-                if !v.is_empty() && !variants.contains(&v) {
-                    variants.push(v);
-                }
+    pub(super) fn new(step: usize, secrets: &[&str], sink: &'a dyn Sink) -> Self {
+        let mut variants: Vec<String> = Vec::new();
+        for form in secrets.iter().flat_map(|s| super::masks::forms(s)) {
+            if !variants.contains(&form) {
+                variants.push(form);
             }
         }
-        let longest = variants.iter().map(|v| v.len()).max().unwrap_or(0);
+        let longest = variants.iter().map(String::len).max().unwrap_or(0);
         Self {
             step,
             secrets: variants,
@@ -314,7 +310,7 @@ mod tests {
         let started = std::time::Instant::now();
         for _ in 0..(48 * 16) {
             lines.push(OutputStream::Stdout, &chunk);
-            assert!(lines.partial.capacity() <= MAX_LINE + secrets[0].len());
+            assert!(lines.partial.capacity() <= lines.keep());
         }
         lines.push(OutputStream::Stdout, b"\nnext\n");
         lines.finish();

@@ -74,6 +74,34 @@ pub(super) fn remote_cache(builds: &mut [Pipeline], cache: &CacheSettings) {
     }
 }
 
+/// `--cache-remote REF` may not name a repository a pipeline publishes to: its tags are cache
+/// keys that other applies import (a file's own `[cache] remote` is checked by validate).
+pub(super) fn publish_into_cache<'a>(
+    pipelines: impl Iterator<Item = &'a Pipeline>,
+    cache: &CacheSettings,
+) -> Result<(), CliError> {
+    let Some(remote) = &cache.remote else {
+        return Ok(());
+    };
+    for p in pipelines {
+        if let Some(t) = p
+            .publish
+            .iter()
+            .find(|t| t.repository.same_repository(remote))
+        {
+            return Err(CliError::Usage(format!(
+                "--cache-remote `{remote}`: pipeline `{}` ({}) publishes to `{}`, the same \
+                 repository; the cache's tags are keys other applies import, so publish to \
+                 another repository or give the cache one of its own",
+                p.name,
+                p.file.display(),
+                t.repository.repository()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks that every `password_env` variable is set, before anything runs.
 pub(super) fn passwords<'a>(pipelines: impl Iterator<Item = &'a Pipeline>) -> Result<(), CliError> {
     let logins = pipelines.flat_map(|p| {

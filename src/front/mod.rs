@@ -219,6 +219,8 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
         });
     }
     checks::remote_cache(&mut builds, &settings.cache);
+    let published = groups.iter().map(|g| &g.pipeline);
+    checks::publish_into_cache(builds.iter().chain(published), &settings.cache)?;
     if settings.registries {
         let published = groups.iter().map(|g| &g.pipeline);
         checks::passwords(builds.iter().chain(published))?;

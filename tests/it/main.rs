@@ -27,6 +27,7 @@ mod config;
 mod docs;
 mod hostile;
 mod layers;
+mod names;
 
 #[cfg(feature = "engine-tests")]
 mod apply;
@@ -34,6 +35,8 @@ mod apply;
 mod cache;
 #[cfg(feature = "engine-tests")]
 mod ci;
+#[cfg(feature = "engine-tests")]
+mod command;
 #[cfg(feature = "engine-tests")]
 mod copies;
 #[cfg(feature = "engine-tests")]

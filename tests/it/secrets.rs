@@ -76,3 +76,48 @@ fn a_base_whose_user_is_1000_places_and_reads_its_secret() {
     remove_image(&format!("secrets/{name}:1"));
     remove_image(&base);
 }
+
+#[test]
+fn a_secret_printed_base64_encoded_or_json_escaped_is_masked() {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
+    use base64::Engine as _;
+    setup();
+    let name = unique("secrets-encoded");
+    // `>>>` and `???` make `+` and `/` in base64, where its URL-safe form differs.
+    let secret = format!("tok>>>en???\"{}\"", unique("v"));
+    let p = Project::new();
+    p.file("token.txt", &secret);
+    let printed = [
+        "base64 -w0 < /run/secrets/TOKEN; echo",
+        "base64 -w0 < /run/secrets/TOKEN | tr -d =; echo",
+        "base64 -w0 < /run/secrets/TOKEN | tr '+/' '-_'; echo",
+        "(printf 'user:'; cat /run/secrets/TOKEN) | base64 -w0; echo",
+        "printf '{\"token\":\"%s\"}\\n' \"$(sed 's/\"/\\\\\"/g' /run/secrets/TOKEN)\"",
+    ];
+    let steps = format!(
+        "[[step]]\nname = \"print\"\nsecrets = [\"TOKEN\"]\nrun = '''\n{}\n'''\n",
+        printed.join("\n")
+    );
+    let toml = pipeline(
+        &name,
+        &steps,
+        &format!("secrets/{name}:1"),
+        "[secrets.TOKEN]\nfile = \"token.txt\"\n",
+    );
+    p.pipeline(&toml);
+    let text = p.apply_ok(&name, &["--no-cache"]);
+    let json = serde_json::to_string(&secret).unwrap();
+    let forms = [
+        STANDARD.encode(&secret),
+        STANDARD_NO_PAD.encode(&secret),
+        URL_SAFE.encode(&secret),
+        STANDARD.encode(format!("user:{secret}")),
+        json[1..json.len() - 1].to_string(),
+    ];
+    for form in &forms {
+        assert!(!text.contains(form.as_str()), "`{form}` shows:\n{text}");
+    }
+    // Each of the five lines is masked, not missing.
+    assert!(text.matches("******").count() >= printed.len(), "{text}");
+    remove_image(&format!("secrets/{name}:1"));
+}

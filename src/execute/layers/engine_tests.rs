@@ -375,6 +375,8 @@ async fn an_image_the_tool_writes_loads_with_the_config_the_engines_commit_store
                 author: None,
                 message: None,
                 config: config.clone(),
+                // `sleep` is its command, the entrypoint the image's null.
+                cat_as_command: true,
             },
         )
         .await
