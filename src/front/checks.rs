@@ -57,21 +57,39 @@ pub(super) fn only(
     Ok(p)
 }
 
-/// Applies `--cache-remote` and `--cache-remote-mode` to every build.
-pub(super) fn remote_cache(builds: &mut [Pipeline], cache: &CacheSettings) {
+/// Applies `--cache-remote` and `--cache-remote-mode` to every build; refuses a cache
+/// repository a build publishes to (its tags are cache keys).
+pub(super) fn remote_cache(builds: &mut [Pipeline], cache: &CacheSettings) -> Result<(), CliError> {
     for p in builds {
         if let Some(repository) = &cache.remote {
-            let login = p.cache_remote.take().and_then(|c| c.login);
+            if let Some(t) = p
+                .publish
+                .iter()
+                .find(|t| t.repository.repository() == repository.repository())
+            {
+                return Err(CliError::Usage(format!(
+                    "--cache-remote `{repository}`: `{}` publishes into it; give the cache a \
+                     repository of its own",
+                    p.file.display(),
+                    repository = t.repository.repository()
+                )));
+            }
+            // The file's credentials and keys stay: who signs entries does not depend on
+            // where they are kept.
+            let file = p.cache_remote.take();
             p.cache_remote = Some(RemoteCache {
                 repository: repository.clone(),
-                login,
+                login: file.as_ref().and_then(|c| c.login.clone()),
                 mode: cache.mode,
+                verify_key: file.as_ref().and_then(|c| c.verify_key),
+                signing_key_env: file.and_then(|c| c.signing_key_env),
             });
         }
         if let Some(c) = &mut p.cache_remote {
             c.mode = cache.mode;
         }
     }
+    Ok(())
 }
 
 /// Checks that every `password_env` variable is set, before anything runs.

@@ -218,7 +218,7 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
             engines: Vec::new(),
         });
     }
-    checks::remote_cache(&mut builds, &settings.cache);
+    checks::remote_cache(&mut builds, &settings.cache)?;
     if settings.registries {
         let published = groups.iter().map(|g| &g.pipeline);
         checks::passwords(builds.iter().chain(published))?;
