@@ -129,7 +129,10 @@ impl Registry {
                     .as_ref()
                     .is_some_and(|p| p.os == self.os && p.architecture == self.arch)
             }) else {
-                return Ok(None);
+                return Err(RegistryError::Unavailable(format!(
+                    "`{reference}` has no image for {}/{}",
+                    self.os, self.arch
+                )));
             };
             r = Reference::with_digest(
                 r.registry().to_string(),

@@ -178,14 +178,23 @@ impl Registry {
         r: &Reference,
         headers: HeaderMap,
     ) -> Result<Option<reqwest::Response>, RegistryError> {
-        let request = self
-            .request(reqwest::Method::GET, url, r, RegistryOperation::Pull)
-            .await?
-            .headers(headers);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| RegistryError::Unavailable(format!("{url}: {}", root_cause(&e))))?;
+        let send = |request: reqwest::RequestBuilder| async {
+            request
+                .headers(headers.clone())
+                .send()
+                .await
+                .map_err(|e| RegistryError::Unavailable(format!("{url}: {}", root_cause(&e))))
+        };
+        let pull = RegistryOperation::Pull;
+        let mut response = send(self.request(reqwest::Method::GET, url, r, pull).await?).await?;
+        if response.status().as_u16() == 401 {
+            // A token kept from earlier in a long run may have expired: once more with a new one.
+            self.tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            response = send(self.request(reqwest::Method::GET, url, r, pull).await?).await?;
+        }
         let status = response.status().as_u16();
         match status {
             200..=299 => Ok(Some(response)),

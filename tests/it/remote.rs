@@ -99,13 +99,14 @@ fn cache_index_tags(tags: &mut Vec<String>) -> Vec<String> {
     index
 }
 
-/// What `plan` says on the engine `d`.
-fn plan_on(project: &Project, d: &Daemon) -> String {
-    let plan = project
-        .std_cmd(&["plan", "--engine", &d.engine_arg, "pipeline.toml"])
-        .output()
-        .unwrap();
-    output_text(&plan)
+/// What `plan` says on the engine `d` (else the main one).
+fn plan_on(project: &Project, d: Option<&Daemon>) -> String {
+    let mut args = vec!["plan"];
+    if let Some(d) = d {
+        args.extend(["--engine", d.engine_arg.as_str()]);
+    }
+    args.push("pipeline.toml");
+    output_text(&project.std_cmd(&args).output().unwrap())
 }
 
 fn report(project: &Project) -> Value {
@@ -154,7 +155,7 @@ fn a_fresh_runner_reuses_what_another_runner_built() {
 
     // Runner B: unchanged, empty engine: nothing created, nothing pulled, tags up to date.
     let b = Daemon::start();
-    let plan_text = plan_on(&project, &b);
+    let plan_text = plan_on(&project, Some(&b));
     assert!(plan_text.contains("cached (remote)"), "{plan_text}");
     assert!(plan_text.contains("in the remote cache"), "{plan_text}");
     assert!(plan_text.contains("up to date"), "{plan_text}");
@@ -353,6 +354,17 @@ fn entries_no_trusted_apply_signed_are_never_used() {
         for key in planted.iter().chain(&keys) {
             let _ = docker(&["rmi", &format!("pipeline-cache:{key}")]);
         }
+        let why = if signed {
+            "its signature does not verify with `verify_key`"
+        } else {
+            "it is not signed"
+        };
+        let plan_text = plan_on(&project, None);
+        assert!(
+            plan_text.contains(&format!("ignored `{cache}:{to}`: {why}"))
+                && plan_text.contains("[1/2] slow: run"),
+            "{case}: {plan_text}"
+        );
         let out = apply(&project, None, &["--report", "r.json"]);
         let text = output_text(&out);
         assert!(out.status.success(), "{case}: {text}");
@@ -362,11 +374,6 @@ fn entries_no_trusted_apply_signed_are_never_used() {
             r["cache_remote"]["imported"].as_array().unwrap().is_empty(),
             "{case}: {r:#}"
         );
-        let why = if signed {
-            "its signature does not verify with `verify_key`"
-        } else {
-            "it is not signed"
-        };
         assert!(
             text.contains(&format!(
                 "ignored what no trusted apply signed (built instead): `{cache}:{to}`: {why}"
@@ -380,7 +387,7 @@ fn entries_no_trusted_apply_signed_are_never_used() {
             "{case}"
         );
         // What it pushed replaced the planted entry: a fresh runner now uses that.
-        let plan_text = plan_on(&project, &Daemon::start());
+        let plan_text = plan_on(&project, Some(&Daemon::start()));
         assert!(plan_text.contains("cached (remote)"), "{case}: {plan_text}");
         assert!(!plan_text.contains("ignored"), "{case}: {plan_text}");
         let _ = docker(&["rmi", &published]);
@@ -391,7 +398,7 @@ fn entries_no_trusted_apply_signed_are_never_used() {
 }
 
 /// Without `verify_key` (and without a signing key to derive it from), nothing of the remote
-/// cache is used or written: one warning says why.
+/// cache is used or written: one warning says why. Without the signing key, nothing is pushed.
 #[test]
 fn a_remote_cache_without_a_verify_key_is_not_used() {
     let reg = registry_with_busybox();
@@ -409,5 +416,22 @@ fn a_remote_cache_without_a_verify_key_is_not_used() {
     assert_eq!(text.matches("has no `verify_key`").count(), 1, "{text}");
     assert!(reg.tags(&repository).is_empty(), "{text}");
     assert_eq!(report(&project)["cache_remote"]["status"], "unavailable");
+    // With the key to verify but not the one to sign (a job that is not trusted), the cache
+    // is read and nothing is pushed: one warning says why.
+    project.pipeline(&pipeline(&u, &reg.addr, &cache, "three"));
+    let out = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .env_remove(CACHE_SIGNING_ENV)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches("nothing pushed: this job has no signing key")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(reg.tags(&repository).is_empty(), "{text}");
     let _ = docker(&["rmi", &format!("{}/{u}:1", reg.addr)]);
 }
