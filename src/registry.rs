@@ -105,7 +105,7 @@ impl Registry {
     /// The manifest digest of `reference` (`host/path:tag`), `None` when the registry has none.
     pub(crate) async fn digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
         let r = parse(reference)?;
-        bounded(self.client.fetch_manifest_digest(&r, &self.auth)).await
+        within(self.head_digest(&r, &MANIFEST_TYPES)).await
     }
 
     /// The image `reference` names: its manifest digest, id, config and layers, read without

@@ -178,6 +178,17 @@ impl Registry {
         r: &Reference,
         headers: HeaderMap,
     ) -> Result<Option<reqwest::Response>, RegistryError> {
+        self.fetch(reqwest::Method::GET, url, r, headers).await
+    }
+
+    /// A `method` (GET or HEAD) request of `url`, as [`Self::get`] says.
+    async fn fetch(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        r: &Reference,
+        headers: HeaderMap,
+    ) -> Result<Option<reqwest::Response>, RegistryError> {
         let send = |request: reqwest::RequestBuilder| async {
             request
                 .headers(headers.clone())
@@ -186,14 +197,14 @@ impl Registry {
                 .map_err(|e| RegistryError::Unavailable(format!("{url}: {}", root_cause(&e))))
         };
         let pull = RegistryOperation::Pull;
-        let mut response = send(self.request(reqwest::Method::GET, url, r, pull).await?).await?;
+        let mut response = send(self.request(method.clone(), url, r, pull).await?).await?;
         if response.status().as_u16() == 401 {
             // A token kept from earlier in a long run may have expired: once more with a new one.
             self.tokens
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
-            response = send(self.request(reqwest::Method::GET, url, r, pull).await?).await?;
+            response = send(self.request(method, url, r, pull).await?).await?;
         }
         let status = response.status().as_u16();
         match status {
@@ -248,6 +259,34 @@ impl Registry {
             }
         }
         Ok(Some((body, digest)))
+    }
+
+    /// The digest of the manifest `r` names, from the registry's answer to a HEAD request;
+    /// when it does not say, from the manifest itself (read as [`Self::get_manifest`] does).
+    pub(super) async fn head_digest(
+        &self,
+        r: &Reference,
+        accept: &[&str],
+    ) -> Result<Option<String>, RegistryError> {
+        let name = r.digest().or(r.tag()).unwrap_or("latest");
+        let url = format!("{}/manifests/{name}", Self::base_url(r));
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = accept.join(", ").parse() {
+            headers.insert(ACCEPT, v);
+        }
+        let Some(response) = self.fetch(reqwest::Method::HEAD, &url, r, headers).await? else {
+            return Ok(None);
+        };
+        let said = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .filter(|d| d.starts_with("sha256:"))
+            .map(str::to_string);
+        match said {
+            Some(d) => Ok(Some(d)),
+            None => Ok(self.get_manifest(r, accept).await?.map(|(_, d)| d)),
+        }
     }
 
     /// The image config (a blob) `digest` of `r`'s repository: at most [`CONFIG_LIMIT`]

@@ -44,19 +44,25 @@ fn a_registry_that_sends_too_much_is_refused_in_bounded_memory() {
     let u = unique("limits");
     let pipeline = |cache: &str| {
         format!(
-            "name = \"{u}\"\n[base]\nimage = \"busybox:latest\"\n[[step]]\nrun = \"true\"\n\
+            // A step of its own: nothing in the engine's cache serves it.
+            "name = \"{u}\"\n[base]\nimage = \"busybox:latest\"\n[[step]]\nrun = \"echo {u}\"\n\
              [cache]\nremote = \"{addr}/{cache}\"\nverify_key = \"{CACHE_VERIFY_KEY}\"\n"
         )
     };
     project.file("config.toml", pipeline("bigconfig"));
     project.file("manifest.toml", pipeline("bigmanifest"));
+    // A base the engine lacks: plan asks its registry whether it has it.
+    project.file(
+        "base.toml",
+        format!("[base]\nimage = \"{addr}/nodigest:1\"\n[[step]]\nrun = \"true\"\n"),
+    );
     let endless = format!("{addr}/endless");
     let config_url = format!(
         "http://{addr}/v2/bigconfig/blobs/sha256:{}1",
         "0".repeat(63)
     );
     let manifest_url = format!("http://{addr}/v2/bigmanifest/manifests/");
-    let cases: [(&str, Vec<&str>, Vec<String>); 3] = [
+    let cases: [(&str, Vec<&str>, Vec<String>); 4] = [
         (
             "a signed entry whose image config is 512 MiB",
             vec!["plan", "config.toml"],
@@ -71,6 +77,11 @@ fn a_registry_that_sends_too_much_is_refused_in_bounded_memory() {
                 format!("the manifest at {manifest_url}"),
                 ".sig is larger than the limit of 4 MiB: refused".into(),
             ],
+        ),
+        (
+            "a 512 MiB manifest whose HEAD names no digest",
+            vec!["plan", "base.toml"],
+            vec![format!("base     {addr}/nodigest:1: pulled")],
         ),
         (
             "tag pages without end",

@@ -1,5 +1,6 @@
 //! A registry that sends too much: a small manifest whose config is 512 MiB, a 512 MiB
-//! manifest, and a tag listing whose pages never end. Made up as it is sent (nothing is
+//! manifest (also one whose HEAD names no digest, so it must be read to know its digest),
+//! and a tag listing whose pages never end. Made up as it is sent (nothing is
 //! stored), on a free 127.0.0.1 port, until dropped.
 
 use std::io::{BufRead, BufReader, Write};
@@ -185,6 +186,17 @@ fn answer(out: &mut TcpStream, method: &str, path: &str, sent: &AtomicU64) -> st
     }
     if path.starts_with("/v2/bigconfig/blobs/") {
         return huge(out, "application/octet-stream", b' ', sent);
+    }
+    if path.starts_with("/v2/nodigest/manifests/") {
+        if method == "HEAD" {
+            // No digest: the client has to read the manifest to know it.
+            let headers = [
+                ("Content-Type", DOCKER.to_string()),
+                ("Content-Length", "2".into()),
+            ];
+            return head(out, "200 OK", &headers);
+        }
+        return huge(out, DOCKER, b' ', sent);
     }
     if path.starts_with("/v2/bigmanifest/manifests/") {
         if method == "HEAD" {
