@@ -136,6 +136,14 @@ pub(crate) fn last_tag(pipeline: &str) -> String {
 
 pub(crate) const LAST_PREFIX: &str = "last-";
 
+/// How the tag of an entry's signature ends: `KEY.sig` (a key is hex, so no key ends so).
+pub(crate) const SIGNATURE_SUFFIX: &str = ".sig";
+
+/// The tag of the signature of the remote entry `key`.
+pub(crate) fn signature_tag(key: &str) -> String {
+    format!("{key}{SIGNATURE_SUFFIX}")
+}
+
 /// The key of the base image: the start of every chain.
 pub(crate) fn base_key(base_image_id: &str) -> String {
     hash(&["pipeline-cache-v1", base_image_id])
@@ -404,37 +412,86 @@ pub(crate) enum RemoteVerdict {
     Delete,
     /// Its manifest is also under a tag that is kept: deleting it would delete that tag.
     Shared { with: String },
+    /// An index under another tag (a published multi-platform image) lists its manifest:
+    /// deleting it would break that index.
+    Referenced { by: String },
 }
 
-/// Which tags of a remote cache repository go: those some pipeline's index owns and no
-/// pipeline's newest apply uses. Tags no index owns (another tool's, or pipelines that never
-/// wrote an index) are left alone. `digests` maps every tag to its manifest digest.
-pub(crate) fn remote_unused(
-    indexes: &[RemoteIndex],
-    digests: &BTreeMap<String, String>,
-) -> Vec<(String, RemoteVerdict)> {
-    let kept: BTreeSet<&String> = indexes.iter().flat_map(|i| &i.newest).collect();
-    let owned: BTreeSet<&String> = indexes.iter().flat_map(|i| &i.owned).collect();
-    let going: BTreeSet<&String> = digests
+/// What a remote cache repository holds, as `gc --remote` read it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RemoteHoldings {
+    /// The pipelines' indexes (under their `last-` tags).
+    pub(crate) indexes: Vec<RemoteIndex>,
+    /// Every other tag, with its manifest digest.
+    pub(crate) digests: BTreeMap<String, String>,
+    /// Every manifest digest an index (under any tag) lists, with that tag.
+    pub(crate) referenced: BTreeMap<String, String>,
+}
+
+impl RemoteHoldings {
+    /// The tags the indexes own (with their signatures' tags), and those the newest applies
+    /// use (likewise).
+    fn owned_and_kept(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let with_signatures = |keys: &mut dyn Iterator<Item = &String>| -> BTreeSet<String> {
+            keys.flat_map(|k| [k.clone(), signature_tag(k)]).collect()
+        };
+        let owned = with_signatures(&mut self.indexes.iter().flat_map(|i| &i.owned));
+        let kept = with_signatures(&mut self.indexes.iter().flat_map(|i| &i.newest));
+        (owned, kept)
+    }
+
+    /// How many tags are neither an index nor owned by one (another tool's, a user's, or of
+    /// pipelines that never wrote an index): left alone.
+    pub(crate) fn unknown(&self) -> usize {
+        let (owned, _) = self.owned_and_kept();
+        self.digests.keys().filter(|t| !owned.contains(*t)).count()
+    }
+}
+
+/// Which tags of a remote cache repository go: those some pipeline's index owns (an entry,
+/// or its signature) and no pipeline's newest apply uses. A manifest that a tag that stays
+/// also names, or that an index under any tag lists, stays: deleting it would take that tag
+/// or break that index. Tags no index owns are left alone.
+pub(crate) fn remote_unused(held: &RemoteHoldings) -> Vec<(String, RemoteVerdict)> {
+    let (owned, kept) = held.owned_and_kept();
+    let going: BTreeSet<&String> = held
+        .digests
         .keys()
-        .filter(|t| owned.contains(t) && !kept.contains(t))
+        .filter(|t| owned.contains(*t) && !kept.contains(*t))
         .collect();
-    going
+    let verdict = |tag: &String| {
+        let digest = &held.digests[tag];
+        let shared = held
+            .digests
+            .iter()
+            .find(|(other, d)| *d == digest && !going.contains(other));
+        match (shared, held.referenced.get(digest)) {
+            (Some((other, _)), _) => RemoteVerdict::Shared {
+                with: other.clone(),
+            },
+            (None, Some(by)) => RemoteVerdict::Referenced { by: by.clone() },
+            (None, None) => RemoteVerdict::Delete,
+        }
+    };
+    let (signatures, entries): (Vec<&String>, Vec<&String>) =
+        going.iter().partition(|t| t.ends_with(SIGNATURE_SUFFIX));
+    let mut out: Vec<(String, RemoteVerdict)> = entries
+        .into_iter()
+        .map(|t| (t.clone(), verdict(t)))
+        .collect();
+    // A signature goes only with its entry.
+    let deleted: BTreeSet<String> = out
         .iter()
-        .map(|&tag| {
-            let digest = &digests[tag];
-            let shared = digests
-                .iter()
-                .find(|(other, d)| *d == digest && !going.contains(other));
-            let verdict = match shared {
-                Some((other, _)) => RemoteVerdict::Shared {
-                    with: other.clone(),
-                },
-                None => RemoteVerdict::Delete,
-            };
-            (tag.clone(), verdict)
-        })
-        .collect()
+        .filter(|(_, v)| *v == RemoteVerdict::Delete)
+        .map(|(t, _)| signature_tag(t))
+        .collect();
+    out.extend(
+        signatures
+            .into_iter()
+            .filter(|t| deleted.contains(*t))
+            .map(|t| (t.clone(), verdict(t))),
+    );
+    out
 }
 
 #[cfg(test)]
@@ -539,16 +596,26 @@ mod tests {
         .into_iter()
         .map(|(t, d)| (t.to_string(), d.to_string()))
         .collect();
+        let held = |indexes: Vec<RemoteIndex>, referenced: &[(&str, &str)]| RemoteHoldings {
+            indexes,
+            digests: digests.clone(),
+            referenced: referenced
+                .iter()
+                .map(|(d, t)| (d.to_string(), t.to_string()))
+                .collect(),
+        };
         // k1 goes; k2 is b's; k5 and stranger belong to no index.
+        let plain = held(vec![a.clone(), b.clone()], &[]);
         assert_eq!(
-            remote_unused(&[a.clone(), b.clone()], &digests),
+            remote_unused(&plain),
             vec![("k1".to_string(), RemoteVerdict::Delete)]
         );
+        assert_eq!(plain.unknown(), 3, "k5, old, stranger");
         // An owned tag whose manifest a kept tag shares stays.
         let mut a2 = a.clone();
         a2.owned.insert("old".into());
         assert_eq!(
-            remote_unused(&[a2, b], &digests),
+            remote_unused(&held(vec![a2, b.clone()], &[])),
             vec![
                 ("k1".to_string(), RemoteVerdict::Delete),
                 (
@@ -557,6 +624,37 @@ mod tests {
                 ),
             ]
         );
+        // A manifest an index under another tag lists stays.
+        assert_eq!(
+            remote_unused(&held(vec![a.clone(), b.clone()], &[("d1", "release")])),
+            vec![(
+                "k1".to_string(),
+                RemoteVerdict::Referenced {
+                    by: "release".into()
+                }
+            )]
+        );
+        // An entry's signature goes with it, and stays with it.
+        let mut signed = held(vec![a.clone(), b], &[]);
+        for (k, d) in [("k1", "s1"), ("k3", "s3"), ("k5", "s5")] {
+            signed.digests.insert(signature_tag(k), d.into());
+        }
+        assert_eq!(
+            remote_unused(&signed),
+            vec![
+                ("k1".to_string(), RemoteVerdict::Delete),
+                (signature_tag("k1"), RemoteVerdict::Delete),
+            ]
+        );
+        assert_eq!(signed.unknown(), 4, "k5 and its signature, old, stranger");
+        // The signature of an entry that stays (its manifest shared) stays too.
+        signed.indexes[0].owned.insert("old".into());
+        signed.indexes[0].owned.insert("k3x".into());
+        signed.digests.insert("k3x".into(), "d3".into());
+        signed.digests.insert(signature_tag("k3x"), "s3x".into());
+        assert!(!remote_unused(&signed)
+            .iter()
+            .any(|(t, _)| t == &signature_tag("k3x")));
         let next = RemoteIndex::after_apply(Some(a), "a", &["k5".to_string()]);
         assert_eq!(next.newest, set(&["k5"]));
         assert_eq!(next.owned, set(&["k1", "k2", "k3", "k4", "k5"]));

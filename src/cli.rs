@@ -35,6 +35,10 @@ pub(crate) enum Command {
     /// Remove the tool's cache images that the newest apply of their pipeline no longer uses
     /// (and, with `--mounts`, the steps' cache mounts).
     Gc(GcArgs),
+    /// Make a key pair that signs remote cache entries: the private key on stdout (a secret
+    /// for trusted jobs, read from the variable `[cache] signing_key_env` names), the
+    /// `verify_key` line for the pipeline file on stderr.
+    Keygen,
 }
 
 #[derive(Debug, Args, Clone, Default)]

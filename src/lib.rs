@@ -30,6 +30,7 @@ pub mod reference;
 mod registry;
 mod report;
 mod schedule;
+mod signing;
 #[cfg(test)]
 mod testing;
 mod tls;

@@ -109,6 +109,10 @@ pub struct RemoteCache {
     pub repository: ImageRef,
     pub login: Option<Login>,
     pub mode: RemoteMode,
+    /// The Ed25519 public key whose signatures make an entry trusted (`verify_key`).
+    pub verify_key: Option<[u8; 32]>,
+    /// The variable holding the private key that signs pushed entries (`signing_key_env`).
+    pub signing_key_env: Option<String>,
 }
 
 /// How the remote cache is used.

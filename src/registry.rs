@@ -2,12 +2,15 @@
 //! configs without pulling, for the base image's identity and the registry-backed step cache.
 //! The only module that knows `oci-client`.
 
+mod fetch;
+
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config};
 use oci_client::errors::OciDistributionError;
-use oci_client::manifest::{ImageIndexEntry, OciImageManifest, OciManifest};
+use oci_client::manifest::OciImageManifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
@@ -28,6 +31,9 @@ pub(crate) enum RegistryError {
     Timeout,
     #[error("{0}")]
     Unavailable(String),
+    /// Its entries could not be told from planted ones (no key to verify them with).
+    #[error("{0}")]
+    NotTrusted(String),
 }
 
 /// An image as a registry holds it.
@@ -46,6 +52,11 @@ pub(crate) struct RemoteImage {
 pub(crate) struct Registry {
     client: Client,
     auth: RegistryAuth,
+    /// The platform chosen from manifest lists.
+    os: String,
+    arch: String,
+    /// Bearer tokens (or none) per repository and operation, for the tool's own requests.
+    tokens: Mutex<BTreeMap<String, Option<String>>>,
 }
 
 /// Loopback registries are spoken to over plain HTTP, as the engine does.
@@ -64,17 +75,6 @@ impl Registry {
     /// A client for `host`, choosing `os`/`arch` from manifest lists.
     pub(crate) fn new(host: &str, creds: Option<&Credentials>, os: &str, arch: &str) -> Self {
         crate::tls::install();
-        let (os, arch) = (os.to_string(), arch.to_string());
-        let resolver = move |entries: &[ImageIndexEntry]| {
-            entries
-                .iter()
-                .find(|e| {
-                    e.platform.as_ref().is_some_and(|p| {
-                        p.os.to_string() == os && p.architecture.to_string() == arch
-                    })
-                })
-                .map(|e| e.digest.clone())
-        };
         let protocol = if is_loopback(host) {
             ClientProtocol::HttpsExcept(vec![host.to_string()])
         } else {
@@ -82,7 +82,6 @@ impl Registry {
         };
         let client = Client::new(ClientConfig {
             protocol,
-            platform_resolver: Some(Box::new(resolver)),
             connect_timeout: Some(Duration::from_secs(5)),
             read_timeout: Some(TIMEOUT),
             ..Default::default()
@@ -94,34 +93,69 @@ impl Registry {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
         };
-        Self { client, auth }
+        Self {
+            client,
+            auth,
+            os: os.to_string(),
+            arch: arch.to_string(),
+            tokens: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// The manifest digest of `reference` (`host/path:tag`), `None` when the registry has none.
     pub(crate) async fn digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
         let r = parse(reference)?;
-        bounded(self.client.fetch_manifest_digest(&r, &self.auth)).await
+        within(self.head_digest(&r, &MANIFEST_TYPES)).await
     }
 
     /// The image `reference` names: its manifest digest, id, config and layers, read without
-    /// pulling any layer. `None` when the registry has no such manifest.
+    /// pulling any layer (for a manifest list, the image of the client's platform). `None`
+    /// when the registry has no such manifest.
     pub(crate) async fn image(
         &self,
         reference: &str,
     ) -> Result<Option<RemoteImage>, RegistryError> {
-        let r = parse(reference)?;
-        let Some((manifest, digest, config)) =
-            bounded(self.client.pull_manifest_and_config(&r, &self.auth)).await?
-        else {
+        let mut r = parse(reference)?;
+        let unreadable = |e: serde_json::Error| {
+            RegistryError::Unavailable(format!("`{reference}`: unreadable manifest: {e}"))
+        };
+        let Some((body, mut digest)) = within(self.get_manifest(&r, &MANIFEST_TYPES)).await? else {
             return Ok(None);
         };
-        let parsed: ConfigFile = serde_json::from_str(&config).map_err(|e| {
+        let mut raw: RawManifest = serde_json::from_slice(&body).map_err(unreadable)?;
+        if let Some(entries) = raw.manifests.take() {
+            let Some(chosen) = entries.into_iter().find(|e| {
+                e.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == self.os && p.architecture == self.arch)
+            }) else {
+                return Err(RegistryError::Unavailable(format!(
+                    "`{reference}` has no image for {}/{}",
+                    self.os, self.arch
+                )));
+            };
+            r = Reference::with_digest(
+                r.registry().to_string(),
+                r.repository().to_string(),
+                chosen.digest,
+            );
+            let Some((body, d)) = within(self.get_manifest(&r, &MANIFEST_TYPES)).await? else {
+                return Ok(None);
+            };
+            digest = d;
+            raw = serde_json::from_slice(&body).map_err(unreadable)?;
+        }
+        let id = raw.config.map(|c| c.digest).ok_or_else(|| {
+            RegistryError::Unavailable(format!("`{reference}`: a manifest without a config"))
+        })?;
+        let config = within(self.get_config(&r, &id)).await?;
+        let parsed: ConfigFile = serde_json::from_slice(&config).map_err(|e| {
             RegistryError::Unavailable(format!("`{reference}`: unreadable image config: {e}"))
         })?;
         let c = parsed.config.unwrap_or_default();
         Ok(Some(RemoteImage {
             digest,
-            id: manifest.config.digest,
+            id,
             config: ImageConfig {
                 // An empty list is how a committed config says "none"; the engine omits it.
                 cmd: c.cmd.filter(|v| !v.is_empty()),
@@ -219,13 +253,7 @@ impl Registry {
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
         let r = parse(reference)?;
-        let Some((body, digest)) = bounded(self.client.pull_manifest_raw(
-            &r,
-            &self.auth,
-            &MANIFEST_TYPES,
-        ))
-        .await?
-        else {
+        let Some((body, digest)) = within(self.get_manifest(&r, &MANIFEST_TYPES)).await? else {
             return Ok(None);
         };
         let unreadable = |e: serde_json::Error| {
@@ -249,12 +277,7 @@ impl Registry {
         let config = raw.config.ok_or_else(|| {
             RegistryError::Unavailable(format!("`{reference}`: a manifest without a config"))
         })?;
-        let mut blob = Vec::new();
-        let layer = oci_client::manifest::OciDescriptor {
-            digest: config.digest.clone(),
-            ..Default::default()
-        };
-        bounded(self.client.pull_blob(&r, &layer, &mut blob)).await?;
+        let blob = within(self.get_config(&r, &config.digest)).await?;
         let platform: RawPlatform = serde_json::from_slice(&blob).map_err(unreadable)?;
         Ok(Some(Manifest::Image(IndexEntry {
             digest,
@@ -264,6 +287,29 @@ impl Registry {
             size: i64::try_from(body.len()).unwrap_or(i64::MAX),
             platform: platform.platform(),
         })))
+    }
+
+    /// The digest of the manifest `reference` names, and the manifests it refers to (an
+    /// index's entries, each with its media type; none for an image). `None` when the
+    /// registry has no such manifest.
+    pub(crate) async fn references(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(String, Vec<(String, String)>)>, RegistryError> {
+        let r = parse(reference)?;
+        let Some((body, digest)) = within(self.get_manifest(&r, &MANIFEST_TYPES)).await? else {
+            return Ok(None);
+        };
+        let raw: RawManifest = serde_json::from_slice(&body).map_err(|e| {
+            RegistryError::Unavailable(format!("`{reference}`: unreadable manifest: {e}"))
+        })?;
+        let children = raw
+            .manifests
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.digest, e.media_type.unwrap_or_default()))
+            .collect();
+        Ok(Some((digest, children)))
     }
 
     /// Pushes a Docker manifest list of `entries` as `reference` (`host/path:tag`); returns its
@@ -319,6 +365,19 @@ const INDEX_PIPELINE: &str = "org.opencontainers.image.title";
 const INDEX_NEWEST: &str = "pipeline.cache.newest";
 const INDEX_OWNED: &str = "pipeline.cache.owned";
 
+/// Annotations of an entry's signature (an empty OCI artifact under the tag `KEY.sig`).
+const SIG_KEY: &str = "pipeline.cache.key";
+const SIG_MANIFEST: &str = "pipeline.cache.manifest";
+const SIG_VALUE: &str = "pipeline.cache.signature";
+
+/// A trusted writer's signature of a cache entry: its manifest digest and the Ed25519
+/// signature (base64) of the key and that digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntrySignature {
+    pub(crate) digest: String,
+    pub(crate) signature: String,
+}
+
 /// Why a registry did not delete a manifest.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum DeleteError {
@@ -336,21 +395,74 @@ impl Registry {
     /// Every tag of `repository` (`host/path`), page by page; empty when the repository does
     /// not exist.
     pub(crate) async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
-        const PAGE: usize = 1000;
         let r = parse(repository)?;
         let mut all: Vec<String> = Vec::new();
-        loop {
+        for _ in 0..fetch::TAG_PAGES {
             let last = all.last().map(String::as_str);
-            let page = bounded(self.client.list_tags(&r, &self.auth, Some(PAGE), last))
-                .await?
-                .map(|t| t.tags)
-                .unwrap_or_default();
-            let full = page.len() >= PAGE;
-            all.extend(page);
-            if !full {
+            let page = within(self.get_tags(&r, last)).await?;
+            if page.len() < fetch::TAGS_PAGE {
+                all.extend(page);
                 return Ok(all);
             }
+            // A full page that does not move past the last tag would come again forever; a
+            // listing cut short would be taken for all of it.
+            if page.last().map(String::as_str) <= last {
+                return Err(RegistryError::Unavailable(format!(
+                    "`{repository}`: the registry does not page its tags forward: refused"
+                )));
+            }
+            all.extend(page);
         }
+        Err(RegistryError::Unavailable(format!(
+            "`{repository}` lists more than {} tags ({} pages): refused",
+            fetch::TAG_PAGES * fetch::TAGS_PAGE,
+            fetch::TAG_PAGES
+        )))
+    }
+
+    /// The annotations of the artifact under `reference`; `None` when there is none (or it is
+    /// not an image manifest).
+    async fn annotations(
+        &self,
+        reference: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, RegistryError> {
+        let r = parse(reference)?;
+        let Some((body, _)) = within(self.get_manifest(&r, &MANIFEST_TYPES)).await? else {
+            return Ok(None);
+        };
+        #[derive(Deserialize)]
+        struct Annotated {
+            config: Option<RawDescriptor>,
+            annotations: Option<BTreeMap<String, String>>,
+        }
+        Ok(match serde_json::from_slice::<Annotated>(&body) {
+            Ok(m) if m.config.is_some() => Some(m.annotations.unwrap_or_default()),
+            _ => None,
+        })
+    }
+
+    /// Writes an OCI artifact with an empty config, no layers and `annotations` under
+    /// `reference`.
+    async fn put_annotations(
+        &self,
+        reference: &str,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<(), RegistryError> {
+        let r = parse(reference)?;
+        let config = Config::new(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+                .to_vec(),
+            oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string(),
+            None,
+        );
+        let manifest = OciImageManifest::build(&[], &config, Some(annotations));
+        bounded(
+            self.client
+                .push(&r, &[], config, &self.auth, Some(manifest)),
+        )
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| RegistryError::Unavailable(format!("`{reference}`: not found")))
     }
 
     /// The cache index under `reference`; `None` when there is none (or it is not an index).
@@ -358,14 +470,9 @@ impl Registry {
         &self,
         reference: &str,
     ) -> Result<Option<crate::cache::RemoteIndex>, RegistryError> {
-        let r = parse(reference)?;
-        let Some((manifest, _)) = bounded(self.client.pull_manifest(&r, &self.auth)).await? else {
+        let Some(a) = self.annotations(reference).await? else {
             return Ok(None);
         };
-        let OciManifest::Image(m) = manifest else {
-            return Ok(None);
-        };
-        let a = m.annotations.unwrap_or_default();
         let (Some(pipeline), Some(newest)) = (a.get(INDEX_PIPELINE), a.get(INDEX_NEWEST)) else {
             return Ok(None);
         };
@@ -392,7 +499,6 @@ impl Registry {
         reference: &str,
         index: &crate::cache::RemoteIndex,
     ) -> Result<(), RegistryError> {
-        let r = parse(reference)?;
         let join = |s: &std::collections::BTreeSet<String>| {
             s.iter().map(String::as_str).collect::<Vec<_>>().join(",")
         };
@@ -404,20 +510,40 @@ impl Registry {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let config = Config::new(
-            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-                .to_vec(),
-            oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string(),
-            None,
-        );
-        let manifest = OciImageManifest::build(&[], &config, Some(annotations));
-        bounded(
-            self.client
-                .push(&r, &[], config, &self.auth, Some(manifest)),
-        )
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| RegistryError::Unavailable(format!("`{reference}`: not found")))
+        self.put_annotations(reference, annotations).await
+    }
+
+    /// The signature of a cache entry under `reference`; `None` when there is none.
+    pub(crate) async fn signature(
+        &self,
+        reference: &str,
+    ) -> Result<Option<EntrySignature>, RegistryError> {
+        let Some(a) = self.annotations(reference).await? else {
+            return Ok(None);
+        };
+        let get = |k: &str| a.get(k).cloned();
+        Ok(match (get(SIG_MANIFEST), get(SIG_VALUE)) {
+            (Some(digest), Some(signature)) => Some(EntrySignature { digest, signature }),
+            _ => None,
+        })
+    }
+
+    /// Writes the signature of the entry `key` (manifest `signature.digest`) under `reference`.
+    pub(crate) async fn put_signature(
+        &self,
+        reference: &str,
+        key: &str,
+        signature: &EntrySignature,
+    ) -> Result<(), RegistryError> {
+        let annotations = [
+            (SIG_KEY, key.to_string()),
+            (SIG_MANIFEST, signature.digest.clone()),
+            (SIG_VALUE, signature.signature.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        self.put_annotations(reference, annotations).await
     }
 
     /// Deletes the manifest `digest` of `repository` (`host/path`), with every tag on it.
@@ -427,23 +553,9 @@ impl Registry {
         let host = r.resolve_registry().to_string();
         let scheme = if is_loopback(&host) { "http" } else { "https" };
         let url = format!("{scheme}://{host}/v2/{}/manifests/{digest}", r.repository());
-        // The client's own authentication (a bearer token when the registry uses tokens).
-        let token = bounded(self.client.auth(&r, &self.auth, RegistryOperation::Push))
-            .await?
-            .flatten();
-        crate::tls::install();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|e| RegistryError::Unavailable(root_cause(&e)))?;
-        let mut request = http.delete(&url);
-        request = match (&token, &self.auth) {
-            (Some(t), _) => request.bearer_auth(t),
-            (None, RegistryAuth::Basic(u, p)) => request.basic_auth(u, Some(p)),
-            (None, RegistryAuth::Bearer(t)) => request.bearer_auth(t),
-            (None, _) => request,
-        };
+        let request = self
+            .request(reqwest::Method::DELETE, &url, &r, RegistryOperation::Push)
+            .await?;
         let response = request
             .send()
             .await
@@ -492,6 +604,15 @@ fn parse(reference: &str) -> Result<Reference, RegistryError> {
             Reference::with_tag(registry, repository, tag.unwrap_or_else(|| "latest".into()))
         }
     })
+}
+
+/// Runs one of the tool's own registry calls within [`TIMEOUT`].
+async fn within<T>(
+    call: impl std::future::Future<Output = Result<T, RegistryError>>,
+) -> Result<T, RegistryError> {
+    tokio::time::timeout(TIMEOUT, call)
+        .await
+        .map_err(|_| RegistryError::Timeout)?
 }
 
 /// Runs a registry call within [`TIMEOUT`]; a missing manifest is `None`.
@@ -574,16 +695,27 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
-/// The registry-backed step cache of one run: a repository whose tags are cache keys. The first
-/// failure (down, slow, refused credentials) turns it off for the rest of the run; the build
-/// goes on without it.
+/// The keys of a remote cache: the public key that makes an entry trusted, and the private
+/// key that signs what this run pushes (trusted jobs only).
+#[derive(Debug, Default)]
+pub(crate) struct CacheKeys {
+    pub(crate) verify: Option<[u8; 32]>,
+    pub(crate) signer: Option<crate::signing::SigningKey>,
+}
+
+/// The registry-backed step cache of one run: a repository whose tags are cache keys, each
+/// entry beside its signature (`KEY.sig`). The first failure (down, slow, refused
+/// credentials) turns it off for the rest of the run; the build goes on without it.
 pub(crate) struct RemoteCache {
     /// `host/path`, no tag.
     pub(crate) repository: String,
     pub(crate) mode: RemoteMode,
     pub(crate) creds: Option<Credentials>,
     registry: Registry,
+    keys: CacheKeys,
     failure: Mutex<Option<RegistryError>>,
+    /// Entries found but not trusted, with why; said once.
+    ignored: Mutex<Vec<String>>,
 }
 
 impl RemoteCache {
@@ -593,19 +725,27 @@ impl RemoteCache {
         mode: RemoteMode,
         creds: Option<Credentials>,
         platform: (&str, &str),
+        keys: CacheKeys,
     ) -> Self {
         Self {
             registry: Registry::new(host, creds.as_ref(), platform.0, platform.1),
             repository,
             mode,
             creds,
+            keys,
             failure: Mutex::new(None),
+            ignored: Mutex::new(Vec::new()),
         }
     }
 
     /// `repository:key`.
     pub(crate) fn reference(&self, key: &str) -> String {
         format!("{}:{key}", self.repository)
+    }
+
+    /// Whether this run signs (so pushes) entries.
+    pub(crate) fn signs(&self) -> bool {
+        self.keys.signer.is_some()
     }
 
     /// The failure that turned the cache off, if any.
@@ -624,6 +764,18 @@ impl RemoteCache {
         }
     }
 
+    /// The entries found but not trusted since the last call, each with why.
+    pub(crate) fn take_ignored(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ignored.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn ignore(&self, key: &str, why: &str) {
+        self.ignored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("`{}`: {why}", self.reference(key)));
+    }
+
     fn settle<T>(&self, r: Result<Option<T>, RegistryError>) -> Option<T> {
         match r {
             Ok(v) => v,
@@ -634,18 +786,44 @@ impl RemoteCache {
         }
     }
 
-    /// The manifest digest of the entry `key`; `None` when absent or the cache is off.
-    pub(crate) async fn digest(&self, key: &str) -> Option<String> {
+    /// The signature stored beside the entry `key`, verified or not.
+    async fn signature(&self, key: &str) -> Option<EntrySignature> {
         if self.failure().is_some() {
             return None;
         }
-        let r = self.registry.digest(&self.reference(key)).await;
+        let tag = crate::cache::signature_tag(key);
+        let r = self.registry.signature(&self.reference(&tag)).await;
         self.settle(r)
+    }
+
+    /// The manifest digest a trusted writer signed for `key`; `None` when there is no such
+    /// signature (or none that verifies), or the cache is off.
+    pub(crate) async fn signed(&self, key: &str) -> Option<String> {
+        let public = self.keys.verify?;
+        let s = self.signature(key).await?;
+        crate::signing::verify(&public, key, &s.digest, &s.signature).then_some(s.digest)
+    }
+
+    /// Signs the entry `key` (manifest `digest`) that this run pushed.
+    pub(crate) async fn sign(&self, key: &str, digest: &str) {
+        let Some(signer) = &self.keys.signer else {
+            return;
+        };
+        let signature = crate::registry::EntrySignature {
+            digest: digest.to_string(),
+            signature: signer.sign(key, digest),
+        };
+        let tag = crate::cache::signature_tag(key);
+        let r = self
+            .registry
+            .put_signature(&self.reference(&tag), key, &signature)
+            .await;
+        self.settle(r.map(Some));
     }
 
     /// Records that the newest apply of `pipeline` used `keys` (see [`crate::cache::RemoteIndex`]).
     pub(crate) async fn record(&self, pipeline: &str, keys: &[String]) {
-        if self.failure().is_some() {
+        if self.failure().is_some() || !self.signs() {
             return;
         }
         let reference = self.reference(&crate::cache::last_tag(pipeline));
@@ -658,13 +836,37 @@ impl RemoteCache {
         self.settle(written.map(Some));
     }
 
-    /// The entry `key`, read without pulling; `None` when absent or the cache is off.
+    /// The entry `key`, read without pulling, when a trusted writer signed it: the image is
+    /// read by the digest the signature names, whatever the key's tag holds now. `None` when
+    /// absent, not trusted (said once, see [`Self::take_ignored`]) or the cache is off.
     pub(crate) async fn entry(&self, key: &str) -> Option<RemoteImage> {
-        if self.failure().is_some() {
+        let public = self.keys.verify?;
+        let digest = match self.signature(key).await {
+            Some(s) if crate::signing::verify(&public, key, &s.digest, &s.signature) => s.digest,
+            Some(_) => {
+                self.ignore(key, "its signature does not verify with `verify_key`");
+                return None;
+            }
+            None => {
+                if self.failure().is_none() {
+                    let r = self.registry.digest(&self.reference(key)).await;
+                    if self.settle(r).is_some() {
+                        self.ignore(key, "it is not signed");
+                    }
+                }
+                return None;
+            }
+        };
+        let r = self
+            .registry
+            .image(&format!("{}@{digest}", self.repository))
+            .await;
+        let image = self.settle(r)?;
+        if image.digest != digest {
+            self.ignore(key, "its signed manifest is not one image");
             return None;
         }
-        let r = self.registry.image(&self.reference(key)).await;
-        self.settle(r)
+        Some(image)
     }
 }
 

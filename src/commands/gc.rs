@@ -1,6 +1,6 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use crate::cache::{self, RemoteVerdict, LAST_PREFIX};
+use crate::cache::{self, RemoteHoldings, RemoteVerdict, LAST_PREFIX};
 use crate::cli::GcArgs;
 use crate::engine::{Engine, CACHE_REPOSITORY};
 use crate::error::{CliError, ExitStatus};
@@ -89,10 +89,11 @@ fn remote_login(args: &GcArgs) -> Result<Option<Login>, CliError> {
     Ok(login)
 }
 
-/// `gc --remote REF`: deletes the cache tags of `REF` that some pipeline's applies pushed and
-/// its newest apply no longer uses (as the index each apply writes under the pipeline's
-/// `last-` tag records). Tags no index lists are left alone; a tag whose manifest a kept tag
-/// shares is kept (deleting a manifest deletes all its tags).
+/// `gc --remote REF`: deletes the cache tags of `REF` (entries and their signatures) that
+/// some pipeline's applies pushed and its newest apply no longer uses (as the index each
+/// apply writes under the pipeline's `last-` tag records). Tags no index lists are left
+/// alone; a manifest that a kept tag shares (deleting a manifest deletes all its tags) or that
+/// an index under any tag lists is kept.
 async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, CliError> {
     let repo = ImageRef::parse(reference)
         .map_err(|e| CliError::Usage(format!("--remote `{reference}`: {e}")))?;
@@ -108,31 +109,23 @@ async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, C
     let repository = repo.repository();
     let failed = |e: RegistryError| CliError::Registry(format!("`{repository}`: {e}"));
     let tags = registry.tags(&repository).await.map_err(failed)?;
-    let mut indexes = Vec::new();
-    let mut digests = BTreeMap::new();
-    for tag in &tags {
-        let at = format!("{repository}:{tag}");
-        if tag.starts_with(LAST_PREFIX) {
-            if let Some(index) = registry.index(&at).await.map_err(failed)? {
-                indexes.push((tag.clone(), index));
-            }
-        } else if let Some(digest) = registry.digest(&at).await.map_err(failed)? {
-            digests.insert(tag.clone(), digest);
-        }
-    }
-    let all: Vec<cache::RemoteIndex> = indexes.iter().map(|(_, i)| i.clone()).collect();
-    let verdicts = cache::remote_unused(&all, &digests);
-    let owned: BTreeSet<&String> = all.iter().flat_map(|i| &i.owned).collect();
-    let unknown = digests.keys().filter(|t| !owned.contains(t)).count();
+    let (indexes, held) = holdings(&registry, &repository, &tags)
+        .await
+        .map_err(|e| CliError::Registry(format!("`{repository}`: {e}; nothing was deleted")))?;
+    let verdicts = cache::remote_unused(&held);
+    let unknown = held.unknown();
     let mut deleted_digests = BTreeSet::new();
     let mut deleted = BTreeSet::new();
     for (tag, verdict) in &verdicts {
-        let digest = &digests[tag];
+        let digest = &held.digests[tag];
         let at = format!("{repository}:{tag}");
         match verdict {
             RemoteVerdict::Shared { with } => ui.line(&format!(
                 "kept {at}: its manifest is also `{with}`, which is kept"
             )),
+            RemoteVerdict::Referenced { by } => {
+                ui.line(&format!("kept {at}: the index `{by}` lists its manifest"))
+            }
             RemoteVerdict::Delete if args.dry_run => {
                 println!("would delete {at} ({})", short(digest))
             }
@@ -172,7 +165,7 @@ async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, C
         ui.line(&format!(
             "nothing to delete in `{repository}` ({}, {} of pipelines)",
             plural(tags.len(), "tag", "tags"),
-            plural(all.len(), "index", "indexes")
+            plural(indexes.len(), "index", "indexes")
         ));
     }
     if unknown > 0 {
@@ -182,6 +175,57 @@ async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, C
         ));
     }
     Ok(ExitStatus::Success)
+}
+
+/// How many nested indexes `gc --remote` reads below one tag before it gives up (and keeps
+/// everything).
+const NESTED_INDEXES: usize = 64;
+
+/// Reads a remote cache repository: the pipelines' indexes (with their tags), every other
+/// tag's manifest digest, and every manifest an index under any tag lists (nested indexes
+/// too). A tag under the index prefix that holds no index (a user's `last-good`) is a tag
+/// like any other. Any manifest it cannot read is an error: nothing is deleted then.
+async fn holdings(
+    registry: &Registry,
+    repository: &str,
+    tags: &[String],
+) -> Result<(Vec<(String, cache::RemoteIndex)>, RemoteHoldings), RegistryError> {
+    let mut indexes = Vec::new();
+    let mut held = RemoteHoldings::default();
+    for tag in tags {
+        let at = format!("{repository}:{tag}");
+        if tag.starts_with(LAST_PREFIX) {
+            if let Some(index) = registry.index(&at).await? {
+                held.indexes.push(index.clone());
+                indexes.push((tag.clone(), index));
+                continue;
+            }
+        }
+        let Some((digest, mut listed)) = registry.references(&at).await? else {
+            continue;
+        };
+        held.digests.insert(tag.clone(), digest);
+        let mut nested = 0;
+        while let Some((digest, media_type)) = listed.pop() {
+            held.referenced.entry(digest.clone()).or_insert(tag.clone());
+            if !media_type.contains("manifest.list") && !media_type.contains("image.index") {
+                continue;
+            }
+            nested += 1;
+            if nested > NESTED_INDEXES {
+                return Err(RegistryError::Unavailable(format!(
+                    "`{at}` nests more than {NESTED_INDEXES} indexes"
+                )));
+            }
+            if let Some((_, more)) = registry
+                .references(&format!("{repository}@{digest}"))
+                .await?
+            {
+                listed.extend(more);
+            }
+        }
+    }
+    Ok((indexes, held))
 }
 
 /// Removes (or, with `dry_run`, lists) the cache mount volumes; one a container uses is kept

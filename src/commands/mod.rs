@@ -4,6 +4,7 @@
 
 mod apply;
 mod gc;
+mod keygen;
 mod plan;
 mod schema;
 mod validate;
@@ -21,5 +22,6 @@ pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> 
         Command::Validate(args) => validate::run(args, ui).await,
         Command::Schema => Ok(schema::run()),
         Command::Gc(args) => gc::run(args, ui).await,
+        Command::Keygen => keygen::run(ui),
     }
 }

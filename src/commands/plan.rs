@@ -283,6 +283,9 @@ fn render(plan: &Plan) -> String {
             None => "consulted".into(),
         };
         out.push_str(&format!("  cache    remote {}: {status}\n", c.repository));
+        for why in &c.ignored {
+            out.push_str(&format!("           ignored {why}\n"));
+        }
     }
     let total = plan.steps.len();
     let mut to_run = 0;

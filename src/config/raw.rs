@@ -381,4 +381,14 @@ pub struct CacheSettings {
     /// The NAME of the environment variable holding the cache registry's password.
     #[schemars(with = "Option<String>")]
     pub password_env: Option<Str>,
+    /// The public key that signs trusted cache entries, `"ed25519:BASE64"` (`pipeline keygen`
+    /// prints one). An entry is used only when its signature verifies with it; without it,
+    /// the remote cache is not used at all.
+    #[schemars(with = "Option<String>")]
+    pub verify_key: Option<Str>,
+    /// The NAME of the environment variable holding the private key that signs the entries a
+    /// `readwrite` apply pushes. Give that variable only to trusted jobs (the main branch):
+    /// without it, an apply pushes nothing.
+    #[schemars(with = "Option<String>")]
+    pub signing_key_env: Option<Str>,
 }

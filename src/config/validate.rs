@@ -70,12 +70,12 @@ impl<'a> Builder<'a> {
             .filter_map(|(i, s)| self.step(i, s, &raw.secrets))
             .collect();
         let commit = self.commit(&raw.commit);
-        let publish = self.publish(&raw.publish);
         let checkpoint_after = match &raw.cache.checkpoint_after {
             Some(s) => self.duration(s).unwrap_or(Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
         let cache_remote = self.cache_remote(&raw.cache);
+        let publish = self.publish(&raw.publish);
         if let Some(c) = &cache_remote {
             self.publish_into_cache(&c.repository);
         }
@@ -155,7 +155,13 @@ impl<'a> Builder<'a> {
     /// `[cache] remote`: a repository without tag or digest, with its credentials.
     fn cache_remote(&mut self, c: &raw::CacheSettings) -> Option<RemoteCache> {
         let Some(remote) = &c.remote else {
-            if let Some(u) = c.username.as_ref().or(c.password_env.as_ref()) {
+            if let Some(u) = c
+                .username
+                .as_ref()
+                .or(c.password_env.as_ref())
+                .or(c.verify_key.as_ref())
+                .or(c.signing_key_env.as_ref())
+            {
                 self.diags.push(
                     Diagnostic::new(
                         Code::IncompleteCredentials,
@@ -169,6 +175,8 @@ impl<'a> Builder<'a> {
         };
         let repository = self.reference(remote);
         let login = self.login(&c.username, &c.password_env);
+        let verify_key = c.verify_key.as_ref().and_then(|k| self.verify_key(k));
+        let signing_key_env = c.signing_key_env.as_ref().and_then(|n| self.env_name(n));
         let repository = repository?;
         if repository.tag.is_some() || repository.digest.is_some() {
             self.diags.push(
@@ -185,7 +193,40 @@ impl<'a> Builder<'a> {
             repository,
             login,
             mode: RemoteMode::ReadWrite,
+            verify_key,
+            signing_key_env,
         })
+    }
+
+    /// `[cache] verify_key`: `ed25519:BASE64`.
+    fn verify_key(&mut self, s: &Str) -> Option<[u8; 32]> {
+        let text = self.text(s)?;
+        crate::signing::parse_verify_key(text.trim())
+            .map_err(|why| {
+                self.diags.push(
+                    Diagnostic::new(Code::InvalidVerifyKey, format!("`verify_key`: {why}"))
+                        .at(s.span())
+                        .hint(
+                            "write the public key `pipeline keygen` prints: \
+                             `verify_key = \"ed25519:BASE64\"` (32 bytes in base64)",
+                        ),
+                )
+            })
+            .ok()
+    }
+
+    /// The name of an environment variable (`signing_key_env`).
+    fn env_name(&mut self, s: &Str) -> Option<String> {
+        let name = self.text(s)?;
+        if is_env_name(&name) {
+            return Some(name);
+        }
+        self.error(
+            Code::InvalidEnvName,
+            format!("`{name}` is not a valid environment variable name"),
+            s.span(),
+        );
+        None
     }
 
     fn text(&mut self, s: &Str) -> Option<String> {
@@ -208,14 +249,7 @@ impl<'a> Builder<'a> {
             (None, None) => None,
             (Some(u), Some(p)) => {
                 let username = self.text(u)?;
-                let password_env = self.text(p)?;
-                if !is_env_name(&password_env) {
-                    self.error(
-                        Code::InvalidEnvName,
-                        format!("`{password_env}` is not a valid environment variable name"),
-                        p.span(),
-                    );
-                }
+                let password_env = self.env_name(p)?;
                 Some(Login {
                     username,
                     password_env,
@@ -980,6 +1014,8 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// `[[publish]]` targets; none into `cache` (the remote cache repository), whose tags are
+    /// cache keys that only signed entries may hold.
     fn publish(&mut self, targets: &[raw::Publish]) -> Vec<Target> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();

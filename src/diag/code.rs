@@ -69,6 +69,8 @@ codes! {
     IncompleteCredentials = "incomplete-credentials": "`username` without `password_env`, or the reverse, or credentials without a registry",
     InvalidEnvName = "invalid-env-name": "a name that is not a valid environment variable name",
     InvalidPlatform = "invalid-platform": "a platform that is not `OS/ARCH` or `OS/ARCH/VARIANT`",
+    InvalidVerifyKey = "invalid-verify-key": "a `verify_key` that is not `ed25519:` and the base64 of a 32-byte public key",
+    PublishIntoCache = "publish-into-cache": "a `[[publish]]` into the remote cache repository, where only signed cache entries belong",
     // Steps.
     StepAction = "step-action": "a step with both or neither of `run` and `copy`",
     StepOption = "step-option": "a container option (`cache`, `mounts`, `tmpfs`, `network`) on a copy step",

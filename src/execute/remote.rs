@@ -43,9 +43,18 @@ impl<'a> RemoteUse<'a> {
     }
 }
 
-/// Says once that the remote cache is off, and why.
+/// Says once that the remote cache is off, and why; and which entries it held that were not
+/// trusted.
 fn warn_remote(remote: Option<&RemoteCache>, sink: &dyn Sink, warned: &mut bool) {
     let Some(r) = remote else { return };
+    let ignored = r.take_ignored();
+    if !ignored.is_empty() {
+        sink.event(Event::Warning(format!(
+            "remote cache {}: ignored what no trusted apply signed (built instead): {}",
+            r.repository,
+            ignored.join("; ")
+        )));
+    }
     if *warned {
         return;
     }
@@ -85,13 +94,26 @@ pub(super) async fn import<E: Engine>(
     }
 }
 
-/// Pushes the local cache entries of `keys` that the remote cache lacks, under their keys.
+/// Pushes the local cache entries of `keys` that the remote cache lacks (no entry a trusted
+/// writer signed), under their keys, and signs each. Without a signing key, pushes nothing.
 pub(super) async fn export<E: Engine>(
     engine: &E,
     cache: &RemoteCache,
     keys: &[String],
     sink: &dyn Sink,
 ) {
+    if cache.failure().is_some() {
+        return;
+    }
+    if !cache.signs() {
+        sink.event(Event::Warning(format!(
+            "remote cache {}: nothing pushed: this job has no signing key (the variable \
+             `[cache] signing_key_env` names, for trusted jobs only); a job that only reads \
+             the cache runs with `--cache-remote-mode read`",
+            cache.repository
+        )));
+        return;
+    }
     let started = std::time::Instant::now();
     let mut pushed = Vec::new();
     for key in keys {
@@ -102,7 +124,7 @@ pub(super) async fn export<E: Engine>(
         let Ok(Some(info)) = engine.inspect_image(&local).await else {
             continue;
         };
-        if cache.digest(key).await.is_some() || cache.failure().is_some() {
+        if cache.signed(key).await.is_some() || cache.failure().is_some() {
             continue;
         }
         let result = async {
@@ -115,7 +137,14 @@ pub(super) async fn export<E: Engine>(
         }
         .await;
         match result {
-            Ok(_) => pushed.push(key.clone()),
+            // Signed with the digest the engine pushed, never one read back from the
+            // registry, which a writer may have changed in between.
+            Ok(digest) => {
+                cache.sign(key, &digest).await;
+                if cache.failure().is_none() {
+                    pushed.push(key.clone());
+                }
+            }
             Err(e) => cache.fail(crate::registry::RegistryError::Unavailable(format!(
                 "cannot push `{}`: {e}",
                 cache.reference(key)

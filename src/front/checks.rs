@@ -57,15 +57,20 @@ pub(super) fn only(
     Ok(p)
 }
 
-/// Applies `--cache-remote` and `--cache-remote-mode` to every build.
+/// Applies `--cache-remote` and `--cache-remote-mode` to every build (the file's credentials
+/// and keys stay).
 pub(super) fn remote_cache(builds: &mut [Pipeline], cache: &CacheSettings) {
     for p in builds {
         if let Some(repository) = &cache.remote {
-            let login = p.cache_remote.take().and_then(|c| c.login);
+            // The file's credentials and keys stay: who signs entries does not depend on
+            // where they are kept.
+            let file = p.cache_remote.take();
             p.cache_remote = Some(RemoteCache {
                 repository: repository.clone(),
-                login,
+                login: file.as_ref().and_then(|c| c.login.clone()),
                 mode: cache.mode,
+                verify_key: file.as_ref().and_then(|c| c.verify_key),
+                signing_key_env: file.and_then(|c| c.signing_key_env),
             });
         }
         if let Some(c) = &mut p.cache_remote {

@@ -4,8 +4,9 @@
 use super::{Look, ObserveError};
 use crate::credentials;
 use crate::engine::{Engine, EngineError, ImageInfo};
-use crate::model::{Pipeline, PullPolicy};
-use crate::registry::{Registry, RemoteCache};
+use crate::model::{Pipeline, PullPolicy, RemoteMode};
+use crate::registry::{CacheKeys, Registry, RegistryError, RemoteCache};
+use crate::signing::SigningKey;
 
 /// Where a pipeline's base image is, as far as its identity goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,13 +95,65 @@ async fn open_remote<E: Engine>(
     let host = settings.repository.registry_host();
     let creds = credentials::resolve(host, settings.login.as_ref()).await?;
     let (os, arch) = build_platform(engine, p).await?;
-    Ok(Some(RemoteCache::new(
+    let (keys, problem) = cache_keys(settings);
+    let cache = RemoteCache::new(
         settings.repository.repository(),
         host,
         settings.mode,
         creds,
         (&os, &arch),
-    )))
+        keys,
+    );
+    if let Some(why) = problem {
+        cache.fail(RegistryError::NotTrusted(why));
+    }
+    Ok(Some(cache))
+}
+
+/// The keys of a remote cache: `verify_key`, and in `readwrite` mode the private key in the
+/// variable `signing_key_env` names, when it is set (on trusted jobs only). A private key
+/// alone also verifies. The reason the cache cannot be used at all, if so.
+fn cache_keys(settings: &crate::model::RemoteCache) -> (CacheKeys, Option<String>) {
+    let mut keys = CacheKeys {
+        verify: settings.verify_key,
+        signer: None,
+    };
+    let variable = settings
+        .signing_key_env
+        .as_ref()
+        .filter(|_| settings.mode == RemoteMode::ReadWrite)
+        .and_then(|name| Some((name, std::env::var(name).ok()?)));
+    if let Some((name, value)) = variable {
+        match SigningKey::parse(&value) {
+            Ok(k) => keys.signer = Some(k),
+            Err(why) => return (keys, Some(format!("`{name}` holds no signing key: {why}"))),
+        }
+    }
+    let signer = keys.signer.as_ref().map(SigningKey::public);
+    match (keys.verify, signer) {
+        (Some(v), Some(s)) if v != s => {
+            let why = format!(
+                "the key in `{}` does not match `verify_key` (its public key is `{}`)",
+                settings.signing_key_env.as_deref().unwrap_or_default(),
+                crate::signing::format_verify_key(&s)
+            );
+            (keys, Some(why))
+        }
+        (None, Some(s)) => {
+            keys.verify = Some(s);
+            (keys, None)
+        }
+        (None, None) => (
+            keys,
+            Some(
+                "`[cache]` has no `verify_key`, so an entry a trusted apply signed cannot be \
+                 told from one anyone with push rights planted (`pipeline keygen` makes a key \
+                 pair)"
+                    .into(),
+            ),
+        ),
+        _ => (keys, None),
+    }
 }
 
 /// The base image as its registry holds it, read without pulling; `None` when it cannot be

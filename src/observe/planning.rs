@@ -47,6 +47,7 @@ pub(crate) async fn plan<E: Engine>(
             repository: cache.repository.clone(),
             mode: cache.mode,
             error: cache.failure().map(|e| e.to_string()),
+            ignored: cache.take_ignored(),
         });
     }
     explain_miss(engine, &mut obs, opts.notes.as_ref()).await?;

@@ -69,6 +69,9 @@ pub(crate) struct RemoteStatus {
     pub(crate) mode: crate::model::RemoteMode,
     /// Why it could not be used (down, slow, refused credentials); the build goes on without it.
     pub(crate) error: Option<String>,
+    /// Entries it held that no trusted writer signed, each with why: not used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) ignored: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

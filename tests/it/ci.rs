@@ -13,7 +13,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_yaml_ng::Value as Yaml;
 
-use crate::harness::{output_text, Project};
+use crate::harness::{
+    output_text, Project, CACHE_SIGNING_ENV, CACHE_SIGNING_KEY, CACHE_VERIFY_KEY,
+};
 use crate::support::daemons::Daemon;
 use crate::support::engine::require_image;
 use crate::support::registry::Registry;
@@ -128,17 +130,22 @@ impl Repo {
                 "name = \"base\"\n[base]\nimage = \"{{{{ env.REGISTRY }}}}/busybox:latest\"\n{creds}\
                  [[step]]\nrun = \"echo {content} > /base\"\n\
                  [[publish]]\nrepository = \"{{{{ env.REGISTRY }}}}/team/base\"\ntags = [\"1\"]\n{creds}\
-                 [cache]\nremote = \"{{{{ env.REGISTRY }}}}/team/cache\"\n{creds}"
+                 [cache]\nremote = \"{{{{ env.REGISTRY }}}}/team/cache\"\n{creds}\
+                 verify_key = \"{CACHE_VERIFY_KEY}\"\nsigning_key_env = \"{CACHE_SIGNING_ENV}\"\n"
             ),
         );
     }
 
-    /// What a CI system puts in a job's environment, besides the job's own variables.
+    /// What a CI system puts in a job's environment, besides the job's own variables (the
+    /// protected ones, `REGISTRY_PASSWORD` and the cache's signing key, for main-branch jobs).
     fn env(&self) -> BTreeMap<String, String> {
         [
             ("REGISTRY", self.reg.addr.as_str()),
             ("REGISTRY_USER", USER),
             ("REGISTRY_PASSWORD", PASSWORD),
+            // The test registry has one user: the pull token is its password too.
+            ("REGISTRY_PULL_TOKEN", PASSWORD),
+            (CACHE_SIGNING_ENV, CACHE_SIGNING_KEY),
             ("PIPELINE_GIT", "https://git.example.com/tools/pipeline.git"),
             ("PIPELINE_VERSION", "v0.1.0"),
         ]
@@ -214,6 +221,10 @@ fn finish(what: &str, out: Output) -> String {
         !text.contains(PASSWORD),
         "{what} printed the password:\n{text}"
     );
+    assert!(
+        !text.contains(CACHE_SIGNING_KEY),
+        "{what} printed the signing key:\n{text}"
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -242,6 +253,8 @@ fn github_context(repo: &Repo, matrix: Option<&str>) -> BTreeMap<String, String>
         ("vars.REGISTRY", "REGISTRY"),
         ("vars.REGISTRY_USER", "REGISTRY_USER"),
         ("secrets.REGISTRY_PASSWORD", "REGISTRY_PASSWORD"),
+        ("secrets.REGISTRY_PULL_TOKEN", "REGISTRY_PULL_TOKEN"),
+        ("secrets.PIPELINE_CACHE_KEY", CACHE_SIGNING_ENV),
         ("vars.PIPELINE_GIT", "PIPELINE_GIT"),
         ("vars.PIPELINE_VERSION", "PIPELINE_VERSION"),
     ]
@@ -277,6 +290,22 @@ fn github_job(
     let ctx = github_context(repo, matrix);
     let mut env = github_env(workflow, &ctx);
     env.extend(github_env(spec, &ctx));
+    // Push credentials and the signing key only in jobs of an environment limited to main.
+    let trusted = get(spec, "environment").is_some();
+    let names = |v: &Yaml| serde_yaml_ng::to_string(&get(v, "env").cloned()).unwrap();
+    for secret in ["secrets.REGISTRY_PASSWORD", "secrets.PIPELINE_CACHE_KEY"] {
+        assert!(!names(workflow).contains(secret), "{secret} for every job");
+        assert!(
+            trusted || !names(spec).contains(secret),
+            "{job}: {secret} outside the `images` environment"
+        );
+    }
+    if job == "plan" {
+        assert!(
+            !trusted && !env.contains_key(CACHE_SIGNING_ENV),
+            "{job}: {env:?}"
+        );
+    }
     let outputs = tempfile::NamedTempFile::new().unwrap();
     env.insert("GITHUB_OUTPUT".into(), outputs.path().display().to_string());
     let runner = tempfile::tempdir().unwrap();
@@ -451,6 +480,11 @@ fn gitlab_spec(ci: &Yaml, name: &str) -> Yaml {
 fn gitlab_job(repo: &Repo, ci: &Yaml, name: &str, engine: &Daemon) -> String {
     let spec = gitlab_spec(ci, name);
     let mut env = repo.env();
+    // Protected variables reach pipelines of protected branches only, never a merge request.
+    if name == "plan" {
+        env.remove("REGISTRY_PASSWORD");
+        env.remove(CACHE_SIGNING_ENV);
+    }
     for vars in [get(ci, "variables"), get(&spec, "variables")]
         .into_iter()
         .flatten()
@@ -461,6 +495,11 @@ fn gitlab_job(repo: &Repo, ci: &Yaml, name: &str, engine: &Daemon) -> String {
                 "DOCKER_HOST" => assert_eq!(v, "tcp://docker:2375", "the dind service"),
                 "DOCKER_TLS_CERTDIR" => {}
                 _ => {
+                    // `$NAME`: another variable's value, as GitLab expands it.
+                    let v = match v.strip_prefix('$') {
+                        Some(name) => env.get(name).cloned().unwrap_or_default(),
+                        None => v,
+                    };
                     env.insert(k, v);
                 }
             }

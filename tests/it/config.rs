@@ -777,3 +777,41 @@ fn image_settings_are_checked_with_located_diagnostics() {
         .expect_err("no brotli");
     assert_eq!(unknown[0].code.as_str(), "invalid-value", "{unknown:?}");
 }
+
+// ---- remote cache keys ----------------------------------------------------------------------
+
+#[test]
+fn keygen_prints_a_secret_on_stdout_and_the_verify_key_line_for_the_file() {
+    let project = Project::new();
+    let out = project.cmd(&["keygen"]).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let secret = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(
+        secret.lines().count(),
+        1,
+        "only the secret on stdout: {secret}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("verify_key = \"ed25519:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        !stderr.contains(secret.trim()),
+        "the secret only once: {stderr}"
+    );
+    // The line is valid in a file, and two runs make two key pairs.
+    project.pipeline(&format!(
+        "[base]\nimage = \"busybox:latest\"\n[[step]]\nrun = \"true\"\n\
+         [cache]\nremote = \"registry.example.com/team/cache\"\n{line}\n\
+         signing_key_env = \"CACHE_KEY\"\n"
+    ));
+    let out = project
+        .cmd(&["validate", "pipeline.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let again = project.cmd(&["keygen"]).output().unwrap();
+    assert_ne!(again.stdout, out.stdout);
+    assert_ne!(String::from_utf8_lossy(&again.stdout), secret);
+}

@@ -10,6 +10,19 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
+/// The variable the test pipelines name in `[cache] signing_key_env`.
+pub(crate) const CACHE_SIGNING_ENV: &str = "PIPELINE_CACHE_KEY";
+/// The trusted writer's private key (every command gets it in [`CACHE_SIGNING_ENV`] unless a
+/// test takes it away), and its public key, which the test pipelines name in `verify_key`
+/// (docs/ci.md's example too).
+pub(crate) const CACHE_SIGNING_KEY: &str =
+    "MC4CAQAwBQYDK2VwBCIEIHOmJogNgYkA8RC59KqMSOay8XrgbETz2An1ehpv/4Do";
+pub(crate) const CACHE_VERIFY_KEY: &str = "ed25519:nWh7PHYAJ/PovnTJj7Mdatpq0UOM0aAc9sv3Kyz9a84=";
+/// Someone else's key pair: what an untrusted job may sign with.
+pub(crate) const OTHER_SIGNING_KEY: &str =
+    "MC4CAQAwBQYDK2VwBCIEIK9wc30FWjXkfLK0Nmziiey0D8YohVDkR3Nv5fkmxUqg";
+pub(crate) const OTHER_VERIFY_KEY: &str = "ed25519:ZEsfF2Lbg1p9TYFavwP+0SP8+2zaDa3j272j8kwOLiA=";
+
 /// A temporary folder holding pipeline files and the files they copy.
 pub(crate) struct Project {
     pub(crate) dir: tempfile::TempDir,
@@ -60,6 +73,7 @@ impl Project {
             .env("PIPELINE_PROGRESS", "plain")
             .env("DOCKER_CONFIG", self.dir.path().join(".docker-config"))
             .env("XDG_CACHE_HOME", self.user_cache())
+            .env(CACHE_SIGNING_ENV, CACHE_SIGNING_KEY)
             .env_remove("NO_COLOR")
             .args(args);
         cmd

@@ -64,6 +64,8 @@ mod platforms;
 #[cfg(feature = "engine-tests")]
 mod podman;
 #[cfg(feature = "engine-tests")]
+mod registry_limits;
+#[cfg(feature = "engine-tests")]
 mod remote;
 #[cfg(feature = "engine-tests")]
 mod secrets;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{output_text, unique, Project, CACHE_SIGNING_ENV, CACHE_VERIFY_KEY};
 use crate::support::engine::{docker_ok, require_image};
 use crate::support::podman::{Podman, PodmanSetup};
 
@@ -475,7 +475,8 @@ fn the_remote_cache_serves_a_podman_engine_that_lost_its_local_cache() {
         "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n\
          [[step]]\nrun = \"echo {name} > /nonce\"\n[commit]\nmessage = \"remote\"\n\
          [commit.config]\ncmd = [\"cat\", \"/nonce\"]\n\
-         [cache]\nremote = \"127.0.0.1:5000/podman-test/{name}-cache\"\n"
+         [cache]\nremote = \"127.0.0.1:5000/podman-test/{name}-cache\"\n\
+         verify_key = \"{CACHE_VERIFY_KEY}\"\nsigning_key_env = \"{CACHE_SIGNING_ENV}\"\n"
     ));
     let file = file.to_str().unwrap();
     let first = cmd(&project, &["apply", "--engine", &podman.host, file])

@@ -5,7 +5,11 @@ use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{output_text, read_json, unique, Project};
+use crate::cache::plan_keys;
+use crate::harness::{
+    output_text, read_json, unique, Project, CACHE_SIGNING_ENV, CACHE_VERIFY_KEY,
+    OTHER_SIGNING_KEY, OTHER_VERIFY_KEY,
+};
 use crate::support::daemons::{events_filtered, events_of, unix_now, Daemon};
 use crate::support::engine::{docker, docker_ok, require_image};
 use crate::support::registry::{free_port, Registry};
@@ -21,8 +25,16 @@ fn registry_with_busybox() -> Registry {
 }
 
 /// Two steps (a slow one, so a checkpoint follows it), published to `REG/NAME`, cached in
-/// `cache`.
+/// `cache`, whose entries the test's trusted key signs.
 pub(crate) fn pipeline(name: &str, reg: &str, cache: &str, last: &str) -> String {
+    let publish = format!("[[publish]]\nrepository = \"{reg}/{name}\"\ntags = [\"1\"]\n");
+    steps(name, reg, cache, (name, last), CACHE_VERIFY_KEY) + &publish
+}
+
+/// Pipeline `name` (no publish target): its slow first step writes `files.0` into `/one`, its
+/// last `files.1` into `/two`; cached in `cache`, trusting `verify_key`.
+fn steps(name: &str, reg: &str, cache: &str, files: (&str, &str), verify_key: &str) -> String {
+    let (one, two) = files;
     format!(
         r#"name = "{name}"
 [base]
@@ -30,22 +42,21 @@ image = "{reg}/busybox:latest"
 
 [[step]]
 name = "slow"
-run = "echo {name} > /one && sleep 1.2"
+run = "echo {one} > /one && sleep 1.2"
 
 [[step]]
 name = "last"
-run = "echo {last} > /two"
+run = "echo {two} > /two"
 
 [commit]
 config = {{ cmd = ["cat", "/two"] }}
 
-[[publish]]
-repository = "{reg}/{name}"
-tags = ["1"]
-
 [cache]
 remote = "{cache}"
 checkpoint_after = "800ms"
+verify_key = "{verify_key}"
+signing_key_env = "{CACHE_SIGNING_ENV}"
+
 "#
     )
 }
@@ -88,6 +99,16 @@ fn cache_index_tags(tags: &mut Vec<String>) -> Vec<String> {
     index
 }
 
+/// What `plan` says on the engine `d` (else the main one).
+fn plan_on(project: &Project, d: Option<&Daemon>) -> String {
+    let mut args = vec!["plan"];
+    if let Some(d) = d {
+        args.extend(["--engine", d.engine_arg.as_str()]);
+    }
+    args.push("pipeline.toml");
+    output_text(&project.std_cmd(&args).output().unwrap())
+}
+
 fn report(project: &Project) -> Value {
     read_json(&project.path().join("r.json"))
 }
@@ -106,9 +127,21 @@ fn a_fresh_runner_reuses_what_another_runner_built() {
     let cold = started.elapsed();
     assert!(a.status.success(), "{}", output_text(&a));
     let mut exported = reg.tags(&format!("cache/{u}"));
+    exported.sort();
     // Beside the entries, the pipeline's index (what its newest apply used) for `gc --remote`.
     let index = cache_index_tags(&mut exported);
     assert_eq!(index.len(), 1, "{index:?}");
+    // Each entry beside its signature.
+    let (signatures, entries): (Vec<String>, Vec<String>) =
+        exported.into_iter().partition(|t| t.ends_with(".sig"));
+    let exported = entries;
+    assert_eq!(
+        signatures,
+        exported
+            .iter()
+            .map(|k| format!("{k}.sig"))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         exported.len(),
         3,
@@ -122,11 +155,7 @@ fn a_fresh_runner_reuses_what_another_runner_built() {
 
     // Runner B: unchanged, empty engine: nothing created, nothing pulled, tags up to date.
     let b = Daemon::start();
-    let plan = project
-        .std_cmd(&["plan", "--engine", &b.engine_arg, "pipeline.toml"])
-        .output()
-        .unwrap();
-    let plan_text = output_text(&plan);
+    let plan_text = plan_on(&project, Some(&b));
     assert!(plan_text.contains("cached (remote)"), "{plan_text}");
     assert!(plan_text.contains("in the remote cache"), "{plan_text}");
     assert!(plan_text.contains("up to date"), "{plan_text}");
@@ -278,4 +307,131 @@ fn a_forged_cache_entry_is_not_trusted() {
     let published = format!("{}/{u}:1", reg.addr);
     assert_eq!(docker_ok(&["run", "--rm", &published]), "two");
     let _ = docker(&["rmi", &published, &forged]);
+}
+
+/// What an untrusted job with push rights to the cache can do: apply its own version of the
+/// pipeline (same name, its own first step) with its own key, then put its entries and
+/// signatures under the main branch's keys. The main branch's next apply on a fresh cache
+/// uses none of it: a planted final image is not published, a planted checkpoint is not
+/// resumed from, whether unsigned or signed by another key.
+#[test]
+fn entries_no_trusted_apply_signed_are_never_used() {
+    let reg = registry_with_busybox();
+    // (what is planted: the final image or the checkpoint after step 1; with its signature)
+    for (last, signed) in [(true, false), (true, true), (false, false), (false, true)] {
+        let case = format!("final image {last}, signed by another key {signed}");
+        let u = unique("rmtplant");
+        let repository = format!("cache/{u}");
+        let cache = format!("{}/{repository}", reg.addr);
+        let attacker = Project::new();
+        attacker.pipeline(&steps(
+            &u,
+            &reg.addr,
+            &cache,
+            ("evil", "two"),
+            OTHER_VERIFY_KEY,
+        ));
+        let planted = plan_keys(&attacker, &[]);
+        let out = attacker
+            .std_cmd(&["apply", "pipeline.toml"])
+            .env(CACHE_SIGNING_ENV, OTHER_SIGNING_KEY)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{case}: {}", output_text(&out));
+        let project = Project::new();
+        project.pipeline(&pipeline(&u, &reg.addr, &cache, "two"));
+        let keys = plan_keys(&project, &[]);
+        let (from, to) = if last {
+            (&planted[2], &keys[2])
+        } else {
+            (&planted[0], &keys[0])
+        };
+        reg.copy_tag(&repository, from, to);
+        if signed {
+            reg.copy_tag(&repository, &format!("{from}.sig"), &format!("{to}.sig"));
+        }
+        // The main branch applies on an engine without its entries.
+        for key in planted.iter().chain(&keys) {
+            let _ = docker(&["rmi", &format!("pipeline-cache:{key}")]);
+        }
+        let why = if signed {
+            "its signature does not verify with `verify_key`"
+        } else {
+            "it is not signed"
+        };
+        let plan_text = plan_on(&project, None);
+        assert!(
+            plan_text.contains(&format!("ignored `{cache}:{to}`: {why}"))
+                && plan_text.contains("[1/2] slow: run"),
+            "{case}: {plan_text}"
+        );
+        let out = apply(&project, None, &["--report", "r.json"]);
+        let text = output_text(&out);
+        assert!(out.status.success(), "{case}: {text}");
+        let r = report(&project);
+        assert_eq!(r["steps"][0]["cached"], false, "{case}: {r:#}");
+        assert!(
+            r["cache_remote"]["imported"].as_array().unwrap().is_empty(),
+            "{case}: {r:#}"
+        );
+        assert!(
+            text.contains(&format!(
+                "ignored what no trusted apply signed (built instead): `{cache}:{to}`: {why}"
+            )),
+            "{case}: {text}"
+        );
+        let published = format!("{}/{u}:1", reg.addr);
+        assert_eq!(
+            docker_ok(&["run", "--rm", &published, "cat", "/one", "/two"]),
+            format!("{u}\ntwo"),
+            "{case}"
+        );
+        // What it pushed replaced the planted entry: a fresh runner now uses that.
+        let plan_text = plan_on(&project, Some(&Daemon::start()));
+        assert!(plan_text.contains("cached (remote)"), "{case}: {plan_text}");
+        assert!(!plan_text.contains("ignored"), "{case}: {plan_text}");
+        let _ = docker(&["rmi", &published]);
+        for key in planted.iter().chain(&keys) {
+            let _ = docker(&["rmi", &format!("pipeline-cache:{key}")]);
+        }
+    }
+}
+
+/// Without `verify_key` (and without a signing key to derive it from), nothing of the remote
+/// cache is used or written: one warning says why. Without the signing key, nothing is pushed.
+#[test]
+fn a_remote_cache_without_a_verify_key_is_not_used() {
+    let reg = registry_with_busybox();
+    let u = unique("rmtnokey");
+    let repository = format!("cache/{u}");
+    let cache = format!("{}/{repository}", reg.addr);
+    let project = Project::new();
+    let toml = pipeline(&u, &reg.addr, &cache, "two")
+        .replace(&format!("verify_key = \"{CACHE_VERIFY_KEY}\"\n"), "")
+        .replace(&format!("signing_key_env = \"{CACHE_SIGNING_ENV}\"\n"), "");
+    project.pipeline(&toml);
+    let out = apply(&project, None, &["--report", "r.json"]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("has no `verify_key`").count(), 1, "{text}");
+    assert!(reg.tags(&repository).is_empty(), "{text}");
+    assert_eq!(report(&project)["cache_remote"]["status"], "unavailable");
+    // With the key to verify but not the one to sign (a job that is not trusted), the cache
+    // is read and nothing is pushed: one warning says why.
+    project.pipeline(&pipeline(&u, &reg.addr, &cache, "three"));
+    let out = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .env_remove(CACHE_SIGNING_ENV)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches("nothing pushed: this job has no signing key")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(reg.tags(&repository).is_empty(), "{text}");
+    let _ = docker(&["rmi", &format!("{}/{u}:1", reg.addr)]);
 }

@@ -6,6 +6,7 @@
 
 pub(crate) mod daemons;
 pub(crate) mod engine;
+pub(crate) mod hostile_registry;
 pub(crate) mod podman;
 pub(crate) mod proxy;
 pub(crate) mod registry;

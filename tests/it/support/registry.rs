@@ -194,6 +194,67 @@ impl Registry {
         );
     }
 
+    /// Puts the manifest `repository:from` (an image, index or artifact) under the tag `to`
+    /// as well: the same bytes, so the same digest. No credentials.
+    pub(crate) fn copy_tag(&self, repository: &str, from: &str, to: &str) {
+        let url = format!("{}/v2/{repository}/manifests", self.url());
+        let accept = "application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json, \
+             application/vnd.oci.image.index.v1+json, \
+             application/vnd.docker.distribution.manifest.list.v2+json";
+        let dir = tempfile::tempdir().unwrap();
+        let (body, head) = (dir.path().join("m.json"), dir.path().join("h.txt"));
+        let get = Command::new("curl")
+            .args(["-sf", "-H", &format!("Accept: {accept}"), "-D"])
+            .arg(&head)
+            .arg("-o")
+            .arg(&body)
+            .arg(format!("{url}/{from}"))
+            .status()
+            .expect("curl");
+        assert!(get.success(), "GET {url}/{from}");
+        let head = std::fs::read_to_string(&head).unwrap();
+        let media_type = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-type")
+                    .then(|| v.trim().to_string())
+            })
+            .expect("a Content-Type");
+        self.put_manifest(repository, to, &media_type, &std::fs::read(&body).unwrap());
+    }
+
+    /// PUTs `body` as the manifest `repository:reference` of type `media_type`. No credentials.
+    pub(crate) fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.json");
+        std::fs::write(&file, body).unwrap();
+        let put = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "PUT",
+                "-H",
+                &format!("Content-Type: {media_type}"),
+            ])
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg(format!(
+                "{}/v2/{repository}/manifests/{reference}",
+                self.url()
+            ))
+            .status()
+            .expect("curl");
+        assert!(put.success(), "PUT {repository}:{reference}");
+    }
+
     /// Tags of `repository` ("team/app"); empty when the repository does not exist.
     pub(crate) fn tags(&self, repository: &str) -> Vec<String> {
         let resp = self.get(&format!("/v2/{repository}/tags/list"), &[]);
