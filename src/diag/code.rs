@@ -64,7 +64,6 @@ codes! {
     EmptyTags = "empty-tags": "an empty list of tags",
     DuplicateTarget = "duplicate-target": "the same repository and tag published twice",
     ReservedName = "reserved-name": "a local tag or publish repository in a repository only the tool writes (`pipeline-cache`, `pipeline-debug`)",
-    PublishIntoCache = "publish-into-cache": "a `[[publish]]` into the repository of the remote step cache",
     PlatformInPublish = "platform-in-publish": "a `[[publish]]` repository or tag that reads `platform` in a pipeline built for several platforms",
     IncompleteCredentials = "incomplete-credentials": "`username` without `password_env`, or the reverse, or credentials without a registry",
     InvalidEnvName = "invalid-env-name": "a name that is not a valid environment variable name",
