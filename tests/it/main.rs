@@ -9,8 +9,11 @@ mod harness;
 
 mod config;
 mod docs;
+mod forms;
 mod hostile;
 mod layers;
+mod overrides;
+mod vars;
 
 #[cfg(feature = "engine-tests")]
 mod apply;
