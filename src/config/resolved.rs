@@ -164,7 +164,10 @@ fn table(out: &mut String, cx: &Context<'_>, header: &str, t: &DeTable<'_>, item
 /// `key = value  # origin`.
 fn line(out: &mut String, cx: &Context<'_>, name: &str, v: &Spanned<DeValue<'_>>) {
     let mut reads = Vec::new();
-    let value = cx.value(v, &mut reads);
+    let value = match v.get_ref() {
+        DeValue::Array(items) if name == "tags" => cx.tags(items, &mut reads),
+        _ => cx.value(v, &mut reads),
+    };
     let mut comment = cx.place(&v.span());
     reads.sort();
     reads.dedup();
@@ -219,6 +222,27 @@ impl Context<'_> {
                     .collect(),
             ),
         }
+    }
+
+    /// Tags as apply takes them: a list variable alone gives one tag per item, an empty tag is
+    /// left out.
+    fn tags(&self, items: &[Spanned<DeValue<'_>>], reads: &mut Vec<String>) -> toml::Value {
+        let mut out = Vec::new();
+        for item in items {
+            if let DeValue::String(s) = item.get_ref() {
+                let written = Spanned::new(item.span(), s.to_string());
+                if let Some(list) = self.templates.list(&written) {
+                    reads.extend(self.reads(s));
+                    out.extend(list.into_iter().map(toml::Value::String));
+                    continue;
+                }
+            }
+            match self.value(item, reads) {
+                toml::Value::String(t) if t.trim().is_empty() => {}
+                v => out.push(v),
+            }
+        }
+        toml::Value::Array(out)
     }
 
     /// The variables a template reads, with where their values came from.

@@ -11,6 +11,7 @@ use crate::harness::{output_text, Project};
 const FILE: &str = r#"[vars]
 version = "1.0"
 debug = false
+also = ["stable"]
 
 [base]
 image = "debian:bookworm"
@@ -30,7 +31,7 @@ labels = { "org.opencontainers.image.version" = "{{ version }}" }
 
 [[publish]]
 repository = "localhost:5000/app"
-tags = ["{{ version }}"]
+tags = ["{{ version }}", "{{ also }}", "{% if debug %}debug{% endif %}"]
 "#;
 
 fn sets(pairs: &[(&str, &str)]) -> Overrides {
