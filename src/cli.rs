@@ -43,9 +43,14 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args, Clone, Default)]
 pub(crate) struct VarArgs {
-    /// Set a template variable, overriding `[vars]` (repeatable).
+    /// Give a declared template variable a value, converted to its type (repeatable; wins
+    /// over `--var-file` and `PIPELINE_VAR_<name>`).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub(crate) vars: Vec<(String, String)>,
+    /// Set any key of the pipeline files over the files' values, e.g. `base.image=debian:trixie`
+    /// or `step.0.run=make` (repeatable; the value is read as the key's type).
+    #[arg(long = "set", value_name = "PATH=VALUE", value_parser = parse_var)]
+    pub(crate) sets: Vec<(String, String)>,
     /// Load template variables from a TOML file of `key = value` lines (repeatable).
     #[arg(long = "var-file", value_name = "FILE")]
     pub(crate) var_files: Vec<PathBuf>,
@@ -149,6 +154,11 @@ pub(crate) struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
+    /// Print each pipeline file as resolved (variables given, `--set` applied, templates
+    /// rendered) as TOML, with where each value came from as a comment, and stop: no engine
+    /// or registry is read.
+    #[arg(long, conflicts_with_all = ["format", "detailed_exitcode", "offline"])]
+    pub(crate) resolved: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -94,24 +94,7 @@ impl fmt::Display for GraphError {
 /// The key two references are compared by: registry (docker.io and its `library/` spelled out),
 /// path and tag (`latest` when none). References by digest never match a produced tag.
 pub(crate) fn key(r: &ImageRef) -> Option<String> {
-    if r.digest.is_some() {
-        return None;
-    }
-    let registry = r.registry.as_deref().unwrap_or("docker.io");
-    let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
-        "docker.io"
-    } else {
-        registry
-    };
-    let path = if registry == "docker.io" && !r.path.contains('/') {
-        format!("library/{}", r.path)
-    } else {
-        r.path.clone()
-    };
-    Some(format!(
-        "{registry}/{path}:{}",
-        r.tag.as_deref().unwrap_or("latest")
-    ))
+    r.key()
 }
 
 /// A reference a pipeline produces.

@@ -37,6 +37,20 @@ pub struct Pipeline {
     pub platform: Option<Platform>,
     /// How the image is written (`[image]`).
     pub image: ImageSettings,
+    /// Where the file writes each reference the pipeline produces: its local tags and
+    /// publish targets, for the check that no two files of a run produce the same one.
+    pub written: Vec<Written>,
+}
+
+/// A reference a pipeline produces, and where its file writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub reference: ImageRef,
+    /// A publish target (else a local tag).
+    pub published: bool,
+    pub span: std::ops::Range<usize>,
+    /// The span's line, from 1.
+    pub line: usize,
 }
 
 /// How the image is written.

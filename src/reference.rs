@@ -101,6 +101,29 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
+    /// The key two references are compared by: registry (docker.io and its `library/` spelled
+    /// out), path and tag (`latest` when none). References by digest never match a produced tag.
+    pub(crate) fn key(&self) -> Option<String> {
+        if self.digest.is_some() {
+            return None;
+        }
+        let registry = self.registry.as_deref().unwrap_or("docker.io");
+        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
+            "docker.io"
+        } else {
+            registry
+        };
+        let path = if registry == "docker.io" && !self.path.contains('/') {
+            format!("library/{}", self.path)
+        } else {
+            self.path.clone()
+        };
+        Some(format!(
+            "{registry}/{path}:{}",
+            self.tag.as_deref().unwrap_or("latest")
+        ))
+    }
+
     /// Parses a reference with the distribution grammar, keeping the parts as written.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() {

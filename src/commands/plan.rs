@@ -25,6 +25,12 @@ pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError>
 
 async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let settings = Settings::plan(&args)?;
+    if args.resolved {
+        let text = crate::config::resolved(&settings.files, &settings.overrides)
+            .map_err(CliError::Invalid)?;
+        print!("{text}");
+        return Ok(ExitStatus::Success);
+    }
     let prepared = front::prepare(&settings, ui).await.map_err(|r| r.error)?;
     let engine = &prepared.engines[0];
     if prepared.engines.len() > 1 {

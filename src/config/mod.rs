@@ -3,17 +3,20 @@
 pub mod check;
 mod paths;
 pub mod raw;
+mod resolved;
+mod set;
 pub mod template;
 mod validate;
+pub mod vars;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use minijinja::Value;
 use serde::Deserialize;
 
 use crate::diag::{Code, Diagnostic, Report};
 use crate::model::Pipeline;
+pub use resolved::resolved;
 use template::Templates;
 use validate::Builder;
 
@@ -28,6 +31,8 @@ pub struct Overrides {
     pub platforms: Vec<String>,
     /// The platform to render the templates for; `None`: the first of the pipeline's.
     pub platform: Option<crate::model::Platform>,
+    /// `--set PATH=VALUE`, in order: keys of the file set over its values.
+    pub sets: Vec<(String, String)>,
 }
 
 /// A parsed pipeline file: what could be read of it, and every problem found on the way.
@@ -47,12 +52,18 @@ pub struct Parsed {
 /// Parses a pipeline file's text: every syntax error and every structural problem (unknown
 /// key, wrong type, missing key) is reported, not only the first one.
 pub fn parse(source: &str) -> Parsed {
+    parse_with(source, &[])
+}
+
+/// [`parse`], with the keys of `--set` applied over the file's (see [`set`]).
+pub fn parse_with<'i>(source: &'i str, sets: &'i [(String, String)]) -> Parsed {
     let (mut root, errors) = toml::de::DeTable::parse_recoverable(source);
     let mut diagnostics: Vec<Diagnostic> = errors
         .iter()
         .take(crate::diag::MAX_SHOWN)
         .map(toml_error)
         .collect();
+    diagnostics.extend(set::apply(root.get_mut(), sets, source.len()));
     let syntax_error_at = (!diagnostics.is_empty()).then(|| {
         diagnostics
             .iter()
@@ -250,6 +261,9 @@ pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<
         skipped: Vec::new(),
     };
     let mut reports = Vec::new();
+    // Every variable some file declares: a value given for another name is a mistake.
+    let mut declared = BTreeSet::new();
+    let mut read_any = false;
     for candidate in expand(files) {
         let c = match candidate {
             Ok(c) => c,
@@ -282,15 +296,97 @@ pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<
                 .push(skip("no `base` key, so not a pipeline"));
             continue;
         }
+        read_any = true;
+        declared.extend(declared_names(&source));
         match load_source(&c.shown, source, overrides) {
             Ok(p) => loaded.pipelines.push(p),
             Err(report) => reports.push(report),
         }
     }
+    if read_any {
+        let (given, var_files) = vars::given(overrides);
+        reports.extend(vars::unknown(&given, &var_files, &declared));
+    }
+    reports.extend(produced_twice(&loaded.pipelines));
     if reports.is_empty() {
         Ok(loaded)
     } else {
         Err(reports)
+    }
+}
+
+/// The line (from 1) of a byte offset.
+fn line_of(source: &str, at: usize) -> usize {
+    source.as_bytes()[..at.min(source.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// A reference two files of one run produce (a local tag or a publish target): both would
+/// write it at the same time, and which one wins is luck. A report for each later file.
+fn produced_twice(pipelines: &[Pipeline]) -> Vec<Report> {
+    let mut first: std::collections::HashMap<String, (usize, &crate::model::Written)> =
+        std::collections::HashMap::new();
+    let mut found: Vec<(usize, Diagnostic)> = Vec::new();
+    for (i, p) in pipelines.iter().enumerate() {
+        for w in &p.written {
+            let Some(key) = w.reference.key() else {
+                continue;
+            };
+            match first.get(&key) {
+                None => {
+                    first.insert(key, (i, w));
+                }
+                Some((j, _)) if *j == i => {}
+                Some((j, other)) => {
+                    let what = |w: &crate::model::Written| {
+                        if w.published {
+                            "publishes"
+                        } else {
+                            "tags its image"
+                        }
+                    };
+                    let message = format!(
+                        "`{}` is produced by two files: `{}` {} it too (line {})",
+                        w.reference,
+                        crate::diag::clean(&pipelines[*j].file.display().to_string()),
+                        what(other),
+                        other.line
+                    );
+                    found.push((
+                        i,
+                        Diagnostic::new(Code::DuplicateTarget, message)
+                            .at(w.span.clone())
+                            .label(format!("this file {} it", what(w)))
+                            .hint("give each file tags of its own, e.g. with a suffix per variant"),
+                    ));
+                }
+            }
+        }
+    }
+    let mut reports: Vec<Report> = Vec::new();
+    for (i, d) in found {
+        let file = pipelines[i].file.display().to_string();
+        match reports.iter_mut().find(|r| r.file == file) {
+            Some(r) => r.diagnostics.push(d),
+            None => reports.push(Report {
+                source: std::fs::read_to_string(&pipelines[i].file).unwrap_or_default(),
+                file,
+                diagnostics: vec![d],
+            }),
+        }
+    }
+    reports
+}
+
+/// The names a pipeline file declares under `[vars]` (as far as it can be read).
+fn declared_names(source: &str) -> Vec<String> {
+    let (root, _) = toml::de::DeTable::parse_recoverable(source);
+    match root.get_ref().get("vars").map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::Table(t)) => t.keys().map(|k| k.get_ref().to_string()).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -365,33 +461,61 @@ pub fn load_str(
     dir: &Path,
     overrides: &Overrides,
 ) -> Result<Pipeline, Vec<Diagnostic>> {
+    load_checked(path, source, dir, overrides).map_err(|diags| {
+        diags
+            .into_iter()
+            .map(|d| set::relocate(d, source.len(), &overrides.sets))
+            .collect()
+    })
+}
+
+fn load_checked(
+    path: &Path,
+    source: &str,
+    dir: &Path,
+    overrides: &Overrides,
+) -> Result<Pipeline, Vec<Diagnostic>> {
     let Parsed {
         file,
         mut diagnostics,
         pruned,
         syntax_error_at,
-    } = parse(source);
+    } = parse_with(source, &overrides.sets);
     let Some(raw) = file else {
         return Err(diagnostics);
     };
-    let (mut vars, var_diags) = variables(&raw, overrides);
+    let (declared, var_diags) = vars::declare(&raw.vars);
+    diagnostics.extend(var_diags);
+    let (given, files) = vars::given(overrides);
+    diagnostics.extend(files.iter().filter_map(|f| {
+        let e = f.entries.as_ref().err()?;
+        Some(Diagnostic::new(
+            Code::InvalidVarFile,
+            format!("cannot load `{}`: {e}", f.path.display()),
+        ))
+    }));
+    let (resolved, var_diags) = vars::resolve(&declared, &given);
     diagnostics.extend(var_diags);
     let platforms = platforms(&raw, overrides, &mut diagnostics);
     let platform = overrides
         .platform
         .clone()
         .or_else(|| platforms.first().cloned());
-    if let Some(pl) = &platform {
-        vars.insert("platform".into(), template::platform_value(pl));
-    }
-    let templates = Templates::new(vars);
-    let builder = Builder::new(&templates, dir).multi_platform(platforms.len() > 1);
-    match builder.build(path, raw) {
-        Ok(p) if diagnostics.is_empty() => Ok(Pipeline {
-            platforms,
-            platform,
-            ..p
-        }),
+    let templates = Templates::new(&resolved, platform.as_ref().map(template::platform_value));
+    match Builder::new(&templates, dir)
+        .multi_platform(platforms.len() > 1)
+        .build(path, raw)
+    {
+        Ok(mut p) if diagnostics.is_empty() => {
+            for w in &mut p.written {
+                w.line = line_of(source, w.span.start);
+            }
+            Ok(Pipeline {
+                platforms,
+                platform,
+                ..p
+            })
+        }
         Ok(_) => Err(diagnostics),
         Err(d) => {
             // "Neither `run` nor `copy`" in a step whose `rnu` was just reported says the
@@ -449,55 +573,4 @@ fn platforms(
         }
     }
     out
-}
-
-fn variables(
-    raw: &raw::PipelineFile,
-    overrides: &Overrides,
-) -> (BTreeMap<String, Value>, Vec<Diagnostic>) {
-    let mut vars: BTreeMap<String, Value> = raw
-        .vars
-        .iter()
-        .filter_map(|(k, v)| template::toml_to_value(v.get_ref()).map(|v| (k.clone(), v)))
-        .collect();
-    let mut diags = Vec::new();
-    for file in &overrides.var_files {
-        let loaded = crate::fsread::read_bounded(file, crate::fsread::FILE_LIMIT)
-            .map_err(|e| e.to_string())
-            .and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()))
-            .and_then(|s| {
-                toml::from_str::<BTreeMap<String, toml::Value>>(&s).map_err(|e| {
-                    // The message without the snippet of the file that `Display` adds.
-                    let before = e.span().and_then(|at| s.get(..at.start));
-                    let line = before.unwrap_or_default().matches('\n').count() + 1;
-                    format!("{} at line {line}", e.message().trim())
-                })
-            });
-        match loaded {
-            Ok(map) => {
-                for (k, v) in map {
-                    match template::toml_to_value(&v) {
-                        Some(v) => {
-                            vars.insert(k, v);
-                        }
-                        None => diags.push(Diagnostic::new(
-                            Code::InvalidVar,
-                            format!(
-                                "variable `{k}` in `{}` must be a string, number or boolean",
-                                file.display()
-                            ),
-                        )),
-                    }
-                }
-            }
-            Err(e) => diags.push(Diagnostic::new(
-                Code::InvalidVarFile,
-                format!("cannot load `{}`: {e}", file.display()),
-            )),
-        }
-    }
-    for (k, v) in &overrides.vars {
-        vars.insert(k.clone(), Value::from(v.as_str()));
-    }
-    (vars, diags)
 }

@@ -32,8 +32,11 @@ pub struct PipelineFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub platforms: Vec<Str>,
-    /// Template variables. Every string value in this file is a minijinja template that can use
-    /// them as `{{ name }}`; `--var NAME=VALUE` and `--var-file FILE.toml` override them.
+    /// Template variables, each declared with its type: by its value (`debug = false` is a
+    /// bool, `arches = ["amd64"]` a list of strings), or by `{ type = "string" }` without a
+    /// value. Every string value in this file is a minijinja template that can use them as
+    /// `{{ name }}`; `PIPELINE_VAR_<name>`, `--var-file FILE.toml` and `--var NAME=VALUE` give
+    /// them other values of the same type.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, VarValue>")]
     pub vars: BTreeMap<String, Spanned<toml::Value>>,
@@ -65,7 +68,7 @@ pub struct PipelineFile {
     pub image: ImageSettings,
 }
 
-/// A template variable's value.
+/// A template variable: its value, which declares its type, or its type without a value.
 #[derive(JsonSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
@@ -74,6 +77,57 @@ pub enum VarValue {
     Integer(i64),
     Float(f64),
     Boolean(bool),
+    /// A list variable: its items all strings, all numbers or all bools.
+    List(Vec<VarItem>),
+    Declaration(VarDeclaration),
+}
+
+/// An item of a list variable.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum VarItem {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+}
+
+/// A variable's default: a value or a list.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum VarDefault {
+    Item(VarItem),
+    List(Vec<VarItem>),
+}
+
+/// A variable declared by its type, e.g. `registry = { type = "string" }`: without
+/// `default`, it is undefined unless given (`--var`, a var file, `PIPELINE_VAR_<name>`), and
+/// `default`, `is defined` and `{% if %}` handle that in templates.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct VarDeclaration {
+    /// `string`, `bool`, `integer`, `number` or `list`.
+    #[serde(rename = "type")]
+    kind: VarType,
+    /// The value when none is given.
+    default: Option<VarDefault>,
+    /// What the variable is for.
+    description: Option<String>,
+}
+
+/// The type of a declared variable.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum VarType {
+    String,
+    Bool,
+    Integer,
+    Number,
+    List,
 }
 
 /// The base image.
@@ -236,13 +290,15 @@ pub struct Commit {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageConfig {
-    /// Default command (`CMD`), exec form.
-    #[schemars(with = "Option<Vec<String>>")]
-    pub cmd: Option<Vec<Str>>,
-    /// Entrypoint (`ENTRYPOINT`), exec form. Setting it without `cmd` clears the base's `CMD`,
-    /// as a Dockerfile does.
-    #[schemars(with = "Option<Vec<String>>")]
-    pub entrypoint: Option<Vec<Str>>,
+    /// Default command (`CMD`). An array is the exec form; a string is the shell form, as in
+    /// a Dockerfile: `"nginx -g 'daemon off;'"` is `["/bin/sh", "-c", "nginx -g 'daemon off;'"]`
+    /// (with the file's `shell` instead of `/bin/sh -c` when it sets one).
+    #[schemars(with = "Option<RunSpec>")]
+    pub cmd: Option<Spanned<RunSpec>>,
+    /// Entrypoint (`ENTRYPOINT`): an array (exec form) or a string (shell form, as `cmd`).
+    /// Setting it without `cmd` clears the base's `CMD`, as a Dockerfile does.
+    #[schemars(with = "Option<RunSpec>")]
+    pub entrypoint: Option<Spanned<RunSpec>>,
     /// Environment variables added to (or replacing those of) the base image.
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub env: Option<BTreeMap<Str, Str>>,
@@ -281,7 +337,9 @@ pub struct ImageConfig {
 #[serde(deny_unknown_fields)]
 pub struct Healthcheck {
     /// The check. A string runs with the image's shell (`CMD-SHELL`), an array as is (`CMD`);
-    /// `"none"` turns off a check the base image has (`NONE`).
+    /// `"none"` turns off a check the base image has (`NONE`). An array may also be written
+    /// as in Compose: `["CMD", "curl", "-f", "localhost"]`, `["CMD-SHELL", "curl -f localhost"]`
+    /// or `["NONE"]`.
     #[schemars(with = "RunSpec")]
     pub test: Spanned<RunSpec>,
     /// Time between checks, e.g. `"30s"`. Default: the engine's (30 s).

@@ -1,8 +1,10 @@
 //! Templating: every string value in a pipeline file is a minijinja template.
 //!
-//! The context holds the `[vars]` table (overridden by `--var-file` and `--var`) and `env`, an
-//! object that reads the process environment only where a template names it: `{{ env.HOME }}`.
-//! Undefined names are errors (strict undefined behaviour), never empty strings.
+//! The context holds the declared variables (see [`super::vars`]) and `env`, an object that
+//! reads the process environment only where a template names it: `{{ env.HOME }}`. A name
+//! that is not declared is an error before anything renders (with a did-you-mean); a declared
+//! variable without a value and an unset environment variable are undefined: `default`, `is
+//! defined` and `{% if %}` handle them, and printing one is an error, never an empty string.
 //!
 //! A template computes one string from scalar values, and a pipeline file may come from a
 //! stranger, so templates are a subset of minijinja that cannot run long or allocate much
@@ -12,7 +14,7 @@
 //! the instructions and the bytes a render creates, shared by the whole file.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use minijinja::value::{Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
 
 use super::raw::Str;
+use super::vars::Resolved;
 use crate::diag::{Code, Diagnostic};
 
 /// Fuel one render may use (with what is left for the file): about 20,000 instructions, or 1.3 MB of data (64 bytes a fuel).
@@ -44,6 +47,7 @@ pub const FILTERS: &[&str] = &[
     "first",
     "float",
     "int",
+    "join",
     "last",
     "length",
     "lower",
@@ -90,6 +94,10 @@ pub struct EnvRead {
 pub struct Templates {
     env: RefCell<Environment<'static>>,
     context: BTreeMap<String, Value>,
+    /// Declared variables without a value: undefined, but not unknown.
+    unset: BTreeSet<String>,
+    /// The list variables, which stand only where a list is consumed at once.
+    lists: BTreeSet<String>,
     /// Fuel left for the rest of the file.
     fuel: Cell<u64>,
     /// Every environment variable read so far.
@@ -97,14 +105,31 @@ pub struct Templates {
 }
 
 impl Templates {
-    pub fn new(vars: BTreeMap<String, Value>) -> Self {
+    /// Templates over the resolved variables and, when a platform is built, `platform`.
+    pub fn new(vars: &Resolved, platform: Option<Value>) -> Self {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        let mut context = vars;
+        // An undefined value may be tested (`is defined`, `{% if %}`) and defaulted, never
+        // printed or looked into.
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        // A bool prints as a shell or TOML would read it: `true`, not Python's `True`.
+        env.set_formatter(|out, state, value| {
+            if value.kind() == minijinja::value::ValueKind::Bool {
+                out.write_str(if value.is_true() { "true" } else { "false" })?;
+                Ok(())
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
+        let mut context = vars.values.clone();
+        if let Some(platform) = platform {
+            context.insert("platform".to_string(), platform);
+        }
         context.insert("env".to_string(), Value::from_object(EnvVars));
         Self {
             env: RefCell::new(env),
             context,
+            unset: vars.unset.clone(),
+            lists: vars.lists.clone(),
             fuel: Cell::new(FILE_FUEL),
             env_reads: RefCell::new(Vec::new()),
         }
@@ -149,56 +174,27 @@ impl Templates {
         };
         let template = env.template_from_str(text).map_err(|e| syntax(&e))?;
         let ast = machinery::parse(text, "<string>", Default::default()).map_err(|e| syntax(&e))?;
-        let reads =
-            subset::check(&ast).map_err(|refusal| refusal.diagnostic(text, span.clone()))?;
+        let walk = subset::check(&ast, &self.lists)
+            .map_err(|refusal| refusal.diagnostic(text, span.clone()))?;
         drop(ast);
         self.env_reads
             .borrow_mut()
-            .extend(reads.iter().map(|name| EnvRead {
+            .extend(walk.reads.iter().map(|name| EnvRead {
                 name: name.clone(),
                 span: span.clone(),
             }));
-        let mut undefined: Vec<String> = template
+        let mut unknown: Vec<String> = template
             .undeclared_variables(true)
             .into_iter()
             .filter(|name| {
                 let root = name.split('.').next().unwrap_or(name);
-                root != "env" && !self.context.contains_key(root)
+                root != "env" && !self.context.contains_key(root) && !self.unset.contains(root)
             })
-            .chain(
-                reads
-                    .iter()
-                    .filter(|var| std::env::var_os(var).is_none())
-                    .map(|var| format!("env.{var}")),
-            )
             .collect();
-        undefined.sort();
-        undefined.dedup();
-        if let Some(name) = undefined.first() {
-            let hint = if let Some(var) = name.strip_prefix("env.") {
-                format!("the environment variable `{var}` is not set")
-            } else if name == "platform" || name.starts_with("platform.") {
-                "`platform` is the platform being built: set `platforms = [\"linux/amd64\", ...]` \
-                 in the file, or pass `--platform linux/amd64`"
-                    .to_string()
-            } else {
-                format!(
-                    "define it under [vars], or pass `--var {name}=VALUE`; environment \
-                     variables are read as `{{{{ env.NAME }}}}`"
-                )
-            };
-            let names: Vec<String> = undefined.iter().map(|n| format!("`{n}`")).collect();
-            let message = match names.split_last() {
-                Some((last, [])) => format!("undefined variable {last}"),
-                Some((last, init)) => {
-                    format!("undefined variables {} and {last}", init.join(", "))
-                }
-                None => "undefined variable".to_string(),
-            };
-            return Err(Diagnostic::new(Code::UndefinedVariable, message)
-                .at(span)
-                .label("used here")
-                .hint(hint));
+        unknown.sort();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            return Err(self.undefined(&unknown, span, true));
         }
         if fuel == 0 {
             return Err(Diagnostic::new(
@@ -210,7 +206,7 @@ impl Templates {
             .hint("templates compute short values; make the ones before this one simpler"));
         }
         let rendered = template.render_captured(&self.context);
-        let result = match rendered {
+        match rendered {
             Ok(captured) => {
                 let used = captured
                     .state()
@@ -222,6 +218,10 @@ impl Templates {
             Err(e) => {
                 // How much a failed render used is unknown: as much as it could.
                 self.fuel.set(self.fuel.get().saturating_sub(fuel));
+                let undefined = self.undefined_uses(&walk.unguarded);
+                if e.kind() == minijinja::ErrorKind::UndefinedError && !undefined.is_empty() {
+                    return Err(self.undefined(&undefined, span, false));
+                }
                 let mut d = Diagnostic::new(
                     Code::TemplateError,
                     format!("template error: {}", detail(&e)),
@@ -233,8 +233,99 @@ impl Templates {
                 }
                 Err(d)
             }
+        }
+    }
+
+    /// The names used outside `default`, `is defined` and `{% if %}` that have no value: an
+    /// unset environment variable (`env.NAME`) or a variable declared without one.
+    fn undefined_uses(&self, unguarded: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = unguarded
+            .iter()
+            .filter(|name| match name.strip_prefix("env.") {
+                Some(var) => std::env::var_os(var).is_none(),
+                None => self.unset.contains(name.as_str()),
+            })
+            .cloned()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// `undefined variable `x``, with how to define the first one. `unknown`: the names are
+    /// not declared at all (else: declared, or environment variables, without a value).
+    fn undefined(&self, names: &[String], span: Range<usize>, unknown: bool) -> Diagnostic {
+        let name = names.first().map(String::as_str).unwrap_or_default();
+        let fallback = "or give a fallback: `| default(\"...\")`, `is defined`, `{% if %}`";
+        let declared = self
+            .context
+            .keys()
+            .chain(&self.unset)
+            .filter(|k| *k != "env" && *k != "platform")
+            .map(String::as_str);
+        let hint = if let Some(var) = name.strip_prefix("env.") {
+            format!("the environment variable `{var}` is not set: set it, {fallback}")
+        } else if name == "platform" || name.starts_with("platform.") {
+            "`platform` is the platform being built: set `platforms = [\"linux/amd64\", ...]` \
+             in the file, or pass `--platform linux/amd64`"
+                .to_string()
+        } else if !unknown {
+            format!("`{name}` is declared without a value: pass `--var {name}=VALUE`, {fallback}")
+        } else if let Some(near) = crate::diag::suggest(name, declared) {
+            format!("did you mean `{near}`? (variables are declared under [vars])")
+        } else {
+            format!(
+                "declare it under [vars] (e.g. `{name} = \"...\"`) and pass `--var {name}=VALUE` \
+                 to change it; environment variables are read as `{{{{ env.NAME }}}}`"
+            )
         };
-        result
+        let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        let message = match quoted.split_last() {
+            Some((last, [])) => format!("undefined variable {last}"),
+            Some((last, init)) => format!("undefined variables {} and {last}", init.join(", ")),
+            None => "undefined variable".to_string(),
+        };
+        Diagnostic::new(Code::UndefinedVariable, message)
+            .at(span)
+            .label("used here")
+            .hint(hint)
+    }
+
+    /// The names a template reads (`version`, `env.USER`, `platform.arch`), sorted; none for
+    /// a template that does not parse.
+    pub fn names(&self, text: &str) -> Vec<String> {
+        if !text.contains("{{") && !text.contains("{%") {
+            return Vec::new();
+        }
+        let env = self.env.borrow();
+        let mut names: Vec<String> = env
+            .template_from_str(text)
+            .map(|t| t.undeclared_variables(true).into_iter().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// A tag written as one list variable, `{{ versions }}`: its items, as text. `None` when
+    /// the text is anything else (it is then rendered as one tag).
+    pub fn list(&self, s: &Str) -> Option<Vec<String>> {
+        let inner = s.get_ref().trim().strip_prefix("{{")?.strip_suffix("}}")?;
+        let name = inner.trim_matches(|c: char| c == '-' || c.is_whitespace());
+        if !self.lists.contains(name) {
+            return None;
+        }
+        let items = self.context.get(name)?.try_iter().ok()?;
+        Some(
+            items
+                .map(|v| {
+                    if v.kind() == minijinja::value::ValueKind::Bool {
+                        v.is_true().to_string()
+                    } else {
+                        v.to_string()
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// Whether the template `text` reads the variable `name` (anywhere in it, also where a
@@ -260,17 +351,6 @@ fn detail(e: &minijinja::Error) -> String {
         Some(d) => format!("{} ({d})", e.kind()),
         None => e.kind().to_string(),
     }
-}
-
-/// Converts a TOML scalar to a template value.
-pub fn toml_to_value(v: &toml::Value) -> Option<Value> {
-    Some(match v {
-        toml::Value::String(s) => Value::from(s.as_str()),
-        toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => Value::from(*f),
-        toml::Value::Boolean(b) => Value::from(*b),
-        _ => return None,
-    })
 }
 
 /// The subset of minijinja that pipeline templates may use.
@@ -352,20 +432,74 @@ mod subset {
     const ONE_EXPRESSION: &str =
         "a value is one expression: use `{{ ... }}`, `{% if %}` and `{% set name = ... %}`";
 
-    /// Checks a parsed template; returns the environment variables it reads.
-    pub(crate) fn check(template: &ast::Stmt<'_>) -> Result<Vec<String>, Refusal> {
-        let mut reads = Vec::new();
-        stmt(template, &mut reads)?;
-        Ok(reads)
+    /// What a walk of a template found.
+    pub(crate) struct Walk<'l> {
+        /// The environment variables it reads.
+        pub(crate) reads: Vec<String>,
+        /// Names (`x`, `env.X`) used outside `default`, `is defined` and `{% if x %}`.
+        pub(crate) unguarded: Vec<String>,
+        lists: &'l BTreeSet<String>,
+        /// The expression being walked is the input of `default` or `is defined`.
+        guard: bool,
     }
 
-    fn stmt(s: &ast::Stmt<'_>, reads: &mut Vec<String>) -> Result<(), Refusal> {
+    impl Walk<'_> {
+        fn env(&mut self, name: &str) {
+            self.reads.push(name.to_string());
+            self.used(format!("env.{name}"));
+        }
+
+        fn used(&mut self, name: String) {
+            if !self.guard {
+                self.unguarded.push(name);
+            }
+        }
+    }
+
+    /// The filters that consume a list at once (a list variable may be their input).
+    const LIST_FILTERS: &[&str] = &["count", "first", "join", "last", "length"];
+
+    /// Checks a parsed template; `lists` are the list variables.
+    pub(crate) fn check<'l>(
+        template: &ast::Stmt<'_>,
+        lists: &'l BTreeSet<String>,
+    ) -> Result<Walk<'l>, Refusal> {
+        let mut walk = Walk {
+            reads: Vec::new(),
+            unguarded: Vec::new(),
+            lists,
+            guard: false,
+        };
+        stmt(template, &mut walk)?;
+        Ok(walk)
+    }
+
+    /// A name or `env.NAME`: what `default`, `is defined` and `{% if %}` may guard.
+    fn guardable(e: &ast::Expr<'_>) -> bool {
+        match e {
+            ast::Expr::Var(_) => true,
+            ast::Expr::GetAttr(g) => matches!(&g.expr, ast::Expr::Var(v) if v.id == "env"),
+            ast::Expr::GetItem(g) => matches!(&g.expr, ast::Expr::Var(v) if v.id == "env"),
+            ast::Expr::UnaryOp(u) => guardable(&u.expr),
+            _ => false,
+        }
+    }
+
+    /// Walks `e` as the input of a guard when it is a bare name.
+    fn guarded(e: &ast::Expr<'_>, container: bool, reads: &mut Walk<'_>) -> Result<(), Refusal> {
+        reads.guard = guardable(e);
+        let result = expr(e, container, reads);
+        reads.guard = false;
+        result
+    }
+
+    fn stmt(s: &ast::Stmt<'_>, reads: &mut Walk<'_>) -> Result<(), Refusal> {
         match s {
             ast::Stmt::Template(t) => body(&t.children, reads),
             ast::Stmt::EmitExpr(e) => expr(&e.expr, false, reads),
             ast::Stmt::EmitRaw(_) => Ok(()),
             ast::Stmt::IfCond(c) => {
-                expr(&c.expr, false, reads)?;
+                guarded(&c.expr, false, reads)?;
                 body(&c.true_body, reads)?;
                 body(&c.false_body, reads)
             }
@@ -399,7 +533,7 @@ mod subset {
         }
     }
 
-    fn body(stmts: &[ast::Stmt<'_>], reads: &mut Vec<String>) -> Result<(), Refusal> {
+    fn body(stmts: &[ast::Stmt<'_>], reads: &mut Walk<'_>) -> Result<(), Refusal> {
         stmts.iter().try_for_each(|s| stmt(s, reads))
     }
 
@@ -446,10 +580,16 @@ mod subset {
 
     /// Checks an expression; `container` says whether a list, tuple or map may stand here
     /// (after `in`, before `[key]`).
-    fn expr(e: &ast::Expr<'_>, container: bool, reads: &mut Vec<String>) -> Result<(), Refusal> {
+    fn expr(e: &ast::Expr<'_>, container: bool, reads: &mut Walk<'_>) -> Result<(), Refusal> {
         match e {
             ast::Expr::Var(v) if v.id == "env" => Err(env_by_name(e.span())),
-            ast::Expr::Var(_) => Ok(()),
+            ast::Expr::Var(v) if !container && reads.lists.contains(v.id) => {
+                Err(list_out_of_place(v.id, e.span()))
+            }
+            ast::Expr::Var(v) => {
+                reads.used(v.id.to_string());
+                Ok(())
+            }
             ast::Expr::Const(c) => {
                 if container || is_scalar(&c.value) {
                     Ok(())
@@ -486,38 +626,25 @@ mod subset {
                 Ok(())
             }
             ast::Expr::IfExpr(i) => {
-                expr(&i.test_expr, false, reads)?;
+                guarded(&i.test_expr, false, reads)?;
                 expr(&i.true_expr, false, reads)?;
                 match &i.false_expr {
                     Some(f) => expr(f, false, reads),
                     None => Ok(()),
                 }
             }
-            ast::Expr::Filter(f) => {
-                if !FILTERS.contains(&f.name) {
-                    let hint = match crate::diag::suggest(f.name, FILTERS.iter().copied()) {
-                        Some(name) => format!("did you mean `{name}`?"),
-                        None => format!("the filters are: {}", FILTERS.join(", ")),
-                    };
-                    return Err(Refusal::new(
-                        Code::UnknownFilter,
-                        format!("unknown filter `{}`", f.name),
-                        e.span(),
-                    )
-                    .hint(hint));
-                }
-                if let Some(inner) = &f.expr {
-                    expr(inner, false, reads)?;
-                }
-                args(&f.args, reads)
-            }
+            ast::Expr::Filter(f) => filter(f, e.span(), reads),
             ast::Expr::Test(t) => {
-                expr(&t.expr, false, reads)?;
+                if matches!(t.name, "defined" | "undefined" | "none") {
+                    guarded(&t.expr, true, reads)?;
+                } else {
+                    expr(&t.expr, false, reads)?;
+                }
                 args(&t.args, reads)
             }
             ast::Expr::GetAttr(g) => match &g.expr {
                 ast::Expr::Var(v) if v.id == "env" => {
-                    reads.push(g.name.to_string());
+                    reads.env(g.name);
                     Ok(())
                 }
                 inner => expr(inner, false, reads),
@@ -526,7 +653,7 @@ mod subset {
                 (ast::Expr::Var(v), ast::Expr::Const(c)) if v.id == "env" => match c.value.as_str()
                 {
                     Some(name) => {
-                        reads.push(name.to_string());
+                        reads.env(name);
                         Ok(())
                     }
                     None => Err(env_by_name(e.span())),
@@ -549,11 +676,38 @@ mod subset {
         }
     }
 
+    /// Checks a filter: a known name, its input (a guarded one for `default`) and arguments.
+    fn filter(
+        f: &ast::Filter<'_>,
+        span: machinery::Span,
+        reads: &mut Walk<'_>,
+    ) -> Result<(), Refusal> {
+        if !FILTERS.contains(&f.name) {
+            let hint = match crate::diag::suggest(f.name, FILTERS.iter().copied()) {
+                Some(name) => format!("did you mean `{name}`?"),
+                None => format!("the filters are: {}", FILTERS.join(", ")),
+            };
+            return Err(Refusal::new(
+                Code::UnknownFilter,
+                format!("unknown filter `{}`", f.name),
+                span,
+            )
+            .hint(hint));
+        }
+        let list = LIST_FILTERS.contains(&f.name);
+        match &f.expr {
+            Some(inner) if matches!(f.name, "default" | "d") => guarded(inner, false, reads)?,
+            Some(inner) => expr(inner, list, reads)?,
+            None => {}
+        }
+        args(&f.args, reads)
+    }
+
     fn items(
         list: &[ast::Expr<'_>],
         container: bool,
         span: machinery::Span,
-        reads: &mut Vec<String>,
+        reads: &mut Walk<'_>,
     ) -> Result<(), Refusal> {
         if !container {
             return Err(misplaced_container(span));
@@ -561,7 +715,7 @@ mod subset {
         list.iter().try_for_each(|item| expr(item, false, reads))
     }
 
-    fn args(list: &[ast::CallArg<'_>], reads: &mut Vec<String>) -> Result<(), Refusal> {
+    fn args(list: &[ast::CallArg<'_>], reads: &mut Walk<'_>) -> Result<(), Refusal> {
         for a in list {
             match a {
                 ast::CallArg::Pos(e)
@@ -596,6 +750,18 @@ mod subset {
             "a template computes one string: `{{ arch in [\"amd64\", \"arm64\"] }}` and \
              `{{ {\"amd64\": \"x86_64\"}[arch] }}` work",
         )
+    }
+
+    fn list_out_of_place(name: &str, span: machinery::Span) -> Refusal {
+        Refusal::new(
+            Code::TemplateUnsupported,
+            format!("`{name}` is a list: it can only follow `in` or be the input of `join`, `length`, `count`, `first` or `last`"),
+            span,
+        )
+        .hint(format!(
+            "a template computes one string: e.g. `{{{{ {name} | join(\" \") }}}}`; in `tags`, \
+             `\"{{{{ {name} }}}}\"` alone gives one tag per item"
+        ))
     }
 
     fn env_by_name(span: machinery::Span) -> Refusal {

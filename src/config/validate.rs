@@ -21,6 +21,8 @@ pub(super) struct Builder<'a> {
     multi_platform: bool,
     /// Each publish repository as parsed, where it is written.
     published: Vec<(ImageRef, std::ops::Range<usize>)>,
+    /// The local tags and publish targets, where the file writes them.
+    written: Vec<Written>,
 }
 
 impl<'a> Builder<'a> {
@@ -31,6 +33,7 @@ impl<'a> Builder<'a> {
             diags: Vec::new(),
             multi_platform: false,
             published: Vec::new(),
+            written: Vec::new(),
         }
     }
 
@@ -50,17 +53,6 @@ impl<'a> Builder<'a> {
             Some(n) => self.text(n).unwrap_or_default(),
             None => default_pipeline_name(file, self.dir),
         };
-        for (key, value) in &raw.vars {
-            if crate::config::template::toml_to_value(value.get_ref()).is_none() {
-                self.diags.push(
-                    Diagnostic::new(
-                        Code::InvalidVar,
-                        format!("variable `{key}` must be a string, number or boolean"),
-                    )
-                    .at(value.span()),
-                );
-            }
-        }
         let base = raw.base.as_ref().and_then(|b| self.base(b));
         let secrets = self.secrets(&raw.secrets);
         let steps: Vec<Step> = raw
@@ -99,6 +91,7 @@ impl<'a> Builder<'a> {
             platforms: Vec::new(),
             platform: None,
             image,
+            written: self.written,
         })
     }
 
@@ -816,10 +809,15 @@ impl<'a> Builder<'a> {
             if list.get_ref().is_empty() {
                 self.empty_tags(list.span(), "commit.tags");
             }
-            for t in list.get_ref() {
-                if let Some(r) = self.reference(t) {
-                    self.reserved(&r, t.span());
-                    tags.push(r.with_default_tag());
+            for (t, text) in self.tag_texts(list.get_ref()) {
+                match ImageRef::parse(&text) {
+                    Ok(r) => {
+                        self.reserved(&r, t.span());
+                        let r = r.with_default_tag();
+                        self.note_written(&r, false, t.span());
+                        tags.push(r);
+                    }
+                    Err(e) => self.error(Code::InvalidReference, e, t.span()),
                 }
             }
         }
@@ -832,6 +830,31 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The tags of a list as rendered: a tag written as one list variable (`"{{ versions }}"`)
+    /// gives one tag per item, and a tag that renders empty (a condition that does not hold) is
+    /// left out. Each with the string it comes from.
+    fn tag_texts<'s>(&mut self, list: &'s [Str]) -> Vec<(&'s Str, String)> {
+        let mut out = Vec::new();
+        for t in list {
+            if let Some(items) = self.t.list(t) {
+                out.extend(items.into_iter().map(|i| (t, i)));
+            } else if let Some(text) = self.text(t) {
+                out.push((t, text));
+            }
+        }
+        out.retain(|(_, text)| !text.trim().is_empty());
+        out
+    }
+
+    fn note_written(&mut self, r: &ImageRef, published: bool, span: std::ops::Range<usize>) {
+        self.written.push(Written {
+            reference: r.clone(),
+            published,
+            span,
+            line: 0,
+        });
+    }
+
     fn empty_tags(&mut self, span: std::ops::Range<usize>, key: &str) {
         self.diags.push(
             Diagnostic::new(Code::EmptyTags, format!("`{key}` is empty"))
@@ -840,48 +863,21 @@ impl<'a> Builder<'a> {
         );
     }
 
-    fn list(&mut self, v: &Option<Vec<Str>>) -> Option<Vec<String>> {
-        let v = v.as_ref()?;
-        Some(v.iter().filter_map(|s| self.text(s)).collect())
-    }
-
     fn config(&mut self, c: &raw::ImageConfig) -> ConfigChanges {
-        let cmd = self.list(&c.cmd);
-        let entrypoint = self.list(&c.entrypoint);
-        let env = c.env.as_ref().map(|m| self.env_map(m)).unwrap_or_default();
-        // `$VAR` in the committed env expands against the base's env at apply time.
-        for (k, v) in c.env.iter().flatten() {
-            let Some(text) = env.get(k.get_ref()) else {
-                continue;
-            };
-            if let Err(e) = crate::model::env::expand(text, &[]) {
-                self.diags.push(
-                    Diagnostic::new(Code::InvalidEnvValue, e.0)
-                        .at(v.span())
-                        .hint("write `$NAME` or `${NAME}` (`${NAME:-default}`, `${NAME:+alt}`), and `\\$` for a literal `$`"),
-                );
-            }
-        }
-        let mut labels = BTreeMap::new();
-        for (k, v) in c.labels.iter().flatten() {
-            if k.get_ref().is_empty() {
-                self.error(Code::InvalidLabel, "a label name cannot be empty", k.span());
-            }
-            if let Some(v) = self.text(v) {
-                labels.insert(k.get_ref().clone(), v);
-            }
-        }
-        let mut expose = Vec::new();
-        for p in c.expose.iter().flatten() {
-            match port(p.get_ref()) {
-                Ok(p) => expose.push(p),
-                Err(e) => self.diags.push(
-                    Diagnostic::new(Code::InvalidPort, e)
-                        .at(p.span())
-                        .hint("write a port 1-65535, optionally with /tcp or /udp"),
-                ),
-            }
-        }
+        let shell: Option<Vec<String>> = c.shell.as_ref().map(|sh| {
+            sh.get_ref()
+                .iter()
+                .filter_map(|a| self.t.str(a).ok())
+                .collect()
+        });
+        let cmd = c.cmd.as_ref().and_then(|x| self.config_command(x, &shell));
+        let entrypoint = c
+            .entrypoint
+            .as_ref()
+            .and_then(|x| self.config_command(x, &shell));
+        let env = self.config_env(c);
+        let labels = self.labels(c);
+        let expose = self.expose(c);
         let user = c.user.as_ref().and_then(|u| self.text(u));
         let workdir = c.workdir.as_ref().and_then(|w| self.absolute(w));
         let volumes = c
@@ -946,6 +942,80 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The committed `env`; `$VAR` in it expands against the base's env at apply time.
+    fn config_env(&mut self, c: &raw::ImageConfig) -> BTreeMap<String, String> {
+        let env = c.env.as_ref().map(|m| self.env_map(m)).unwrap_or_default();
+        for (k, v) in c.env.iter().flatten() {
+            let Some(text) = env.get(k.get_ref()) else {
+                continue;
+            };
+            if let Err(e) = crate::model::env::expand(text, &[]) {
+                self.diags.push(
+                Diagnostic::new(Code::InvalidEnvValue, e.0)
+                    .at(v.span())
+                    .hint("write `$NAME` or `${NAME}` (`${NAME:-default}`, `${NAME:+alt}`), and `\\$` for a literal `$`"),
+            );
+            }
+        }
+        env
+    }
+
+    fn labels(&mut self, c: &raw::ImageConfig) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::new();
+        for (k, v) in c.labels.iter().flatten() {
+            if k.get_ref().is_empty() {
+                self.error(Code::InvalidLabel, "a label name cannot be empty", k.span());
+            }
+            if let Some(v) = self.text(v) {
+                labels.insert(k.get_ref().clone(), v);
+            }
+        }
+        labels
+    }
+
+    fn expose(&mut self, c: &raw::ImageConfig) -> Vec<String> {
+        let mut expose = Vec::new();
+        for p in c.expose.iter().flatten() {
+            match port(p.get_ref()) {
+                Ok(p) => expose.push(p),
+                Err(e) => self.diags.push(
+                    Diagnostic::new(Code::InvalidPort, e)
+                        .at(p.span())
+                        .hint("write a port 1-65535, optionally with /tcp or /udp"),
+                ),
+            }
+        }
+        expose
+    }
+
+    /// `cmd` or `entrypoint`: an array as is; a string in the shell form of a Dockerfile,
+    /// with `shell` (the file's), else `/bin/sh -c`.
+    fn config_command(
+        &mut self,
+        c: &toml::Spanned<raw::RunSpec>,
+        shell: &Option<Vec<String>>,
+    ) -> Option<Vec<String>> {
+        match c.get_ref() {
+            raw::RunSpec::Shell(s) => {
+                let text = self.render(s, c.span())?;
+                let mut argv = match shell {
+                    Some(sh) if !sh.is_empty() => sh.clone(),
+                    _ => vec!["/bin/sh".to_string(), "-c".to_string()],
+                };
+                argv.push(text);
+                Some(argv)
+            }
+            raw::RunSpec::Exec(v) => v.iter().map(|a| self.render(a, c.span())).collect(),
+        }
+    }
+
+    fn render(&mut self, text: &str, span: std::ops::Range<usize>) -> Option<String> {
+        self.t
+            .render(text, span)
+            .map_err(|d| self.diags.push(d))
+            .ok()
+    }
+
     fn healthcheck(&mut self, h: &raw::Healthcheck) -> Option<Healthcheck> {
         let test = match h.test.get_ref() {
             raw::RunSpec::Shell(s) => {
@@ -968,16 +1038,20 @@ impl<'a> Builder<'a> {
                 }
             }
             raw::RunSpec::Exec(v) => {
-                let mut argv = vec!["CMD".to_string()];
-                for a in v {
-                    argv.push(
-                        self.t
-                            .render(a, h.test.span())
-                            .map_err(|d| self.diags.push(d))
-                            .ok()?,
-                    );
-                }
-                if argv.len() < 2 || argv[1].is_empty() {
+                let written: Vec<String> = v
+                    .iter()
+                    .map(|a| self.render(a, h.test.span()))
+                    .collect::<Option<_>>()?;
+                // Compose's form names the kind first; without it, the array is the command.
+                let argv = match written.first().map(String::as_str) {
+                    Some("NONE") if written.len() == 1 => written,
+                    Some("CMD-SHELL") if written.len() > 1 => {
+                        vec!["CMD-SHELL".to_string(), written[1..].join(" ")]
+                    }
+                    Some("CMD" | "CMD-SHELL") => written,
+                    _ => std::iter::once("CMD".to_string()).chain(written).collect(),
+                };
+                if argv[0] != "NONE" && argv.get(1).is_none_or(|a| a.is_empty()) {
                     self.error(
                         Code::EmptyCommand,
                         "the health check is empty",
@@ -1014,8 +1088,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// `[[publish]]` targets; none into `cache` (the remote cache repository), whose tags are
-    /// cache keys that only signed entries may hold.
+    /// `[[publish]]` targets.
     fn publish(&mut self, targets: &[raw::Publish]) -> Vec<Target> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
@@ -1042,14 +1115,20 @@ impl<'a> Builder<'a> {
                 self.empty_tags(list.span(), "publish.tags");
             }
             let mut tags = Vec::new();
-            for t in listed.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            let written = listed.map(|l| l.get_ref().as_slice()).unwrap_or_default();
+            for t in written {
                 self.platform_in_publish(t);
-                let Some(text) = self.text(t) else { continue };
+            }
+            for (t, text) in self.tag_texts(written) {
                 if let Err(e) = reference::validate_tag(&text) {
                     self.error(Code::InvalidTag, e, t.span());
                     continue;
                 }
                 if let Some(r) = &repository {
+                    let mut target = r.clone();
+                    target.tag = Some(text.clone());
+                    target.digest = None;
+                    self.note_written(&target, true, t.span());
                     if !seen.insert((r.repository(), text.clone())) {
                         self.diags.push(
                             Diagnostic::new(
@@ -1064,6 +1143,11 @@ impl<'a> Builder<'a> {
                 tags.push(text);
             }
             let login = self.login(&p.username, &p.password_env);
+            // Every tag rendered empty (`{% if branch == "main" %}latest{% endif %}`):
+            // nothing to push there.
+            if tags.is_empty() && !written.is_empty() {
+                continue;
+            }
             if let Some(mut repository) = repository {
                 repository.tag = None;
                 repository.digest = None;

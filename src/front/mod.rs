@@ -79,6 +79,7 @@ impl Settings {
                 vars: files.vars.vars.clone(),
                 platforms: files.vars.platforms.clone(),
                 platform: None,
+                sets: files.vars.sets.clone(),
             },
             only: None,
             cache: CacheSettings::default(),

@@ -578,3 +578,39 @@ fn a_base_without_command_or_entrypoint_gets_nothing_of_the_build_container() {
     }
     docker_ok(&["rmi", &format!("{name}:1"), &format!("{name}-base:1")]);
 }
+
+#[test]
+fn string_commands_and_compose_health_checks_match_docker_commit_change() {
+    require_image("busybox:latest");
+    let name = unique("bb-forms");
+    let project = Project::new();
+    project.pipeline(&format!(
+        "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n\
+         [[step]]\nrun = \"true\"\n[commit]\ntags = [\"{name}:1\"]\n[commit.config]\n\
+         entrypoint = \"exec /bin/env\"\ncmd = \"httpd -f -p 8080 -h '/srv/my www'\"\n\
+         healthcheck = {{ test = [\"CMD-SHELL\", \"wget -q -O- localhost:8080 || exit 1\"] }}\n"
+    ));
+    project.apply_ok(&name, &[]);
+    // The same changes as `docker commit --change` takes them, from a container of the base.
+    let holder = docker_ok(&["create", "busybox:latest", "true"]);
+    docker_ok(&[
+        "commit",
+        "--change",
+        "ENTRYPOINT exec /bin/env",
+        "--change",
+        "CMD httpd -f -p 8080 -h '/srv/my www'",
+        "--change",
+        "HEALTHCHECK CMD wget -q -O- localhost:8080 || exit 1",
+        holder.trim(),
+        &format!("{name}-docker:1"),
+    ]);
+    docker_ok(&["rm", "-f", holder.trim()]);
+    let ours = &image_inspect(&format!("{name}:1"))["Config"];
+    let docker = &image_inspect(&format!("{name}-docker:1"))["Config"];
+    for key in ["Cmd", "Entrypoint"] {
+        assert_eq!(ours[key], docker[key], "{key}");
+    }
+    assert_eq!(ours["Healthcheck"]["Test"], docker["Healthcheck"]["Test"]);
+    assert_eq!(ours["Cmd"][0], "/bin/sh", "{ours}");
+    docker_ok(&["rmi", &format!("{name}:1"), &format!("{name}-docker:1")]);
+}

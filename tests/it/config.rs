@@ -264,12 +264,12 @@ healthcheck = { test = "none" }
 fn hints_use_the_value_written_and_messages_are_the_tools_own() {
     let p = Project::new();
     p.pipeline(
-        "[base]\nimage = \"busybox\"\n[[step]]\nrun = \"true\"\ntimeout = \"5 minuts\"\n[commit.config]\ncmd = \"httpd\"\n",
+        "[base]\nimage = \"busybox\"\n[[step]]\nrun = \"true\"\ntimeout = \"5 minuts\"\n[commit.config]\nvolumes = \"/data\"\n",
     );
     let out = p.cmd(&["validate", "pipeline.toml"]).output().unwrap();
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("e.g. `[\"httpd\"]`"), "{text}");
+    assert!(text.contains("e.g. `[\"/data\"]`"), "{text}");
     assert!(
         !text.contains("latest"),
         "a hint copied from elsewhere: {text}"
@@ -377,6 +377,9 @@ fn vars_come_from_the_file_var_files_and_the_command_line() {
         r#"
 [vars]
 release = "bookworm"
+greeting = { type = "string" }
+who = { type = "string" }
+version = { type = "integer" }
 
 [base]
 image = "debian:{{ release }}"

@@ -137,7 +137,7 @@ fn a_shared_var_file_in_a_folder_of_pipelines_is_not_a_pipeline() {
     let p = Project::new();
     p.file(
         "multi/app.toml",
-        "[base]\nimage = \"busybox:{{ tag }}\"\n[[step]]\nrun = \"true\"\n",
+        "[vars]\ntag = { type = \"string\" }\n[base]\nimage = \"busybox:{{ tag }}\"\n[[step]]\nrun = \"true\"\n",
     );
     p.file("multi/common.toml", "tag = \"1.36\"\n");
     let (code, text) = run(

@@ -29,9 +29,12 @@ mod harness;
 
 mod config;
 mod docs;
+mod forms;
 mod hostile;
 mod layers;
 mod names;
+mod overrides;
+mod vars;
 
 #[cfg(feature = "engine-tests")]
 mod apply;
