@@ -72,9 +72,17 @@ fn trusted(remote: &Remote<'_>, entry: &RemoteImage, last: bool) -> bool {
     if !last {
         return true;
     }
-    let (want, got) = (remote.final_config, &entry.config);
-    want.cmd == got.cmd
-        && want.entrypoint == got.entrypoint
+    carries(remote.final_config, &entry.config)
+}
+
+/// Whether an image's config `got` is the config `want` a commit makes, as the engine stores
+/// it: an unset command or entrypoint may be stored as an empty list (the tool's commit on a
+/// base with neither stores `[]`, which runs the same), and every env entry, label, port and
+/// volume asked is there.
+fn carries(want: &ImageConfig, got: &ImageConfig) -> bool {
+    let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+    list(&want.cmd) == list(&got.cmd)
+        && list(&want.entrypoint) == list(&got.entrypoint)
         && want.user == got.user
         && same_workdir(&want.workdir, &got.workdir)
         && want.env.iter().all(|e| got.env.contains(e))
@@ -172,4 +180,48 @@ pub(crate) async fn lookup<E: Engine>(
         }
     }
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_final_entry_carries_the_config_the_commit_stores() {
+        let want = ImageConfig {
+            cmd: Some(vec!["app".into()]),
+            env: vec!["A=1".into()],
+            ..Default::default()
+        };
+        // On a base with neither command nor entrypoint, the entrypoint is stored as `[]`.
+        let stored = ImageConfig {
+            entrypoint: Some(Vec::new()),
+            env: vec!["PATH=/bin".into(), "A=1".into()],
+            ..want.clone()
+        };
+        assert!(carries(&want, &stored));
+        let neither = ImageConfig::default();
+        let both_empty = ImageConfig {
+            cmd: Some(Vec::new()),
+            entrypoint: Some(Vec::new()),
+            ..Default::default()
+        };
+        assert!(carries(&neither, &both_empty));
+        for other in [
+            ImageConfig {
+                cmd: Some(vec!["sh".into()]),
+                ..stored.clone()
+            },
+            ImageConfig {
+                entrypoint: Some(vec!["/entry".into()]),
+                ..stored.clone()
+            },
+            ImageConfig {
+                env: Vec::new(),
+                ..stored.clone()
+            },
+        ] {
+            assert!(!carries(&want, &other), "{other:?}");
+        }
+    }
 }
