@@ -27,6 +27,7 @@ mod config;
 mod docs;
 mod hostile;
 mod layers;
+mod lean;
 
 #[cfg(feature = "engine-tests")]
 mod apply;
