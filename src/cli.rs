@@ -35,6 +35,25 @@ pub(crate) enum Command {
     /// Remove the tool's cache images that the newest apply of their pipeline no longer uses
     /// (and, with `--mounts`, the steps' cache mounts).
     Gc(GcArgs),
+    /// Print a shell completion script, e.g. `pipeline completions bash >
+    /// ~/.local/share/bash-completion/completions/pipeline`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `pipeline man | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// The page of one subcommand (`apply`, `plan`, ...) instead of the whole tool's.
+    #[arg(value_name = "COMMAND")]
+    pub(crate) command: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -3,7 +3,9 @@
 //! [`crate::run`].
 
 mod apply;
+mod completions;
 mod gc;
+mod man;
 mod plan;
 mod schema;
 mod validate;
@@ -21,5 +23,7 @@ pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> 
         Command::Validate(args) => validate::run(args, ui).await,
         Command::Schema => Ok(schema::run()),
         Command::Gc(args) => gc::run(args, ui).await,
+        Command::Completions(args) => Ok(completions::run(&args)),
+        Command::Man(args) => man::run(&args),
     }
 }
