@@ -39,6 +39,25 @@ pub(crate) enum Command {
     /// for trusted jobs, read from the variable `[cache] signing_key_env` names), the
     /// `verify_key` line for the pipeline file on stderr.
     Keygen,
+    /// Print a shell completion script, e.g. `pipeline completions bash >
+    /// ~/.local/share/bash-completion/completions/pipeline`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `pipeline man | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// The page of one subcommand (`apply`, `plan`, ...) instead of the whole tool's.
+    #[arg(value_name = "COMMAND")]
+    pub(crate) command: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -3,8 +3,10 @@
 //! [`crate::run`].
 
 mod apply;
+mod completions;
 mod gc;
 mod keygen;
+mod man;
 mod plan;
 mod schema;
 mod validate;
@@ -23,5 +25,7 @@ pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> 
         Command::Schema => Ok(schema::run()),
         Command::Gc(args) => gc::run(args, ui).await,
         Command::Keygen => keygen::run(ui),
+        Command::Completions(args) => Ok(completions::run(&args)),
+        Command::Man(args) => man::run(&args),
     }
 }

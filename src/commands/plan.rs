@@ -279,8 +279,8 @@ fn render(plan: &Plan) -> String {
     let base = match (&plan.base.id, plan.base.pull) {
         _ if base_fails => "cannot be made present".to_string(),
         (Some(id), false) => format!("present ({})", short(id)),
-        (Some(id), true) => format!("pulled again (now {})", short(id)),
-        (None, _) => "pulled".into(),
+        (Some(id), true) => format!("will pull again (now {})", short(id)),
+        (None, _) => "will pull".into(),
     };
     out.push_str(&format!("  base     {}: {base}\n", plan.base.reference));
     if let Some(c) = &plan.cache_remote {
@@ -303,7 +303,7 @@ fn render(plan: &Plan) -> String {
             },
             StepStatus::Run { reason } => {
                 to_run += 1;
-                format!("run ({reason})")
+                format!("will run ({reason})")
             }
         };
         let options = if s.options.is_empty() {
@@ -321,7 +321,7 @@ fn render(plan: &Plan) -> String {
             format!("unchanged ({}, in the remote cache)", short(id))
         }
         Some(id) => format!("unchanged ({})", short(id)),
-        None => "new image".into(),
+        None => "will make a new image".into(),
     };
     out.push_str(&format!("  commit   {commit}\n"));
     for t in &plan.commit.tags {
@@ -405,11 +405,11 @@ fn render_graph(graph: &Graph, engines: usize) -> String {
     out
 }
 
-/// How a push would go, in words.
+/// How a push would go, in words (future tense: nothing is pushed yet).
 fn status_text(status: PushStatus, reason: Option<&str>) -> String {
     match (status, reason) {
-        (PushStatus::New, _) => "new".to_string(),
-        (PushStatus::Changed, _) => "changed".to_string(),
+        (PushStatus::New, _) => "will push (new)".to_string(),
+        (PushStatus::Changed, _) => "will push (changed)".to_string(),
         (PushStatus::UpToDate, _) => "up to date".to_string(),
         (PushStatus::Unknown, Some(reason)) => format!("unknown ({reason})"),
         (PushStatus::Unknown, None) => "unknown".to_string(),
@@ -418,7 +418,80 @@ fn status_text(status: PushStatus, reason: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::plan::{
+        BasePlan, CommitPlan, Plan, PushPlan, PushStatus, Resume, StepPlan, StepStatus,
+    };
     use crate::testing::Folder;
+
+    #[test]
+    fn the_plan_text_speaks_of_what_apply_will_do_in_the_future_tense() {
+        let step = |index: usize, status: StepStatus| StepPlan {
+            index,
+            name: format!("s{index}"),
+            key: None,
+            status,
+            source: None,
+            options: Vec::new(),
+        };
+        let push = |tag: &str, status: PushStatus| PushPlan {
+            repository: "reg/app".into(),
+            tag: tag.into(),
+            status,
+            reason: None,
+        };
+        let plan = Plan {
+            pipeline: "app".into(),
+            base: BasePlan {
+                reference: "busybox:latest".into(),
+                id: None,
+                pull: true,
+            },
+            steps: vec![
+                step(1, StepStatus::Cached),
+                step(
+                    2,
+                    StepStatus::Run {
+                        reason: "changed: command".into(),
+                    },
+                ),
+            ],
+            resume: Resume::default(),
+            commit: CommitPlan {
+                key: None,
+                image: None,
+                source: None,
+                tags: vec!["app:1".into()],
+            },
+            publish: vec![
+                push("1", PushStatus::New),
+                push("2", PushStatus::Changed),
+                push("3", PushStatus::UpToDate),
+            ],
+            cache_remote: None,
+            fails: Vec::new(),
+        };
+        let text = super::render(&plan);
+        for line in [
+            "  base     busybox:latest: will pull\n",
+            "  step     [1/2] s1: cached\n",
+            "  step     [2/2] s2: will run (changed: command)\n",
+            "  commit   will make a new image\n",
+            "  publish  reg/app:1: will push (new)\n",
+            "  publish  reg/app:2: will push (changed)\n",
+            "  publish  reg/app:3: up to date\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        for past in [
+            ": pulled",
+            ": run (",
+            "commit   new image",
+            ": new\n",
+            ": changed\n",
+        ] {
+            assert!(!text.contains(past), "{past:?} in\n{text}");
+        }
+    }
 
     #[test]
     fn the_graph_text_names_each_stage_its_dependencies_and_the_order() {

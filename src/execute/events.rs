@@ -200,3 +200,53 @@ pub(crate) enum Signal {
     Interrupt,
     Terminate,
 }
+
+/// A duration as people read it, rounded to what matters at its size: `92ms`, `1.2s`,
+/// `3m 4s`, `2h 5m`.
+pub(crate) fn rounded(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    // Tenths of a second, rounded half up; under a minute they are shown.
+    let tenths = (ms + 50) / 100;
+    if tenths < 600 {
+        return format!("{}.{}s", tenths / 10, tenths % 10);
+    }
+    let secs = (ms + 500) / 1000;
+    if secs < 3600 {
+        return format!("{}m {}s", secs / 60, secs % 60);
+    }
+    let mins = (secs + 30) / 60;
+    format!("{}h {}m", mins / 60, mins % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::rounded;
+
+    #[test]
+    fn durations_are_rounded_to_what_matters_at_their_size() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (Duration::ZERO, "0ms"),
+            (Duration::from_nanos(92_013_973), "92ms"),
+            (ms(999), "999ms"),
+            (ms(1000), "1.0s"),
+            (ms(1234), "1.2s"),
+            (ms(1250), "1.3s"),
+            (ms(59_940), "59.9s"),
+            (ms(59_950), "1m 0s"),
+            (ms(184_400), "3m 4s"),
+            (ms(3_599_499), "59m 59s"),
+            (ms(3_599_500), "1h 0m"),
+            (Duration::from_mins(125), "2h 5m"),
+            (Duration::from_hours(25), "25h 0m"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(rounded(d), want, "{d:?}");
+        }
+    }
+}

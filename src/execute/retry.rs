@@ -40,7 +40,7 @@ where
                 } else {
                     sink.event(Event::Warning(format!(
                         "{e}; retrying in {}",
-                        humantime::format_duration(delay)
+                        super::events::rounded(delay)
                     )));
                 }
                 tokio::time::sleep(delay).await;

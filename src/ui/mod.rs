@@ -186,7 +186,7 @@ fn mib(bytes: i64) -> String {
 }
 
 fn secs(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
+    crate::execute::events::rounded(d)
 }
 
 impl Sink for Ui {
@@ -368,7 +368,7 @@ impl Ui {
                 self.line(&format!(
                     "{} push {repository}:{tag} attempt {attempt} failed ({error}); retrying in {}",
                     style("retry").yellow(),
-                    humantime::format_duration(delay)
+                    secs(delay)
                 ));
             }
             Event::Pushed {
@@ -642,12 +642,12 @@ pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
 pub(crate) fn render_summary(run: &Run<'_>, summary: &Summary, engines: &[String]) -> String {
     let count = |s: Status| summary.outcomes.iter().filter(|o| o.status == s).count();
     let mut out = format!(
-        "summary: {} succeeded, {} failed, {} skipped, {} not started in {:.1}s on {}\n",
+        "summary: {} succeeded, {} failed, {} skipped, {} not started in {} on {}\n",
         count(Status::Succeeded),
         count(Status::Failed) + count(Status::Interrupted),
         count(Status::Skipped),
         count(Status::NotStarted),
-        summary.elapsed.as_secs_f64(),
+        secs(summary.elapsed),
         plural(engines.len(), "engine", "engines")
     );
     let width = run.builds.iter().map(|p| p.name.len()).max().unwrap_or(0);

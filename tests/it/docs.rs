@@ -1,4 +1,5 @@
-//! Documentation cannot rot: every TOML block in README.md is a valid pipeline.
+//! Documentation cannot rot: every TOML block in README.md is a valid pipeline, and the
+//! manual page and completion scripts come from the binary itself.
 
 use crate::harness::{output_text, Project};
 
@@ -26,4 +27,26 @@ fn every_toml_block_in_the_readme_validates() {
             output_text(&out)
         );
     }
+}
+
+#[test]
+fn the_binary_prints_its_manual_page_and_completion_scripts() {
+    let project = Project::new();
+    for (args, expect) in [
+        (&["man"][..], ".TH pipeline 1"),
+        (&["man", "plan"][..], ".TH pipeline-plan 1"),
+        (&["completions", "bash"][..], "_pipeline()"),
+        (&["completions", "zsh"][..], "#compdef pipeline"),
+        (&["completions", "fish"][..], "complete -c pipeline"),
+    ] {
+        let out = project.cmd(args).output().unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {text}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(expect),
+            "{args:?}: no {expect:?} in {text}"
+        );
+    }
+    let out = project.cmd(&["man", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
 }

@@ -124,7 +124,7 @@ fn the_image_history_names_the_steps_and_holds_no_input_nor_a_digest_of_one() {
     let text = output_text(&plan);
     assert!(plan.status.success(), "{text}");
     assert!(
-        text.contains("[1/3] write pin: run (changed: command)"),
+        text.contains("[1/3] write pin: will run (changed: command)"),
         "{text}"
     );
     docker(&["rmi", &image]);

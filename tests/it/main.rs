@@ -32,6 +32,7 @@ mod docs;
 mod forms;
 mod hostile;
 mod layers;
+mod lean;
 mod names;
 mod overrides;
 mod vars;
