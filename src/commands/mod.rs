@@ -3,6 +3,7 @@
 //! [`crate::run`].
 
 mod apply;
+mod diff;
 mod gc;
 mod plan;
 mod schema;
@@ -21,5 +22,6 @@ pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> 
         Command::Validate(args) => validate::run(args, ui).await,
         Command::Schema => schema::run(),
         Command::Gc(args) => gc::run(args, ui).await,
+        Command::Diff(args) => diff::run(&args),
     }
 }

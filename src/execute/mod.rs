@@ -10,12 +10,10 @@ mod build;
 mod error;
 pub(crate) mod events;
 pub(crate) mod index;
-// The image the tool writes itself; the build hands it its layers once the apply flow is split
-// into one file per operation.
-#[allow(dead_code)]
 pub(crate) mod layers;
 pub(crate) mod leftovers;
 mod locks;
+mod made;
 mod names;
 mod output;
 mod publish;
@@ -46,6 +44,8 @@ pub(crate) struct Options {
     pub(crate) retry_delay: Duration,
     /// Where checkpoint notes are recorded for `plan`; `None`: nowhere.
     pub(crate) notes: Option<cache::NoteStore>,
+    /// Where the tool writes its images (layers, configs, manifests); `None`: it writes none.
+    pub(crate) store: Option<crate::image::store::BlobStore>,
 }
 
 /// One tag in a registry.
@@ -64,4 +64,9 @@ pub(crate) struct Applied {
     pub(crate) image: String,
     pub(crate) tags: Vec<String>,
     pub(crate) pushed: Vec<Pushed>,
+    /// The image the tool wrote (in [`Options::store`]); `None` when it wrote none (no store,
+    /// a part it could not have): the engine's image is the one published.
+    // Read by the tool's own publishing (next); the report has its digests already.
+    #[allow(dead_code)]
+    pub(crate) made: Option<Box<crate::image::Image>>,
 }
