@@ -53,7 +53,8 @@ const ENGINE_FILES: [&str; 7] = [
 ];
 
 /// The change list without the engine's own files (see [`ENGINE_FILES`]), nor the folders it
-/// shows added only for them (`/sbin` for `/sbin/docker-init` in a base without `/sbin`).
+/// shows changed only for them (`/sbin` for `/sbin/docker-init`: Docker lists it as changed,
+/// Podman does not).
 pub(crate) fn without_engine_files(changes: Vec<Change>) -> Vec<Change> {
     let path = |c: &Change| c.path.trim_end_matches('/').to_string();
     let paths: Vec<String> = changes.iter().map(path).collect();
@@ -65,15 +66,15 @@ pub(crate) fn without_engine_files(changes: Vec<Change>) -> Vec<Change> {
     if gone.is_empty() {
         return changes;
     }
-    let mut added: Vec<String> = changes
+    let mut folders: Vec<String> = changes
         .iter()
-        .filter(|c| c.kind == ChangeKind::Added)
+        .filter(|c| c.kind != ChangeKind::Deleted)
         .map(path)
         .filter(|p| gone.iter().any(|g| g.starts_with(&format!("{p}/"))))
         .collect();
     // Deepest first: a folder above one that goes may go too.
-    added.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for dir in added {
+    folders.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for dir in folders {
         let below = format!("{dir}/");
         if paths
             .iter()
@@ -623,7 +624,7 @@ mod tests {
     fn the_engines_own_files_and_folders_made_only_for_them_are_no_changes() {
         use ChangeKind::*;
         let changes = vec![
-            change("/sbin", Added),
+            change("/sbin", Modified),
             change("/sbin/docker-init", Added),
             change("/etc", Modified),
             change("/etc/hosts", Modified),
