@@ -1,7 +1,8 @@
 //! Walks a pipeline against an engine: base, steps (with the cache and checkpoints), commit,
 //! tags, pushes. Reports progress as [`events::Event`]s and never prints. One file per operation:
 //! `apply.rs` runs them in order; `base.rs` makes the base present, `remote.rs` pulls and pushes
-//! remote cache entries, `build.rs` runs the steps and commits, `publish.rs` and `index.rs`
+//! remote cache entries, `build.rs` runs the steps and commits, `made.rs` writes the tool's
+//! own image (each checkpoint's layer, then config and manifest), `publish.rs` and `index.rs`
 //! push, `secrets.rs` reads secret values, `names.rs` names what a run creates.
 
 mod apply;
