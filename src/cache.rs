@@ -228,6 +228,15 @@ impl CheckpointNote {
     /// `pipeline NAME: steps 2-3 (install vim; copy vimrc)`. Step names only: nothing in it is
     /// derived from a step's inputs.
     pub(crate) fn to_comment(&self) -> String {
+        format!(
+            "pipeline {}: {}",
+            one_line(&self.pipeline),
+            self.steps_text()
+        )
+    }
+
+    /// The steps it holds, for people: `steps 2-3 (install vim; copy vimrc)`.
+    pub(crate) fn steps_text(&self) -> String {
         let last = self.first + self.steps.len().max(1) - 1;
         let range = if last == self.first {
             format!("step {}", self.first)
@@ -247,7 +256,7 @@ impl CheckpointNote {
         if names.chars().count() > COMMENT_NAMES {
             names = names.chars().take(COMMENT_NAMES - 1).collect::<String>() + "…";
         }
-        format!("pipeline {}: {range} ({names})", one_line(&self.pipeline))
+        format!("{range} ({names})")
     }
 }
 

@@ -35,6 +35,9 @@ pub(crate) enum Command {
     /// Remove the tool's cache images that the newest apply of their pipeline no longer uses
     /// (and, with `--mounts`, the steps' cache mounts).
     Gc(GcArgs),
+    /// Show what differs between two images the tool wrote: config fields, layer entries and
+    /// which of their fields (the way to explain two digests that should be one).
+    Diff(DiffArgs),
     /// Make a key pair that signs remote cache entries: the private key on stdout (a secret
     /// for trusted jobs, read from the variable `[cache] signing_key_env` names), the
     /// `verify_key` line for the pipeline file on stderr.
@@ -196,6 +199,17 @@ pub(crate) enum Format {
 pub(crate) struct ValidateArgs {
     #[command(flatten)]
     pub(crate) files: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// An image the tool wrote: its manifest digest (`sha256:...`, in the local store) or the
+    /// run report (`apply --report FILE`) of the apply that wrote it.
+    #[arg(value_name = "IMAGE_A")]
+    pub(crate) a: String,
+    /// The other image, named the same ways.
+    #[arg(value_name = "IMAGE_B")]
+    pub(crate) b: String,
 }
 
 #[derive(Debug, Args)]

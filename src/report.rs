@@ -124,6 +124,11 @@ pub(crate) struct ImageRecord {
     pub(crate) id: String,
     pub(crate) tags: Vec<String>,
     pub(crate) reused: bool,
+    /// The manifest digest of the image the tool wrote (layers, config, manifest), when it
+    /// wrote one: the same for the same input in reproducible mode, on any engine.
+    pub(crate) manifest_digest: Option<String>,
+    /// The digest of that image's config.
+    pub(crate) config_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -248,7 +253,15 @@ impl Sink for Recorder {
                     id: image,
                     tags,
                     reused,
+                    manifest_digest: None,
+                    config_digest: None,
                 });
+            }
+            Event::ImageWritten { digest, config } => {
+                if let Some(i) = r.image.as_mut() {
+                    i.manifest_digest = Some(digest);
+                    i.config_digest = Some(config);
+                }
             }
             Event::Pushed {
                 repository,

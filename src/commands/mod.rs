@@ -4,6 +4,7 @@
 
 mod apply;
 mod completions;
+mod diff;
 mod gc;
 mod keygen;
 mod man;
@@ -27,5 +28,6 @@ pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> 
         Command::Keygen => keygen::run(ui),
         Command::Completions(args) => Ok(completions::run(&args)),
         Command::Man(args) => man::run(&args),
+        Command::Diff(args) => diff::run(&args),
     }
 }

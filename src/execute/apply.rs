@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::base::ensure_base;
 use super::build::Build;
+use super::made::Maker;
 use super::publish::publish;
 use super::remote::{export, import, RemoteUse};
 use super::secrets::secret_values;
@@ -65,6 +66,7 @@ pub(crate) async fn apply<E: Engine>(
         });
     }
     let mut build = Build::new(engine, run_name, opts, sink);
+    build.maker = Maker::new(p, opts.store.as_ref());
     let Committed {
         image,
         tags,
@@ -81,6 +83,20 @@ pub(crate) async fn apply<E: Engine>(
         tags: tags.clone(),
         reused,
     });
+    let made = match build.maker.take() {
+        Some(maker) => {
+            maker
+                .image(engine, p, &base, &cached.final_config, sink)
+                .await
+        }
+        None => None,
+    };
+    if let Some(m) = &made {
+        sink.event(Event::ImageWritten {
+            digest: m.manifest.digest.clone(),
+            config: m.config.digest.clone(),
+        });
+    }
     // Containers go while the pushes run.
     let (pushed, ()) = tokio::join!(publish(engine, p, &image, opts, sink), build.cleanup());
     let pushed = pushed?;
@@ -99,6 +115,7 @@ pub(crate) async fn apply<E: Engine>(
         image,
         tags,
         pushed,
+        made: made.map(Box::new),
     })
 }
 
@@ -167,6 +184,7 @@ async fn all_published<E: Engine>(
         image: entry.id.clone(),
         tags: Vec::new(),
         pushed,
+        made: None,
     })
 }
 
@@ -277,7 +295,13 @@ async fn commit<E: Engine>(
 ) -> Result<Committed, ApplyError> {
     let reusable = cached.hit.image.clone();
     let image = match reusable.clone() {
-        Some(id) => id,
+        Some(id) => {
+            // The final image's layers are its last checkpoint's.
+            if let (Some(maker), Some(key)) = (build.maker.as_mut(), cached.keys.last()) {
+                maker.resume(engine, base, key, &id).await;
+            }
+            id
+        }
         None => {
             let image = build
                 .run(

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use super::made::Maker;
 use super::output::Lines;
 use super::{locks, ApplyError, Options};
 use crate::cache::{CheckpointNote, NotedStep, StepInputs};
@@ -42,6 +43,8 @@ pub(super) struct Build<'a, E: Engine> {
     base_cmd: bool,
     /// The platform the containers are created for; `None`: the engine's own.
     platform: Option<String>,
+    /// The image the tool writes: each checkpoint's layer goes there before its container.
+    pub(super) maker: Option<Maker>,
 }
 
 /// A checkpoint to commit: the container, the commit, its cache key, its last step and its note.
@@ -72,6 +75,7 @@ impl<'a, E: Engine> Build<'a, E> {
             base_entrypoint: false,
             base_cmd: false,
             platform: None,
+            maker: None,
         }
     }
 
@@ -230,6 +234,12 @@ impl<'a, E: Engine> Build<'a, E> {
         self.base_cmd = base.config.cmd.as_ref().is_some_and(|c| !c.is_empty());
         let mut image = resume.image.clone().unwrap_or_else(|| base.id.clone());
         let cat_as_command = self.cat_as_command();
+        if let (Some(maker), Some(key)) = (
+            self.maker.as_mut(),
+            resume.steps_cached.checked_sub(1).map(|i| &keys[i]),
+        ) {
+            maker.resume(self.engine, base, key, &image).await;
+        }
         let commit = |config: &ImageConfig| CommitSpec {
             author: p.commit.author.clone(),
             message: p.commit.message.clone(),
@@ -357,6 +367,7 @@ impl<'a, E: Engine> Build<'a, E> {
                 };
                 if last {
                     self.release_locks().await;
+                    self.write_layer(&id, &image, base, &keys[i], &note).await;
                     // Committed after the final image, while the pushes run: see `cleanup`.
                     self.last_checkpoint = Some(Pending {
                         container: id.clone(),
@@ -380,6 +391,7 @@ impl<'a, E: Engine> Build<'a, E> {
                     after_step: i + 1,
                     image: checkpoint.clone(),
                 });
+                self.write_layer(&id, &image, base, &keys[i], &note).await;
                 group_start = i + 1;
                 self.release_locks().await;
                 // Continue from the checkpoint so the next layer holds only what follows.
@@ -427,6 +439,40 @@ impl<'a, E: Engine> Build<'a, E> {
             .commit(&id, &spec)
             .await
             .map_err(ApplyError::Commit)
+    /// Writes the layer of checkpoint container `id` (made from `image`) into the tool's
+    /// image, named after the steps it holds.
+    async fn write_layer(
+        &mut self,
+        id: &str,
+        image: &str,
+        base: &ImageInfo,
+        key: &str,
+        note: &CheckpointNote,
+    ) {
+        let engine = self.engine;
+        let Some(maker) = self.maker.as_mut() else {
+            return;
+        };
+        // What reading the container's whole file system costs.
+        let size = if image == base.id {
+            base.size
+        } else {
+            engine
+                .inspect_image(image)
+                .await
+                .ok()
+                .flatten()
+                .map_or(base.size, |i| i.size)
+        };
+        maker
+            .checkpoint(
+                engine,
+                id,
+                size,
+                key,
+                format!("pipeline: {}", note.steps_text()),
+            )
+            .await;
     }
 
     /// Whether `image` has `cat` in a folder of its PATH (`env`'s, else the default one),

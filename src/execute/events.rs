@@ -52,6 +52,13 @@ pub(crate) enum Event {
         tags: Vec<String>,
         reused: bool,
     },
+    /// The tool wrote the image (layers, config and manifest in its store).
+    ImageWritten {
+        /// The manifest's digest: the image's digest in a registry it is pushed to as written.
+        digest: String,
+        /// The config's digest: the image id an engine that loads it gives it.
+        config: String,
+    },
     PushStarted {
         repository: String,
         tag: String,

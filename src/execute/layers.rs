@@ -52,7 +52,7 @@ pub(crate) async fn container_layer<E: Engine>(
     settings: LayerSettings,
     now: u64,
 ) -> Result<Layer, LayerError> {
-    let changes = engine.changes(id).await?;
+    let changes = crate::image::diff::without_engine_files(engine.changes(id).await?);
     let mut plan = Plan::new(&changes)?;
     if image_size < plan.requests.len() as u64 * REQUEST_COST {
         plan = Plan::whole(&changes)?;
@@ -157,31 +157,10 @@ fn recorded_base(store: &BlobStore, key: &str) -> Option<BaseImage> {
     BaseImage::from_config(&raw, record.layers).ok()
 }
 
-/// The layer the store holds for a checkpoint (its cache key) written with `settings`.
-pub(crate) fn recorded_layer(
-    store: &BlobStore,
-    key: &str,
-    settings: LayerSettings,
-) -> Option<Layer> {
-    let layer: Layer =
-        serde_json::from_slice(&store.record("layers", &settings.record_key(key))?).ok()?;
-    store.contains(&layer.blob.digest).then_some(layer)
-}
-
-/// Records the layer of a checkpoint, so that a later build that reuses the checkpoint finds
-/// it without the engine.
-pub(crate) fn record_layer(
-    store: &BlobStore,
-    key: &str,
-    settings: LayerSettings,
-    layer: &Layer,
-) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(layer).map_err(std::io::Error::other)?;
-    store.put_record("layers", &settings.record_key(key), &bytes)
-}
-
 impl LayerSettings {
-    fn record_key(self, key: &str) -> String {
+    /// The name of what the store records for cache key `key` written with these settings:
+    /// layers of other settings (compression, clamp, compressor code) are never mixed in.
+    pub(crate) fn record_key(self, key: &str) -> String {
         let clamp = self
             .clamp
             .map_or_else(|| "-".to_string(), |c| c.to_string());

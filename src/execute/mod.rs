@@ -1,7 +1,8 @@
 //! Walks a pipeline against an engine: base, steps (with the cache and checkpoints), commit,
 //! tags, pushes. Reports progress as [`events::Event`]s and never prints. One file per operation:
 //! `apply.rs` runs them in order; `base.rs` makes the base present, `remote.rs` pulls and pushes
-//! remote cache entries, `build.rs` runs the steps and commits, `publish.rs` and `index.rs`
+//! remote cache entries, `build.rs` runs the steps and commits, `made.rs` writes the tool's
+//! own image (each checkpoint's layer, then config and manifest), `publish.rs` and `index.rs`
 //! push, `secrets.rs` reads secret values, `names.rs` names what a run creates.
 
 mod apply;
@@ -10,13 +11,11 @@ mod build;
 mod error;
 pub(crate) mod events;
 pub(crate) mod index;
-// The image the tool writes itself; the build hands it its layers once the apply flow is split
-// into one file per operation.
-#[allow(dead_code)]
 pub(crate) mod layers;
 pub(crate) mod leftovers;
 mod locks;
 mod masks;
+mod made;
 mod names;
 mod output;
 mod publish;
@@ -47,6 +46,8 @@ pub(crate) struct Options {
     pub(crate) retry_delay: Duration,
     /// Where checkpoint notes are recorded for `plan`; `None`: nowhere.
     pub(crate) notes: Option<cache::NoteStore>,
+    /// Where the tool writes its images (layers, configs, manifests); `None`: it writes none.
+    pub(crate) store: Option<crate::image::store::BlobStore>,
 }
 
 /// One tag in a registry.
@@ -65,4 +66,9 @@ pub(crate) struct Applied {
     pub(crate) image: String,
     pub(crate) tags: Vec<String>,
     pub(crate) pushed: Vec<Pushed>,
+    /// The image the tool wrote (in [`Options::store`]); `None` when it wrote none (no store,
+    /// a part it could not have): the engine's image is the one published.
+    // Read by the tool's own publishing (next); the report has its digests already.
+    #[allow(dead_code)]
+    pub(crate) made: Option<Box<crate::image::Image>>,
 }

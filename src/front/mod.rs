@@ -167,6 +167,7 @@ pub(crate) fn run_settings(
             attempts: args.attempts,
             retry_delay: args.retry_delay,
             notes: crate::cache::NoteStore::user(),
+            store: crate::image::store::BlobStore::user(),
         },
     }
 }

@@ -28,7 +28,12 @@ impl Default for Compression {
 
 /// Changes whenever the same input may compress to other bytes (a compressor upgrade): cached
 /// layer blobs made before are not reused for reproducible images.
-const COMPRESSORS: &str = "zlib-rs-0.6.9+zstd-1.6.0";
+const COMPRESSORS: &str = "zlib-rs-0.6.9+zstd-1.6.0+chunks-128k";
+
+/// A layer's tar reaches the compressor in pieces of this size, however it was written: the
+/// compressors' output depends on how their input is split (two exports of one layer, read
+/// from two engines in other pieces, compressed to other bytes).
+const CHUNK: usize = 128 * 1024;
 
 impl Compression {
     /// The layer media type in a manifest of the tool's default format: a Docker manifest for
@@ -75,6 +80,7 @@ impl Compression {
             size: 0,
             encoder,
             compression: self,
+            pending: Vec::with_capacity(CHUNK),
         })
     }
 }
@@ -90,6 +96,8 @@ pub(crate) struct LayerWriter {
     size: u64,
     encoder: Encoder,
     compression: Compression,
+    /// Input not yet compressed: less than [`CHUNK`] bytes.
+    pending: Vec<u8>,
 }
 
 impl std::fmt::Debug for LayerWriter {
@@ -115,26 +123,37 @@ pub(crate) struct Layer {
 
 impl Write for LayerWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.encoder {
-            Encoder::Gzip(e) => e.write(buf)?,
-            Encoder::Zstd(e) => e.write(buf)?,
-        };
-        self.diff.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+        let take = (CHUNK - self.pending.len()).min(buf.len());
+        self.pending.extend_from_slice(&buf[..take]);
+        self.diff.update(&buf[..take]);
+        self.size += take as u64;
+        if self.pending.len() == CHUNK {
+            self.compress()?;
+        }
+        Ok(take)
     }
 
+    /// Nothing to do: a flush of the compressor would change its output; the input is
+    /// compressed in whole chunks and at [`LayerWriter::finish`].
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.encoder {
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
-        }
+        Ok(())
     }
 }
 
 impl LayerWriter {
+    /// Compresses the pending input.
+    fn compress(&mut self) -> io::Result<()> {
+        match &mut self.encoder {
+            Encoder::Gzip(e) => e.write_all(&self.pending)?,
+            Encoder::Zstd(e) => e.write_all(&self.pending)?,
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
     /// Ends the compressed stream and moves the blob into place.
-    pub(crate) fn finish(self) -> io::Result<Layer> {
+    pub(crate) fn finish(mut self) -> io::Result<Layer> {
+        self.compress()?;
         let blob = match self.encoder {
             Encoder::Gzip(e) => e.finish()?,
             Encoder::Zstd(e) => e.finish()?,
@@ -157,8 +176,24 @@ mod tests {
     fn a_layer_is_hashed_and_compressed_in_one_pass_to_the_same_bytes_every_time() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::at(dir.path());
-        let input: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| (i % 251).to_le_bytes())
+        // Words picked by a pseudo-random sequence: matches of every length and distance.
+        let words = [
+            "lib",
+            "usr/share/",
+            "vim",
+            "\0\0\0",
+            "0000644",
+            "doc",
+            "x86_64-linux",
+        ];
+        let mut state = 42u64;
+        let input: Vec<u8> = (0..150_000)
+            .flat_map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                words[(state >> 33) as usize % words.len()].bytes()
+            })
             .collect();
         let expected_diff = format!("sha256:{}", hex::encode(Sha256::digest(&input)));
         for c in [Compression::default(), Compression::Zstd { level: 3 }] {
@@ -169,6 +204,15 @@ mod tests {
             };
             let (a, b) = (write(), write());
             assert_eq!(a, b, "{c:?}: same input, same blob");
+            // Written in other pieces (as an engine's stream gives them): the same blob.
+            let mut w = c.writer(&store).unwrap();
+            for (i, piece) in input.chunks(1000).enumerate() {
+                let cut = i % 7 * 100;
+                w.write_all(&piece[..cut.min(piece.len())]).unwrap();
+                w.flush().unwrap();
+                w.write_all(&piece[cut.min(piece.len())..]).unwrap();
+            }
+            assert_eq!(w.finish().unwrap(), a, "{c:?}: other pieces, same blob");
             assert_eq!(a.diff_id, expected_diff);
             assert_eq!(a.tar_size, input.len() as u64);
             let mut back = Vec::new();

@@ -38,6 +38,58 @@ pub(crate) struct Change {
     pub(crate) kind: ChangeKind,
 }
 
+/// Files an engine puts in every build container for its own use: mount points of what it
+/// mounts over them (its init, the container's host name and name servers) and its marker
+/// files. Never part of a layer: the engine's content is not the image's, and each engine
+/// has its own (Docker lists `/sbin/docker-init` in a base without it, Podman does not).
+const ENGINE_FILES: [&str; 7] = [
+    "/.dockerenv",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/run/.containerenv",
+    "/run/podman-init",
+    "/sbin/docker-init",
+];
+
+/// The change list without the engine's own files (see [`ENGINE_FILES`]), nor the folders it
+/// shows changed only for them (`/sbin` for `/sbin/docker-init`: Docker lists it as changed,
+/// Podman does not).
+pub(crate) fn without_engine_files(changes: Vec<Change>) -> Vec<Change> {
+    let path = |c: &Change| c.path.trim_end_matches('/').to_string();
+    let paths: Vec<String> = changes.iter().map(path).collect();
+    let mut gone: HashSet<String> = paths
+        .iter()
+        .filter(|p| ENGINE_FILES.contains(&p.as_str()))
+        .cloned()
+        .collect();
+    if gone.is_empty() {
+        return changes;
+    }
+    let mut folders: Vec<String> = changes
+        .iter()
+        .filter(|c| c.kind != ChangeKind::Deleted)
+        .map(path)
+        .filter(|p| gone.iter().any(|g| g.starts_with(&format!("{p}/"))))
+        .collect();
+    // Deepest first: a folder above one that goes may go too.
+    folders.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for dir in folders {
+        let below = format!("{dir}/");
+        if paths
+            .iter()
+            .filter(|p| p.starts_with(&below))
+            .all(|p| gone.contains(p))
+        {
+            gone.insert(dir);
+        }
+    }
+    changes
+        .into_iter()
+        .filter(|c| !gone.contains(&path(c)))
+        .collect()
+}
+
 /// What to take from the archive of one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Take {
@@ -566,6 +618,29 @@ mod tests {
             path: path.to_string(),
             kind,
         }
+    }
+
+    #[test]
+    fn the_engines_own_files_and_folders_made_only_for_them_are_no_changes() {
+        use ChangeKind::*;
+        let changes = vec![
+            change("/sbin", Modified),
+            change("/sbin/docker-init", Added),
+            change("/etc", Modified),
+            change("/etc/hosts", Modified),
+            change("/etc/app", Added),
+            change("/run", Added),
+            change("/run/.containerenv", Added),
+            change("/run/mine", Added),
+            change("/.dockerenv", Added),
+        ];
+        let kept: Vec<String> = without_engine_files(changes)
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        assert_eq!(kept, vec!["/etc", "/etc/app", "/run", "/run/mine"]);
+        let plain = vec![change("/srv", Added)];
+        assert_eq!(without_engine_files(plain.clone()), plain);
     }
 
     #[test]

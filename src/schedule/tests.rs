@@ -92,6 +92,7 @@ fn apply(
             attempts: 1,
             retry_delay: Duration::from_millis(1),
             notes: None,
+            store: None,
         },
     };
     let seen: Vec<Seen> = pipelines.iter().map(|_| Seen::default()).collect();
@@ -487,6 +488,7 @@ fn a_multi_platform_pipeline_is_published_once_all_its_builds_succeeded() {
             image: "sha256:i".into(),
             tags: Vec::new(),
             pushed: Vec::new(),
+            made: None,
         })
     };
     let failed = || Finish::Failed {

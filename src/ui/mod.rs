@@ -232,6 +232,9 @@ impl Sink for Ui {
                 tags,
                 reused,
             } => self.committed(&image, &tags, reused),
+            Event::ImageWritten { digest, .. } => {
+                self.line(&format!("wrote image {digest}"));
+            }
             Event::KeptFailed { image, step, cli } => {
                 self.line(&format!(
                     "kept the container of step {step} as {image}; enter it with:"

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::harness::{copy_dir, output_text, unique, Project};
+use crate::harness::{copy_dir, output_text, read_json, unique, Project};
 use crate::support::engine::{containers_named, docker, docker_ok, image_inspect, require_image};
+use crate::support::image::{assert_same_config, Made};
 use crate::support::registry::Registry;
 
 const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -226,7 +227,10 @@ tags = ["{tag}", "stable"]
 "#,
         addr = reg.addr
     ));
-    let out = project.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    let out = project
+        .cmd(&["apply", "pipeline.toml", "--report", "report.json"])
+        .output()
+        .unwrap();
     let text = output_text(&out);
     assert!(out.status.success(), "apply failed:\n{text}");
     // Live, labelled step output in plain mode, with timestamps.
@@ -239,6 +243,9 @@ tags = ["{tag}", "stable"]
     let local = format!("{name}:{tag}");
     let inspect = image_inspect(&local);
     let config = &inspect["Config"];
+    // The image the tool writes says what the engine's commit stored.
+    let report = read_json(&project.path().join("report.json"));
+    assert_same_config(&Made::of_report(&project.user_cache(), &report), config);
     assert_eq!(inspect["Author"], "Tester <t@example.com>");
     assert_eq!(inspect["Comment"], "busybox test");
     // The base's CMD stays (busybox imports with CMD ["sh"]); nothing of the tool leaks.
@@ -568,9 +575,14 @@ fn a_base_without_command_or_entrypoint_gets_nothing_of_the_build_container() {
         "name = \"{name}\"\n[base]\nimage = \"{name}-base:1\"\npull = \"never\"\n\
          [[step]]\nrun = \"echo hi > /hi\"\n[commit]\ntags = [\"{name}:1\"]\n"
     ));
-    let out = project.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+    let out = project
+        .cmd(&["apply", "pipeline.toml", "--report", "report.json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     let config = &image_inspect(&format!("{name}:1"))["Config"];
+    let report = read_json(&project.path().join("report.json"));
+    assert_same_config(&Made::of_report(&project.user_cache(), &report), config);
     // Nothing of the build container (`cat`); Docker's commit stores these as empty lists.
     for key in ["Cmd", "Entrypoint"] {
         let value = config[key].as_array().cloned().unwrap_or_default();

@@ -58,6 +58,8 @@ mod history;
 #[cfg(feature = "engine-tests")]
 mod lifetime;
 #[cfg(feature = "engine-tests")]
+mod made;
+#[cfg(feature = "engine-tests")]
 mod mounts;
 #[cfg(feature = "engine-tests")]
 mod multi;

@@ -1,0 +1,229 @@
+//! The image the tool writes for one build (see `image/`): the layer of each checkpoint,
+//! written from its container before the container goes and recorded under the checkpoint's
+//! cache key (so a later build that reuses the checkpoint has it without the engine); then the
+//! config and manifest over the base's layers. Without a store, or when a layer cannot be
+//! had, there is no such image and publishing goes through the engine's own.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::layers::{
+    base_image, container_layer, image_layers, rfc3339, runtime_config, LayerError, LayerSettings,
+};
+use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo};
+use crate::execute::events::{Event, Sink};
+use crate::image::compress::Layer;
+use crate::image::config::{assemble, BaseImage, History, Parts};
+use crate::image::store::BlobStore;
+use crate::image::Image;
+use crate::model::{Pipeline, Platform};
+
+/// The tool's layers of a build, bottom first, each with its history entry.
+type Chain = Vec<(Layer, History)>;
+
+/// The image being written for one build.
+pub(crate) struct Maker {
+    store: BlobStore,
+    settings: LayerSettings,
+    /// The time of a reproducible image (unix seconds); `None`: not reproducible.
+    epoch: Option<u64>,
+    chain: Chain,
+    /// Why there will be no image: a layer could not be had. Said once, at the end.
+    lost: Option<String>,
+}
+
+/// Now, in unix seconds.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Maker {
+    /// The maker of `p`'s image in `store` (none without a store). `SOURCE_DATE_EPOCH` in
+    /// the environment makes it reproducible.
+    pub(crate) fn new(p: &Pipeline, store: Option<&BlobStore>) -> Option<Self> {
+        let env = std::env::var("SOURCE_DATE_EPOCH").ok();
+        let (settings, epoch) = LayerSettings::of(&p.image, &p.file, env.as_deref());
+        Some(Self {
+            store: store?.clone(),
+            settings,
+            epoch,
+            chain: Vec::new(),
+            lost: None,
+        })
+    }
+
+    /// The time the image and its history entries are dated: the epoch, else now.
+    fn time(&self) -> String {
+        rfc3339(self.epoch.unwrap_or_else(now))
+    }
+
+    /// Starts from the cached checkpoint (or final image) `image` of cache key `key`: its
+    /// layers from the store's record, else from the engine's export of `image` (the layers
+    /// above the base's, as the engine wrote them).
+    pub(crate) async fn resume<E: Engine>(
+        &mut self,
+        engine: &E,
+        base: &ImageInfo,
+        key: &str,
+        image: &str,
+    ) {
+        if let Some(chain) = recorded(&self.store, &self.settings.record_key(key)) {
+            self.chain = chain;
+            return;
+        }
+        match self.exported(engine, base, image).await {
+            Ok(chain) => {
+                self.chain = chain;
+                // The engine's layers are not clamped: a reproducible build never reuses them.
+                if self.epoch.is_none() {
+                    self.record(key);
+                }
+            }
+            Err(e) => self.lose(format!("cannot read the layers of the cached steps: {e}")),
+        }
+    }
+
+    /// The layers of engine image `image` above the base's, with their history entries.
+    async fn exported<E: Engine>(
+        &self,
+        engine: &E,
+        base: &ImageInfo,
+        image: &str,
+    ) -> Result<Chain, LayerError> {
+        let saved = image_layers(engine, image, &self.store, self.settings.compression).await?;
+        let blobs = saved.layers.iter().map(|l| l.blob.clone()).collect();
+        let all = BaseImage::from_config(&saved.config, blobs)?;
+        let n = base.layers.len();
+        if all.diff_ids.get(..n) != Some(&base.layers[..]) || saved.layers.len() < n {
+            return Err(std::io::Error::other("the cached image does not extend the base").into());
+        }
+        // One entry per layer; the engine's commit names the steps in its comment.
+        let history = all
+            .history
+            .into_iter()
+            .filter(|h| !h.empty_layer)
+            .skip(n)
+            .map(|h| History {
+                created: h.created,
+                created_by: h.comment,
+                ..History::default()
+            })
+            .chain(std::iter::repeat(History::default()));
+        Ok(saved.layers.into_iter().skip(n).zip(history).collect())
+    }
+
+    /// Writes the layer of checkpoint container `id` (what it changed in its image, of
+    /// `image_size` bytes), named `created_by` in the history, and records the layers so far
+    /// under the checkpoint's cache key.
+    pub(crate) async fn checkpoint<E: Engine>(
+        &mut self,
+        engine: &E,
+        id: &str,
+        image_size: u64,
+        key: &str,
+        created_by: String,
+    ) {
+        if self.lost.is_some() {
+            return;
+        }
+        let written = container_layer(engine, id, image_size, &self.store, self.settings, now());
+        match written.await {
+            Ok(layer) => {
+                let history = History {
+                    created: Some(self.time()),
+                    created_by: Some(created_by),
+                    ..History::default()
+                };
+                self.chain.push((layer, history));
+                self.record(key);
+            }
+            Err(e) => self.lose(format!("cannot write the layer of `{id}`: {e}")),
+        }
+    }
+
+    fn lose(&mut self, why: String) {
+        self.lost.get_or_insert(why);
+    }
+
+    /// Records the layers so far under checkpoint `key`. Best effort: without the record a
+    /// later build reads them from the engine.
+    fn record(&self, key: &str) {
+        if let Ok(bytes) = serde_json::to_vec(&self.chain) {
+            let _ = self
+                .store
+                .put_record("chains", &self.settings.record_key(key), &bytes);
+        }
+    }
+
+    /// The image: the base's layers (from the engine's export, once per base), the build's
+    /// layers, the config `final_config` makes, dated the epoch (or now). `None`, with a
+    /// warning, when a part could not be had.
+    pub(crate) async fn image<E: Engine>(
+        self,
+        engine: &E,
+        p: &Pipeline,
+        base: &ImageInfo,
+        final_config: &ImageConfig,
+        sink: &dyn Sink,
+    ) -> Option<Image> {
+        match self.assemble(engine, p, base, final_config).await {
+            Ok(image) => Some(image),
+            // A base the engine does not hold (its id came from its registry): the engine
+            // publishes, as before.
+            Err(LayerError::Engine(EngineError::NotFound(_))) => None,
+            Err(e) => {
+                sink.event(Event::Warning(format!(
+                    "the tool could not write the image, the engine's is published: {e}"
+                )));
+                None
+            }
+        }
+    }
+
+    async fn assemble<E: Engine>(
+        self,
+        engine: &E,
+        p: &Pipeline,
+        base: &ImageInfo,
+        final_config: &ImageConfig,
+    ) -> Result<Image, LayerError> {
+        if let Some(why) = self.lost {
+            return Err(std::io::Error::other(why).into());
+        }
+        let compression = self.settings.compression;
+        let base_image = base_image(engine, base, &self.store, compression).await?;
+        // As the engine's commit: the base's platform, else the build's, else the engine's.
+        let platform = match base.platform.clone().or_else(|| p.platform.clone()) {
+            Some(platform) => platform,
+            None => {
+                let (os, arch) = engine.platform().await?;
+                Platform {
+                    os,
+                    arch,
+                    variant: None,
+                }
+            }
+        };
+        let created = self.time();
+        let parts = Parts {
+            base: &base_image,
+            layers: self.chain,
+            runtime: runtime_config(final_config),
+            platform: &platform,
+            created,
+            author: p.commit.author.clone(),
+            oci: compression.needs_oci(),
+        };
+        Ok(assemble(&self.store, &parts)?)
+    }
+}
+
+/// The layers recorded for a checkpoint, when the store still holds every blob.
+fn recorded(store: &BlobStore, key: &str) -> Option<Chain> {
+    let chain: Chain = serde_json::from_slice(&store.record("chains", key)?).ok()?;
+    chain
+        .iter()
+        .all(|(l, _)| store.contains(&l.blob.digest))
+        .then_some(chain)
+}
