@@ -124,6 +124,15 @@ pub(crate) struct ApplyArgs {
     /// After a failure, go on with every pipeline that does not build on the failed one.
     #[arg(long, overrides_with = "fail_fast")]
     pub(crate) keep_going: bool,
+    /// Run the steps and commit, but push nothing: no `[[publish]]` target, no index, no
+    /// remote cache entry (the build a pull request runs). The report lists each publish tag
+    /// as `skipped`.
+    #[arg(long)]
+    pub(crate) no_push: bool,
+    /// Also write the image to `oci:PATH` (an OCI image layout folder) or `tar:PATH` (one tar
+    /// that `docker load` and `podman load` read); repeatable, added to the file's `[[output]]`.
+    #[arg(long = "output", value_name = "oci:PATH|tar:PATH", value_parser = crate::model::Output::parse)]
+    pub(crate) outputs: Vec<crate::model::Output>,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +154,12 @@ pub(crate) struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
+    /// Plan an `apply --no-push`: every publish tag is `skipped (--no-push)`.
+    #[arg(long)]
+    pub(crate) no_push: bool,
+    /// Plan an `apply --output`: also names these outputs.
+    #[arg(long = "output", value_name = "oci:PATH|tar:PATH", value_parser = crate::model::Output::parse)]
+    pub(crate) outputs: Vec<crate::model::Output>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -37,6 +37,8 @@ pub struct Pipeline {
     pub platform: Option<Platform>,
     /// How the image is written (`[image]`).
     pub image: ImageSettings,
+    /// Where the image is written besides registries (`[[output]]`, then `--output`).
+    pub outputs: Vec<Output>,
 }
 
 /// How the image is written.
@@ -303,6 +305,61 @@ pub struct Target {
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
+}
+
+/// Where `apply` writes the image besides registries: `--output KIND:PATH`, `[[output]]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Output {
+    pub kind: OutputKind,
+    /// From the command line: as given; from a file: inside the pipeline's folder.
+    pub path: PathBuf,
+}
+
+/// What an output is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// An OCI image layout folder (`skopeo inspect oci:PATH` reads it).
+    Oci,
+    /// One tar that `docker load` and `podman load` read (an OCI layout and `manifest.json`).
+    Tar,
+}
+
+impl Output {
+    /// Parses `oci:PATH` or `tar:PATH`.
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        let (kind, path) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: write `oci:PATH` or `tar:PATH`"))?;
+        let kind = match kind {
+            "oci" => OutputKind::Oci,
+            "tar" => OutputKind::Tar,
+            other => {
+                return Err(format!(
+                    "`{other}` is no output kind: write `oci:PATH` or `tar:PATH`"
+                ))
+            }
+        };
+        if path.is_empty() {
+            return Err(format!("`{s}` names no path"));
+        }
+        Ok(Self {
+            kind,
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            OutputKind::Oci => "oci",
+            OutputKind::Tar => "tar",
+        };
+        write!(f, "{kind}:{}", self.path.display())
+    }
 }
 
 /// Layer compression.

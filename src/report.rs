@@ -59,6 +59,8 @@ pub(crate) enum PushStatus {
     Pushed,
     UpToDate,
     Failed,
+    /// `apply --no-push`.
+    Skipped,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +88,18 @@ pub(crate) struct Report {
     /// The remote cache, when the pipeline has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cache_remote: Option<CacheRemoteRecord>,
+    /// Where the image was written besides registries (`oci:PATH`, `tar:PATH`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) outputs: Vec<OutputRecord>,
+}
+
+/// An output the image was written to.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OutputRecord {
+    /// `oci:PATH` or `tar:PATH`.
+    pub(crate) output: String,
+    /// The manifest (or index) the output names.
+    pub(crate) digest: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +194,7 @@ impl Recorder {
                 image: None,
                 pushes: Vec::new(),
                 cache_remote: None,
+                outputs: Vec::new(),
             }),
         }
     }
@@ -266,6 +281,14 @@ impl Sink for Recorder {
                     PushStatus::Pushed
                 },
                 attempts,
+            }),
+            Event::Written { output, digest } => r.outputs.push(OutputRecord { output, digest }),
+            Event::PushSkipped { repository, tag } => r.pushes.push(PushRecord {
+                repository,
+                tag,
+                digest: None,
+                status: PushStatus::Skipped,
+                attempts: 0,
             }),
             e @ (Event::CacheRemote { .. }
             | Event::CacheImported { .. }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use super::base::ensure_base;
 use super::build::Build;
-use super::publish::publish;
+use super::outputs::{self, write_outputs};
+use super::publish::{publish, tool_image};
 use super::remote::{export, import, RemoteUse};
 use super::secrets::secret_values;
 use super::{Applied, ApplyError, Options, Pushed};
@@ -81,14 +82,19 @@ pub(crate) async fn apply<E: Engine>(
         tags: tags.clone(),
         reused,
     });
-    // Containers go while the pushes run.
-    let (pushed, ()) = tokio::join!(publish(engine, p, &image, opts, sink), build.cleanup());
+    // The tool's own image of the build, once the build writes one.
+    let made: Option<Box<crate::image::Image>> = None;
+    // Containers go while the image is written out and pushed.
+    let (pushed, ()) = tokio::join!(
+        deliver(engine, p, &image, made.as_deref(), opts, sink),
+        build.cleanup()
+    );
     let pushed = pushed?;
     // After the publish targets, so publishing is never delayed; a failure only warns.
     if let Some(cache) = remote
         .cache
         .as_ref()
-        .filter(|c| c.mode == RemoteMode::ReadWrite)
+        .filter(|c| c.mode == RemoteMode::ReadWrite && !opts.no_push)
     {
         let all = all_keys(&cached);
         export(engine, cache, &all, sink).await;
@@ -99,7 +105,46 @@ pub(crate) async fn apply<E: Engine>(
         image,
         tags,
         pushed,
+        made,
     })
+}
+
+/// Writes the image to the pipeline's outputs, then publishes it (unless `--no-push`).
+async fn deliver<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    image: &str,
+    made: Option<&crate::image::Image>,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<Vec<Pushed>, ApplyError> {
+    if !p.outputs.is_empty() {
+        let store = outputs::store(p, opts)?;
+        let own = match made {
+            Some(m) => m.clone(),
+            None => tool_image(engine, p, image, store)
+                .await
+                .map_err(|e| outputs::failed(p, format!("cannot read the image: {e}")))?,
+        };
+        write_outputs(p, store, &[own], sink).await?;
+    }
+    if opts.no_push {
+        skipped(p, sink);
+        return Ok(Vec::new());
+    }
+    publish(engine, p, image, made, opts, sink).await
+}
+
+/// Says that `apply --no-push` pushes none of `p`'s publish tags.
+pub(crate) fn skipped(p: &Pipeline, sink: &dyn Sink) {
+    for target in &p.publish {
+        for tag in &target.tags {
+            sink.event(Event::PushSkipped {
+                repository: target.repository.repository(),
+                tag: tag.clone(),
+            });
+        }
+    }
 }
 
 /// Every key the apply made or used: the steps', then the commit's.
@@ -167,6 +212,7 @@ async fn all_published<E: Engine>(
         image: entry.id.clone(),
         tags: Vec::new(),
         pushed,
+        made: None,
     })
 }
 

@@ -18,6 +18,7 @@ pub(crate) mod leftovers;
 mod locks;
 mod names;
 mod output;
+mod outputs;
 mod publish;
 mod remote;
 mod retry;
@@ -46,6 +47,11 @@ pub(crate) struct Options {
     pub(crate) retry_delay: Duration,
     /// Where checkpoint notes are recorded for `plan`; `None`: nowhere.
     pub(crate) notes: Option<cache::NoteStore>,
+    /// The blob store the tool's images live in, which its pusher pushes from; `None`: the
+    /// engine pushes.
+    pub(crate) store: Option<crate::image::store::BlobStore>,
+    /// Push nothing: no publish target, no index, no remote cache entry.
+    pub(crate) no_push: bool,
 }
 
 /// One tag in a registry.
@@ -64,4 +70,8 @@ pub(crate) struct Applied {
     pub(crate) image: String,
     pub(crate) tags: Vec<String>,
     pub(crate) pushed: Vec<Pushed>,
+    /// The image the tool wrote of the build (in the blob store), when it wrote one.
+    // Filled once the build writes its own layers; publishing reads it already.
+    #[allow(dead_code)]
+    pub(crate) made: Option<Box<crate::image::Image>>,
 }

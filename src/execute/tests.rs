@@ -17,6 +17,8 @@ fn options() -> Options {
         attempts: 2,
         retry_delay: std::time::Duration::from_millis(1),
         notes: None,
+        store: None,
+        no_push: false,
     }
 }
 

@@ -92,6 +92,8 @@ fn apply(
             attempts: 1,
             retry_delay: Duration::from_millis(1),
             notes: None,
+            store: None,
+            no_push: false,
         },
     };
     let seen: Vec<Seen> = pipelines.iter().map(|_| Seen::default()).collect();
@@ -487,6 +489,7 @@ fn a_multi_platform_pipeline_is_published_once_all_its_builds_succeeded() {
             image: "sha256:i".into(),
             tags: Vec::new(),
             pushed: Vec::new(),
+            made: None,
         })
     };
     let failed = || Finish::Failed {

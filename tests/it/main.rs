@@ -29,6 +29,8 @@ mod gc_remote;
 #[cfg(feature = "engine-tests")]
 mod history;
 #[cfg(feature = "engine-tests")]
+mod image_outputs;
+#[cfg(feature = "engine-tests")]
 mod lifetime;
 #[cfg(feature = "engine-tests")]
 mod mounts;
@@ -44,6 +46,8 @@ mod plan;
 mod platforms;
 #[cfg(feature = "engine-tests")]
 mod podman;
+#[cfg(feature = "engine-tests")]
+mod push;
 #[cfg(feature = "engine-tests")]
 mod remote;
 #[cfg(feature = "engine-tests")]

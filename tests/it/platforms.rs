@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{output_text, read_json, unique, wait_exit, wait_for_line, Project};
+use crate::harness::{output_text, read_json, spawn, unique, wait_exit, wait_for_line, Project};
 use crate::support::engine::{containers_named, docker, docker_ok, remove_image};
 use crate::support::proxy::{FaultMode, FaultProxy};
 use crate::support::registry::Registry;
@@ -312,5 +312,68 @@ tags = ["1"]
     );
     assert_eq!(indexes[0]["digest"], digest.as_str(), "{report:#}");
     assert!(hanging.tags(&name).is_empty());
+    assert!(containers_named(&format!("pipeline-{name}")).is_empty());
+}
+
+#[test]
+fn a_tag_names_the_old_index_or_the_new_one_even_when_the_apply_is_killed_in_between() {
+    require_multi_base();
+    let reg = Registry::start();
+    let name = unique("pltkill");
+    let project = Project::new();
+    let write = |content: &str| {
+        project.pipeline(&format!(
+            r#"name = "{name}"
+platforms = ["linux/amd64", "linux/arm64"]
+
+[base]
+image = "{MULTI_BASE}:latest"
+
+[[step]]
+run = "echo {content} > /content"
+
+[[publish]]
+repository = "{}/{name}"
+tags = ["1"]
+"#,
+            reg.addr
+        ))
+    };
+    write("old");
+    let first = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", output_text(&first));
+    let old = reg.manifest_digest(&name, "1").expect("the first index");
+
+    // The platforms' images are pushed, the index is not yet written: SIGKILL.
+    write("new");
+    let mut cmd = project.std_cmd(&["apply", "pipeline.toml"]);
+    cmd.env("PIPELINE_TEST_HOLD_INDEX", "60");
+    let (mut child, rx) = spawn(cmd);
+    let seen = wait_for_line(&rx, "linux/arm64 image", Duration::from_secs(300));
+    let seen = seen.join("\n");
+    assert!(seen.contains("linux/amd64 image"), "{seen}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        reg.manifest_digest(&name, "1"),
+        Some(old.clone()),
+        "the tag moved before the index was written"
+    );
+    // Both platforms' new images are in the registry, by digest only: no tag names them.
+    assert_eq!(reg.tags(&name), ["1"]);
+
+    // Applied again, the index is written and the tag moves to it.
+    let again = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", output_text(&again));
+    let new = reg.manifest_digest(&name, "1").unwrap();
+    assert_ne!(new, old);
+    let idx = manifest(&reg, &name, "1");
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), 2, "{idx}");
     assert!(containers_named(&format!("pipeline-{name}")).is_empty());
 }
