@@ -412,6 +412,10 @@ pub(crate) struct MultiReport {
     /// How publishing each multi-platform pipeline's indexes ended.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) publishing: Vec<PublishRecord>,
+    /// The outputs multi-platform pipelines wrote (a single-platform pipeline's are in its
+    /// entry of `pipelines`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) outputs: Vec<GroupOutputRecord>,
 }
 
 /// One tag of a multi-platform pipeline: the index it holds.
@@ -424,21 +428,25 @@ pub(crate) struct IndexRecord {
 }
 
 /// Collects the index tags a multi-platform pipeline's publication pushed (or found up to
-/// date), as they happen: an interrupted publication still reports what it published.
+/// date) and the outputs it wrote, as they happen: an interrupted publication still reports
+/// what it published.
 #[derive(Default)]
-pub(crate) struct IndexRecorder(Mutex<Vec<Pushed>>);
+pub(crate) struct IndexRecorder {
+    pushed: Mutex<Vec<Pushed>>,
+    outputs: Mutex<Vec<OutputRecord>>,
+}
 
 impl Sink for IndexRecorder {
     fn event(&self, e: Event) {
-        if let Event::Pushed {
-            repository,
-            tag,
-            digest,
-            attempts,
-            up_to_date,
-        } = e
-        {
-            self.0
+        match e {
+            Event::Pushed {
+                repository,
+                tag,
+                digest,
+                attempts,
+                up_to_date,
+            } => self
+                .pushed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Pushed {
@@ -447,9 +455,23 @@ impl Sink for IndexRecorder {
                     digest,
                     attempts,
                     up_to_date,
-                });
+                }),
+            Event::Written { output, digest } => self
+                .outputs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(OutputRecord { output, digest }),
+            _ => {}
         }
     }
+}
+
+/// An output a multi-platform pipeline wrote (every platform's image under an index).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct GroupOutputRecord {
+    pub(crate) pipeline: String,
+    #[serde(flatten)]
+    pub(crate) written: OutputRecord,
 }
 
 /// How publishing a multi-platform pipeline's indexes ended.
@@ -506,6 +528,7 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
     };
     let mut indexes = Vec::new();
     let mut publishing = Vec::new();
+    let mut outputs = Vec::new();
     for ((g, recorder), outcome) in run.groups.iter().zip(*published).zip(&summary.indexes) {
         let platforms: Vec<String> = g
             .pipeline
@@ -513,7 +536,20 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let pushed = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let pushed = recorder
+            .pushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let written = recorder
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        outputs.extend(written.into_iter().map(|written| GroupOutputRecord {
+            pipeline: g.pipeline.name.clone(),
+            written,
+        }));
         indexes.extend(pushed.into_iter().map(|pushed| IndexRecord {
             pipeline: g.pipeline.name.clone(),
             platforms: platforms.clone(),
@@ -548,6 +584,7 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
             .collect(),
         indexes,
         publishing,
+        outputs,
     })
 }
 
@@ -585,6 +622,7 @@ pub(crate) fn of_unreached(
             .collect(),
         indexes: Vec::new(),
         publishing: Vec::new(),
+        outputs: Vec::new(),
     })
 }
 

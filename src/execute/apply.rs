@@ -175,7 +175,11 @@ async fn all_published<E: Engine>(
     if !p.commit.tags.is_empty() {
         return None;
     }
-    let tags = observe::publish_tags(engine, p, None).await.ok()?;
+    let held = crate::engine::ImageInfo {
+        id: entry.id.clone(),
+        ..Default::default()
+    };
+    let tags = observe::publish_tags(engine, p, Some(&held)).await.ok()?;
     let pushed = up_to_date(&tags, &entry.digest)?;
     sink.event(Event::BaseReady {
         reference: p.base.image.to_string(),
@@ -217,13 +221,15 @@ async fn all_published<E: Engine>(
 }
 
 /// Every publish tag, when each holds the manifest `digest` (same registry, same manifest
-/// bytes); `None` when one does not, or could not be asked.
+/// bytes) or another manifest of the same image (the tool's own, with the same config);
+/// `None` when one does not, or could not be asked.
 fn up_to_date(tags: &[TagSeen], digest: &str) -> Option<Vec<Pushed>> {
     tags.iter()
         .map(|t| match &t.state {
             TagState::Holds {
-                digest: Some(d), ..
-            } if d == digest => Some(Pushed {
+                digest: Some(d),
+                published,
+            } if d == digest || *published => Some(Pushed {
                 repository: t.repository.clone(),
                 tag: t.tag.clone(),
                 digest: d.clone(),

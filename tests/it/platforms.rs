@@ -377,3 +377,56 @@ tags = ["1"]
     assert_eq!(idx["manifests"].as_array().unwrap().len(), 2, "{idx}");
     assert!(containers_named(&format!("pipeline-{name}")).is_empty());
 }
+
+#[test]
+fn two_platforms_written_to_an_oci_layout_are_one_index_and_nothing_is_pushed() {
+    require_multi_base();
+    let reg = Registry::start();
+    let name = unique("pltout");
+    let project = Project::new();
+    project.pipeline(&pipeline(
+        &name,
+        &format!("{MULTI_BASE}:latest"),
+        r#"["linux/amd64", "linux/arm64"]"#,
+        &reg.addr,
+    ));
+    let layout = project.path().join("layout");
+    let out = project
+        .std_cmd(&[
+            "apply",
+            "pipeline.toml",
+            "--no-push",
+            "--report",
+            "r.json",
+            "--output",
+            &format!("oci:{}", layout.display()),
+        ])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(reg.tags(&name).is_empty(), "--no-push pushed: {text}");
+    let report = read_json(&project.path().join("r.json"));
+    let outputs = report["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 1, "{report:#}");
+    assert_eq!(outputs[0]["pipeline"], name.as_str(), "{report:#}");
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci:{}", layout.display())])
+        .output()
+        .expect("skopeo");
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let index: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let mut archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    archs.sort();
+    assert_eq!(archs, ["amd64", "arm64"], "{index}");
+    assert!(containers_named(&format!("pipeline-{name}")).is_empty());
+}
