@@ -21,7 +21,6 @@ Writes bench/PUSH.md (with the date). Needs the engine, `docker-registry`, `debi
 import argparse
 import datetime
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -79,28 +78,26 @@ class Registry:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z?")
-
-
-def stamp(line):
-    m = STAMP.match(line)
-    return datetime.datetime.fromisoformat(m.group(1)) if m else None
-
-
-def publish_phase(output):
-    """Seconds from the commit line to the last push line of a plain, timestamped output."""
+def run_timed(cmd, env):
+    """Runs `cmd`, reading its output as it comes: the whole time, and the publish phase (from
+    the moment the `image ...` line arrives to the moment the last push line arrives)."""
+    started = time.monotonic()
+    p = subprocess.Popen(cmd, text=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     start = end = None
-    for line in output.splitlines():
-        t = stamp(line)
-        if t is None:
-            continue
-        if start is None and ("image " in line or "committed" in line):
-            start = t
-        if " pushed " in f" {line} " or "up to date" in line:
-            end = t
-    if start is None or end is None:
-        raise RuntimeError(f"no commit or push line in:\n{output}")
-    return (end - start).total_seconds()
+    lines = []
+    for line in p.stdout:
+        now = time.monotonic()
+        lines.append(line)
+        words = line.split()
+        if start is None and "image" in words[:2]:
+            start = now
+        if "pushed" in words[:2] or "up" in words[:2]:
+            end = now
+    p.wait()
+    took = time.monotonic() - started
+    if p.returncode != 0 or start is None or end is None:
+        raise RuntimeError(f"{' '.join(cmd)} ({p.returncode}):\n{''.join(lines)}")
+    return took, end - start
 
 
 def tool_env(cache):
@@ -114,7 +111,7 @@ def tool_apply(binary, reg, version, cache, no_cache):
             "--var", f"version={version}"]
     if no_cache:
         args.append("--no-cache")
-    return run(args, env=tool_env(cache))
+    return run_timed(args, tool_env(cache))
 
 
 def engine_push(reg, image):
@@ -163,9 +160,9 @@ def one_round(binary, k):
             reg = Registry()
             try:
                 if which == "tool":
-                    took, text = tool_apply(binary, reg, version, cache, True)
+                    took, phase = tool_apply(binary, reg, version, cache, True)
                     out["tool_apply"] = took
-                    out["tool_publish_cold"] = publish_phase(text)
+                    out["tool_publish_cold"] = phase
                 else:
                     out["cli"] = cli_script(reg, version + "c")
             finally:
@@ -177,8 +174,8 @@ def one_round(binary, k):
             reg.close()
         reg = Registry()
         try:
-            took, text = tool_apply(binary, reg, version, cache, False)
-            out["tool_publish_warm"] = publish_phase(text)
+            took, phase = tool_apply(binary, reg, version, cache, False)
+            out["tool_publish_warm"] = phase
             out["tool_reapply"] = took
         finally:
             reg.close()
