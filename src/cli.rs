@@ -122,6 +122,10 @@ pub(crate) struct EngineArgs {
 }
 
 #[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each bool is one command-line flag, as clap reads it"
+)]
 pub(crate) struct ApplyArgs {
     #[command(flatten)]
     pub(crate) files: FileArgs,
@@ -155,9 +159,22 @@ pub(crate) struct ApplyArgs {
     /// After a failure, go on with every pipeline that does not build on the failed one.
     #[arg(long, overrides_with = "fail_fast")]
     pub(crate) keep_going: bool,
+    /// Run the steps and commit, but push nothing: no `[[publish]]` target, no index, no
+    /// remote cache entry (the build a pull request runs). The report lists each publish tag
+    /// as `skipped`.
+    #[arg(long)]
+    pub(crate) no_push: bool,
+    /// Also write the image to `oci:PATH` (an OCI image layout folder) or `tar:PATH` (one tar
+    /// that `docker load` and `podman load` read); repeatable, added to the file's `[[output]]`.
+    #[arg(long = "output", value_name = "oci:PATH|tar:PATH", value_parser = crate::model::Output::parse)]
+    pub(crate) outputs: Vec<crate::model::Output>,
 }
 
 #[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each bool is one command-line flag, as clap reads it"
+)]
 pub(crate) struct PlanArgs {
     #[command(flatten)]
     pub(crate) files: FileArgs,
@@ -181,6 +198,12 @@ pub(crate) struct PlanArgs {
     /// or registry is read.
     #[arg(long, conflicts_with_all = ["format", "detailed_exitcode", "offline"])]
     pub(crate) resolved: bool,
+    /// Plan an `apply --no-push`: every publish tag is `skipped (--no-push)`.
+    #[arg(long)]
+    pub(crate) no_push: bool,
+    /// Plan an `apply --output`: also names these outputs.
+    #[arg(long = "output", value_name = "oci:PATH|tar:PATH", value_parser = crate::model::Output::parse)]
+    pub(crate) outputs: Vec<crate::model::Output>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

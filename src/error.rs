@@ -59,7 +59,7 @@ impl ExitStatus {
             | StepEngine { .. }
             | CopySource { .. }
             | MountSource { .. } => ExitStatus::StepFailed,
-            Push { .. } => ExitStatus::PublishFailed,
+            Push { .. } | Output { .. } => ExitStatus::PublishFailed,
             Credentials(_) | Secret { .. } => ExitStatus::Usage,
             BaseMissing { .. } | Pull { .. } | Commit(_) | Engine(_) => ExitStatus::EngineFailed,
         }

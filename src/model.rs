@@ -40,6 +40,8 @@ pub struct Pipeline {
     /// Where the file writes each reference the pipeline produces: its local tags and
     /// publish targets, for the check that no two files of a run produce the same one.
     pub written: Vec<Written>,
+    /// Where the image is written besides registries (`[[output]]`, then `--output`).
+    pub outputs: Vec<Output>,
 }
 
 /// A reference a pipeline produces, and where its file writes it.
@@ -321,6 +323,61 @@ pub struct Target {
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
+}
+
+/// Where `apply` writes the image besides registries: `--output KIND:PATH`, `[[output]]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Output {
+    pub kind: OutputKind,
+    /// From the command line: as given; from a file: inside the pipeline's folder.
+    pub path: PathBuf,
+}
+
+/// What an output is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// An OCI image layout folder (`skopeo inspect oci:PATH` reads it).
+    Oci,
+    /// One tar that `docker load` and `podman load` read (an OCI layout and `manifest.json`).
+    Tar,
+}
+
+impl Output {
+    /// Parses `oci:PATH` or `tar:PATH`.
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        let (kind, path) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: write `oci:PATH` or `tar:PATH`"))?;
+        let kind = match kind {
+            "oci" => OutputKind::Oci,
+            "tar" => OutputKind::Tar,
+            other => {
+                return Err(format!(
+                    "`{other}` is no output kind: write `oci:PATH` or `tar:PATH`"
+                ))
+            }
+        };
+        if path.is_empty() {
+            return Err(format!("`{s}` names no path"));
+        }
+        Ok(Self {
+            kind,
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            OutputKind::Oci => "oci",
+            OutputKind::Tar => "tar",
+        };
+        write!(f, "{kind}:{}", self.path.display())
+    }
 }
 
 /// Layer compression.

@@ -19,6 +19,8 @@ use crate::credentials::Credentials;
 use crate::model::ImageConfig;
 use crate::model::{Platform, RemoteMode};
 
+pub(crate) mod push;
+
 /// Every registry call ends within this time; a slower registry counts as unavailable.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 

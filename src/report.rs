@@ -59,6 +59,8 @@ pub(crate) enum PushStatus {
     Pushed,
     UpToDate,
     Failed,
+    /// `apply --no-push`.
+    Skipped,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +88,18 @@ pub(crate) struct Report {
     /// The remote cache, when the pipeline has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cache_remote: Option<CacheRemoteRecord>,
+    /// Where the image was written besides registries (`oci:PATH`, `tar:PATH`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) outputs: Vec<OutputRecord>,
+}
+
+/// An output the image was written to.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OutputRecord {
+    /// `oci:PATH` or `tar:PATH`.
+    pub(crate) output: String,
+    /// The manifest (or index) the output names.
+    pub(crate) digest: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +199,7 @@ impl Recorder {
                 image: None,
                 pushes: Vec::new(),
                 cache_remote: None,
+                outputs: Vec::new(),
             }),
         }
     }
@@ -279,6 +294,14 @@ impl Sink for Recorder {
                     PushStatus::Pushed
                 },
                 attempts,
+            }),
+            Event::Written { output, digest } => r.outputs.push(OutputRecord { output, digest }),
+            Event::PushSkipped { repository, tag } => r.pushes.push(PushRecord {
+                repository,
+                tag,
+                digest: None,
+                status: PushStatus::Skipped,
+                attempts: 0,
             }),
             e @ (Event::CacheRemote { .. }
             | Event::CacheImported { .. }
@@ -402,6 +425,10 @@ pub(crate) struct MultiReport {
     /// How publishing each multi-platform pipeline's indexes ended.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) publishing: Vec<PublishRecord>,
+    /// The outputs multi-platform pipelines wrote (a single-platform pipeline's are in its
+    /// entry of `pipelines`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) outputs: Vec<GroupOutputRecord>,
 }
 
 /// One tag of a multi-platform pipeline: the index it holds.
@@ -414,21 +441,25 @@ pub(crate) struct IndexRecord {
 }
 
 /// Collects the index tags a multi-platform pipeline's publication pushed (or found up to
-/// date), as they happen: an interrupted publication still reports what it published.
+/// date) and the outputs it wrote, as they happen: an interrupted publication still reports
+/// what it published.
 #[derive(Default)]
-pub(crate) struct IndexRecorder(Mutex<Vec<Pushed>>);
+pub(crate) struct IndexRecorder {
+    pushed: Mutex<Vec<Pushed>>,
+    outputs: Mutex<Vec<OutputRecord>>,
+}
 
 impl Sink for IndexRecorder {
     fn event(&self, e: Event) {
-        if let Event::Pushed {
-            repository,
-            tag,
-            digest,
-            attempts,
-            up_to_date,
-        } = e
-        {
-            self.0
+        match e {
+            Event::Pushed {
+                repository,
+                tag,
+                digest,
+                attempts,
+                up_to_date,
+            } => self
+                .pushed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Pushed {
@@ -437,9 +468,23 @@ impl Sink for IndexRecorder {
                     digest,
                     attempts,
                     up_to_date,
-                });
+                }),
+            Event::Written { output, digest } => self
+                .outputs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(OutputRecord { output, digest }),
+            _ => {}
         }
     }
+}
+
+/// An output a multi-platform pipeline wrote (every platform's image under an index).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct GroupOutputRecord {
+    pub(crate) pipeline: String,
+    #[serde(flatten)]
+    pub(crate) written: OutputRecord,
 }
 
 /// How publishing a multi-platform pipeline's indexes ended.
@@ -496,6 +541,7 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
     };
     let mut indexes = Vec::new();
     let mut publishing = Vec::new();
+    let mut outputs = Vec::new();
     for ((g, recorder), outcome) in run.groups.iter().zip(*published).zip(&summary.indexes) {
         let platforms: Vec<String> = g
             .pipeline
@@ -503,7 +549,20 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let pushed = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let pushed = recorder
+            .pushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let written = recorder
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        outputs.extend(written.into_iter().map(|written| GroupOutputRecord {
+            pipeline: g.pipeline.name.clone(),
+            written,
+        }));
         indexes.extend(pushed.into_iter().map(|pushed| IndexRecord {
             pipeline: g.pipeline.name.clone(),
             platforms: platforms.clone(),
@@ -538,6 +597,7 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
             .collect(),
         indexes,
         publishing,
+        outputs,
     })
 }
 
@@ -575,6 +635,7 @@ pub(crate) fn of_unreached(
             .collect(),
         indexes: Vec::new(),
         publishing: Vec::new(),
+        outputs: Vec::new(),
     })
 }
 

@@ -48,11 +48,18 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         look: settings.look(),
         notes: crate::cache::NoteStore::user(),
     };
-    let plans = plan_builds(engine, &prepared, &opts, out).await?;
+    let plans = plan_builds(engine, &prepared, &opts, args.no_push, out).await?;
     let indexes = plan_indexes(engine, &prepared, &plans, opts.look.offline, out).await;
+    let indexes = if args.no_push {
+        indexes.into_iter().map(skip_index).collect()
+    } else {
+        indexes
+    };
     // Index publishes count as changes too.
     let changes = plans.iter().any(|p| !p.is_noop())
-        || indexes.iter().any(|x| x.status != PushStatus::UpToDate);
+        || indexes
+            .iter()
+            .any(|x| !matches!(x.status, PushStatus::UpToDate | PushStatus::Skipped));
     match out.format {
         Format::Json if out.document => {
             let mut doc = Document::new(&prepared.graph, &plans);
@@ -83,6 +90,16 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     })
 }
 
+/// An index `apply --no-push` would not publish: skipped, and nothing it could fail on.
+fn skip_index(x: IndexPlan) -> IndexPlan {
+    IndexPlan {
+        status: PushStatus::Skipped,
+        reason: None,
+        fails: None,
+        ..x
+    }
+}
+
 /// How `plan` prints.
 #[derive(Debug, Clone, Copy)]
 struct Output {
@@ -97,22 +114,33 @@ async fn plan_builds<E: Engine>(
     engine: &E,
     prepared: &Prepared,
     opts: &PlanOptions,
+    no_push: bool,
     out: Output,
 ) -> Result<Vec<Plan>, CliError> {
     let graph = &prepared.graph;
     let mut plans = Vec::new();
     let mut produced: HashMap<usize, Option<String>> = HashMap::new();
     for &i in &graph.order {
-        let p = &prepared.builds[i];
+        let mut p = prepared.builds[i].clone();
+        if no_push {
+            // Nothing would be pushed: no publish password is read.
+            for t in &mut p.publish {
+                t.login = None;
+            }
+        }
+        let p = &p;
         let dependency = graph.nodes[i].dependency.as_ref();
         let known_base = dependency.map(|d| produced.get(&d.producer).cloned().flatten());
         let rebuilt = known_base == Some(None);
-        let plan = observe::plan(engine, p, opts, known_base)
+        let mut plan = observe::plan(engine, p, opts, known_base)
             .await
             .map_err(|source| CliError::Plan {
                 pipeline: p.name.clone(),
                 source,
             })?;
+        if no_push {
+            plan.skip_publish();
+        }
         produced.insert(i, plan.commit.image.clone());
         match out.format {
             Format::Json if out.document => {}
@@ -330,13 +358,16 @@ fn render(plan: &Plan) -> String {
     let mut pushes = 0;
     for p in &plan.publish {
         let status = status_text(p.status, p.reason.as_deref());
-        if p.status != PushStatus::UpToDate {
+        if !matches!(p.status, PushStatus::UpToDate | PushStatus::Skipped) {
             pushes += 1;
         }
         out.push_str(&format!(
             "  publish  {}:{}: {status}\n",
             p.repository, p.tag
         ));
+    }
+    for o in &plan.outputs {
+        out.push_str(&format!("  output   {o}\n"));
     }
     for b in &plan.fails {
         out.push_str(&format!("  fails    {b}\n"));
@@ -413,6 +444,7 @@ fn status_text(status: PushStatus, reason: Option<&str>) -> String {
         (PushStatus::UpToDate, _) => "up to date".to_string(),
         (PushStatus::Unknown, Some(reason)) => format!("unknown ({reason})"),
         (PushStatus::Unknown, None) => "unknown".to_string(),
+        (PushStatus::Skipped, _) => "skipped (--no-push)".to_string(),
     }
 }
 
@@ -469,6 +501,7 @@ mod tests {
             ],
             cache_remote: None,
             fails: Vec::new(),
+            outputs: Vec::new(),
         };
         let text = super::render(&plan);
         for line in [

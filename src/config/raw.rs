@@ -66,6 +66,24 @@ pub struct PipelineFile {
     /// How the image's layers, config and manifest are written.
     #[serde(default)]
     pub image: ImageSettings,
+    /// Where `apply` also writes the image, besides the registries: an OCI image layout
+    /// folder or a tar that `docker load` and `podman load` read. `--output` adds more.
+    #[serde(default, rename = "output")]
+    pub outputs: Vec<Output>,
+}
+
+/// An image written to a file or folder.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// `oci` (an OCI image layout folder) or `tar` (one tar: an OCI layout and the
+    /// `manifest.json` of `docker save`).
+    #[serde(rename = "type")]
+    #[schemars(with = "crate::model::OutputKind")]
+    pub kind: Option<Spanned<crate::model::OutputKind>>,
+    /// Where, relative to the pipeline file's folder and inside it (plain names, no `..`).
+    #[schemars(with = "String")]
+    pub path: Option<Str>,
 }
 
 /// A template variable: its value, which declares its type, or its type without a value.

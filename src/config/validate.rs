@@ -72,6 +72,7 @@ impl<'a> Builder<'a> {
             self.publish_into_cache(&c.repository);
         }
         let image = self.image_settings(&raw.image);
+        let outputs = self.outputs(&raw.outputs);
         self.secret_variables_in_templates(&raw.secrets, &secrets);
         // No base without a diagnostic here: it is missing, reported by the structural check.
         let (Some(base), true) = (base, self.diags.is_empty()) else {
@@ -92,7 +93,62 @@ impl<'a> Builder<'a> {
             platform: None,
             image,
             written: self.written,
+            outputs,
         })
+    }
+
+    /// `[[output]]` tables: a kind and a plain relative path that stays in the folder (no
+    /// `..`, no symlink on the way), so a file cannot make apply write outside it.
+    fn outputs(&mut self, raw: &[raw::Output]) -> Vec<crate::model::Output> {
+        let mut out = Vec::new();
+        for o in raw {
+            let (Some(kind), Some(path)) = (&o.kind, &o.path) else {
+                let span = o
+                    .path
+                    .as_ref()
+                    .map(|p| p.span())
+                    .or(o.kind.as_ref().map(|k| k.span()));
+                let mut d = Diagnostic::new(
+                    Code::InvalidOutput,
+                    "an `[[output]]` needs `type` and `path`",
+                )
+                .hint("write e.g. `type = \"tar\"` and `path = \"out/image.tar\"`");
+                if let Some(span) = span {
+                    d = d.at(span);
+                }
+                self.diags.push(d);
+                continue;
+            };
+            let Some(text) = self.text(path) else {
+                continue;
+            };
+            let relative = Path::new(&text);
+            let plain = !text.is_empty()
+                && relative
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            let through_link = relative.ancestors().any(|a| {
+                !a.as_os_str().is_empty()
+                    && std::fs::symlink_metadata(self.dir.join(a))
+                        .is_ok_and(|m| m.file_type().is_symlink())
+            });
+            if !plain || through_link {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::InvalidOutput,
+                        format!("output path `{text}` is not a plain path inside the pipeline's folder"),
+                    )
+                    .at(path.span())
+                    .hint("give a relative path of plain names (no `..`, no symlink), e.g. `out/image.tar`; `apply --output` writes anywhere"),
+                );
+                continue;
+            }
+            out.push(crate::model::Output {
+                kind: *kind.get_ref(),
+                path: self.dir.join(relative),
+            });
+        }
+        out
     }
 
     /// `[image]`: the compression's level in its range, an epoch that is a time.

@@ -99,6 +99,7 @@ codes! {
     InvalidOnbuild = "invalid-onbuild": "an `onbuild` entry that is not a Dockerfile instruction allowed there",
     // Image writing.
     InvalidImageSetting = "invalid-image-setting": "an `[image]` compression level outside the compression's range, or an epoch before 1970",
+    InvalidOutput = "invalid-output": "an `[[output]]` without `type` or `path`, or whose path is not a plain relative path inside the pipeline's folder",
 }
 
 impl fmt::Display for Code {

@@ -1165,9 +1165,8 @@ impl Engine for DockerEngine {
         {
             return Ok(true);
         }
-        if self.podman.is_none() {
-            return Ok(false);
-        }
+        // Not pushed by this engine (Podman records no digests; the tool pushes its own
+        // image): the same config in the registry is the same image.
         let remote = self
             .registry_image(&format!("{repository}@{digest}"), creds)
             .await?;

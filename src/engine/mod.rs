@@ -284,9 +284,9 @@ pub(crate) trait Engine {
     ) -> Result<Option<String>, EngineError>;
     /// Whether the manifest `digest` a registry holds under `repository` (a tag of it) is
     /// `image`. Docker records the manifest digest of every push and pull of an image: its
-    /// repository digests say it. An engine that records another digest than the one it
-    /// pushed (Podman compresses the layers on push, so the registry's manifest is not the
-    /// local one) asks the registry for the manifest's config, which is the image id.
+    /// repository digests say it. Otherwise (Podman compresses the layers on push, so the
+    /// registry's manifest is not the local one; the tool pushes images the engine never
+    /// pushed) the registry is asked for the manifest's config, which is the image id.
     async fn is_published(
         &self,
         image: &ImageInfo,

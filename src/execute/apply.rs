@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use super::base::ensure_base;
 use super::build::Build;
 use super::made::Maker;
-use super::publish::publish;
+use super::outputs::{self, write_outputs};
+use super::publish::{publish, tool_image};
 use super::remote::{export, import, RemoteUse};
 use super::secrets::secret_values;
 use super::{Applied, ApplyError, Options, Pushed};
@@ -97,14 +98,17 @@ pub(crate) async fn apply<E: Engine>(
             config: m.config.digest.clone(),
         });
     }
-    // Containers go while the pushes run.
-    let (pushed, ()) = tokio::join!(publish(engine, p, &image, opts, sink), build.cleanup());
+    // Containers go while the image is written out and pushed.
+    let (pushed, ()) = tokio::join!(
+        deliver(engine, p, &image, made.as_ref(), opts, sink),
+        build.cleanup()
+    );
     let pushed = pushed?;
     // After the publish targets, so publishing is never delayed; a failure only warns.
     if let Some(cache) = remote
         .cache
         .as_ref()
-        .filter(|c| c.mode == RemoteMode::ReadWrite)
+        .filter(|c| c.mode == RemoteMode::ReadWrite && !opts.no_push)
     {
         let all = all_keys(&cached);
         export(engine, cache, &all, sink).await;
@@ -117,6 +121,44 @@ pub(crate) async fn apply<E: Engine>(
         pushed,
         made: made.map(Box::new),
     })
+}
+
+/// Writes the image to the pipeline's outputs, then publishes it (unless `--no-push`).
+async fn deliver<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    image: &str,
+    made: Option<&crate::image::Image>,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<Vec<Pushed>, ApplyError> {
+    if !p.outputs.is_empty() {
+        let store = outputs::store(p, opts)?;
+        let own = match made {
+            Some(m) => m.clone(),
+            None => tool_image(engine, p, image, store)
+                .await
+                .map_err(|e| outputs::failed(p, format!("cannot read the image: {e}")))?,
+        };
+        write_outputs(p, store, &[own], sink).await?;
+    }
+    if opts.no_push {
+        skipped(p, sink);
+        return Ok(Vec::new());
+    }
+    publish(engine, p, image, made, opts, sink).await
+}
+
+/// Says that `apply --no-push` pushes none of `p`'s publish tags.
+pub(crate) fn skipped(p: &Pipeline, sink: &dyn Sink) {
+    for target in &p.publish {
+        for tag in &target.tags {
+            sink.event(Event::PushSkipped {
+                repository: target.repository.repository(),
+                tag: tag.clone(),
+            });
+        }
+    }
 }
 
 /// Every key the apply made or used: the steps', then the commit's.
@@ -147,7 +189,11 @@ async fn all_published<E: Engine>(
     if !p.commit.tags.is_empty() {
         return None;
     }
-    let tags = observe::publish_tags(engine, p, None).await.ok()?;
+    let held = crate::engine::ImageInfo {
+        id: entry.id.clone(),
+        ..Default::default()
+    };
+    let tags = observe::publish_tags(engine, p, Some(&held)).await.ok()?;
     let pushed = up_to_date(&tags, &entry.digest)?;
     sink.event(Event::BaseReady {
         reference: p.base.image.to_string(),
@@ -189,13 +235,15 @@ async fn all_published<E: Engine>(
 }
 
 /// Every publish tag, when each holds the manifest `digest` (same registry, same manifest
-/// bytes); `None` when one does not, or could not be asked.
+/// bytes) or another manifest of the same image (the tool's own, with the same config);
+/// `None` when one does not, or could not be asked.
 fn up_to_date(tags: &[TagSeen], digest: &str) -> Option<Vec<Pushed>> {
     tags.iter()
         .map(|t| match &t.state {
             TagState::Holds {
-                digest: Some(d), ..
-            } if d == digest => Some(Pushed {
+                digest: Some(d),
+                published,
+            } if d == digest || *published => Some(Pushed {
                 repository: t.repository.clone(),
                 tag: t.tag.clone(),
                 digest: d.clone(),

@@ -439,6 +439,8 @@ impl<'a, E: Engine> Build<'a, E> {
             .commit(&id, &spec)
             .await
             .map_err(ApplyError::Commit)
+    }
+
     /// Writes the layer of checkpoint container `id` (made from `image`) into the tool's
     /// image, named after the steps it holds.
     async fn write_layer(

@@ -81,6 +81,12 @@ pub(crate) enum ApplyError {
         /// The engine's command-line client (`docker`, `podman`), for the hint.
         cli: &'static str,
     },
+    #[error("cannot write the image to `{output}`: {source}")]
+    Output {
+        output: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

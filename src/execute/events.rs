@@ -82,6 +82,17 @@ pub(crate) enum Event {
         attempts: u32,
         up_to_date: bool,
     },
+    /// The image was written to an output (`oci:PATH`, `tar:PATH`); `digest` is that of the
+    /// manifest (or index) the output names.
+    Written {
+        output: String,
+        digest: String,
+    },
+    /// A publish tag `apply --no-push` did not push.
+    PushSkipped {
+        repository: String,
+        tag: String,
+    },
     /// A debug image of a failed step, kept on request.
     KeptFailed {
         image: String,

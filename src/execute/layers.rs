@@ -15,7 +15,7 @@ use crate::image::config::BaseImage;
 use crate::image::diff::{DiffError, Plan, Spool, Take};
 use crate::image::save::{self, Saved};
 use crate::image::store::BlobStore;
-use crate::image::{media, Descriptor};
+use crate::image::{media, Descriptor, Image};
 
 /// Why a layer could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,24 @@ pub(crate) async fn image_layers<E: Engine>(
         Ok::<_, LayerError>(save::read(r, &store, compression)?)
     })
     .await
+}
+
+/// Engine image `id` as an image of the tool's (its config byte for byte, its layers as the
+/// export gives them, compressed into the store, and a manifest of them), read from the
+/// engine's export once per image id and compression: a record in the store finds it again.
+pub(crate) async fn engine_image<E: Engine>(
+    engine: &E,
+    id: &str,
+    store: &BlobStore,
+    compression: Compression,
+) -> Result<Image, LayerError> {
+    if let Some(found) = save::recorded_image(store, id, compression) {
+        return Ok(found);
+    }
+    let saved = image_layers(engine, id, store, compression).await?;
+    let image = crate::image::config::exported(store, &saved.config, &saved.layers)?;
+    save::record_image(store, id, compression, &image)?;
+    Ok(image)
 }
 
 /// A base image as the tool's image lists it: its layers compressed into the store from the
@@ -232,15 +250,7 @@ impl LayerSettings {
         file: &std::path::Path,
         source_date_epoch: Option<&str>,
     ) -> (Self, Option<u64>) {
-        use crate::model::LayerCompression as C;
-        let compression = match image.compression {
-            C::Gzip => Compression::Gzip {
-                level: image.level.and_then(|l| u32::try_from(l).ok()).unwrap_or(6),
-            },
-            C::Zstd => Compression::Zstd {
-                level: image.level.unwrap_or(3),
-            },
-        };
+        let compression = Compression::of(image);
         let env = source_date_epoch.filter(|v| v.trim().parse::<u64>().is_ok());
         let epoch = (env.is_some() || image.reproducible)
             .then(|| epoch(env, image.epoch, file).unwrap_or(0));

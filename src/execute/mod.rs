@@ -14,10 +14,11 @@ pub(crate) mod index;
 pub(crate) mod layers;
 pub(crate) mod leftovers;
 mod locks;
-mod masks;
 mod made;
+mod masks;
 mod names;
 mod output;
+mod outputs;
 mod publish;
 mod remote;
 mod retry;
@@ -46,8 +47,11 @@ pub(crate) struct Options {
     pub(crate) retry_delay: Duration,
     /// Where checkpoint notes are recorded for `plan`; `None`: nowhere.
     pub(crate) notes: Option<cache::NoteStore>,
-    /// Where the tool writes its images (layers, configs, manifests); `None`: it writes none.
+    /// The blob store the tool's images live in, which its pusher pushes from; `None`: the
+    /// engine pushes.
     pub(crate) store: Option<crate::image::store::BlobStore>,
+    /// Push nothing: no publish target, no index, no remote cache entry.
+    pub(crate) no_push: bool,
 }
 
 /// One tag in a registry.
@@ -68,7 +72,5 @@ pub(crate) struct Applied {
     pub(crate) pushed: Vec<Pushed>,
     /// The image the tool wrote (in [`Options::store`]); `None` when it wrote none (no store,
     /// a part it could not have): the engine's image is the one published.
-    // Read by the tool's own publishing (next); the report has its digests already.
-    #[allow(dead_code)]
     pub(crate) made: Option<Box<crate::image::Image>>,
 }

@@ -82,6 +82,7 @@ mod tests {
             retry_delay: Duration::from_millis(500),
             notes: None,
             store: None,
+            no_push: false,
         };
         let starts = Mutex::new(Vec::new());
         let result: Result<((), u32), _> = retry(&opts, &|_e: Event| {}, None, || {

@@ -18,6 +18,7 @@ fn options() -> Options {
         retry_delay: std::time::Duration::from_millis(1),
         notes: None,
         store: None,
+        no_push: false,
     }
 }
 

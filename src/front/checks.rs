@@ -107,13 +107,41 @@ pub(super) fn publish_into_cache<'a>(
     Ok(())
 }
 
-/// Checks that every `password_env` variable is set, before anything runs.
-pub(super) fn passwords<'a>(pipelines: impl Iterator<Item = &'a Pipeline>) -> Result<(), CliError> {
+/// Adds the `--output`s to the one pipeline of the run; with several, where each would
+/// write is ambiguous: a usage error.
+pub(super) fn outputs(
+    pipelines: &mut [Pipeline],
+    outputs: &[crate::model::Output],
+) -> Result<(), CliError> {
+    match pipelines {
+        _ if outputs.is_empty() => Ok(()),
+        [one] => {
+            one.outputs.extend(outputs.iter().cloned());
+            Ok(())
+        }
+        _ => Err(CliError::Usage(format!(
+            "--output writes one pipeline's image, and {} pipelines are given: apply one (`--only NAME`), or use `[[output]]` in each file",
+            pipelines.len()
+        ))),
+    }
+}
+
+/// Checks that every `password_env` variable is set, before anything runs; the publish
+/// targets' only when `publish` (not for `--no-push`).
+pub(super) fn passwords<'a>(
+    pipelines: impl Iterator<Item = &'a Pipeline>,
+    publish: bool,
+) -> Result<(), CliError> {
     let logins = pipelines.flat_map(|p| {
         p.base
             .login
             .iter()
-            .chain(p.publish.iter().filter_map(|t| t.login.as_ref()))
+            .chain(
+                p.publish
+                    .iter()
+                    .filter(move |_| publish)
+                    .filter_map(|t| t.login.as_ref()),
+            )
             .chain(p.cache_remote.iter().filter_map(|c| c.login.as_ref()))
     });
     let mut missing: Vec<Login> = Vec::new();

@@ -56,6 +56,11 @@ pub(crate) struct Settings {
     pub(crate) engines: Vec<String>,
     /// False for `plan --offline`: no registry is asked and no credential is read.
     pub(crate) registries: bool,
+    /// `--no-push`: nothing is pushed, so no publish password is needed and the remote
+    /// cache is only read.
+    pub(crate) no_push: bool,
+    /// `--output`: added to the pipeline's `[[output]]` (one pipeline only).
+    pub(crate) outputs: Vec<crate::model::Output>,
 }
 
 /// The step cache as the command line sets it.
@@ -85,6 +90,8 @@ impl Settings {
             cache: CacheSettings::default(),
             engines: Vec::new(),
             registries: true,
+            no_push: false,
+            outputs: Vec::new(),
         }
     }
 
@@ -99,6 +106,8 @@ impl Settings {
             cache: CacheSettings::resolve(&args.cache)?,
             engines: args.engines.engines.clone(),
             registries: !args.offline,
+            no_push: args.no_push,
+            outputs: args.outputs.clone(),
             ..Self::files(Reach::Engines, &args.files)
         })
     }
@@ -109,6 +118,8 @@ impl Settings {
             only: args.only.clone(),
             cache: CacheSettings::resolve(&args.cache)?,
             engines: args.engines.engines.clone(),
+            no_push: args.no_push,
+            outputs: args.outputs.clone(),
             ..Self::files(Reach::Engines, &args.files)
         })
     }
@@ -168,6 +179,7 @@ pub(crate) fn run_settings(
             retry_delay: args.retry_delay,
             notes: crate::cache::NoteStore::user(),
             store: crate::image::store::BlobStore::user(),
+            no_push: args.no_push,
         },
     }
 }
@@ -205,10 +217,11 @@ impl From<CliError> for Refused {
 pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Refused> {
     let pipelines = load(&settings.files, &settings.overrides, ui)?;
     let files_graph = graph::build(&pipelines).map_err(CliError::Graph)?;
-    let pipelines = match &settings.only {
+    let mut pipelines = match &settings.only {
         Some(name) => vec![checks::only(&pipelines, &files_graph, name)?],
         None => pipelines,
     };
+    checks::outputs(&mut pipelines, &settings.outputs)?;
     let (mut builds, groups) =
         platforms::expand(pipelines, &settings.overrides).map_err(CliError::Invalid)?;
     let graph = graph::build(&builds).map_err(CliError::Graph)?;
@@ -220,12 +233,20 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
             engines: Vec::new(),
         });
     }
-    checks::remote_cache(&mut builds, &settings.cache);
+    let cache = CacheSettings {
+        mode: if settings.no_push {
+            RemoteMode::Read
+        } else {
+            settings.cache.mode
+        },
+        ..settings.cache.clone()
+    };
+    checks::remote_cache(&mut builds, &cache);
     let published = groups.iter().map(|g| &g.pipeline);
     checks::publish_into_cache(builds.iter().chain(published), &settings.cache)?;
     if settings.registries {
         let published = groups.iter().map(|g| &g.pipeline);
-        checks::passwords(builds.iter().chain(published))?;
+        checks::passwords(builds.iter().chain(published), !settings.no_push)?;
     }
     let engines = match engines(&settings.engines, ui).await {
         Ok(e) => e,

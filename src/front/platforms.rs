@@ -7,7 +7,8 @@ use crate::model::Pipeline;
 use crate::plan::platforms::{build_name, Group};
 
 /// One build per (pipeline, platform); pipelines with one platform or none stay as they are.
-/// A multi-platform pipeline's builds publish nothing themselves (see [`Group`]), and their
+/// A multi-platform pipeline's builds publish and write out nothing themselves (see
+/// [`Group`]), and their
 /// local tags get the platform as a suffix (`app:1-linux-arm64`): a local name holds one
 /// image, so the platforms cannot share it.
 pub(crate) fn expand(
@@ -45,6 +46,8 @@ pub(crate) fn expand(
             };
             b.name = build_name(&p.name, platform);
             b.publish.clear();
+            // Written once, of every platform's image, as the index is.
+            b.outputs.clear();
             let suffix = platform.to_string().replace('/', "-");
             for t in &mut b.commit.tags {
                 t.tag = Some(format!("{}-{suffix}", t.tag.as_deref().unwrap_or("latest")));

@@ -36,6 +36,19 @@ const COMPRESSORS: &str = "zlib-rs-0.6.9+zstd-1.6.0+chunks-128k";
 const CHUNK: usize = 128 * 1024;
 
 impl Compression {
+    /// The compression a pipeline's `[image]` table asks for.
+    pub(crate) fn of(image: &crate::model::ImageSettings) -> Self {
+        use crate::model::LayerCompression as C;
+        match image.compression {
+            C::Gzip => Compression::Gzip {
+                level: image.level.and_then(|l| u32::try_from(l).ok()).unwrap_or(6),
+            },
+            C::Zstd => Compression::Zstd {
+                level: image.level.unwrap_or(3),
+            },
+        }
+    }
+
     /// The layer media type in a manifest of the tool's default format: a Docker manifest for
     /// gzip, an OCI one for zstd (which only OCI names).
     pub(crate) fn layer_media_type(self) -> &'static str {

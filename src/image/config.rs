@@ -134,14 +134,35 @@ pub(crate) fn assemble(store: &BlobStore, parts: &Parts<'_>) -> io::Result<Image
         (media::DOCKER_CONFIG, media::DOCKER_MANIFEST)
     };
     let config = store.put(config_type, &config_bytes)?;
-    let layers: Vec<Descriptor> = parts
+    let layers = parts
         .base
         .layers
         .iter()
         .cloned()
-        .chain(parts.layers.iter().map(|(l, _)| l.blob.clone()))
+        .chain(parts.layers.iter().map(|(l, _)| l.blob.clone()));
+    let (manifest, layers) = write_manifest(store, manifest_type, &config, layers, parts.oci)?;
+    Ok(Image {
+        manifest,
+        config,
+        layers,
+        diff_ids,
+        platform: parts.platform.clone(),
+        remote: parts.base.remote.clone(),
+    })
+}
+
+/// Writes the manifest of `config` and `layers` (their media types named as the manifest's
+/// kind names them); the manifest and the layers as it lists them.
+fn write_manifest(
+    store: &BlobStore,
+    manifest_type: &str,
+    config: &Descriptor,
+    layers: impl Iterator<Item = Descriptor>,
+    oci: bool,
+) -> io::Result<(Descriptor, Vec<Descriptor>)> {
+    let layers: Vec<Descriptor> = layers
         .map(|mut d| {
-            d.media_type = layer_type(&d.media_type, parts.oci).to_string();
+            d.media_type = layer_type(&d.media_type, oci).to_string();
             d
         })
         .collect();
@@ -152,15 +173,55 @@ pub(crate) fn assemble(store: &BlobStore, parts: &Parts<'_>) -> io::Result<Image
         layers: layers.clone(),
     };
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(io::Error::other)?;
-    let manifest = store.put(manifest_type, &manifest_bytes)?;
+    Ok((store.put(manifest_type, &manifest_bytes)?, layers))
+}
+
+/// The image an engine's export gave (its config byte for byte, its layers as compressed
+/// into the store): the config and manifest written into the store. A Docker manifest for
+/// gzip layers, an OCI one otherwise.
+pub(crate) fn exported(store: &BlobStore, config: &[u8], layers: &[Layer]) -> io::Result<Image> {
+    let raw: PlatformOf = serde_json::from_slice(config).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the image's config: {e}"),
+        )
+    })?;
+    let oci = layers.iter().any(|l| {
+        !matches!(
+            l.blob.media_type.as_str(),
+            media::DOCKER_LAYER_GZIP | media::OCI_LAYER_GZIP
+        )
+    });
+    let (config_type, manifest_type) = if oci {
+        (media::OCI_CONFIG, media::OCI_MANIFEST)
+    } else {
+        (media::DOCKER_CONFIG, media::DOCKER_MANIFEST)
+    };
+    let config = store.put(config_type, config)?;
+    let blobs = layers.iter().map(|l| l.blob.clone());
+    let (manifest, layers_listed) = write_manifest(store, manifest_type, &config, blobs, oci)?;
     Ok(Image {
         manifest,
         config,
-        layers,
-        diff_ids,
-        platform: parts.platform.clone(),
-        remote: parts.base.remote.clone(),
+        layers: layers_listed,
+        diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
+        platform: Platform {
+            os: raw.os,
+            arch: raw.architecture,
+            variant: raw.variant.filter(|v| !v.is_empty()),
+        },
+        remote: BTreeMap::new(),
     })
+}
+
+#[derive(Deserialize)]
+struct PlatformOf {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -8,6 +8,7 @@ use std::io::{self, Read};
 use super::compress::{Compression, Layer};
 use super::store::BlobStore;
 use super::tarfmt;
+use super::{Descriptor, DescriptorPlatform, Image};
 
 /// One image, as its export gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,65 @@ pub(crate) fn read(
         })
         .collect::<io::Result<Vec<_>>>()?;
     Ok(Saved { config, layers })
+}
+
+/// What the store records of an engine image written as the tool's.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ImageRecord {
+    manifest: Descriptor,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<String>,
+    platform: DescriptorPlatform,
+}
+
+fn image_key(id: &str, compression: Compression) -> String {
+    format!("{id}\n{}", compression.id())
+}
+
+/// The tool's image of engine image `id`, as recorded when it was read from the engine's
+/// export with `compression`; `None` when there is none or a blob is gone.
+pub(crate) fn recorded_image(
+    store: &BlobStore,
+    id: &str,
+    compression: Compression,
+) -> Option<Image> {
+    let key = image_key(id, compression);
+    let r: ImageRecord = serde_json::from_slice(&store.record("images", &key)?).ok()?;
+    let blobs = [&r.manifest, &r.config].into_iter().chain(&r.layers);
+    if !blobs.into_iter().all(|b| store.contains(&b.digest)) {
+        return None;
+    }
+    Some(Image {
+        manifest: r.manifest,
+        config: r.config,
+        layers: r.layers,
+        diff_ids: r.diff_ids,
+        platform: crate::model::Platform {
+            os: r.platform.os,
+            arch: r.platform.architecture,
+            variant: r.platform.variant,
+        },
+        remote: Default::default(),
+    })
+}
+
+/// Records the tool's image of engine image `id` (see [`recorded_image`]).
+pub(crate) fn record_image(
+    store: &BlobStore,
+    id: &str,
+    compression: Compression,
+    image: &Image,
+) -> io::Result<()> {
+    let record = ImageRecord {
+        manifest: image.manifest.clone(),
+        config: image.config.clone(),
+        layers: image.layers.clone(),
+        diff_ids: image.diff_ids.clone(),
+        platform: DescriptorPlatform::from(&image.platform),
+    };
+    let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
+    store.put_record("images", &image_key(id, compression), &bytes)
 }
 
 #[derive(serde::Deserialize)]

@@ -24,6 +24,14 @@ pub(crate) async fn digests_in<E: Engine>(
     }
 }
 
+/// The manifest digest of the tool's own image of engine image `image`, when the store
+/// holds one (the tool pushes that manifest, not the engine's).
+fn own_digest(image: &str, p: &crate::model::Pipeline) -> Option<String> {
+    let store = crate::image::store::BlobStore::user()?;
+    let compression = crate::image::compress::Compression::of(&p.image);
+    crate::image::save::recorded_image(&store, image, compression).map(|i| i.manifest.digest)
+}
+
 /// Plans the indexes of a group: `images` are its builds' reusable final images (`None`: that
 /// platform builds a new one), in the order of its platforms.
 pub(crate) async fn plan_index<E: Engine>(
@@ -41,7 +49,11 @@ pub(crate) async fn plan_index<E: Engine>(
         let mut known = Vec::new();
         for (platform, image) in p.platforms.iter().zip(images) {
             let digests = match image {
-                Some(image) => digests_in(engine, image, &repository).await,
+                Some(image) => {
+                    let mut d = digests_in(engine, image, &repository).await;
+                    d.extend(own_digest(image, p));
+                    d
+                }
                 None => Vec::new(),
             };
             known.push((platform, digests));

@@ -53,10 +53,18 @@ pub(crate) async fn plan<E: Engine>(
     explain_miss(engine, &mut obs, opts.notes.as_ref()).await?;
     let mut image = None;
     if let Some(id) = &obs.hit.image {
-        if let Ok(Some(info)) = engine.inspect_image(id).await {
-            obs.local_digests.clone_from(&info.repo_digests);
-            image = Some(info);
-        }
+        image = Some(match engine.inspect_image(id).await {
+            Ok(Some(info)) => {
+                obs.local_digests.clone_from(&info.repo_digests);
+                info
+            }
+            // A remote cache hit on a fresh runner: a tag holds this image when its config
+            // is this id (the tool publishes its own manifest of it).
+            _ => crate::engine::ImageInfo {
+                id: id.clone(),
+                ..Default::default()
+            },
+        });
     }
     // Offline, the publish targets (which the file chooses) are never contacted, and no
     // password or docker config credential is read for them.

@@ -83,6 +83,9 @@ pub(crate) struct Plan {
     pub(crate) resume: Resume,
     pub(crate) commit: CommitPlan,
     pub(crate) publish: Vec<PushPlan>,
+    /// Where apply would also write the image (`oci:PATH`, `tar:PATH`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) outputs: Vec<String>,
     /// The remote cache, when the pipeline has one.
     pub(crate) cache_remote: Option<RemoteStatus>,
     /// Why apply is certain to fail (empty when it is not).
@@ -234,9 +237,22 @@ pub(crate) enum PushStatus {
     Changed,
     UpToDate,
     Unknown,
+    /// `plan --no-push`: apply would push nothing.
+    Skipped,
 }
 
 impl Plan {
+    /// The plan of `apply --no-push`: every publish tag skipped, and refused publish
+    /// credentials no reason to fail.
+    pub(crate) fn skip_publish(&mut self) {
+        for p in &mut self.publish {
+            p.status = PushStatus::Skipped;
+            p.reason = None;
+        }
+        self.fails
+            .retain(|b| !matches!(b, Blocker::PublishRefused { .. }));
+    }
+
     /// True when apply would run, commit or push nothing.
     pub(crate) fn is_noop(&self) -> bool {
         self.commit.image.is_some()
@@ -244,7 +260,7 @@ impl Plan {
             && self
                 .publish
                 .iter()
-                .all(|p| p.status == PushStatus::UpToDate)
+                .all(|p| matches!(p.status, PushStatus::UpToDate | PushStatus::Skipped))
     }
 }
 
@@ -357,6 +373,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
         },
         fails: blockers(p, obs, &publish),
         publish,
+        outputs: p.outputs.iter().map(ToString::to_string).collect(),
         cache_remote: obs.cache_remote.clone(),
     }
 }

@@ -239,11 +239,12 @@ impl<'a, E: Engine> Driver<'a, E> {
         let built: Vec<Built<'a, E>> = sched
             .built(g)
             .into_iter()
-            .filter_map(|(b, e, image)| {
+            .filter_map(|(b, e, applied)| {
                 Some(Built {
                     engine: &self.engines[e.0],
-                    image,
+                    image: applied.image.clone(),
                     platform: builds[b.0].platform.clone()?,
+                    made: applied.made.as_deref().cloned(),
                 })
             })
             .collect();

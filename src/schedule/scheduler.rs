@@ -8,7 +8,7 @@ use super::{
     Status, Summary,
 };
 use crate::error::{ExitStatus, Signal};
-use crate::execute::Pushed;
+use crate::execute::{Applied, Pushed};
 use crate::graph::{Dependency, Graph};
 use crate::model::Platform;
 
@@ -382,14 +382,14 @@ impl<'a> Scheduler<'a> {
             .map(|a| a.image.clone())
     }
 
-    /// The engine and image of each build of a multi-platform pipeline whose builds all
-    /// succeeded.
-    pub(crate) fn built(&self, g: GroupId) -> Vec<(BuildId, EngineId, String)> {
+    /// The engine and what it applied of each build of a multi-platform pipeline whose
+    /// builds all succeeded.
+    pub(crate) fn built(&self, g: GroupId) -> Vec<(BuildId, EngineId, &Applied)> {
         self.groups[g.0]
             .iter()
             .filter_map(|&b| {
                 let o = self.outcomes[b.0].as_ref()?;
-                Some((b, o.engine?, o.applied.as_ref()?.image.clone()))
+                Some((b, o.engine?, o.applied.as_ref()?))
             })
             .collect()
     }

@@ -93,6 +93,7 @@ fn apply(
             retry_delay: Duration::from_millis(1),
             notes: None,
             store: None,
+            no_push: false,
         },
     };
     let seen: Vec<Seen> = pipelines.iter().map(|_| Seen::default()).collect();

@@ -252,6 +252,8 @@ impl Sink for Ui {
             | Event::PushProgress { .. }
             | Event::PushRetry { .. }
             | Event::Pushed { .. }
+            | Event::PushSkipped { .. }
+            | Event::Written { .. }
             | Event::PlatformPushed { .. }) => self.push_event(e),
             e @ (Event::CacheRemote { .. }
             | Event::CacheImported { .. }
@@ -385,6 +387,12 @@ impl Ui {
                 attempts,
                 up_to_date,
             ),
+            Event::Written { output, digest } => {
+                self.line(&format!("{} {output}@{digest}", style("wrote").green()));
+            }
+            Event::PushSkipped { repository, tag } => {
+                self.line(&format!("skipped push {repository}:{tag} (--no-push)"));
+            }
             Event::PlatformPushed {
                 repository,
                 platform,

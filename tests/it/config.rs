@@ -818,3 +818,49 @@ fn keygen_prints_a_secret_on_stdout_and_the_verify_key_line_for_the_file() {
     assert_ne!(again.stdout, out.stdout);
     assert_ne!(String::from_utf8_lossy(&again.stdout), secret);
 }
+
+#[test]
+fn outputs_stay_inside_the_pipelines_folder_and_need_a_type_and_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::os::unix::fs::symlink("/tmp", root.join("out")).unwrap();
+    let load = |text: &str| {
+        config::load_str(
+            Path::new("pipeline.toml"),
+            text,
+            &root,
+            &Overrides::default(),
+        )
+    };
+    let ok = load(
+        "[base]\nimage = \"busybox\"\n[[output]]\ntype = \"tar\"\npath = \"build/app.tar\"\n[[output]]\ntype = \"oci\"\npath = \"build/app\"\n",
+    )
+    .expect("valid");
+    let outputs: Vec<String> = ok.outputs.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        outputs,
+        [
+            format!("tar:{}", root.join("build/app.tar").display()),
+            format!("oci:{}", root.join("build/app").display())
+        ]
+    );
+    for (path, why) in [
+        ("../app.tar", "a `..`"),
+        ("/tmp/app.tar", "an absolute path"),
+        ("out/app.tar", "a symlink out of the folder"),
+        ("./app.tar", "a `.`"),
+    ] {
+        let bad = load(&format!(
+            "[base]\nimage = \"busybox\"\n[[output]]\ntype = \"tar\"\npath = \"{path}\"\n"
+        ))
+        .expect_err(why);
+        assert_eq!(bad[0].code.as_str(), "invalid-output", "{why}: {bad:?}");
+        assert!(bad[0].span.is_some(), "{why}: located");
+    }
+    let missing =
+        load("[base]\nimage = \"busybox\"\n[[output]]\ntype = \"tar\"\n").expect_err("no path");
+    assert_eq!(missing[0].code.as_str(), "missing-key", "{missing:?}");
+    let kind = load("[base]\nimage = \"busybox\"\n[[output]]\ntype = \"zip\"\npath = \"a\"\n")
+        .expect_err("no zip");
+    assert_eq!(kind[0].code.as_str(), "invalid-value", "{kind:?}");
+}

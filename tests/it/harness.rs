@@ -111,30 +111,37 @@ impl Project {
     ) -> (std::process::Child, mpsc::Receiver<String>) {
         let mut all = vec!["apply", "pipeline.toml", "--report", "report.json"];
         all.extend_from_slice(args);
-        let mut child = self
-            .std_cmd(&all)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pipeline");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stdout.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        (child, rx)
+        spawn(self.std_cmd(&all))
     }
+}
+
+/// Starts `cmd` in the background; the child and a channel of its output lines (stderr and
+/// stdout).
+pub(crate) fn spawn(
+    mut cmd: std::process::Command,
+) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pipeline");
+    let (tx, rx) = mpsc::channel();
+    for stream in [
+        Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stdout.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    (child, rx)
 }
 
 /// Waits for a line containing `needle`; returns everything read so far.

@@ -56,6 +56,8 @@ mod gc_remote;
 #[cfg(feature = "engine-tests")]
 mod history;
 #[cfg(feature = "engine-tests")]
+mod image_outputs;
+#[cfg(feature = "engine-tests")]
 mod lifetime;
 #[cfg(feature = "engine-tests")]
 mod made;
@@ -73,6 +75,7 @@ mod plan;
 mod platforms;
 #[cfg(feature = "engine-tests")]
 mod podman;
+mod push;
 #[cfg(feature = "engine-tests")]
 mod registry_limits;
 #[cfg(feature = "engine-tests")]

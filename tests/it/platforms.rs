@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{output_text, read_json, unique, wait_exit, wait_for_line, Project};
+use crate::harness::{output_text, read_json, spawn, unique, wait_exit, wait_for_line, Project};
 use crate::support::engine::{containers_named, docker, docker_ok, remove_image};
 use crate::support::proxy::{FaultMode, FaultProxy};
 use crate::support::registry::Registry;
@@ -312,5 +312,121 @@ tags = ["1"]
     );
     assert_eq!(indexes[0]["digest"], digest.as_str(), "{report:#}");
     assert!(hanging.tags(&name).is_empty());
+    assert!(containers_named(&format!("pipeline-{name}")).is_empty());
+}
+
+#[test]
+fn a_tag_names_the_old_index_or_the_new_one_even_when_the_apply_is_killed_in_between() {
+    require_multi_base();
+    let reg = Registry::start();
+    let name = unique("pltkill");
+    let project = Project::new();
+    let write = |content: &str| {
+        project.pipeline(&format!(
+            r#"name = "{name}"
+platforms = ["linux/amd64", "linux/arm64"]
+
+[base]
+image = "{MULTI_BASE}:latest"
+
+[[step]]
+run = "echo {content} > /content"
+
+[[publish]]
+repository = "{}/{name}"
+tags = ["1"]
+"#,
+            reg.addr
+        ))
+    };
+    write("old");
+    let first = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", output_text(&first));
+    let old = reg.manifest_digest(&name, "1").expect("the first index");
+
+    // The platforms' images are pushed, the index is not yet written: SIGKILL.
+    write("new");
+    let mut cmd = project.std_cmd(&["apply", "pipeline.toml"]);
+    cmd.env("PIPELINE_TEST_HOLD_INDEX", "60");
+    let (mut child, rx) = spawn(cmd);
+    let seen = wait_for_line(&rx, "linux/arm64 image", Duration::from_secs(300));
+    let seen = seen.join("\n");
+    assert!(seen.contains("linux/amd64 image"), "{seen}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        reg.manifest_digest(&name, "1"),
+        Some(old.clone()),
+        "the tag moved before the index was written"
+    );
+    // Both platforms' new images are in the registry, by digest only: no tag names them.
+    assert_eq!(reg.tags(&name), ["1"]);
+
+    // Applied again, the index is written and the tag moves to it.
+    let again = project
+        .std_cmd(&["apply", "pipeline.toml"])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", output_text(&again));
+    let new = reg.manifest_digest(&name, "1").unwrap();
+    assert_ne!(new, old);
+    let idx = manifest(&reg, &name, "1");
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), 2, "{idx}");
+    assert!(containers_named(&format!("pipeline-{name}")).is_empty());
+}
+
+#[test]
+fn two_platforms_written_to_an_oci_layout_are_one_index_and_nothing_is_pushed() {
+    require_multi_base();
+    let reg = Registry::start();
+    let name = unique("pltout");
+    let project = Project::new();
+    project.pipeline(&pipeline(
+        &name,
+        &format!("{MULTI_BASE}:latest"),
+        r#"["linux/amd64", "linux/arm64"]"#,
+        &reg.addr,
+    ));
+    let layout = project.path().join("layout");
+    let out = project
+        .std_cmd(&[
+            "apply",
+            "pipeline.toml",
+            "--no-push",
+            "--report",
+            "r.json",
+            "--output",
+            &format!("oci:{}", layout.display()),
+        ])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(reg.tags(&name).is_empty(), "--no-push pushed: {text}");
+    let report = read_json(&project.path().join("r.json"));
+    let outputs = report["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 1, "{report:#}");
+    assert_eq!(outputs[0]["pipeline"], name.as_str(), "{report:#}");
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci:{}", layout.display())])
+        .output()
+        .expect("skopeo");
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let index: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let mut archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    archs.sort_unstable();
+    assert_eq!(archs, ["amd64", "arm64"], "{index}");
     assert!(containers_named(&format!("pipeline-{name}")).is_empty());
 }
