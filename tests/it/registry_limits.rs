@@ -2,37 +2,44 @@
 //! without end. Each read stops at its limit with an error that names the registry and what
 //! was too big, and the tool's memory stays near its usual level.
 
+use std::io::Read;
 use std::process::Stdio;
 
-use crate::harness::{output_text, unique, Project, CACHE_VERIFY_KEY};
+use crate::harness::{unique, Project, CACHE_VERIFY_KEY};
 use crate::support::engine::require_image;
 use crate::support::hostile_registry::{HostileRegistry, HUGE};
 
 /// Largest resident set a run may reach here (a plan usually stays far below).
 const RSS_LIMIT_KIB: u64 = 128 << 10;
 
-/// Runs `pipeline ARGS` under `/usr/bin/time`; returns its output and peak RSS in KiB.
+/// Runs `pipeline ARGS`; returns its output (stdout, then stderr) and its peak RSS in KiB, as
+/// the kernel accounted it for the reaped child (`wait4`: no `time` tool needed).
+#[allow(clippy::zombie_processes)] // reaped by `wait4` below, which also gives its peak RSS
 fn measured(project: &Project, args: &[&str]) -> (String, u64) {
-    let cmd = project.std_cmd(args);
-    let program = cmd.get_program().to_owned();
-    let mut timed = std::process::Command::new("/usr/bin/time");
-    timed
-        .args(["-f", "maxrss-kib=%M"])
-        .arg(program)
-        .args(cmd.get_args())
-        .current_dir(project.path())
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(Stdio::null());
-    let out = timed
-        .output()
-        .expect("/usr/bin/time (apt-get install time)");
-    let text = output_text(&out);
-    let rss = text
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss-kib="))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no maxrss in: {text}"));
-    (text, rss)
+    let mut child = project
+        .std_cmd(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pipeline");
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut text = String::new();
+    let _ = stdout.read_to_string(&mut text);
+    text.push_str(&errors.join().unwrap());
+    let pid = i32::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data the kernel fills in; `pid` is this test's own child, not
+    // reaped yet (the `Child` is never waited for).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {text}");
+    (text, u64::try_from(usage.ru_maxrss).unwrap())
 }
 
 #[test]
