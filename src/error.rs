@@ -11,6 +11,7 @@ use crate::graph::GraphError;
 use crate::model::Login;
 use crate::observe::{BuildBaseError, ObserveError};
 use crate::plan::Blocker;
+use crate::registry::{DeleteError, RegistryError};
 
 /// The end of a command that ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +106,19 @@ pub(crate) enum CliError {
         #[source]
         source: std::io::Error,
     },
-    /// A registry refused or failed what the command asked of it (`gc --remote`).
-    #[error("{0}")]
-    Registry(String),
+    /// A registry refused or failed what `gc --remote` asked of it.
+    #[error("`{repository}`: {source}")]
+    Registry {
+        repository: String,
+        source: RegistryError,
+    },
+    /// `gc --remote` could not delete an unused entry.
+    #[error("cannot delete `{reference}` from `{host}`: {source}")]
+    Delete {
+        reference: String,
+        host: String,
+        source: DeleteError,
+    },
     /// `plan --detailed-exitcode`: any error exits 1.
     #[error(transparent)]
     Detailed(Box<CliError>),
@@ -122,7 +133,7 @@ impl CliError {
             | CliError::Graph(_)
             | CliError::MissingPasswords(_)
             | CliError::Credentials(_) => 2,
-            CliError::Registry(_) => 4,
+            CliError::Registry { .. } | CliError::Delete { .. } => 4,
             // The first problem decides: a file asking for a platform its base lacks is the
             // user's to fix (2); a base the engine and registry cannot provide is theirs (5).
             CliError::Bases(errors) => match errors.first() {
@@ -132,5 +143,45 @@ impl CliError {
             CliError::NoEngine(_) | CliError::Engine(_) | CliError::Plan { .. } => 5,
             CliError::Runtime { .. } | CliError::Detailed(_) | CliError::WouldFail(_) => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CliError;
+    use crate::registry::{DeleteError, RegistryError};
+
+    #[test]
+    fn a_registry_failure_of_gc_keeps_its_cause_typed_and_exits_4() {
+        let e = CliError::Delete {
+            reference: "r/cache:k1".into(),
+            host: "127.0.0.1:5000".into(),
+            source: DeleteError::NotAllowed { status: 405 },
+        };
+        assert_eq!(e.code(), 4);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "cannot delete `r/cache:k1` from `127.0.0.1:5000`: the registry does not allow \
+                 deletion (HTTP 405)"
+            ),
+            "{text}"
+        );
+        let cause = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<DeleteError>());
+        assert!(
+            matches!(cause, Some(DeleteError::NotAllowed { status: 405 })),
+            "{cause:?}"
+        );
+        let e = CliError::Registry {
+            repository: "r/cache".into(),
+            source: RegistryError::Auth("401".into()),
+        };
+        assert_eq!(e.code(), 4);
+        assert_eq!(
+            e.to_string(),
+            "`r/cache`: the registry refused the credentials: 401"
+        );
+        let cause = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<RegistryError>());
+        assert!(matches!(cause, Some(RegistryError::Auth(_))), "{cause:?}");
     }
 }

@@ -6,7 +6,7 @@ use crate::engine::{Engine, CACHE_REPOSITORY};
 use crate::error::{CliError, ExitStatus};
 use crate::model::Login;
 use crate::reference::ImageRef;
-use crate::registry::{DeleteError, Registry, RegistryError};
+use crate::registry::{Registry, RegistryError};
 use crate::ui::{plural, short, Ui};
 
 pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
@@ -107,7 +107,10 @@ async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, C
     let creds = crate::credentials::resolve(&host, login.as_ref()).await?;
     let registry = Registry::new(&host, creds.as_ref(), "linux", "amd64");
     let repository = repo.repository();
-    let failed = |e: RegistryError| CliError::Registry(format!("`{repository}`: {e}"));
+    let failed = |source: RegistryError| CliError::Registry {
+        repository: repository.clone(),
+        source,
+    };
     let tags = registry.tags(&repository).await.map_err(failed)?;
     let (indexes, held) = holdings(&registry, &repository, &tags)
         .await
@@ -131,17 +134,12 @@ async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, C
             }
             RemoteVerdict::Delete => {
                 if deleted_digests.insert(digest.clone()) {
-                    match registry.delete(&repository, digest).await {
-                        Ok(()) => {}
-                        Err(DeleteError::NotAllowed { status }) => {
-                            return Err(CliError::Registry(format!(
-                                "cannot delete {at} from `{host}`: {}",
-                                DeleteError::NotAllowed { status }
-                            )))
-                        }
-                        Err(DeleteError::Registry(e)) => {
-                            return Err(CliError::Registry(format!("cannot delete {at}: {e}")))
-                        }
+                    if let Err(source) = registry.delete(&repository, digest).await {
+                        return Err(CliError::Delete {
+                            reference: at,
+                            host: host.clone(),
+                            source,
+                        });
                     }
                 }
                 deleted.insert(tag.clone());
