@@ -106,8 +106,8 @@ pub(crate) enum CliError {
         #[source]
         source: std::io::Error,
     },
-    /// A registry refused or failed what `gc --remote` asked of it.
-    #[error("`{repository}`: {source}")]
+    /// A registry refused or failed what `gc --remote` asked of it before it deleted anything.
+    #[error("`{repository}`: {source}; nothing was deleted")]
     Registry {
         repository: String,
         source: RegistryError,

@@ -114,7 +114,7 @@ async fn remote(args: &GcArgs, reference: &str, ui: &Ui) -> Result<ExitStatus, C
     let tags = registry.tags(&repository).await.map_err(failed)?;
     let (indexes, held) = holdings(&registry, &repository, &tags)
         .await
-        .map_err(|e| CliError::Registry(format!("`{repository}`: {e}; nothing was deleted")))?;
+        .map_err(failed)?;
     let verdicts = cache::remote_unused(&held);
     let unknown = held.unknown();
     let mut deleted_digests = BTreeSet::new();

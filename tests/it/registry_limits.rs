@@ -37,7 +37,7 @@ fn measured(project: &Project, args: &[&str]) -> (String, u64) {
     // SAFETY: `rusage` is plain data the kernel fills in; `pid` is this test's own child, not
     // reaped yet (the `Child` is never waited for).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let reaped = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
     assert_eq!(reaped, pid, "wait4: {text}");
     (text, u64::try_from(usage.ru_maxrss).unwrap())
 }
