@@ -88,7 +88,7 @@ fn a_registry_that_sends_too_much_is_refused_in_bounded_memory() {
         (
             "a 512 MiB manifest whose HEAD names no digest",
             vec!["plan", "base.toml"],
-            vec![format!("base     {addr}/nodigest:1: pulled")],
+            vec![format!("base     {addr}/nodigest:1: will pull")],
         ),
         (
             "tag pages without end",

@@ -362,7 +362,7 @@ fn entries_no_trusted_apply_signed_are_never_used() {
         let plan_text = plan_on(&project, None);
         assert!(
             plan_text.contains(&format!("ignored `{cache}:{to}`: {why}"))
-                && plan_text.contains("[1/2] slow: run"),
+                && plan_text.contains("[1/2] slow: will run"),
             "{case}: {plan_text}"
         );
         let out = apply(&project, None, &["--report", "r.json"]);
