@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(e.code(), 4);
         assert_eq!(
             e.to_string(),
-            "`r/cache`: the registry refused the credentials: 401"
+            "`r/cache`: the registry refused the credentials: 401; nothing was deleted"
         );
         let cause = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<RegistryError>());
         assert!(matches!(cause, Some(RegistryError::Auth(_))), "{cause:?}");
