@@ -2,6 +2,7 @@
 //! invariant the planner and executor rely on holds once a [`Pipeline`] exists.
 
 pub(crate) mod env;
+pub(crate) mod ignore;
 mod image;
 
 pub(crate) use image::{final_config, ImageConfig, DEFAULT_PATH};
@@ -252,6 +253,46 @@ pub struct CopySpec {
     pub dest: String,
     pub mode: Option<u32>,
     pub owner: Option<(u32, u32)>,
+    /// What of the source stays out of the image and the key.
+    pub filter: CopyFilter,
+}
+
+/// What of a copy source stays out of the image and the step's key: what the context's ignore
+/// file (`.dockerignore`) or the step's `exclude` patterns exclude.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyFilter {
+    /// The context's ignore file, matched against paths relative to the context root.
+    pub(crate) ignore: Option<std::sync::Arc<ignore::Patterns>>,
+    /// The source's path relative to the context root, `/`-separated (`.`: the root).
+    pub(crate) base: String,
+    /// The step's `exclude` patterns, matched against paths relative to the source.
+    pub(crate) exclude: Option<std::sync::Arc<ignore::Patterns>>,
+}
+
+impl CopyFilter {
+    /// Whether the entry at `rel` (relative to the source; empty: the source itself) is left
+    /// out.
+    pub(crate) fn excludes(&self, rel: &std::path::Path) -> bool {
+        let rel = rel.to_string_lossy();
+        let in_context = match (self.base.as_str(), rel.is_empty()) {
+            (base, true) => base.to_string(),
+            (".", false) => rel.to_string(),
+            (base, false) => format!("{base}/{rel}"),
+        };
+        self.ignore
+            .as_ref()
+            .is_some_and(|p| p.excludes(&in_context))
+            || (!rel.is_empty() && self.exclude.as_ref().is_some_and(|p| p.excludes(&rel)))
+    }
+
+    /// Whether an excluded folder may hold entries that are not (an exception, `!`, matches
+    /// below it), so that it must be walked all the same.
+    pub(crate) fn has_exceptions(&self) -> bool {
+        [&self.ignore, &self.exclude]
+            .into_iter()
+            .flatten()
+            .any(|p| p.has_exceptions())
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::{walk, Content, EntryKind, WalkEntry};
-use crate::model::CopySpec;
+use crate::model::{CopyFilter, CopySpec};
 
 /// The digest of one entry of a copy source: its relative path (bytes, as on disk), type,
 /// size or symlink target, permission bits and content. Variable-length parts are
@@ -69,13 +69,17 @@ impl TreeDigest {
 
 /// Digest of a copy source, entry by entry: what the archive of the copy must hold.
 pub(crate) fn tree_digest(c: &CopySpec) -> std::io::Result<TreeDigest> {
-    tree_digest_of(&c.src)
+    digest_walk(&c.src, &c.filter)
 }
 
 /// Digest of a file or folder on the host, entry by entry.
 pub(crate) fn tree_digest_of(src: &std::path::Path) -> std::io::Result<TreeDigest> {
+    digest_walk(src, &CopyFilter::default())
+}
+
+fn digest_walk(src: &std::path::Path, filter: &CopyFilter) -> std::io::Result<TreeDigest> {
     let mut entries = Vec::new();
-    for e in walk(src)? {
+    for e in walk(src, filter)? {
         let digest = entry_digest(&e)?;
         entries.push((e.rel, digest));
     }

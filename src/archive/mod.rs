@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::model::CopySpec;
+use crate::model::{CopyFilter, CopySpec};
 
 mod digest;
 
@@ -47,17 +47,24 @@ pub(crate) struct WalkEntry {
 }
 
 /// Lists a copy source in a fixed order: the source itself, then for a directory its
-/// contents, parents before children, names sorted by their bytes.
-pub(crate) fn walk(src: &Path) -> io::Result<Vec<WalkEntry>> {
+/// contents, parents before children, names sorted by their bytes; without what `filter`
+/// excludes (a folder it excludes is walked only when an exception may keep something below
+/// it, and listed only when something is kept).
+pub(crate) fn walk(src: &Path, filter: &CopyFilter) -> io::Result<Vec<WalkEntry>> {
     let meta = std::fs::symlink_metadata(src).map_err(|e| at(src, e))?;
     let mut out = vec![entry(src.to_path_buf(), PathBuf::new(), &meta)?];
     if meta.is_dir() {
-        walk_dir(src, Path::new(""), &mut out)?;
+        walk_dir(src, Path::new(""), filter, &mut out)?;
     }
     Ok(out)
 }
 
-fn walk_dir(dir: &Path, prefix: &Path, out: &mut Vec<WalkEntry>) -> io::Result<()> {
+fn walk_dir(
+    dir: &Path,
+    prefix: &Path,
+    filter: &CopyFilter,
+    out: &mut Vec<WalkEntry>,
+) -> io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
         .map_err(|e| at(dir, e))?;
@@ -65,10 +72,18 @@ fn walk_dir(dir: &Path, prefix: &Path, out: &mut Vec<WalkEntry>) -> io::Result<(
     for e in names {
         let path = e.path();
         let rel = prefix.join(e.file_name());
+        let excluded = filter.excludes(&rel);
         let meta = std::fs::symlink_metadata(&path).map_err(|err| at(&path, err))?;
+        if excluded && !(meta.is_dir() && filter.has_exceptions()) {
+            continue;
+        }
+        let listed = out.len();
         out.push(entry(path.clone(), rel.clone(), &meta)?);
         if meta.is_dir() {
-            walk_dir(&path, &rel, out)?;
+            walk_dir(&path, &rel, filter, out)?;
+        }
+        if excluded && out.len() == listed + 1 {
+            out.pop();
         }
     }
     Ok(())
@@ -215,7 +230,7 @@ fn append_all<W: Write>(
     expected: &TreeDigest,
     create_dest: bool,
 ) -> io::Result<()> {
-    let entries = walk(&c.src)?;
+    let entries = walk(&c.src, &c.filter)?;
     let src_is_dir = entries[0].kind == EntryKind::Dir;
     let target = target_path(c, src_is_dir);
     let (uid, gid) = c.owner.unwrap_or((0, 0));
@@ -417,6 +432,7 @@ mod tests {
             dest: dest.into(),
             mode: None,
             owner,
+            filter: CopyFilter::default(),
         }
     }
 
@@ -490,6 +506,39 @@ mod tests {
             tree_digest(&spec(&one, "/n", None)).unwrap().hex(),
             tree_digest(&spec(&other, "/n", None)).unwrap().hex()
         );
+    }
+
+    #[test]
+    fn the_walk_leaves_out_what_the_filter_excludes_and_keeps_folders_exceptions_reach() {
+        let (_dir, src) = source(&[
+            (b"a.txt", b"a"),
+            (b"notes.md", b"m"),
+            (b"build/junk.o", b"o"),
+            (b"build/keep.txt", b"k"),
+            (b"logs/x.log", b"l"),
+        ]);
+        let patterns = |p: &[&str]| Some(Arc::new(crate::model::ignore::Patterns::new(p).unwrap()));
+        let filter = CopyFilter {
+            ignore: patterns(&["src/build", "!src/build/keep.txt", "**/*.log"]),
+            base: "src".into(),
+            exclude: patterns(&["*.md"]),
+        };
+        let rels: Vec<String> = walk(&src, &filter)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel.display().to_string())
+            .collect();
+        // `logs` itself is not excluded, only the files in it.
+        assert_eq!(rels, ["", "a.txt", "build", "build/keep.txt", "logs"]);
+        // The key sees only what the archive holds.
+        let mut c = spec(&src, "/n", None);
+        let all = tree_digest(&c).unwrap();
+        c.filter = filter;
+        let kept = tree_digest(&c).unwrap();
+        assert_eq!(kept.entries.len(), 5);
+        assert_ne!(all.hex(), kept.hex());
+        std::fs::write(src.join("notes.md"), "changed").unwrap();
+        assert_eq!(tree_digest(&c).unwrap().hex(), kept.hex());
     }
 
     #[test]
@@ -570,7 +619,9 @@ mod tests {
     #[test]
     fn a_file_is_read_for_exactly_its_walked_size_and_a_shrunk_one_is_an_error() {
         let (_dir, src) = source(&[(b"f", b"0123456789")]);
-        let walked = walk(&src.join("f")).unwrap().remove(0);
+        let walked = walk(&src.join("f"), &CopyFilter::default())
+            .unwrap()
+            .remove(0);
         let mut hasher = EntryHasher::new(&walked);
         // A shrunk file would leave the tar stream misaligned: the next file's bytes would be
         // read as headers. It is an error instead.
@@ -595,7 +646,9 @@ mod tests {
     #[test]
     fn a_file_replaced_after_the_walk_is_not_read() {
         let (_dir, src) = source(&[(b"f", b"mine"), (b"secret", b"not yours")]);
-        let walked = walk(&src.join("f")).unwrap().remove(0);
+        let walked = walk(&src.join("f"), &CopyFilter::default())
+            .unwrap()
+            .remove(0);
         // By a symlink to another file, then by another file moved into its place.
         std::fs::remove_file(src.join("f")).unwrap();
         std::os::unix::fs::symlink(src.join("secret"), src.join("f")).unwrap();

@@ -1,6 +1,7 @@
 //! Loading a pipeline file: read, parse (with spans), template, validate.
 
 pub mod check;
+mod context;
 mod paths;
 pub mod raw;
 pub mod template;

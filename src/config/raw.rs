@@ -25,6 +25,11 @@ pub struct PipelineFile {
     /// Defaults to the file name without its extension.
     #[schemars(with = "Option<String>")]
     pub name: Option<Str>,
+    /// The build context: the folder that every copy and mount source, secret file and the
+    /// ignore file (`.dockerignore` at its root) are relative to, written relative to this
+    /// file's folder, e.g. `".."`. Defaults to this file's folder. Nothing outside it is read.
+    #[schemars(with = "Option<String>")]
+    pub context: Option<Str>,
     /// Platforms to build for, e.g. `["linux/amd64", "linux/arm64"]`: each is built from the
     /// base's image for it, and every publish tag becomes one multi-platform index. Defaults to
     /// the engine's own platform. `--platform` overrides it. Templates can read the platform
@@ -134,7 +139,7 @@ pub struct Step {
     #[serde(default)]
     #[schemars(with = "Vec<CacheMount>")]
     pub cache: Vec<Spanned<CacheMount>>,
-    /// Read-only host folders (inside the pipeline's folder) mounted while this step runs, never
+    /// Read-only host folders (inside the build context) mounted while this step runs, never
     /// part of the image; their content is part of the step's cache key. Needs an engine on
     /// this host.
     #[serde(default)]
@@ -176,7 +181,8 @@ pub struct CacheMountTable {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
-    /// A folder relative to the pipeline file's folder; must stay inside it.
+    /// A folder relative to the build context (`context`, by default the pipeline file's
+    /// folder); must stay inside it.
     #[schemars(with = "String")]
     pub src: Option<Str>,
     /// Absolute path in the step's container.
@@ -198,9 +204,15 @@ pub enum RunSpec {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Copy {
-    /// Source file or directory, relative to the pipeline file's folder; must stay inside it.
+    /// Source file or directory, relative to the build context (`context`, by default the
+    /// pipeline file's folder); must stay inside it.
     #[schemars(with = "String")]
     pub src: Option<Str>,
+    /// Patterns (`.dockerignore` syntax, relative to the source) of files and folders of the
+    /// source left out of the copy, e.g. `["*.md", "tests/**"]`; `!` makes an exception.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub exclude: Vec<Str>,
     /// Absolute destination path of plain names (no `.`, `..` or `//`). For a file, the file's
     /// new path (or a folder when it ends with `/`); for a directory, the folder its contents go
     /// into, created with the owner when missing.
@@ -332,7 +344,8 @@ pub struct Secret {
     /// Name of the environment variable holding the value.
     #[schemars(with = "Option<String>")]
     pub env: Option<Str>,
-    /// File holding the value, relative to the pipeline file's folder.
+    /// File holding the value, relative to the build context (`context`, by default the
+    /// pipeline file's folder); must stay inside it.
     #[schemars(with = "Option<String>")]
     pub file: Option<Str>,
 }

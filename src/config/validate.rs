@@ -15,8 +15,12 @@ use crate::reference::{self, ImageRef};
 /// Builds a [`Pipeline`] from the raw file, collecting every problem.
 pub(super) struct Builder<'a> {
     t: &'a Templates,
-    dir: &'a Path,
-    diags: Vec<Diagnostic>,
+    /// The pipeline file's folder.
+    pub(super) dir: &'a Path,
+    /// The build context: where host paths are resolved (canonical).
+    pub(super) root: PathBuf,
+    pub(super) ctx: super::context::Context,
+    pub(super) diags: Vec<Diagnostic>,
 }
 
 impl<'a> Builder<'a> {
@@ -24,6 +28,8 @@ impl<'a> Builder<'a> {
         Self {
             t,
             dir,
+            root: dir.to_path_buf(),
+            ctx: super::context::Context::default(),
             diags: Vec::new(),
         }
     }
@@ -48,6 +54,7 @@ impl<'a> Builder<'a> {
                 );
             }
         }
+        self.context(raw.context.as_ref());
         let base = raw.base.as_ref().and_then(|b| self.base(b));
         let secrets = self.secrets(&raw.secrets);
         let steps: Vec<Step> = raw
@@ -72,7 +79,7 @@ impl<'a> Builder<'a> {
         Ok(Pipeline {
             name,
             file: file.to_path_buf(),
-            dir: self.dir.to_path_buf(),
+            dir: self.root.clone(),
             base,
             steps,
             commit,
@@ -172,7 +179,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn text(&mut self, s: &Str) -> Option<String> {
+    pub(super) fn text(&mut self, s: &Str) -> Option<String> {
         self.t.str(s).map_err(|d| self.diags.push(d)).ok()
     }
 
@@ -640,13 +647,15 @@ impl<'a> Builder<'a> {
             parsed
         });
         let src_span = c.src.as_ref()?.span();
-        let src = self.host_path(src_text.as_deref()?, src_span, "copy source")?;
+        let src = self.host_path(src_text.as_deref()?, src_span.clone(), "copy source")?;
+        let filter = self.copy_filter(&src, src_text.as_deref()?, src_span, &c.exclude)?;
         Some(Action::Copy(CopySpec {
             src,
             src_display: src_text?,
             dest: dest?,
             mode,
             owner,
+            filter,
         }))
     }
 
@@ -658,16 +667,23 @@ impl<'a> Builder<'a> {
         span: std::ops::Range<usize>,
         what: &str,
     ) -> Option<PathBuf> {
-        match super::paths::resolve_inside(self.dir, Path::new(text)) {
+        match super::paths::resolve_inside(&self.root, Path::new(text)) {
             Ok(path) => Some(path),
             Err(Outside::Escapes) => {
+                let hint = match self.ctx.declared {
+                    Some(_) => format!("keep it under {}", self.root.display()),
+                    None => format!(
+                        "keep it under {}, or declare a wider build context: `context = \"..\"`",
+                        self.root.display()
+                    ),
+                };
                 self.diags.push(
                     Diagnostic::new(
                         Code::PathEscapes,
-                        format!("{what} `{text}` is outside the pipeline's folder"),
+                        format!("{what} `{text}` is outside {}", self.root_name()),
                     )
                     .at(span)
-                    .hint(format!("keep it under {}", self.dir.display())),
+                    .hint(hint),
                 );
                 None
             }
@@ -678,7 +694,7 @@ impl<'a> Builder<'a> {
                         format!("{what} `{text}` does not exist"),
                     )
                     .at(span)
-                    .label(format!("looked for {}", self.dir.join(text).display())),
+                    .label(format!("looked for {}", self.root.join(text).display())),
                 );
                 None
             }

@@ -8,6 +8,7 @@ mod support;
 mod harness;
 
 mod config;
+mod context;
 mod docs;
 mod hostile;
 mod layers;

@@ -1,0 +1,190 @@
+//! The build context: the folder host paths are relative to (`context`, by default the
+//! pipeline file's folder), its ignore file (`.dockerignore` at its root) and what of a copy
+//! source they and the step's `exclude` patterns leave out.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::paths::{resolve_inside, Outside};
+use super::raw::Str;
+use super::validate::Builder;
+use crate::diag::{Code, Diagnostic};
+use crate::model::ignore::{read_ignore_file, Patterns};
+use crate::model::CopyFilter;
+
+/// The ignore file's name, at the context root.
+pub(crate) const IGNORE_FILE: &str = ".dockerignore";
+
+/// The declared context (resolved), its span and its ignore file's patterns.
+#[derive(Debug, Default)]
+pub(super) struct Context {
+    /// `context` as written and its span; `None`: the pipeline file's folder.
+    pub(super) declared: Option<(String, Range<usize>)>,
+    pub(super) ignore: Option<Arc<Patterns>>,
+}
+
+impl Builder<'_> {
+    /// Resolves `context` (relative to the file's folder) to a folder, then reads its ignore
+    /// file, resolved inside it.
+    pub(super) fn context(&mut self, raw: Option<&Str>) {
+        if let Some(s) = raw {
+            if let Some(text) = self.text(s) {
+                self.declare_context(&text, s.span());
+            }
+        }
+        self.ignore_file();
+    }
+
+    fn declare_context(&mut self, text: &str, span: Range<usize>) {
+        let folder = self.dir.join(text);
+        match folder.canonicalize() {
+            Ok(root) if root.is_dir() => {
+                self.root = root;
+                self.ctx.declared = Some((text.to_string(), span));
+            }
+            Ok(_) => self.diags.push(
+                Diagnostic::new(
+                    Code::InvalidContext,
+                    format!("context `{text}` is not a folder"),
+                )
+                .at(span)
+                .hint("name the folder that holds the sources, e.g. `\"..\"`"),
+            ),
+            Err(e) => self.diags.push(
+                Diagnostic::new(
+                    Code::InvalidContext,
+                    format!("context `{text}` cannot be read: {e}"),
+                )
+                .at(span)
+                .label(format!("looked for {}", folder.display()))
+                .hint("write it relative to the pipeline file's folder, e.g. `\"..\"`"),
+            ),
+        }
+    }
+
+    /// Reads `.dockerignore` at the context root, when there is one.
+    fn ignore_file(&mut self) {
+        let span = self.ctx.declared.as_ref().map(|(_, s)| s.clone());
+        let path = match resolve_inside(&self.root, Path::new(IGNORE_FILE)) {
+            Ok(path) => path,
+            Err(Outside::Missing) => return,
+            Err(Outside::Escapes) => {
+                let d = Diagnostic::new(
+                    Code::PathEscapes,
+                    format!(
+                        "ignore file `{IGNORE_FILE}` is outside {}",
+                        self.root_name()
+                    ),
+                )
+                .hint("make it a file, not a symlink out of the context");
+                self.diags.push(at(d, span));
+                return;
+            }
+        };
+        let text = crate::fsread::read_bounded(&path, crate::fsread::FILE_LIMIT)
+            .map_err(|e| e.to_string())
+            .and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()));
+        let text = match text {
+            Ok(text) => text,
+            Err(e) => {
+                let d = Diagnostic::new(
+                    Code::InvalidIgnoreFile,
+                    format!("ignore file `{}`: {e}", path.display()),
+                );
+                self.diags.push(at(d, span));
+                return;
+            }
+        };
+        let lines = read_ignore_file(&text);
+        for (line, pattern) in &lines {
+            if let Err(e) = Patterns::new(&[pattern]) {
+                let d = Diagnostic::new(
+                    Code::InvalidIgnoreFile,
+                    format!("{}:{line}: {e}", path.display()),
+                )
+                .hint(
+                    "see Docker's `.dockerignore` syntax: `*`, `?`, `**`, `[a-z]`, `!` exceptions",
+                );
+                self.diags.push(at(d, span.clone()));
+            }
+        }
+        let patterns: Vec<&String> = lines.iter().map(|(_, p)| p).collect();
+        if let Ok(p) = Patterns::new(&patterns) {
+            self.ctx.ignore = (!p.is_empty()).then(|| Arc::new(p));
+        }
+    }
+
+    /// `the pipeline's folder`, or `the build context `..``.
+    pub(super) fn root_name(&self) -> String {
+        match &self.ctx.declared {
+            Some((text, _)) => format!("the build context `{text}`"),
+            None => "the pipeline's folder".into(),
+        }
+    }
+
+    /// What of the copy source at `src` (resolved) the ignore file and `exclude` leave out; a
+    /// source the ignore file excludes itself is an error, as `COPY` of it is.
+    pub(super) fn copy_filter(
+        &mut self,
+        src: &Path,
+        src_text: &str,
+        src_span: Range<usize>,
+        exclude: &[Str],
+    ) -> Option<CopyFilter> {
+        let base = match src.strip_prefix(&self.root) {
+            Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+            Ok(rel) => rel.to_string_lossy().into_owned(),
+            Err(_) => ".".to_string(),
+        };
+        let mut ok = true;
+        // An ignored folder that an exception reaches into is copied with what it keeps.
+        let ignored = self
+            .ctx
+            .ignore
+            .as_ref()
+            .is_some_and(|p| p.excludes(&base) && !(src.is_dir() && p.has_exceptions()));
+        if base != "." && ignored {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::IgnoredSource,
+                    format!("copy source `{src_text}` is excluded by `{IGNORE_FILE}`"),
+                )
+                .at(src_span)
+                .hint(format!(
+                    "remove its pattern from `{IGNORE_FILE}`, or add the exception `!{base}`"
+                )),
+            );
+            ok = false;
+        }
+        let mut patterns = Vec::new();
+        for s in exclude {
+            let Some(text) = self.text(s) else {
+                ok = false;
+                continue;
+            };
+            if let Err(e) = Patterns::new(&[&text]) {
+                self.diags.push(
+                    Diagnostic::new(Code::InvalidPattern, e)
+                        .at(s.span())
+                        .hint("write e.g. `\"*.md\"`, `\"tests/**\"` or `\"!keep.md\"`"),
+                );
+                ok = false;
+            }
+            patterns.push(text);
+        }
+        let exclude = Patterns::new(&patterns).ok().filter(|p| !p.is_empty());
+        ok.then(|| CopyFilter {
+            ignore: self.ctx.ignore.clone(),
+            base,
+            exclude: exclude.map(Arc::new),
+        })
+    }
+}
+
+fn at(d: Diagnostic, span: Option<Range<usize>>) -> Diagnostic {
+    match span {
+        Some(span) => d.at(span),
+        None => d,
+    }
+}
