@@ -245,15 +245,22 @@ impl Command {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopySpec {
-    /// Absolute host path.
-    pub src: PathBuf,
+    /// The resolved sources, in order (a glob's matches sorted): at least one.
+    pub sources: Vec<CopySource>,
     /// The source as written, for messages.
     pub src_display: String,
     /// Absolute path in the image.
     pub dest: String,
     pub mode: Option<u32>,
     pub owner: Option<(u32, u32)>,
-    /// What of the source stays out of the image and the key.
+}
+
+/// One resolved copy source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    /// Absolute host path.
+    pub path: PathBuf,
+    /// What of it stays out of the image and the key.
     pub filter: CopyFilter,
 }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::model::{CopyFilter, CopySpec};
+use crate::model::{CopyFilter, CopySource, CopySpec};
 
 mod digest;
 
@@ -187,13 +187,13 @@ impl Read for Content<'_> {
     }
 }
 
-/// Where the copied source goes in the image, relative to `/` (empty for `/` itself): `dest`,
+/// Where a copied source goes in the image, relative to `/` (empty for `/` itself): `dest`,
 /// or for a file and a `dest` ending in `/`, the file's name inside it.
-pub(crate) fn target_path(c: &CopySpec, src_is_dir: bool) -> PathBuf {
+pub(crate) fn target_path(c: &CopySpec, src: &Path, src_is_dir: bool) -> PathBuf {
     let dest: PathBuf = Path::new(c.dest.trim_start_matches('/'))
         .components()
         .collect();
-    match c.src.file_name() {
+    match src.file_name() {
         Some(name) if !src_is_dir && c.dest.ends_with('/') => dest.join(name),
         _ => dest,
     }
@@ -230,11 +230,32 @@ fn append_all<W: Write>(
     expected: &TreeDigest,
     create_dest: bool,
 ) -> io::Result<()> {
-    let entries = walk(&c.src, &c.filter)?;
+    let mut next = 0;
+    for s in &c.sources {
+        append_source(tar, c, s, expected, &mut next, create_dest)?;
+    }
+    match (expected.entries.get(next), c.sources.last()) {
+        (Some((rel, _)), Some(last)) => Err(changed(&last.path.join(rel), "vanished")),
+        _ => Ok(()),
+    }
+}
+
+/// Appends one source, its entries checked against `expected` from index `next` on.
+fn append_source<W: Write>(
+    tar: &mut tar::Builder<W>,
+    c: &CopySpec,
+    s: &CopySource,
+    expected: &TreeDigest,
+    next: &mut usize,
+    create_dest: bool,
+) -> io::Result<()> {
+    let entries = walk(&s.path, &s.filter)?;
     let src_is_dir = entries[0].kind == EntryKind::Dir;
-    let target = target_path(c, src_is_dir);
+    let target = target_path(c, &s.path, src_is_dir);
     let (uid, gid) = c.owner.unwrap_or((0, 0));
-    for (i, e) in entries.iter().enumerate() {
+    for e in &entries {
+        let i = *next;
+        *next += 1;
         let is_root = e.rel.as_os_str().is_empty();
         let name = if is_root {
             target.clone()
@@ -249,7 +270,7 @@ fn append_all<W: Write>(
         let mut hasher = EntryHasher::new(e);
         match &e.kind {
             EntryKind::Dir => {
-                check(expected, i, e, &c.src, hasher.finish())?;
+                check(expected, i, e, &s.path, hasher.finish())?;
                 // The source folder itself is `dest`: written only when the copy creates it.
                 if !is_root || (create_dest && !name.as_os_str().is_empty()) {
                     h.set_entry_type(tar::EntryType::Directory);
@@ -258,7 +279,7 @@ fn append_all<W: Write>(
                 }
             }
             EntryKind::Symlink(link) => {
-                check(expected, i, e, &c.src, hasher.finish())?;
+                check(expected, i, e, &s.path, hasher.finish())?;
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_mode(0o777);
                 tar.append_link(&mut h, &name, link)?;
@@ -268,14 +289,11 @@ fn append_all<W: Write>(
                 h.set_mode(c.mode.unwrap_or(e.mode));
                 h.set_size(*size);
                 tar.append_data(&mut h, &name, Content::open(e, &mut hasher)?)?;
-                check(expected, i, e, &c.src, hasher.finish())?;
+                check(expected, i, e, &s.path, hasher.finish())?;
             }
         }
     }
-    match expected.entries.get(entries.len()) {
-        Some((rel, _)) => Err(changed(&c.src.join(rel), "vanished")),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Compares the `i`th entry of the archive with the `i`th entry the key saw.
@@ -427,12 +445,14 @@ mod tests {
 
     fn spec(src: &Path, dest: &str, owner: Option<(u32, u32)>) -> CopySpec {
         CopySpec {
-            src: src.to_path_buf(),
+            sources: vec![CopySource {
+                path: src.to_path_buf(),
+                filter: CopyFilter::default(),
+            }],
             src_display: "src".into(),
             dest: dest.into(),
             mode: None,
             owner,
-            filter: CopyFilter::default(),
         }
     }
 
@@ -533,7 +553,7 @@ mod tests {
         // The key sees only what the archive holds.
         let mut c = spec(&src, "/n", None);
         let all = tree_digest(&c).unwrap();
-        c.filter = filter;
+        c.sources[0].filter = filter;
         let kept = tree_digest(&c).unwrap();
         assert_eq!(kept.entries.len(), 5);
         assert_ne!(all.hex(), kept.hex());

@@ -3,15 +3,18 @@
 //! source they and the step's `exclude` patterns leave out.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use toml::Spanned;
+
+use super::glob;
 use super::paths::{resolve_inside, Outside};
-use super::raw::Str;
+use super::raw::{CopySrc, Str};
 use super::validate::Builder;
 use crate::diag::{Code, Diagnostic};
-use crate::model::ignore::{read_ignore_file, Patterns};
-use crate::model::CopyFilter;
+use crate::model::ignore::{is_glob, read_ignore_file, Patterns};
+use crate::model::{CopyFilter, CopySource};
 
 /// The ignore file's name, at the context root.
 pub(crate) const IGNORE_FILE: &str = ".dockerignore";
@@ -123,40 +126,143 @@ impl Builder<'_> {
         }
     }
 
-    /// What of the copy source at `src` (resolved) the ignore file and `exclude` leave out; a
-    /// source the ignore file excludes itself is an error, as `COPY` of it is.
-    pub(super) fn copy_filter(
+    /// The sources of a copy, resolved inside the context (globs expanded), each with what
+    /// the ignore file and `exclude` leave out of it; and the sources as written.
+    pub(super) fn copy_sources(
         &mut self,
-        src: &Path,
-        src_text: &str,
-        src_span: Range<usize>,
+        src: &Spanned<CopySrc>,
         exclude: &[Str],
-    ) -> Option<CopyFilter> {
-        let base = match src.strip_prefix(&self.root) {
-            Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
-            Ok(rel) => rel.to_string_lossy().into_owned(),
-            Err(_) => ".".to_string(),
+    ) -> Option<(Vec<CopySource>, String)> {
+        let span = src.span();
+        let exclude = self.exclude_patterns(exclude);
+        let mut out = Vec::new();
+        let mut texts = Vec::new();
+        let mut ok = exclude.is_some();
+        for raw in src.get_ref().as_slice() {
+            let Ok(text) = self
+                .t
+                .render(raw, span.clone())
+                .map_err(|d| self.diags.push(d))
+            else {
+                ok = false;
+                continue;
+            };
+            let exclude = exclude.clone().flatten();
+            ok &= if is_glob(&text) {
+                self.glob_sources(&text, span.clone(), exclude, &mut out)
+            } else {
+                self.plain_source(&text, span.clone(), exclude, &mut out)
+            };
+            texts.push(text);
+        }
+        ok.then(|| (out, texts.join(", ")))
+    }
+
+    fn plain_source(
+        &mut self,
+        text: &str,
+        span: Range<usize>,
+        exclude: Option<Arc<Patterns>>,
+        out: &mut Vec<CopySource>,
+    ) -> bool {
+        let Some(path) = self.host_path(text, span.clone(), "copy source") else {
+            return false;
         };
-        let mut ok = true;
-        // An ignored folder that an exception reaches into is copied with what it keeps.
-        let ignored = self
-            .ctx
-            .ignore
-            .as_ref()
-            .is_some_and(|p| p.excludes(&base) && !(src.is_dir() && p.has_exceptions()));
-        if base != "." && ignored {
+        let base = self.base_of(&path);
+        if base != "." && self.ignored(&path, &base) {
             self.diags.push(
                 Diagnostic::new(
                     Code::IgnoredSource,
-                    format!("copy source `{src_text}` is excluded by `{IGNORE_FILE}`"),
+                    format!("copy source `{text}` is excluded by `{IGNORE_FILE}`"),
                 )
-                .at(src_span)
+                .at(span)
                 .hint(format!(
                     "remove its pattern from `{IGNORE_FILE}`, or add the exception `!{base}`"
                 )),
             );
-            ok = false;
+            return false;
         }
+        out.push(self.source(path, base, exclude));
+        true
+    }
+
+    /// A glob's matches, less those the ignore file or `exclude` (matched against the path
+    /// below the glob's first folder) leave out, as `COPY` leaves out what the context lacks.
+    fn glob_sources(
+        &mut self,
+        text: &str,
+        span: Range<usize>,
+        exclude: Option<Arc<Patterns>>,
+        out: &mut Vec<CopySource>,
+    ) -> bool {
+        if let Err(e) = glob::check(text) {
+            self.diags
+                .push(Diagnostic::new(Code::InvalidPattern, e).at(span));
+            return false;
+        }
+        let problem = match glob::expand_inside(&self.root, text) {
+            Ok(matches) => {
+                let before = out.len();
+                for (path, rel) in matches {
+                    let base = self.base_of(&path);
+                    let excluded = exclude.as_ref().is_some_and(|p| p.excludes(&rel));
+                    if !excluded && !self.ignored(&path, &base) {
+                        out.push(self.source(path, base, exclude.clone()));
+                    }
+                }
+                if out.len() > before {
+                    return true;
+                }
+                (
+                    Code::PathNotFound,
+                    "matches only ignored or excluded files".to_string(),
+                )
+            }
+            Err(Outside::Missing) => (Code::PathNotFound, "matches nothing".to_string()),
+            Err(Outside::Escapes) => (
+                Code::PathEscapes,
+                format!("is outside {}", self.root_name()),
+            ),
+        };
+        self.diags.push(
+            Diagnostic::new(problem.0, format!("copy source `{text}` {}", problem.1))
+                .at(span)
+                .label(format!("looked in {}", self.root.display())),
+        );
+        false
+    }
+
+    /// Whether the ignore file leaves out the source at `path` (`base` in the context); an
+    /// ignored folder that an exception reaches into is copied with what it keeps.
+    fn ignored(&self, path: &Path, base: &str) -> bool {
+        self.ctx
+            .ignore
+            .as_ref()
+            .is_some_and(|p| p.excludes(base) && !(path.is_dir() && p.has_exceptions()))
+    }
+
+    /// The path of `src` in the context, `/`-separated (`.`: the root).
+    fn base_of(&self, src: &Path) -> String {
+        match src.strip_prefix(&self.root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+            _ => ".".to_string(),
+        }
+    }
+
+    fn source(&self, path: PathBuf, base: String, exclude: Option<Arc<Patterns>>) -> CopySource {
+        CopySource {
+            path,
+            filter: CopyFilter {
+                ignore: self.ctx.ignore.clone(),
+                base,
+                exclude,
+            },
+        }
+    }
+
+    /// A copy's `exclude` patterns (`Some(None)`: none); `None` when one is refused.
+    fn exclude_patterns(&mut self, exclude: &[Str]) -> Option<Option<Arc<Patterns>>> {
+        let mut ok = true;
         let mut patterns = Vec::new();
         for s in exclude {
             let Some(text) = self.text(s) else {
@@ -173,12 +279,8 @@ impl Builder<'_> {
             }
             patterns.push(text);
         }
-        let exclude = Patterns::new(&patterns).ok().filter(|p| !p.is_empty());
-        ok.then(|| CopyFilter {
-            ignore: self.ctx.ignore.clone(),
-            base,
-            exclude: exclude.map(Arc::new),
-        })
+        let patterns = Patterns::new(&patterns).ok().filter(|p| !p.is_empty());
+        ok.then(|| patterns.map(Arc::new))
     }
 }
 

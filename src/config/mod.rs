@@ -2,6 +2,7 @@
 
 pub mod check;
 mod context;
+mod glob;
 mod paths;
 pub mod raw;
 pub mod template;

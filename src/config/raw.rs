@@ -200,14 +200,35 @@ pub enum RunSpec {
     Exec(Vec<String>),
 }
 
+/// Copy sources: one path or glob, or a list of them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CopySrc {
+    /// One path or glob.
+    One(String),
+    /// Several, copied in order into the `dest` folder.
+    Many(Vec<String>),
+}
+
+impl CopySrc {
+    /// The sources as written.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            CopySrc::One(s) => std::slice::from_ref(s),
+            CopySrc::Many(v) => v,
+        }
+    }
+}
+
 /// A file or directory copy.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Copy {
     /// Source file or directory, relative to the build context (`context`, by default the
-    /// pipeline file's folder); must stay inside it.
-    #[schemars(with = "String")]
-    pub src: Option<Str>,
+    /// pipeline file's folder); must stay inside it. Globs (`files/*.txt`, `conf/**/*.conf`)
+    /// and a list of sources (`["a", "b/*.conf"]`, then `dest` ends with `/`) copy several.
+    #[schemars(with = "CopySrc")]
+    pub src: Option<Spanned<CopySrc>>,
     /// Patterns (`.dockerignore` syntax, relative to the source) of files and folders of the
     /// source left out of the copy, e.g. `["*.md", "tests/**"]`; `!` makes an exception.
     #[serde(default)]

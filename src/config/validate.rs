@@ -14,7 +14,7 @@ use crate::reference::{self, ImageRef};
 
 /// Builds a [`Pipeline`] from the raw file, collecting every problem.
 pub(super) struct Builder<'a> {
-    t: &'a Templates,
+    pub(super) t: &'a Templates,
     /// The pipeline file's folder.
     pub(super) dir: &'a Path,
     /// The build context: where host paths are resolved (canonical).
@@ -609,7 +609,6 @@ impl<'a> Builder<'a> {
     }
 
     fn copy(&mut self, c: &raw::Copy) -> Option<Action> {
-        let src_text = c.src.as_ref().and_then(|s| self.text(s));
         let dest = c.dest.as_ref().and_then(|d| self.destination(d));
         let mode = c.mode.as_ref().and_then(|m| {
             let text = self.text(m)?;
@@ -646,22 +645,34 @@ impl<'a> Builder<'a> {
             }
             parsed
         });
-        let src_span = c.src.as_ref()?.span();
-        let src = self.host_path(src_text.as_deref()?, src_span.clone(), "copy source")?;
-        let filter = self.copy_filter(&src, src_text.as_deref()?, src_span, &c.exclude)?;
+        let (sources, src_display) = self.copy_sources(c.src.as_ref()?, &c.exclude)?;
+        let dest = dest?;
+        if sources.len() > 1 && !dest.ends_with('/') {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::InvalidDestination,
+                    format!(
+                        "`{src_display}` is {} sources: the destination must be a folder",
+                        sources.len()
+                    ),
+                )
+                .at(c.dest.as_ref()?.span())
+                .hint(format!("end it with `/`: `\"{dest}/\"`")),
+            );
+            return None;
+        }
         Some(Action::Copy(CopySpec {
-            src,
-            src_display: src_text?,
-            dest: dest?,
+            sources,
+            src_display,
+            dest,
             mode,
             owner,
-            filter,
         }))
     }
 
     /// Resolves a host path relative to the pipeline folder; it must exist and stay inside it.
     /// Nothing outside the folder is looked at, not even whether it exists.
-    fn host_path(
+    pub(super) fn host_path(
         &mut self,
         text: &str,
         span: std::ops::Range<usize>,
@@ -1228,7 +1239,9 @@ fn default_name(s: &raw::Step) -> String {
         },
         (None, Some(c)) => format!(
             "copy {} -> {}",
-            c.src.as_ref().map_or("", |s| s.get_ref()),
+            c.src
+                .as_ref()
+                .map_or(String::new(), |s| s.get_ref().as_slice().join(", ")),
             c.dest.as_ref().map_or("", |d| d.get_ref())
         ),
         (None, None) => String::new(),

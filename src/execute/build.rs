@@ -417,7 +417,7 @@ impl<'a, E: Engine> Build<'a, E> {
                 })?;
                 // Like `COPY --chown`, a folder copy creates `dest` with the owner, but leaves
                 // an existing one (`/`, `/tmp`) as it is.
-                let create_dest = c.src.is_dir()
+                let create_dest = c.sources.iter().any(|s| s.path.is_dir())
                     && c.dest != "/"
                     && !self
                         .engine

@@ -118,6 +118,31 @@ impl Patterns {
     }
 }
 
+/// One glob of `filepath.Match` syntax (with `**`), matched against a whole path or name.
+#[derive(Debug, Clone)]
+pub(crate) struct Glob(Pattern);
+
+impl Glob {
+    pub(crate) fn new(pattern: &str) -> Result<Self, String> {
+        check_syntax(pattern).map_err(|why| format!("pattern `{pattern}`: {why}"))?;
+        let kind = compile(pattern).map_err(|why| format!("pattern `{pattern}`: {why}"))?;
+        Ok(Self(Pattern {
+            text: pattern.to_string(),
+            exception: false,
+            kind,
+        }))
+    }
+
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        self.0.matches(name)
+    }
+}
+
+/// Whether `text` has a character that makes it a glob (`*`, `?`, `[`).
+pub(crate) fn is_glob(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
 impl Pattern {
     fn matches(&self, path: &str) -> bool {
         match &self.kind {

@@ -202,6 +202,39 @@ fn exclude_patterns_are_checked_where_they_are_written() {
     assert!(text.contains("pipeline.toml:4:"), "{text}");
 }
 
+#[test]
+fn several_sources_need_a_folder_destination_and_a_glob_must_match() {
+    let p = Project::new();
+    p.file("files/a.txt", "a");
+    p.file("files/b.txt", "b");
+    p.file("files/c.md", "c");
+    p.file(".dockerignore", "files/c.md\n");
+    p.pipeline(
+        "[base]\nimage = \"busybox:latest\"\n\
+         [[step]]\ncopy = { src = \"files/*.txt\", dest = \"/etc/x\" }\n\
+         [[step]]\ncopy = { src = [\"files/a.txt\", \"files/b.txt\"], dest = \"/y\" }\n\
+         [[step]]\ncopy = { src = \"files/*.rs\", dest = \"/z/\" }\n\
+         [[step]]\ncopy = { src = \"files/*.md\", dest = \"/z/\" }\n\
+         [[step]]\ncopy = { src = \"../*.txt\", dest = \"/z/\" }\n\
+         [[step]]\ncopy = { src = \"files/[a.txt\", dest = \"/z/\" }\n\
+         [[step]]\ncopy = { src = [\"files/*.txt\", \"files\"], dest = \"/ok/\" }\n",
+    );
+    let (code, text) = validate(&p, "pipeline.toml");
+    assert_eq!(code, Some(2), "{text}");
+    for want in [
+        "`files/*.txt` is 2 sources: the destination must be a folder",
+        "hint: end it with `/`: `\"/etc/x/\"`",
+        "`files/a.txt, files/b.txt` is 2 sources",
+        "copy source `files/*.rs` matches nothing",
+        "copy source `files/*.md` matches only ignored or excluded files",
+        "copy source `../*.txt` is outside the pipeline's folder",
+        "error[invalid-pattern]: pattern `[a.txt`",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    assert_eq!(text.matches("error[").count(), 6, "{text}");
+}
+
 #[cfg(feature = "engine-tests")]
 mod engine {
     use crate::harness::{output_text, unique, Project};
@@ -228,7 +261,8 @@ mod engine {
         require_image("busybox:latest");
         let name = unique("context-ignore");
         let p = Project::new();
-        p.file("app/src/a.txt", "a1\n");
+        // Contents unique to the run: cache entries of earlier runs never match.
+        p.file("app/src/a.txt", format!("a1 {name}\n"));
         p.file("app/src/debug.log", "log\n");
         p.file("app/src/deep/er/trace.log", "log\n");
         p.file("app/src/notes.md", "md\n");
@@ -259,8 +293,10 @@ mod engine {
         let image = format!("{name}:t");
         assert_eq!(
             listing(&image, "/app /build"),
-            "/app\n/app/a.txt\n/app/deep\n/app/deep/er\n/app/sub\n/app/sub/b.txt\n\
-             /build\n/build/keep.txt\na1\n"
+            format!(
+                "/app\n/app/a.txt\n/app/deep\n/app/deep/er\n/app/sub\n/app/sub/b.txt\n\
+                 /build\n/build/keep.txt\na1 {name}\n"
+            )
         );
 
         // Ignored and excluded files changed: nothing of the image changes, both copies
@@ -273,10 +309,59 @@ mod engine {
         assert!(second.contains("cached [2/2]"), "{second}");
 
         // A kept file changed: the copy runs again.
-        p.file("app/src/a.txt", "a2\n");
+        p.file("app/src/a.txt", format!("a2 {name}\n"));
         let third = apply(&p);
         assert!(!third.contains("cached [1/2]"), "{third}");
-        assert!(listing(&image, "/app/a.txt").ends_with("a2\n"));
+        assert!(listing(&image, "/app/a.txt").ends_with(&format!("a2 {name}\n")));
+        remove_image(&image);
+    }
+
+    /// Globs (`*`, `**`) and several sources land in one folder as `COPY a b/*.conf /d/`
+    /// does; a new file the glob matches is a changed step.
+    #[test]
+    fn globs_and_several_sources_land_in_one_folder_and_their_file_set_is_the_key() {
+        require_image("busybox:latest");
+        let name = unique("context-glob");
+        let p = Project::new();
+        p.file("files/a.txt", format!("{name}\n"));
+        p.file("files/b.txt", "b\n");
+        p.file("files/c.md", "c\n");
+        p.file("conf/x/app.conf", "app\n");
+        p.file("conf/y/z/db.conf", "db\n");
+        p.file("tree/t1", "t1\n");
+        p.pipeline(&format!(
+            "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n\
+             [[step]]\ncopy = {{ src = \"files/*.txt\", dest = \"/txt/\" }}\n\
+             [[step]]\ncopy = {{ src = [\"conf/**/*.conf\", \"tree\", \"files/c.md\"], \
+             dest = \"/etc/app/\", exclude = [\"y/**\"] }}\n\
+             [commit]\ntags = [\"{name}:t\"]\n"
+        ));
+        p.apply_ok(&name, &[]);
+        let image = format!("{name}:t");
+        let out = docker(&[
+            "run",
+            "--rm",
+            &image,
+            "sh",
+            "-c",
+            "find /txt /etc/app | sort",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "/etc/app\n/etc/app/app.conf\n/etc/app/c.md\n/etc/app/t1\n\
+             /txt\n/txt/a.txt\n/txt/b.txt\n"
+        );
+        // Unchanged: cached. A new match: the copy runs again and brings it.
+        let second = p.apply_ok(&name, &[]);
+        assert!(second.contains("cached [1/2]"), "{second}");
+        p.file("files/new.txt", format!("new {name}\n"));
+        let third = p.apply_ok(&name, &[]);
+        assert!(!third.contains("cached [1/2]"), "{third}");
+        let out = docker(&["run", "--rm", &image, "cat", "/txt/new.txt"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("new {name}\n")
+        );
         remove_image(&image);
     }
 }
