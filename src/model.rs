@@ -253,6 +253,23 @@ pub struct CopySpec {
     pub dest: String,
     pub mode: Option<u32>,
     pub owner: Option<(u32, u32)>,
+    /// An owner given by name (`app`, `app:app`, `1000:staff`), resolved in the image when
+    /// the step runs; then `owner` is `None`.
+    pub owner_name: Option<OwnerName>,
+}
+
+/// A copy's owner with a name in it, as written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OwnerName {
+    /// The owner as written.
+    pub text: String,
+    /// A user name or uid.
+    pub user: String,
+    /// A group name or gid; `None`: the uid.
+    pub group: Option<String>,
+    /// Where it is written, `file:line:col`.
+    #[serde(skip)]
+    pub at: String,
 }
 
 /// One resolved copy source.

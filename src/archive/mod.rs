@@ -453,6 +453,7 @@ mod tests {
             dest: dest.into(),
             mode: None,
             owner,
+            owner_name: None,
         }
     }
 

@@ -387,7 +387,7 @@ pub fn load_str(
         vars.insert("platform".into(), template::platform_value(pl));
     }
     let templates = Templates::new(vars);
-    match Builder::new(&templates, dir).build(path, raw) {
+    match Builder::new(&templates, dir, source).build(path, raw) {
         Ok(p) if diagnostics.is_empty() => Ok(Pipeline {
             platforms,
             platform,

@@ -242,7 +242,9 @@ pub struct Copy {
     /// Octal permission bits for every copied file, e.g. `"0644"`. Default: kept from the host.
     #[schemars(with = "Option<String>")]
     pub mode: Option<Str>,
-    /// Owner of the copied files as `uid[:gid]`. Default: `0:0` (root).
+    /// Owner of the copied files as `uid[:gid]` or `name[:group]` (names looked up in the
+    /// image's `/etc/passwd` and `/etc/group` when the step runs; without a group, the gid is
+    /// the uid). Default: `0:0` (root).
     #[schemars(with = "Option<String>")]
     pub owner: Option<Str>,
 }

@@ -21,12 +21,17 @@ pub(super) struct Builder<'a> {
     pub(super) root: PathBuf,
     pub(super) ctx: super::context::Context,
     pub(super) diags: Vec<Diagnostic>,
+    /// The file's text and name, for places named outside a diagnostic (`file:line:col`).
+    source: &'a str,
+    file: PathBuf,
 }
 
 impl<'a> Builder<'a> {
-    pub(super) fn new(t: &'a Templates, dir: &'a Path) -> Self {
+    pub(super) fn new(t: &'a Templates, dir: &'a Path, source: &'a str) -> Self {
         Self {
             t,
+            source,
+            file: PathBuf::new(),
             dir,
             root: dir.to_path_buf(),
             ctx: super::context::Context::default(),
@@ -39,6 +44,7 @@ impl<'a> Builder<'a> {
         file: &Path,
         raw: raw::PipelineFile,
     ) -> Result<Pipeline, Vec<Diagnostic>> {
+        self.file = file.to_path_buf();
         let name = match &raw.name {
             Some(n) => self.text(n).unwrap_or_default(),
             None => default_pipeline_name(file, self.dir),
@@ -627,24 +633,10 @@ impl<'a> Builder<'a> {
                 }
             }
         });
-        let owner = c.owner.as_ref().and_then(|o| {
-            let text = self.text(o)?;
-            let parsed = match text.split_once(':') {
-                Some((u, g)) => u.parse::<u32>().ok().zip(g.parse::<u32>().ok()),
-                None => text.parse::<u32>().ok().map(|u| (u, u)),
-            };
-            if parsed.is_none() {
-                self.diags.push(
-                    Diagnostic::new(
-                        Code::InvalidOwner,
-                        format!("`{text}` is not a numeric owner"),
-                    )
-                    .at(o.span())
-                    .hint("write `uid` or `uid:gid`, e.g. \"1000:1000\""),
-                );
-            }
-            parsed
-        });
+        let (owner, owner_name) = match &c.owner {
+            Some(o) => self.owner(o),
+            None => (None, None),
+        };
         let (sources, src_display) = self.copy_sources(c.src.as_ref()?, &c.exclude)?;
         let dest = dest?;
         if sources.len() > 1 && !dest.ends_with('/') {
@@ -667,7 +659,56 @@ impl<'a> Builder<'a> {
             dest,
             mode,
             owner,
+            owner_name,
         }))
+    }
+
+    /// `uid[:gid]`, or with names (`app`, `app:app`, `1000:staff`), resolved in the image when
+    /// the step runs.
+    fn owner(&mut self, o: &Str) -> (Option<(u32, u32)>, Option<OwnerName>) {
+        let Some(text) = self.text(o) else {
+            return (None, None);
+        };
+        let (user, group) = match text.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (text.as_str(), None),
+        };
+        let numeric = |s: &str| s.parse::<u32>().ok();
+        match (numeric(user), group.map(numeric)) {
+            (Some(u), None) => return (Some((u, u)), None),
+            (Some(u), Some(Some(g))) => return (Some((u, g)), None),
+            _ => {}
+        }
+        let name = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '$'))
+        };
+        if !name(user) || group.is_some_and(|g| !name(g)) {
+            self.diags.push(
+                Diagnostic::new(Code::InvalidOwner, format!("`{text}` is not an owner"))
+                    .at(o.span())
+                    .hint("write `uid[:gid]` or `name[:group]`, e.g. \"1000:1000\" or \"app:app\""),
+            );
+            return (None, None);
+        }
+        let at = self.place(o.span().start);
+        let owner = OwnerName {
+            user: user.to_string(),
+            group: group.map(str::to_string),
+            text,
+            at,
+        };
+        (None, Some(owner))
+    }
+
+    /// `file:line:col` of a byte offset of the file.
+    fn place(&self, offset: usize) -> String {
+        let before = &self.source[..offset.min(self.source.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{}:{line}:{col}", self.file.display())
     }
 
     /// Resolves a host path relative to the pipeline folder; it must exist and stay inside it.

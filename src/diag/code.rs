@@ -81,7 +81,7 @@ codes! {
     IgnoredSource = "ignored-source": "a copy source that the context's `.dockerignore` excludes",
     InvalidPattern = "invalid-pattern": "an `exclude` pattern Docker refuses: a bare `!`, an unclosed `[`, an unescaped `-` in a class",
     InvalidMode = "invalid-mode": "a file mode that is not octal",
-    InvalidOwner = "invalid-owner": "an owner that is not `uid` or `uid:gid`",
+    InvalidOwner = "invalid-owner": "an owner that is not `uid[:gid]` or `name[:group]`",
     InvalidDuration = "invalid-duration": "a duration that cannot be read or is zero",
     // Secrets.
     UnknownSecret = "unknown-secret": "a step lists a secret that is not declared under `[secrets]`",

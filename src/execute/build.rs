@@ -13,7 +13,7 @@ use crate::engine::{
 use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::volumes::CacheScope;
 use crate::model::{
-    paths_overlap, Action, Command, ContainerOptions, Network, Pipeline, Sharing, Step,
+    paths_overlap, Action, Command, ContainerOptions, CopySpec, Network, Pipeline, Sharing, Step,
 };
 use crate::plan;
 
@@ -424,6 +424,21 @@ impl<'a, E: Engine> Build<'a, E> {
                         .path_exists(id, &c.dest)
                         .await
                         .map_err(engine_err)?;
+                // An owner by name is looked up in the image as it is now.
+                let named;
+                let c = match &c.owner_name {
+                    Some(owner) => {
+                        let ids = super::owner::resolve(self.engine, id, owner)
+                            .await
+                            .map_err(copy_err)?;
+                        named = CopySpec {
+                            owner: Some(ids),
+                            ..c.clone()
+                        };
+                        &named
+                    }
+                    None => c,
+                };
                 let (archive, source_error) = crate::archive::stream(c, expected, create_dest);
                 let uploaded = self.engine.upload(id, "/", archive).await;
                 // A source that changed fails the upload: say so, not what the engine saw.

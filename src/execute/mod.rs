@@ -18,6 +18,7 @@ pub(crate) mod leftovers;
 mod locks;
 mod names;
 mod output;
+mod owner;
 mod publish;
 mod remote;
 mod retry;

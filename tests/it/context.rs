@@ -364,4 +364,45 @@ mod engine {
         );
         remove_image(&image);
     }
+
+    /// `owner = "name:group"` resolves in the image as the step finds it (a user an earlier
+    /// step added included); a name the image lacks fails the step, naming where it is written.
+    #[test]
+    fn owner_names_resolve_in_the_image_and_an_unknown_one_fails_located() {
+        require_image("busybox:latest");
+        let name = unique("context-owner");
+        let p = Project::new();
+        p.file("f.txt", format!("{name}\n"));
+        let steps = "[[step]]\nrun = \"echo 'app:x:1000:1000::/:/bin/sh' >> /etc/passwd && \
+                     echo 'staff:x:50:' >> /etc/group\"\n\
+                     [[step]]\ncopy = { src = \"f.txt\", dest = \"/a\", owner = \"app:staff\" }\n\
+                     [[step]]\ncopy = { src = \"f.txt\", dest = \"/b\", owner = \"nobody\" }\n\
+                     [[step]]\ncopy = { src = \"f.txt\", dest = \"/c\", owner = \"app:42\" }\n";
+        p.pipeline(&format!(
+            "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n\
+             {steps}[commit]\ntags = [\"{name}:t\"]\n"
+        ));
+        p.apply_ok(&name, &[]);
+        let image = format!("{name}:t");
+        let out = docker(&[
+            "run", "--rm", &image, "stat", "-c", "%n %u:%g", "/a", "/b", "/c",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "/a 1000:50\n/b 42:42\n/c 1000:42\n"
+        );
+        remove_image(&image);
+
+        p.pipeline(&format!(
+            "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n\
+             [[step]]\ncopy = {{ src = \"f.txt\", dest = \"/a\", owner = \"ghost:staff\" }}\n"
+        ));
+        let out = p.cmd(&["apply", "pipeline.toml"]).output().unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(3), "{text}");
+        assert!(
+            text.contains("owner `ghost:staff` (pipeline.toml:6:46): no user `ghost` in the image's /etc/passwd"),
+            "{text}"
+        );
+    }
 }
