@@ -58,6 +58,7 @@ impl ExitStatus {
             | StepTimedOut { .. }
             | StepEngine { .. }
             | CopySource { .. }
+            | CopyOwner { .. }
             | MountSource { .. } => ExitStatus::StepFailed,
             Push { .. } => ExitStatus::PublishFailed,
             Credentials(_) | Secret { .. } => ExitStatus::Usage,

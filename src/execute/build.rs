@@ -430,7 +430,11 @@ impl<'a, E: Engine> Build<'a, E> {
                     Some(owner) => {
                         let ids = super::owner::resolve(self.engine, id, owner)
                             .await
-                            .map_err(copy_err)?;
+                            .map_err(|source| ApplyError::CopyOwner {
+                                index: i + 1,
+                                name: name(),
+                                source,
+                            })?;
                         named = CopySpec {
                             owner: Some(ids),
                             ..c.clone()

@@ -401,6 +401,11 @@ mod engine {
         let text = output_text(&out);
         assert_eq!(out.status.code(), Some(3), "{text}");
         assert!(
+            text.contains("hint: add the user or group to the image"),
+            "{text}"
+        );
+        assert!(!text.contains("copy source"), "{text}");
+        assert!(
             text.contains("owner `ghost:staff` (pipeline.toml:6:46): no user `ghost` in the image's /etc/passwd"),
             "{text}"
         );
