@@ -53,6 +53,11 @@ impl StepInputs {
                 put("copy destination", digest_json(&c.dest));
                 put("mode", digest_json(&c.mode));
                 put("owner", digest_json(&c.owner));
+                // Only when given, so that the keys of numeric owners stay as they were. The
+                // name resolves in the image, which the previous key already fixes.
+                if let Some(name) = &c.owner_name {
+                    put("owner name", digest_json(name));
+                }
             }
         }
         put("env", digest_json(&step.env));

@@ -59,6 +59,7 @@ impl ExitStatus {
             | StepTimedOut { .. }
             | StepEngine { .. }
             | CopySource { .. }
+            | CopyOwner { .. }
             | MountSource { .. } => ExitStatus::StepFailed,
             Push { .. } | Output { .. } => ExitStatus::PublishFailed,
             Credentials(_) | Secret { .. } => ExitStatus::Usage,

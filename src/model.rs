@@ -2,6 +2,7 @@
 //! invariant the planner and executor rely on holds once a [`Pipeline`] exists.
 
 pub(crate) mod env;
+pub(crate) mod ignore;
 mod image;
 
 pub(crate) use image::{final_config, ImageConfig, DEFAULT_PATH};
@@ -264,14 +265,78 @@ impl Command {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopySpec {
-    /// Absolute host path.
-    pub src: PathBuf,
+    /// The resolved sources, in order (a glob's matches sorted): at least one.
+    pub sources: Vec<CopySource>,
     /// The source as written, for messages.
     pub src_display: String,
     /// Absolute path in the image.
     pub dest: String,
     pub mode: Option<u32>,
     pub owner: Option<(u32, u32)>,
+    /// An owner given by name (`app`, `app:app`, `1000:staff`), resolved in the image when
+    /// the step runs; then `owner` is `None`.
+    pub owner_name: Option<OwnerName>,
+}
+
+/// A copy's owner with a name in it, as written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OwnerName {
+    /// The owner as written.
+    pub text: String,
+    /// A user name or uid.
+    pub user: String,
+    /// A group name or gid; `None`: the uid.
+    pub group: Option<String>,
+    /// Where it is written, `file:line:col`.
+    #[serde(skip)]
+    pub at: String,
+}
+
+/// One resolved copy source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    /// Absolute host path.
+    pub path: PathBuf,
+    /// What of it stays out of the image and the key.
+    pub filter: CopyFilter,
+}
+
+/// What of a copy source stays out of the image and the step's key: what the context's ignore
+/// file (`.dockerignore`) or the step's `exclude` patterns exclude.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyFilter {
+    /// The context's ignore file, matched against paths relative to the context root.
+    pub(crate) ignore: Option<std::sync::Arc<ignore::Patterns>>,
+    /// The source's path relative to the context root, `/`-separated (`.`: the root).
+    pub(crate) base: String,
+    /// The step's `exclude` patterns, matched against paths relative to the source.
+    pub(crate) exclude: Option<std::sync::Arc<ignore::Patterns>>,
+}
+
+impl CopyFilter {
+    /// Whether the entry at `rel` (relative to the source; empty: the source itself) is left
+    /// out.
+    pub(crate) fn excludes(&self, rel: &std::path::Path) -> bool {
+        let rel = rel.to_string_lossy();
+        let in_context = match (self.base.as_str(), rel.is_empty()) {
+            (base, true) => base.to_string(),
+            (".", false) => rel.to_string(),
+            (base, false) => format!("{base}/{rel}"),
+        };
+        self.ignore
+            .as_ref()
+            .is_some_and(|p| p.excludes(&in_context))
+            || (!rel.is_empty() && self.exclude.as_ref().is_some_and(|p| p.excludes(&rel)))
+    }
+
+    /// Whether an excluded folder may hold entries that are not (an exception, `!`, matches
+    /// below it), so that it must be walked all the same.
+    pub(crate) fn has_exceptions(&self) -> bool {
+        [&self.ignore, &self.exclude]
+            .into_iter()
+            .flatten()
+            .any(|p| p.has_exceptions())
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::{walk, Content, EntryKind, WalkEntry};
-use crate::model::CopySpec;
+use crate::model::{CopyFilter, CopySpec};
 
 /// The digest of one entry of a copy source: its relative path (bytes, as on disk), type,
 /// size or symlink target, permission bits and content. Variable-length parts are
@@ -49,10 +49,13 @@ impl EntryHasher {
 }
 
 /// What the digest of a copy source was computed from: each entry's relative path and digest,
-/// in walk order (see [`walk`]).
+/// in walk order (see [`walk`]), and where each source goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TreeDigest {
     pub(crate) entries: Vec<(PathBuf, [u8; 32])>,
+    /// Each source's target path: they count when there are several (one source's target is
+    /// `dest`, already part of the key).
+    pub(crate) targets: Vec<PathBuf>,
 }
 
 impl TreeDigest {
@@ -63,23 +66,46 @@ impl TreeDigest {
         for (_, digest) in &self.entries {
             h.update(digest);
         }
+        if self.targets.len() > 1 {
+            for t in &self.targets {
+                h.update((t.as_os_str().len() as u64).to_le_bytes());
+                h.update(t.as_os_str().as_bytes());
+            }
+        }
         hex::encode(h.finalize())
     }
 }
 
-/// Digest of a copy source, entry by entry: what the archive of the copy must hold.
+/// Digest of a copy's sources, entry by entry: what the archive of the copy must hold.
 pub(crate) fn tree_digest(c: &CopySpec) -> std::io::Result<TreeDigest> {
-    tree_digest_of(&c.src)
+    let mut all = TreeDigest {
+        entries: Vec::new(),
+        targets: Vec::new(),
+    };
+    for s in &c.sources {
+        let one = digest_walk(&s.path, &s.filter)?;
+        let is_dir = std::fs::symlink_metadata(&s.path)?.is_dir();
+        all.targets.push(super::target_path(c, &s.path, is_dir));
+        all.entries.extend(one.entries);
+    }
+    Ok(all)
 }
 
 /// Digest of a file or folder on the host, entry by entry.
 pub(crate) fn tree_digest_of(src: &std::path::Path) -> std::io::Result<TreeDigest> {
+    digest_walk(src, &CopyFilter::default())
+}
+
+fn digest_walk(src: &std::path::Path, filter: &CopyFilter) -> std::io::Result<TreeDigest> {
     let mut entries = Vec::new();
-    for e in walk(src)? {
+    for e in walk(src, filter)? {
         let digest = entry_digest(&e)?;
         entries.push((e.rel, digest));
     }
-    Ok(TreeDigest { entries })
+    Ok(TreeDigest {
+        entries,
+        targets: Vec::new(),
+    })
 }
 
 /// Digest of one walked entry, reading a file's content from disk.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::model::CopySpec;
+use crate::model::{CopyFilter, CopySource, CopySpec};
 
 mod digest;
 
@@ -47,17 +47,24 @@ pub(crate) struct WalkEntry {
 }
 
 /// Lists a copy source in a fixed order: the source itself, then for a directory its
-/// contents, parents before children, names sorted by their bytes.
-pub(crate) fn walk(src: &Path) -> io::Result<Vec<WalkEntry>> {
+/// contents, parents before children, names sorted by their bytes; without what `filter`
+/// excludes (a folder it excludes is walked only when an exception may keep something below
+/// it, and listed only when something is kept).
+pub(crate) fn walk(src: &Path, filter: &CopyFilter) -> io::Result<Vec<WalkEntry>> {
     let meta = std::fs::symlink_metadata(src).map_err(|e| at(src, e))?;
     let mut out = vec![entry(src.to_path_buf(), PathBuf::new(), &meta)?];
     if meta.is_dir() {
-        walk_dir(src, Path::new(""), &mut out)?;
+        walk_dir(src, Path::new(""), filter, &mut out)?;
     }
     Ok(out)
 }
 
-fn walk_dir(dir: &Path, prefix: &Path, out: &mut Vec<WalkEntry>) -> io::Result<()> {
+fn walk_dir(
+    dir: &Path,
+    prefix: &Path,
+    filter: &CopyFilter,
+    out: &mut Vec<WalkEntry>,
+) -> io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
         .map_err(|e| at(dir, e))?;
@@ -65,10 +72,18 @@ fn walk_dir(dir: &Path, prefix: &Path, out: &mut Vec<WalkEntry>) -> io::Result<(
     for e in names {
         let path = e.path();
         let rel = prefix.join(e.file_name());
+        let excluded = filter.excludes(&rel);
         let meta = std::fs::symlink_metadata(&path).map_err(|err| at(&path, err))?;
+        if excluded && !(meta.is_dir() && filter.has_exceptions()) {
+            continue;
+        }
+        let listed = out.len();
         out.push(entry(path.clone(), rel.clone(), &meta)?);
         if meta.is_dir() {
-            walk_dir(&path, &rel, out)?;
+            walk_dir(&path, &rel, filter, out)?;
+        }
+        if excluded && out.len() == listed + 1 {
+            out.pop();
         }
     }
     Ok(())
@@ -172,13 +187,13 @@ impl Read for Content<'_> {
     }
 }
 
-/// Where the copied source goes in the image, relative to `/` (empty for `/` itself): `dest`,
+/// Where a copied source goes in the image, relative to `/` (empty for `/` itself): `dest`,
 /// or for a file and a `dest` ending in `/`, the file's name inside it.
-pub(crate) fn target_path(c: &CopySpec, src_is_dir: bool) -> PathBuf {
+pub(crate) fn target_path(c: &CopySpec, src: &Path, src_is_dir: bool) -> PathBuf {
     let dest: PathBuf = Path::new(c.dest.trim_start_matches('/'))
         .components()
         .collect();
-    match c.src.file_name() {
+    match src.file_name() {
         Some(name) if !src_is_dir && c.dest.ends_with('/') => dest.join(name),
         _ => dest,
     }
@@ -215,11 +230,32 @@ fn append_all<W: Write>(
     expected: &TreeDigest,
     create_dest: bool,
 ) -> io::Result<()> {
-    let entries = walk(&c.src)?;
+    let mut next = 0;
+    for s in &c.sources {
+        append_source(tar, c, s, expected, &mut next, create_dest)?;
+    }
+    match (expected.entries.get(next), c.sources.last()) {
+        (Some((rel, _)), Some(last)) => Err(changed(&last.path.join(rel), "vanished")),
+        _ => Ok(()),
+    }
+}
+
+/// Appends one source, its entries checked against `expected` from index `next` on.
+fn append_source<W: Write>(
+    tar: &mut tar::Builder<W>,
+    c: &CopySpec,
+    s: &CopySource,
+    expected: &TreeDigest,
+    next: &mut usize,
+    create_dest: bool,
+) -> io::Result<()> {
+    let entries = walk(&s.path, &s.filter)?;
     let src_is_dir = entries[0].kind == EntryKind::Dir;
-    let target = target_path(c, src_is_dir);
+    let target = target_path(c, &s.path, src_is_dir);
     let (uid, gid) = c.owner.unwrap_or((0, 0));
-    for (i, e) in entries.iter().enumerate() {
+    for e in &entries {
+        let i = *next;
+        *next += 1;
         let is_root = e.rel.as_os_str().is_empty();
         let name = if is_root {
             target.clone()
@@ -234,7 +270,7 @@ fn append_all<W: Write>(
         let mut hasher = EntryHasher::new(e);
         match &e.kind {
             EntryKind::Dir => {
-                check(expected, i, e, &c.src, hasher.finish())?;
+                check(expected, i, e, &s.path, hasher.finish())?;
                 // The source folder itself is `dest`: written only when the copy creates it.
                 if !is_root || (create_dest && !name.as_os_str().is_empty()) {
                     h.set_entry_type(tar::EntryType::Directory);
@@ -243,7 +279,7 @@ fn append_all<W: Write>(
                 }
             }
             EntryKind::Symlink(link) => {
-                check(expected, i, e, &c.src, hasher.finish())?;
+                check(expected, i, e, &s.path, hasher.finish())?;
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_mode(0o777);
                 tar.append_link(&mut h, &name, link)?;
@@ -253,14 +289,11 @@ fn append_all<W: Write>(
                 h.set_mode(c.mode.unwrap_or(e.mode));
                 h.set_size(*size);
                 tar.append_data(&mut h, &name, Content::open(e, &mut hasher)?)?;
-                check(expected, i, e, &c.src, hasher.finish())?;
+                check(expected, i, e, &s.path, hasher.finish())?;
             }
         }
     }
-    match expected.entries.get(entries.len()) {
-        Some((rel, _)) => Err(changed(&c.src.join(rel), "vanished")),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Compares the `i`th entry of the archive with the `i`th entry the key saw.
@@ -412,11 +445,15 @@ mod tests {
 
     fn spec(src: &Path, dest: &str, owner: Option<(u32, u32)>) -> CopySpec {
         CopySpec {
-            src: src.to_path_buf(),
+            sources: vec![CopySource {
+                path: src.to_path_buf(),
+                filter: CopyFilter::default(),
+            }],
             src_display: "src".into(),
             dest: dest.into(),
             mode: None,
             owner,
+            owner_name: None,
         }
     }
 
@@ -490,6 +527,39 @@ mod tests {
             tree_digest(&spec(&one, "/n", None)).unwrap().hex(),
             tree_digest(&spec(&other, "/n", None)).unwrap().hex()
         );
+    }
+
+    #[test]
+    fn the_walk_leaves_out_what_the_filter_excludes_and_keeps_folders_exceptions_reach() {
+        let (_dir, src) = source(&[
+            (b"a.txt", b"a"),
+            (b"notes.md", b"m"),
+            (b"build/junk.o", b"o"),
+            (b"build/keep.txt", b"k"),
+            (b"logs/x.log", b"l"),
+        ]);
+        let patterns = |p: &[&str]| Some(Arc::new(crate::model::ignore::Patterns::new(p).unwrap()));
+        let filter = CopyFilter {
+            ignore: patterns(&["src/build", "!src/build/keep.txt", "**/*.log"]),
+            base: "src".into(),
+            exclude: patterns(&["*.md"]),
+        };
+        let rels: Vec<String> = walk(&src, &filter)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel.display().to_string())
+            .collect();
+        // `logs` itself is not excluded, only the files in it.
+        assert_eq!(rels, ["", "a.txt", "build", "build/keep.txt", "logs"]);
+        // The key sees only what the archive holds.
+        let mut c = spec(&src, "/n", None);
+        let all = tree_digest(&c).unwrap();
+        c.sources[0].filter = filter;
+        let kept = tree_digest(&c).unwrap();
+        assert_eq!(kept.entries.len(), 5);
+        assert_ne!(all.hex(), kept.hex());
+        std::fs::write(src.join("notes.md"), "changed").unwrap();
+        assert_eq!(tree_digest(&c).unwrap().hex(), kept.hex());
     }
 
     #[test]
@@ -570,7 +640,9 @@ mod tests {
     #[test]
     fn a_file_is_read_for_exactly_its_walked_size_and_a_shrunk_one_is_an_error() {
         let (_dir, src) = source(&[(b"f", b"0123456789")]);
-        let walked = walk(&src.join("f")).unwrap().remove(0);
+        let walked = walk(&src.join("f"), &CopyFilter::default())
+            .unwrap()
+            .remove(0);
         let mut hasher = EntryHasher::new(&walked);
         // A shrunk file would leave the tar stream misaligned: the next file's bytes would be
         // read as headers. It is an error instead.
@@ -595,7 +667,9 @@ mod tests {
     #[test]
     fn a_file_replaced_after_the_walk_is_not_read() {
         let (_dir, src) = source(&[(b"f", b"mine"), (b"secret", b"not yours")]);
-        let walked = walk(&src.join("f")).unwrap().remove(0);
+        let walked = walk(&src.join("f"), &CopyFilter::default())
+            .unwrap()
+            .remove(0);
         // By a symlink to another file, then by another file moved into its place.
         std::fs::remove_file(src.join("f")).unwrap();
         std::os::unix::fs::symlink(src.join("secret"), src.join("f")).unwrap();

@@ -1,6 +1,8 @@
 //! Loading a pipeline file: read, parse (with spans), template, validate.
 
 pub mod check;
+mod context;
+mod glob;
 mod paths;
 pub mod raw;
 mod resolved;
@@ -502,7 +504,7 @@ fn load_checked(
         .clone()
         .or_else(|| platforms.first().cloned());
     let templates = Templates::new(&resolved, platform.as_ref().map(template::platform_value));
-    match Builder::new(&templates, dir)
+    match Builder::new(&templates, dir, source)
         .multi_platform(platforms.len() > 1)
         .build(path, raw)
     {

@@ -25,6 +25,11 @@ pub struct PipelineFile {
     /// Defaults to the file name without its extension.
     #[schemars(with = "Option<String>")]
     pub name: Option<Str>,
+    /// The build context: the folder that every copy and mount source, secret file and the
+    /// ignore file (`.dockerignore` at its root) are relative to, written relative to this
+    /// file's folder, e.g. `".."`. Defaults to this file's folder. Nothing outside it is read.
+    #[schemars(with = "Option<String>")]
+    pub context: Option<Str>,
     /// Platforms to build for, e.g. `["linux/amd64", "linux/arm64"]`: each is built from the
     /// base's image for it, and every publish tag becomes one multi-platform index. Defaults to
     /// the engine's own platform. `--platform` overrides it. Templates can read the platform
@@ -206,7 +211,7 @@ pub struct Step {
     #[serde(default)]
     #[schemars(with = "Vec<CacheMount>")]
     pub cache: Vec<Spanned<CacheMount>>,
-    /// Read-only host folders (inside the pipeline's folder) mounted while this step runs, never
+    /// Read-only host folders (inside the build context) mounted while this step runs, never
     /// part of the image; their content is part of the step's cache key. Needs an engine on
     /// this host.
     #[serde(default)]
@@ -248,7 +253,8 @@ pub struct CacheMountTable {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
-    /// A folder relative to the pipeline file's folder; must stay inside it.
+    /// A folder relative to the build context (`context`, by default the pipeline file's
+    /// folder); must stay inside it.
     #[schemars(with = "String")]
     pub src: Option<Str>,
     /// Absolute path in the step's container.
@@ -266,13 +272,40 @@ pub enum RunSpec {
     Exec(Vec<String>),
 }
 
+/// Copy sources: one path or glob, or a list of them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CopySrc {
+    /// One path or glob.
+    One(String),
+    /// Several, copied in order into the `dest` folder.
+    Many(Vec<String>),
+}
+
+impl CopySrc {
+    /// The sources as written.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            CopySrc::One(s) => std::slice::from_ref(s),
+            CopySrc::Many(v) => v,
+        }
+    }
+}
+
 /// A file or directory copy.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Copy {
-    /// Source file or directory, relative to the pipeline file's folder; must stay inside it.
-    #[schemars(with = "String")]
-    pub src: Option<Str>,
+    /// Source file or directory, relative to the build context (`context`, by default the
+    /// pipeline file's folder); must stay inside it. Globs (`files/*.txt`, `conf/**/*.conf`)
+    /// and a list of sources (`["a", "b/*.conf"]`, then `dest` ends with `/`) copy several.
+    #[schemars(with = "CopySrc")]
+    pub src: Option<Spanned<CopySrc>>,
+    /// Patterns (`.dockerignore` syntax, relative to the source) of files and folders of the
+    /// source left out of the copy, e.g. `["*.md", "tests/**"]`; `!` makes an exception.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub exclude: Vec<Str>,
     /// Absolute destination path of plain names (no `.`, `..` or `//`). For a file, the file's
     /// new path (or a folder when it ends with `/`); for a directory, the folder its contents go
     /// into, created with the owner when missing.
@@ -281,7 +314,9 @@ pub struct Copy {
     /// Octal permission bits for every copied file, e.g. `"0644"`. Default: kept from the host.
     #[schemars(with = "Option<String>")]
     pub mode: Option<Str>,
-    /// Owner of the copied files as `uid[:gid]`. Default: `0:0` (root).
+    /// Owner of the copied files as `uid[:gid]` or `name[:group]` (names looked up in the
+    /// image's `/etc/passwd` and `/etc/group` when the step runs; without a group, the gid is
+    /// the uid). Default: `0:0` (root).
     #[schemars(with = "Option<String>")]
     pub owner: Option<Str>,
 }
@@ -408,7 +443,8 @@ pub struct Secret {
     /// Name of the environment variable holding the value.
     #[schemars(with = "Option<String>")]
     pub env: Option<Str>,
-    /// File holding the value, relative to the pipeline file's folder.
+    /// File holding the value, relative to the build context (`context`, by default the
+    /// pipeline file's folder); must stay inside it.
     #[schemars(with = "Option<String>")]
     pub file: Option<Str>,
 }

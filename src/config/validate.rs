@@ -14,9 +14,16 @@ use crate::reference::{self, ImageRef};
 
 /// Builds a [`Pipeline`] from the raw file, collecting every problem.
 pub(super) struct Builder<'a> {
-    t: &'a Templates,
-    dir: &'a Path,
-    diags: Vec<Diagnostic>,
+    pub(super) t: &'a Templates,
+    /// The pipeline file's folder.
+    pub(super) dir: &'a Path,
+    /// The build context: where host paths are resolved (canonical).
+    pub(super) root: PathBuf,
+    pub(super) ctx: super::context::Context,
+    pub(super) diags: Vec<Diagnostic>,
+    /// The file's text and name, for places named outside a diagnostic (`file:line:col`).
+    source: &'a str,
+    file: PathBuf,
     /// The pipeline is built for several platforms (its publish targets are shared).
     multi_platform: bool,
     /// Each publish repository as parsed, where it is written.
@@ -26,10 +33,14 @@ pub(super) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    pub(super) fn new(t: &'a Templates, dir: &'a Path) -> Self {
+    pub(super) fn new(t: &'a Templates, dir: &'a Path, source: &'a str) -> Self {
         Self {
             t,
+            source,
+            file: PathBuf::new(),
             dir,
+            root: dir.to_path_buf(),
+            ctx: super::context::Context::default(),
             diags: Vec::new(),
             multi_platform: false,
             published: Vec::new(),
@@ -49,10 +60,12 @@ impl<'a> Builder<'a> {
         file: &Path,
         raw: raw::PipelineFile,
     ) -> Result<Pipeline, Vec<Diagnostic>> {
+        self.file = file.to_path_buf();
         let name = match &raw.name {
             Some(n) => self.text(n).unwrap_or_default(),
             None => default_pipeline_name(file, self.dir),
         };
+        self.context(raw.context.as_ref());
         let base = raw.base.as_ref().and_then(|b| self.base(b));
         let secrets = self.secrets(&raw.secrets);
         let steps: Vec<Step> = raw
@@ -81,7 +94,7 @@ impl<'a> Builder<'a> {
         Ok(Pipeline {
             name,
             file: file.to_path_buf(),
-            dir: self.dir.to_path_buf(),
+            dir: self.root.clone(),
             base,
             steps,
             commit,
@@ -278,7 +291,7 @@ impl<'a> Builder<'a> {
         None
     }
 
-    fn text(&mut self, s: &Str) -> Option<String> {
+    pub(super) fn text(&mut self, s: &Str) -> Option<String> {
         self.t.str(s).map_err(|d| self.diags.push(d)).ok()
     }
 
@@ -701,7 +714,6 @@ impl<'a> Builder<'a> {
     }
 
     fn copy(&mut self, c: &raw::Copy) -> Option<Action> {
-        let src_text = c.src.as_ref().and_then(|s| self.text(s));
         let dest = c.dest.as_ref().and_then(|d| self.destination(d));
         let mode = c.mode.as_ref().and_then(|m| {
             let text = self.text(m)?;
@@ -720,53 +732,109 @@ impl<'a> Builder<'a> {
                 }
             }
         });
-        let owner = c.owner.as_ref().and_then(|o| {
-            let text = self.text(o)?;
-            let parsed = match text.split_once(':') {
-                Some((u, g)) => u.parse::<u32>().ok().zip(g.parse::<u32>().ok()),
-                None => text.parse::<u32>().ok().map(|u| (u, u)),
-            };
-            if parsed.is_none() {
-                self.diags.push(
-                    Diagnostic::new(
-                        Code::InvalidOwner,
-                        format!("`{text}` is not a numeric owner"),
-                    )
-                    .at(o.span())
-                    .hint("write `uid` or `uid:gid`, e.g. \"1000:1000\""),
-                );
-            }
-            parsed
-        });
-        let src_span = c.src.as_ref()?.span();
-        let src = self.host_path(src_text.as_deref()?, src_span, "copy source")?;
+        let (owner, owner_name) = match &c.owner {
+            Some(o) => self.owner(o),
+            None => (None, None),
+        };
+        let (sources, src_display) = self.copy_sources(c.src.as_ref()?, &c.exclude)?;
+        let dest = dest?;
+        if sources.len() > 1 && !dest.ends_with('/') {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::InvalidDestination,
+                    format!(
+                        "`{src_display}` is {} sources: the destination must be a folder",
+                        sources.len()
+                    ),
+                )
+                .at(c.dest.as_ref()?.span())
+                .hint(format!("end it with `/`: `\"{dest}/\"`")),
+            );
+            return None;
+        }
         Some(Action::Copy(CopySpec {
-            src,
-            src_display: src_text?,
-            dest: dest?,
+            sources,
+            src_display,
+            dest,
             mode,
             owner,
+            owner_name,
         }))
+    }
+
+    /// `uid[:gid]`, or with names (`app`, `app:app`, `1000:staff`), resolved in the image when
+    /// the step runs.
+    fn owner(&mut self, o: &Str) -> (Option<(u32, u32)>, Option<OwnerName>) {
+        let Some(text) = self.text(o) else {
+            return (None, None);
+        };
+        let (user, group) = match text.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (text.as_str(), None),
+        };
+        let numeric = |s: &str| s.parse::<u32>().ok();
+        match (numeric(user), group.map(numeric)) {
+            (Some(u), None) => return (Some((u, u)), None),
+            (Some(u), Some(Some(g))) => return (Some((u, g)), None),
+            _ => {}
+        }
+        let name = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '$'))
+        };
+        if !name(user) || group.is_some_and(|g| !name(g)) {
+            self.diags.push(
+                Diagnostic::new(Code::InvalidOwner, format!("`{text}` is not an owner"))
+                    .at(o.span())
+                    .hint("write `uid[:gid]` or `name[:group]`, e.g. \"1000:1000\" or \"app:app\""),
+            );
+            return (None, None);
+        }
+        let at = self.place(o.span().start);
+        let owner = OwnerName {
+            user: user.to_string(),
+            group: group.map(str::to_string),
+            text,
+            at,
+        };
+        (None, Some(owner))
+    }
+
+    /// `file:line:col` of a byte offset of the file.
+    fn place(&self, offset: usize) -> String {
+        let before = &self.source[..offset.min(self.source.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{}:{line}:{col}", self.file.display())
     }
 
     /// Resolves a host path relative to the pipeline folder; it must exist and stay inside it.
     /// Nothing outside the folder is looked at, not even whether it exists.
-    fn host_path(
+    pub(super) fn host_path(
         &mut self,
         text: &str,
         span: std::ops::Range<usize>,
         what: &str,
     ) -> Option<PathBuf> {
-        match super::paths::resolve_inside(self.dir, Path::new(text)) {
+        match super::paths::resolve_inside(&self.root, Path::new(text)) {
             Ok(path) => Some(path),
             Err(Outside::Escapes) => {
+                let hint = match self.ctx.declared {
+                    Some(_) => format!("keep it under {}", self.root.display()),
+                    None => format!(
+                        "keep it under {}, or declare a wider build context: `context = \"..\"`",
+                        self.root.display()
+                    ),
+                };
                 self.diags.push(
                     Diagnostic::new(
                         Code::PathEscapes,
-                        format!("{what} `{text}` is outside the pipeline's folder"),
+                        format!("{what} `{text}` is outside {}", self.root_name()),
                     )
                     .at(span)
-                    .hint(format!("keep it under {}", self.dir.display())),
+                    .hint(hint),
                 );
                 None
             }
@@ -777,7 +845,7 @@ impl<'a> Builder<'a> {
                         format!("{what} `{text}` does not exist"),
                     )
                     .at(span)
-                    .label(format!("looked for {}", self.dir.join(text).display())),
+                    .label(format!("looked for {}", self.root.join(text).display())),
                 );
                 None
             }
@@ -1475,7 +1543,9 @@ fn default_name(s: &raw::Step) -> String {
         },
         (None, Some(c)) => format!(
             "copy {} -> {}",
-            c.src.as_ref().map_or("", |s| s.get_ref()),
+            c.src
+                .as_ref()
+                .map_or(String::new(), |s| s.get_ref().as_slice().join(", ")),
             c.dest.as_ref().map_or("", |d| d.get_ref())
         ),
         (None, None) => String::new(),

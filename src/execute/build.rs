@@ -14,7 +14,7 @@ use crate::engine::{
 use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::volumes::CacheScope;
 use crate::model::{
-    paths_overlap, Action, Command, ContainerOptions, Network, Pipeline, Sharing, Step,
+    paths_overlap, Action, Command, ContainerOptions, CopySpec, Network, Pipeline, Sharing, Step,
 };
 use crate::plan;
 use crate::reference::DEBUG_REPOSITORY;
@@ -534,13 +534,32 @@ impl<'a, E: Engine> Build<'a, E> {
                 })?;
                 // Like `COPY --chown`, a folder copy creates `dest` with the owner, but leaves
                 // an existing one (`/`, `/tmp`) as it is.
-                let create_dest = c.src.is_dir()
+                let create_dest = c.sources.iter().any(|s| s.path.is_dir())
                     && c.dest != "/"
                     && !self
                         .engine
                         .path_exists(id, &c.dest)
                         .await
                         .map_err(engine_err)?;
+                // An owner by name is looked up in the image as it is now.
+                let named;
+                let c = match &c.owner_name {
+                    Some(owner) => {
+                        let ids = super::owner::resolve(self.engine, id, owner)
+                            .await
+                            .map_err(|source| ApplyError::CopyOwner {
+                                index: i + 1,
+                                name: name(),
+                                source,
+                            })?;
+                        named = CopySpec {
+                            owner: Some(ids),
+                            ..c.clone()
+                        };
+                        &named
+                    }
+                    None => c,
+                };
                 let (archive, source_error) = crate::archive::stream(c, expected, create_dest);
                 let uploaded = self.engine.upload(id, "/", archive).await;
                 // A source that changed fails the upload: say so, not what the engine saw.

@@ -38,6 +38,13 @@ pub(crate) enum ApplyError {
         #[source]
         source: std::io::Error,
     },
+    #[error("step {index} `{name}`: {source}")]
+    CopyOwner {
+        index: usize,
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("step {index} `{name}`: mounted folder: {source}")]
     MountSource {
         index: usize,

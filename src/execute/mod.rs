@@ -19,6 +19,7 @@ mod masks;
 mod names;
 mod output;
 mod outputs;
+mod owner;
 mod publish;
 mod remote;
 mod retry;

@@ -593,6 +593,9 @@ impl Ui {
                 }
                 self.hint("fix the step and apply again: the build resumes from the last checkpoint before it");
             }
+            ApplyError::CopyOwner { .. } => {
+                self.hint("add the user or group to the image in an earlier step, or give numeric ids, then apply again");
+            }
             ApplyError::CopySource { .. } => {
                 self.hint("nothing of this step was cached; leave the copy source alone while apply runs, then apply again");
             }

@@ -28,6 +28,7 @@ mod support;
 mod harness;
 
 mod config;
+mod context;
 mod docs;
 mod forms;
 mod hostile;
