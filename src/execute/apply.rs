@@ -87,7 +87,7 @@ pub(crate) async fn apply<E: Engine>(
     let made = match build.maker.take() {
         Some(maker) => {
             maker
-                .image(engine, p, &base, &cached.final_config, sink)
+                .image(engine, p, (&base, &image), &cached.final_config, sink)
                 .await
         }
         None => None,

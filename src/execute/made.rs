@@ -13,6 +13,7 @@ use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo};
 use crate::execute::events::{Event, Sink};
 use crate::image::compress::Layer;
 use crate::image::config::{assemble, BaseImage, History, Parts};
+use crate::image::save;
 use crate::image::store::BlobStore;
 use crate::image::Image;
 use crate::model::{Pipeline, Platform};
@@ -24,8 +25,8 @@ type Chain = Vec<(Layer, History)>;
 pub(crate) struct Maker {
     store: BlobStore,
     settings: LayerSettings,
-    /// The time of a reproducible image (unix seconds); `None`: not reproducible.
-    epoch: Option<u64>,
+    /// The time of the image (unix seconds).
+    epoch: u64,
     chain: Chain,
     /// Why there will be no image: a layer could not be had. Said once, at the end.
     lost: Option<String>,
@@ -39,23 +40,26 @@ fn now() -> u64 {
 }
 
 impl Maker {
-    /// The maker of `p`'s image in `store` (none without a store). `SOURCE_DATE_EPOCH` in
-    /// the environment makes it reproducible.
+    /// The maker of `p`'s image in `store`, for a reproducible image (`[image] reproducible`,
+    /// or `SOURCE_DATE_EPOCH` in the environment). Other images are the engine's commit, read
+    /// from its export when published: their config, and so their id, is the engine's, which
+    /// is what tells a runner that reuses the image from the remote cache that a tag holding
+    /// it is up to date; writing layers at checkpoints would only delay the build for them.
     pub(crate) fn new(p: &Pipeline, store: Option<&BlobStore>) -> Option<Self> {
         let env = std::env::var("SOURCE_DATE_EPOCH").ok();
         let (settings, epoch) = LayerSettings::of(&p.image, &p.file, env.as_deref());
         Some(Self {
             store: store?.clone(),
             settings,
-            epoch,
+            epoch: epoch?,
             chain: Vec::new(),
             lost: None,
         })
     }
 
-    /// The time the image and its history entries are dated: the epoch, else now.
+    /// The time the image and its history entries are dated: the epoch.
     fn time(&self) -> String {
-        rfc3339(self.epoch.unwrap_or_else(now))
+        rfc3339(self.epoch)
     }
 
     /// Starts from the cached checkpoint (or final image) `image` of cache key `key`: its
@@ -73,13 +77,8 @@ impl Maker {
             return;
         }
         match self.exported(engine, base, image).await {
-            Ok(chain) => {
-                self.chain = chain;
-                // The engine's layers are not clamped: a reproducible build never reuses them.
-                if self.epoch.is_none() {
-                    self.record(key);
-                }
-            }
+            // The engine's layers are not clamped: they are used, never recorded.
+            Ok(chain) => self.chain = chain,
             Err(e) => self.lose(format!("cannot read the layers of the cached steps: {e}")),
         }
     }
@@ -156,19 +155,26 @@ impl Maker {
         }
     }
 
-    /// The image: the base's layers (from the engine's export, once per base), the build's
-    /// layers, the config `final_config` makes, dated the epoch (or now). `None`, with a
-    /// warning, when a part could not be had.
+    /// The image of engine image `built`: the base's layers (from the engine's export, once
+    /// per base), the build's layers, the config `final_config` makes, dated the epoch. It is
+    /// recorded as the tool's image of `built`, so that `plan` knows a tag holding it is up
+    /// to date. `None`, with a warning, when a part could not be had.
     pub(crate) async fn image<E: Engine>(
         self,
         engine: &E,
         p: &Pipeline,
-        base: &ImageInfo,
+        (base, built): (&ImageInfo, &str),
         final_config: &ImageConfig,
         sink: &dyn Sink,
     ) -> Option<Image> {
+        let compression = self.settings.compression;
+        let store = self.store.clone();
         match self.assemble(engine, p, base, final_config).await {
-            Ok(image) => Some(image),
+            Ok(image) => {
+                // Best effort: without the record the next apply writes the image again.
+                let _ = save::record_image(&store, built, compression, &image);
+                Some(image)
+            }
             // A base the engine does not hold (its id came from its registry): the engine
             // publishes, as before.
             Err(LayerError::Engine(EngineError::NotFound(_))) => None,
@@ -206,9 +212,15 @@ impl Maker {
             }
         };
         let created = self.time();
+        let mut layers = self.chain;
+        // As `docker commit -a AUTHOR -m MESSAGE` names its layer.
+        if let Some((_, last)) = layers.last_mut() {
+            last.author.clone_from(&p.commit.author);
+            last.comment.clone_from(&p.commit.message);
+        }
         let parts = Parts {
             base: &base_image,
-            layers: self.chain,
+            layers,
             runtime: runtime_config(final_config),
             platform: &platform,
             created,

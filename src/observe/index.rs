@@ -26,7 +26,7 @@ pub(crate) async fn digests_in<E: Engine>(
 
 /// The manifest digest of the tool's own image of engine image `image`, when the store
 /// holds one (the tool pushes that manifest, not the engine's).
-fn own_digest(image: &str, p: &crate::model::Pipeline) -> Option<String> {
+pub(super) fn own_digest(image: &str, p: &crate::model::Pipeline) -> Option<String> {
     let store = crate::image::store::BlobStore::user()?;
     let compression = crate::image::compress::Compression::of(&p.image);
     crate::image::save::recorded_image(&store, image, compression).map(|i| i.manifest.digest)

@@ -1,12 +1,13 @@
 //! What the publish targets' registries hold under the pipeline's tags.
 
+use super::index::own_digest;
 use crate::credentials::{self, CredentialError};
 use crate::engine::{Engine, EngineError, ImageInfo};
 use crate::model::Pipeline;
 use crate::plan::{TagSeen, TagState};
 
 /// Asks each publish target's registry for each of its tags, in the order written; with
-/// `image`, also whether each tag holds that image.
+/// `image`, also whether each tag holds that image (the engine's, or the tool's own of it).
 pub(crate) async fn publish_tags<E: Engine>(
     engine: &E,
     p: &Pipeline,
@@ -23,6 +24,10 @@ pub(crate) async fn publish_tags<E: Engine>(
             let state = match asked {
                 Ok(digest) => {
                     let published = match (image, &digest) {
+                        // The tool pushes its own image of the engine's.
+                        (Some(info), Some(d)) if own_digest(&info.id, p).as_ref() == Some(d) => {
+                            true
+                        }
                         (Some(info), Some(d)) => engine
                             .is_published(info, &repository, d, creds.clone())
                             .await

@@ -189,13 +189,15 @@ impl<'a, E: Engine> Driver<'a, E> {
                 p.base.pull = PullPolicy::Never;
                 expected = sched.produced_image(*producer);
                 after = Some((builds[producer.0].name.clone(), None));
-                fallback = dependency.filter(|d| d.pull_from.is_some());
+                fallback = dependency
+                    .filter(|d| d.pull_from.is_some())
+                    .map(|d| (d, sched.published_image(*producer)));
             }
             BaseSource::Pull { producer, from } => {
                 if let Some(d) = &dependency {
                     pull_base(&mut p, d, from);
                 }
-                expected = sched.produced_image(*producer);
+                expected = sched.published_image(*producer);
                 after = Some((
                     builds[producer.0].name.clone(),
                     Some(p.base.image.to_string()),
@@ -217,9 +219,10 @@ impl<'a, E: Engine> Driver<'a, E> {
         }
         let options = &self.settings.options;
         Some(Box::pin(async move {
-            if let (Some(d), Some(id)) = (&fallback, &expected) {
+            if let (Some((d, published)), Some(id)) = (fallback, &expected) {
                 if let (Ok(None), Some(from)) = (engine.inspect_image(id).await, &d.pull_from) {
-                    pull_base(&mut p, d, from);
+                    pull_base(&mut p, &d, from);
+                    expected = published;
                 }
             }
             let check = BaseCheck {

@@ -382,6 +382,20 @@ impl<'a> Scheduler<'a> {
             .map(|a| a.image.clone())
     }
 
+    /// The id a registry pull of what build `i` published gives: the config digest of the
+    /// tool's image when it wrote one, else the engine's image id (the tool publishes the
+    /// engine's config then).
+    pub(crate) fn published_image(&self, i: BuildId) -> Option<String> {
+        self.outcomes[i.0]
+            .as_ref()
+            .and_then(|o| o.applied.as_ref())
+            .map(|a| {
+                a.made
+                    .as_ref()
+                    .map_or_else(|| a.image.clone(), |m| m.config.digest.clone())
+            })
+    }
+
     /// The engine and what it applied of each build of a multi-platform pipeline whose
     /// builds all succeeded.
     pub(crate) fn built(&self, g: GroupId) -> Vec<(BuildId, EngineId, &Applied)> {

@@ -133,7 +133,13 @@ fn the_same_pipeline_gives_the_same_image_on_docker_and_podman_and_caches_alike(
         let file = format!("{kind}.toml");
         project.file(
             &file,
-            every_key_pipeline(&format!("{name}-{kind}"), &repository, "hello"),
+            // The step names the run: no other run's pipeline can hold the same images
+            // (a leftover `last-` pointer would keep them from gc).
+            every_key_pipeline(
+                &format!("{name}-{kind}"),
+                &repository,
+                &format!("hello {name}"),
+            ),
         );
         let stdout = apply_and_plan(&project, &file, engine);
         assert!(
@@ -202,7 +208,11 @@ fn the_same_pipeline_gives_the_same_image_on_docker_and_podman_and_caches_alike(
         let file = format!("{kind}.toml");
         project.file(
             &file,
-            every_key_pipeline(&format!("{name}-{kind}"), &repository, "changed"),
+            every_key_pipeline(
+                &format!("{name}-{kind}"),
+                &repository,
+                &format!("changed {name}"),
+            ),
         );
         let out = cmd(&project, &["apply", "--engine", engine, &file])
             .output()
