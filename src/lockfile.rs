@@ -272,6 +272,21 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_lock_schema_is_current() {
+        let schema = schemars::schema_for!(LockFile);
+        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/lock.schema.json");
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "schemas/lock.schema.json is stale: rerun this test with UPDATE_SCHEMAS=1"
+        );
+    }
+
+    #[test]
     fn the_lock_belongs_to_the_files_folder() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.toml");
