@@ -297,11 +297,17 @@ async fn lock(
     graph: &Graph,
     engine: &DockerEngine,
 ) -> Result<Vec<crate::observe::Moved>, CliError> {
-    let (path, lock) = locked::read(&settings.files)?;
-    if settings.locked {
-        let lock = locked::check(&path, lock.as_ref(), used)?;
-        locked::pin(builds, graph, lock, engine).await?;
-    }
+    let read = locked::read(&settings.files);
+    let lock = if settings.locked {
+        let (path, lock) = read?;
+        let checked = locked::check(&path, lock.as_ref(), used)?;
+        locked::pin(builds, graph, checked, engine).await?;
+        lock
+    } else {
+        // Without `--locked` a lock is only compared: files of several folders, or a lock
+        // that cannot be read, have none to compare with.
+        read.ok().and_then(|(_, lock)| lock)
+    };
     Ok(match (&lock, settings.registries) {
         (Some(lock), true) => locked::moved(lock, used, engine).await,
         _ => Vec::new(),
