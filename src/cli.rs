@@ -47,6 +47,20 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `pipeline man | man -l -`.
     Man(ManArgs),
+    /// Write `pipeline.lock` beside the files: each base's index, per-platform manifest and
+    /// config digests. Keeps the entries still used, adds missing ones, drops unused ones.
+    Lock(LockArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LockArgs {
+    #[command(flatten)]
+    pub(crate) files: FileArgs,
+    /// Read the entries again from the registries: all of them, or only the base REF.
+    #[arg(long, value_name = "REF", num_args = 0..=1, default_missing_value = "")]
+    pub(crate) update: Option<String>,
+    #[command(flatten)]
+    pub(crate) engines: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +182,10 @@ pub(crate) struct ApplyArgs {
     /// that `docker load` and `podman load` read); repeatable, added to the file's `[[output]]`.
     #[arg(long = "output", value_name = "oci:PATH|tar:PATH", value_parser = crate::model::Output::parse)]
     pub(crate) outputs: Vec<crate::model::Output>,
+    /// Use the bases at exactly the digests of `pipeline.lock` beside the files; a missing
+    /// lock, or one that lacks a base the files use or has an entry none uses, is an error.
+    #[arg(long)]
+    pub(crate) locked: bool,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +222,10 @@ pub(crate) struct PlanArgs {
     /// Plan an `apply --output`: also names these outputs.
     #[arg(long = "output", value_name = "oci:PATH|tar:PATH", value_parser = crate::model::Output::parse)]
     pub(crate) outputs: Vec<crate::model::Output>,
+    /// Use the bases at exactly the digests of `pipeline.lock` beside the files; a missing
+    /// lock, or one that lacks a base the files use or has an entry none uses, is an error.
+    #[arg(long)]
+    pub(crate) locked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -120,6 +120,9 @@ pub(crate) enum CliError {
         host: String,
         source: DeleteError,
     },
+    /// The lock file: missing, stale or unreadable, or a base it cannot pin.
+    #[error("{0}")]
+    Lock(String),
     /// `plan --detailed-exitcode`: any error exits 1.
     #[error(transparent)]
     Detailed(Box<CliError>),
@@ -133,7 +136,8 @@ impl CliError {
             | CliError::Invalid(_)
             | CliError::Graph(_)
             | CliError::MissingPasswords(_)
-            | CliError::Credentials(_) => 2,
+            | CliError::Credentials(_)
+            | CliError::Lock(_) => 2,
             CliError::Registry { .. } | CliError::Delete { .. } => 4,
             // The first problem decides: a file asking for a platform its base lacks is the
             // user's to fix (2); a base the engine and registry cannot provide is theirs (5).

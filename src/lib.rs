@@ -20,6 +20,7 @@ mod execute;
 mod front;
 mod fsread;
 mod graph;
+mod lockfile;
 // The image writer's types; the layer writer and the pushes build on them.
 #[allow(dead_code)]
 mod image;

@@ -3,6 +3,7 @@
 //! The only module that knows `oci-client`.
 
 mod fetch;
+mod pins;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

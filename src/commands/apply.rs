@@ -26,6 +26,7 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
         groups,
         graph,
         engines,
+        ..
     } = &prepared;
     let run_names = schedule::run_names(builds);
     let run = Run {

@@ -7,6 +7,7 @@ mod completions;
 mod diff;
 mod gc;
 mod keygen;
+mod lock;
 mod man;
 mod plan;
 mod schema;
@@ -29,5 +30,6 @@ pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> 
         Command::Completions(args) => Ok(completions::run(&args)),
         Command::Man(args) => man::run(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Lock(args) => lock::run(args, ui).await,
     }
 }

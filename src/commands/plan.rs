@@ -44,6 +44,17 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         // A folder always gets the graph document, so CI scripts read one shape.
         document: prepared.builds.len() > 1 || args.files.files.iter().any(|f| f.is_dir()),
     };
+    for m in &prepared.moved {
+        let line = format!(
+            "base moved: {}: {} -> {} (pipeline.lock pins the first; `pipeline lock --update {}` \
+             moves it)",
+            m.reference, m.locked, m.current, m.reference
+        );
+        match out.format {
+            Format::Text => println!("{line}"),
+            Format::Json => ui.line(&line),
+        }
+    }
     let opts = PlanOptions {
         look: settings.look(),
         notes: crate::cache::NoteStore::user(),

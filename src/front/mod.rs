@@ -17,6 +17,7 @@
 //! [`Settings`] is what the arguments mean, resolved once; [`prepare`] runs the stages.
 
 mod checks;
+pub(crate) mod locked;
 pub(crate) mod platforms;
 
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ pub(crate) struct Settings {
     pub(crate) no_push: bool,
     /// `--output`: added to the pipeline's `[[output]]` (one pipeline only).
     pub(crate) outputs: Vec<crate::model::Output>,
+    /// `--locked`: the bases at exactly the lock's digests; no lock, or a stale one, is an
+    /// error.
+    pub(crate) locked: bool,
 }
 
 /// The step cache as the command line sets it.
@@ -92,7 +96,13 @@ impl Settings {
             registries: true,
             no_push: false,
             outputs: Vec::new(),
+            locked: false,
         }
+    }
+
+    /// `lock`: the files only (the command reads the bases itself).
+    pub(crate) fn lock(args: &crate::cli::LockArgs) -> Self {
+        Self::files(Reach::Files, &args.files)
     }
 
     /// `validate`: the files only.
@@ -108,6 +118,7 @@ impl Settings {
             registries: !args.offline,
             no_push: args.no_push,
             outputs: args.outputs.clone(),
+            locked: args.locked,
             ..Self::files(Reach::Engines, &args.files)
         })
     }
@@ -120,6 +131,7 @@ impl Settings {
             engines: args.engines.engines.clone(),
             no_push: args.no_push,
             outputs: args.outputs.clone(),
+            locked: args.locked,
             ..Self::files(Reach::Engines, &args.files)
         })
     }
@@ -194,6 +206,8 @@ pub(crate) struct Prepared {
     pub(crate) graph: Graph,
     /// The engines that answered (none for [`Reach::Files`]).
     pub(crate) engines: Vec<DockerEngine>,
+    /// The lock's bases that now resolve elsewhere (a lock beside the files, registries read).
+    pub(crate) moved: Vec<crate::observe::Moved>,
 }
 
 /// A run refused before anything ran: the error, and the builds when the files were loaded
@@ -217,6 +231,7 @@ impl From<CliError> for Refused {
 pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Refused> {
     let pipelines = load(&settings.files, &settings.overrides, ui)?;
     let files_graph = graph::build(&pipelines).map_err(CliError::Graph)?;
+    let used = locked::external_bases(&pipelines, &files_graph);
     let mut pipelines = match &settings.only {
         Some(name) => vec![checks::only(&pipelines, &files_graph, name)?],
         None => pipelines,
@@ -231,6 +246,7 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
             groups,
             graph,
             engines: Vec::new(),
+            moved: Vec::new(),
         });
     }
     let cache = CacheSettings {
@@ -253,6 +269,10 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
         Err(error) => return Err(Refused { error, builds }),
     };
     checks::mounts_reachable(&builds, &engines)?;
+    let moved = match engines.first() {
+        Some(engine) => lock(settings, &used, &mut builds, &graph, engine).await?,
+        None => Vec::new(),
+    };
     // Each platform's build starts from the base's image for that platform.
     if let (true, Some(engine)) = (settings.registries, engines.first()) {
         crate::observe::resolve_bases(&mut builds, engine)
@@ -264,6 +284,33 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
         groups,
         graph,
         engines,
+        moved,
+    })
+}
+
+/// The lock beside the files: with `--locked`, checked and the builds pinned to it; the bases
+/// that moved since it was written (none offline).
+async fn lock(
+    settings: &Settings,
+    used: &std::collections::BTreeMap<String, locked::Used>,
+    builds: &mut [Pipeline],
+    graph: &Graph,
+    engine: &DockerEngine,
+) -> Result<Vec<crate::observe::Moved>, CliError> {
+    let read = locked::read(&settings.files);
+    let lock = if settings.locked {
+        let (path, lock) = read?;
+        let checked = locked::check(&path, lock.as_ref(), used)?;
+        locked::pin(builds, graph, checked, engine).await?;
+        lock
+    } else {
+        // Without `--locked` a lock is only compared: files of several folders, or a lock
+        // that cannot be read, have none to compare with.
+        read.ok().and_then(|(_, lock)| lock)
+    };
+    Ok(match (&lock, settings.registries) {
+        (Some(lock), true) => locked::moved(lock, used, engine).await,
+        _ => Vec::new(),
     })
 }
 

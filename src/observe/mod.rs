@@ -9,6 +9,7 @@
 mod base;
 mod index;
 mod keys;
+mod lock;
 mod pins;
 mod planning;
 mod publish;
@@ -21,6 +22,7 @@ use crate::registry::{RemoteCache, RemoteImage};
 
 pub(crate) use base::{base, BaseSeen};
 pub(crate) use keys::{cache, inputs, Cached};
+pub(crate) use lock::{entry as lock_entry, moved as lock_moved, Moved};
 pub(crate) use planning::{plan, PlanOptions};
 pub(crate) use publish::publish_tags;
 

@@ -61,6 +61,8 @@ mod image_outputs;
 #[cfg(feature = "engine-tests")]
 mod lifetime;
 #[cfg(feature = "engine-tests")]
+mod lock;
+#[cfg(feature = "engine-tests")]
 mod made;
 #[cfg(feature = "engine-tests")]
 mod mounts;
