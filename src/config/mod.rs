@@ -405,19 +405,25 @@ fn produced_twice(pipelines: &[Pipeline]) -> Vec<Report> {
             }
         }
     }
-    let mut reports: Vec<Report> = Vec::new();
+    let mut by_file: Vec<(usize, Vec<Diagnostic>)> = Vec::new();
     for (i, d) in found {
-        let file = pipelines[i].file.display().to_string();
-        match reports.iter_mut().find(|r| r.file == file) {
-            Some(r) => r.diagnostics.push(d),
-            None => reports.push(Report {
-                source: std::fs::read_to_string(&pipelines[i].file).unwrap_or_default(),
-                file,
-                diagnostics: vec![d],
-            }),
+        match by_file.iter_mut().find(|(j, _)| *j == i) {
+            Some((_, diags)) => diags.push(d),
+            None => by_file.push((i, vec![d])),
         }
     }
-    reports
+    // A target inherited through `extends` is reported in the file it is written in.
+    by_file
+        .into_iter()
+        .flat_map(|(i, diags)| {
+            let path = &pipelines[i].file;
+            let source = std::fs::read_to_string(path).unwrap_or_default();
+            let layers = folder_of(path)
+                .map(|dir| extends::gather(path, &source, &dir).0)
+                .unwrap_or_default();
+            extends::reports(path, source, &layers, diags)
+        })
+        .collect()
 }
 
 /// The files that the files of a run extend (canonical), and the variables they declare.
@@ -594,7 +600,10 @@ fn load_checked(
     {
         Ok(mut p) if diagnostics.is_empty() => {
             for w in &mut p.written {
-                w.line = line_of(source, w.span.start);
+                w.line = match layers.locate(w.span.start) {
+                    Some((layer, at)) => line_of(&layer.text, at),
+                    None => line_of(source, w.span.start),
+                };
             }
             Ok(Pipeline {
                 platforms,

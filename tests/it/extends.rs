@@ -261,3 +261,19 @@ env = { FROM = "common", VARIANT = "{{ variant }}" }
     let left = containers_named(&format!("pipeline-{name}"));
     assert!(left.is_empty(), "containers left behind: {left:?}");
 }
+
+#[test]
+fn a_target_two_files_inherit_is_reported_where_it_is_written() {
+    let p = Project::new();
+    p.file(
+        "ci/common.toml",
+        format!("{COMMON}\n[[publish]]\nrepository = \"localhost:5000/app\"\ntags = [\"1\"]\n"),
+    );
+    p.file("ci/a.toml", "extends = [\"common.toml\"]\n");
+    p.file("ci/b.toml", "extends = [\"common.toml\"]\n");
+    let reports = config::load_all(&[p.path().join("ci")], &Overrides::default()).unwrap_err();
+    let text = rendered(&p, &reports);
+    assert!(text.contains("error[duplicate-target]"), "{text}");
+    assert!(text.contains("[DIR]/ci/common.toml:21:"), "{text}");
+    assert!(text.contains("(line 21)"), "{text}");
+}
