@@ -2,6 +2,7 @@
 
 pub mod check;
 mod context;
+pub(crate) mod extends;
 mod glob;
 mod paths;
 pub mod raw;
@@ -59,13 +60,36 @@ pub fn parse(source: &str) -> Parsed {
 
 /// [`parse`], with the keys of `--set` applied over the file's (see [`set`]).
 pub fn parse_with<'i>(source: &'i str, sets: &'i [(String, String)]) -> Parsed {
+    parse_layered(source, &NO_LAYERS, sets)
+}
+
+static NO_LAYERS: extends::Layers = extends::Layers { list: Vec::new() };
+
+/// The file's own tree with the files it extends merged under it and `--set` applied over
+/// it, and the syntax errors and `--set` problems on the way.
+pub(crate) fn merged<'i>(
+    source: &'i str,
+    layers: &'i extends::Layers,
+    sets: &'i [(String, String)],
+) -> (toml::Spanned<toml::de::DeTable<'i>>, Vec<Diagnostic>) {
     let (mut root, errors) = toml::de::DeTable::parse_recoverable(source);
     let mut diagnostics: Vec<Diagnostic> = errors
         .iter()
         .take(crate::diag::MAX_SHOWN)
         .map(toml_error)
         .collect();
+    diagnostics.extend(extends::merge(root.get_mut(), layers));
     diagnostics.extend(set::apply(root.get_mut(), sets, source.len()));
+    (root, diagnostics)
+}
+
+/// [`parse_with`] of a file that extends the files `layers`.
+fn parse_layered<'i>(
+    source: &'i str,
+    layers: &'i extends::Layers,
+    sets: &'i [(String, String)],
+) -> Parsed {
+    let (mut root, mut diagnostics) = merged(source, layers, sets);
     let syntax_error_at = (!diagnostics.is_empty()).then(|| {
         diagnostics
             .iter()
@@ -266,7 +290,10 @@ pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<
     // Every variable some file declares: a value given for another name is a mistake.
     let mut declared = BTreeSet::new();
     let mut read_any = false;
-    for candidate in expand(files) {
+    let candidates = expand(files);
+    let (extended, inherited) = extended_files(&candidates);
+    declared.extend(inherited);
+    for candidate in candidates {
         let c = match candidate {
             Ok(c) => c,
             Err(report) => {
@@ -285,6 +312,16 @@ pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<
             loaded.skipped.push(skip("given with --var-file"));
             continue;
         }
+        if c.found
+            && c.real
+                .canonicalize()
+                .is_ok_and(|real| extended.contains(&real))
+        {
+            loaded
+                .skipped
+                .push(skip("extended by another file, so not applied on its own"));
+            continue;
+        }
         let source = match read(&c.shown, &c.real) {
             Ok(source) => source,
             Err(report) => {
@@ -295,14 +332,14 @@ pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<
         if c.found && !is_pipeline(&source) {
             loaded
                 .skipped
-                .push(skip("no `base` key, so not a pipeline"));
+                .push(skip("no `base` or `extends` key, so not a pipeline"));
             continue;
         }
         read_any = true;
         declared.extend(declared_names(&source));
         match load_source(&c.shown, source, overrides) {
             Ok(p) => loaded.pipelines.push(p),
-            Err(report) => reports.push(report),
+            Err(r) => reports.extend(r),
         }
     }
     if read_any {
@@ -368,19 +405,41 @@ fn produced_twice(pipelines: &[Pipeline]) -> Vec<Report> {
             }
         }
     }
-    let mut reports: Vec<Report> = Vec::new();
+    let mut by_file: Vec<(usize, Vec<Diagnostic>)> = Vec::new();
     for (i, d) in found {
-        let file = pipelines[i].file.display().to_string();
-        match reports.iter_mut().find(|r| r.file == file) {
-            Some(r) => r.diagnostics.push(d),
-            None => reports.push(Report {
-                source: std::fs::read_to_string(&pipelines[i].file).unwrap_or_default(),
-                file,
-                diagnostics: vec![d],
-            }),
+        match by_file.iter_mut().find(|(j, _)| *j == i) {
+            Some((_, diags)) => diags.push(d),
+            None => by_file.push((i, vec![d])),
         }
     }
-    reports
+    // A target inherited through `extends` is reported in the file it is written in.
+    by_file
+        .into_iter()
+        .flat_map(|(i, diags)| {
+            let path = &pipelines[i].file;
+            let source = std::fs::read_to_string(path).unwrap_or_default();
+            let layers = folder_of(path)
+                .map(|dir| extends::gather(path, &source, &dir).0)
+                .unwrap_or_default();
+            extends::reports(path, source, &layers, diags)
+        })
+        .collect()
+}
+
+/// The files that the files of a run extend (canonical), and the variables they declare.
+fn extended_files(candidates: &[Result<Candidate, Report>]) -> (Vec<PathBuf>, BTreeSet<String>) {
+    let mut files = Vec::new();
+    let mut names = BTreeSet::new();
+    for c in candidates.iter().flatten() {
+        let (Ok(source), Ok(dir)) = (read(&c.shown, &c.real), folder_of(&c.shown)) else {
+            continue;
+        };
+        for layer in extends::gather(&c.shown, &source, &dir).0.list {
+            names.extend(declared_names(&layer.text));
+            files.push(layer.real);
+        }
+    }
+    (files, names)
 }
 
 /// The names a pipeline file declares under `[vars]` (as far as it can be read).
@@ -393,15 +452,24 @@ fn declared_names(source: &str) -> Vec<String> {
 }
 
 /// Whether a file found in a folder is meant as a pipeline: valid TOML without a top-level
-/// `base` key is not; a file that is not valid TOML may be one, and gets its diagnostics.
+/// `base` or `extends` key is not; a file that is not valid TOML may be one, and gets its diagnostics.
 fn is_pipeline(source: &str) -> bool {
     let (root, errors) = toml::de::DeTable::parse_recoverable(source);
-    !errors.is_empty() || root.get_ref().contains_key("base")
+    !errors.is_empty()
+        || root.get_ref().contains_key("base")
+        || root.get_ref().contains_key("extends")
 }
 
 /// Loads, templates and validates one pipeline file.
+/// The first report is the file's own, or the first file it extends that a problem is in:
+/// [`load_reports`] has them all.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Report> {
-    let source = read(path, path)?;
+    load_reports(path, overrides).map_err(|mut r| r.remove(0))
+}
+
+/// [`load`], with a report for each file a problem is in.
+pub fn load_reports(path: &Path, overrides: &Overrides) -> Result<Pipeline, Vec<Report>> {
+    let source = read(path, path).map_err(|r| vec![r])?;
     load_source(path, source, overrides)
 }
 
@@ -424,15 +492,9 @@ fn read(shown: &Path, real: &Path) -> Result<String, Report> {
     })
 }
 
-/// Templates and validates the text of the pipeline file `path`.
-fn load_source(path: &Path, source: String, overrides: &Overrides) -> Result<Pipeline, Report> {
-    let fail = |source: String, diagnostics| Report {
-        file: path.display().to_string(),
-        source,
-        diagnostics,
-    };
-    let dir = path
-        .parent()
+/// The canonical folder of a pipeline file.
+fn folder_of(path: &Path) -> Result<PathBuf, Diagnostic> {
+    path.parent()
         .map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -441,40 +503,68 @@ fn load_source(path: &Path, source: String, overrides: &Overrides) -> Result<Pip
             }
         })
         .unwrap_or(Path::new("."))
-        .canonicalize();
-    let dir = match dir {
-        Ok(dir) => dir,
-        Err(e) => {
+        .canonicalize()
+        .map_err(|e| {
             let message = format!("cannot resolve the folder of `{}`: {e}", path.display());
-            return Err(fail(
-                source,
-                vec![Diagnostic::new(Code::UnreadableFile, message)],
-            ));
-        }
+            Diagnostic::new(Code::UnreadableFile, message)
+        })
+}
+
+/// Templates and validates the text of the pipeline file `path`: on failure, a report for the
+/// file and one for each file it extends that a problem is in.
+fn load_source(
+    path: &Path,
+    source: String,
+    overrides: &Overrides,
+) -> Result<Pipeline, Vec<Report>> {
+    let dir = match folder_of(path) {
+        Ok(dir) => dir,
+        Err(d) => return Err(extends::reports(path, source, &NO_LAYERS, vec![d])),
     };
-    load_str(path, &source, &dir, overrides).map_err(|d| fail(source, d))
+    let (layers, loaded) = load_extended(path, &source, &dir, overrides);
+    loaded.map_err(|d| extends::reports(path, source, &layers, d))
 }
 
 /// Parses, templates and validates a pipeline file's text; `dir` is the (canonical) folder
-/// copy sources and secret files are relative to. Every problem found is returned.
+/// copy sources and secret files are relative to. Every problem found is returned (one in a
+/// file the text extends has a span past the text: see [`extends`]).
 pub fn load_str(
     path: &Path,
     source: &str,
     dir: &Path,
     overrides: &Overrides,
 ) -> Result<Pipeline, Vec<Diagnostic>> {
-    load_checked(path, source, dir, overrides).map_err(|diags| {
-        diags
-            .into_iter()
-            .map(|d| set::relocate(d, source.len(), &overrides.sets))
-            .collect()
-    })
+    load_extended(path, source, dir, overrides).1
+}
+
+/// [`load_str`], and the files the text extends (the diagnostics' spans address them too).
+fn load_extended(
+    path: &Path,
+    source: &str,
+    dir: &Path,
+    overrides: &Overrides,
+) -> (extends::Layers, Result<Pipeline, Vec<Diagnostic>>) {
+    let (layers, mut found) = extends::gather(path, source, dir);
+    let loaded = load_checked(path, source, dir, &layers, overrides);
+    let result = match loaded {
+        Ok(p) if found.is_empty() => Ok(p),
+        Ok(_) => Err(found),
+        Err(d) => {
+            found.extend(
+                d.into_iter()
+                    .map(|d| set::relocate(d, source.len(), &overrides.sets)),
+            );
+            Err(found)
+        }
+    };
+    (layers, result)
 }
 
 fn load_checked(
     path: &Path,
     source: &str,
     dir: &Path,
+    layers: &extends::Layers,
     overrides: &Overrides,
 ) -> Result<Pipeline, Vec<Diagnostic>> {
     let Parsed {
@@ -482,7 +572,7 @@ fn load_checked(
         mut diagnostics,
         pruned,
         syntax_error_at,
-    } = parse_with(source, &overrides.sets);
+    } = parse_layered(source, layers, &overrides.sets);
     let Some(raw) = file else {
         return Err(diagnostics);
     };
@@ -510,7 +600,10 @@ fn load_checked(
     {
         Ok(mut p) if diagnostics.is_empty() => {
             for w in &mut p.written {
-                w.line = line_of(source, w.span.start);
+                w.line = match layers.locate(w.span.start) {
+                    Some((layer, at)) => line_of(&layer.text, at),
+                    None => line_of(source, w.span.start),
+                };
             }
             Ok(Pipeline {
                 platforms,

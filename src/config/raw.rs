@@ -21,6 +21,13 @@ pub type Str = Spanned<String>;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
+    /// Files applied under this one, in order, then this file: tables merge key by key,
+    /// arrays (`[[step]]` included) and other values replace. Named relative to this file,
+    /// inside the pipeline's folder; an extended file may extend others. A file found in a
+    /// folder that another file of the run extends is not applied on its own.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub extends: Vec<Str>,
     /// A name for this pipeline, used to group its cache images (`pipeline gc`).
     /// Defaults to the file name without its extension.
     #[schemars(with = "Option<String>")]

@@ -33,6 +33,8 @@ struct Context<'a> {
     file: String,
     source: &'a str,
     sets: &'a [(String, String)],
+    /// The files the pipeline file extends.
+    layers: &'a super::extends::Layers,
     vars: &'a Resolved,
     templates: Templates,
 }
@@ -40,10 +42,13 @@ struct Context<'a> {
 /// The resolved text of a loaded pipeline (its file is read again).
 pub(crate) fn render(p: &Pipeline, overrides: &Overrides) -> String {
     let source = std::fs::read_to_string(&p.file).unwrap_or_default();
-    let (mut root, _) = DeTable::parse_recoverable(&source);
-    // Already applied once by the load, which succeeded.
-    let _ = super::set::apply(root.get_mut(), &overrides.sets, source.len());
-    let declared_vars = match super::parse(&source).file {
+    let layers = match super::folder_of(&p.file) {
+        Ok(dir) => super::extends::gather(&p.file, &source, &dir).0,
+        Err(_) => super::extends::Layers::default(),
+    };
+    // Merged and `--set` applied once by the load, which succeeded.
+    let (root, _) = super::merged(&source, &layers, &overrides.sets);
+    let declared_vars = match super::parse_layered(&source, &layers, &overrides.sets).file {
         Some(raw) => vars::declare(&raw.vars).0,
         None => Vec::new(),
     };
@@ -54,6 +59,7 @@ pub(crate) fn render(p: &Pipeline, overrides: &Overrides) -> String {
         file: crate::diag::clean(&p.file.display().to_string()),
         source: &source,
         sets: &overrides.sets,
+        layers: &layers,
         vars: &resolved,
         templates: Templates::new(&resolved, platform),
     };
@@ -180,15 +186,26 @@ fn line(out: &mut String, cx: &Context<'_>, name: &str, v: &Spanned<DeValue<'_>>
 impl Context<'_> {
     /// `file:line`, or `--set PATH` for a value the command line set.
     fn place(&self, span: &std::ops::Range<usize>) -> String {
-        match span.start.checked_sub(self.source.len() + 1) {
+        let set = span
+            .start
+            .checked_sub(self.source.len() + 1)
+            .filter(|_| self.layers.locate(span.start).is_none());
+        match set {
             Some(i) => match self.sets.get(i) {
                 Some((path, _)) => format!("--set {path}"),
                 None => "--set".to_string(),
             },
-            None => {
-                let line = super::line_of(self.source, span.start);
-                format!("{}:{line}", self.file)
-            }
+            None => match self.layers.locate(span.start) {
+                Some((layer, at)) => {
+                    let line = super::line_of(&layer.text, at);
+                    let file = crate::diag::clean(&layer.shown.display().to_string());
+                    format!("from {file}:{line}")
+                }
+                None => {
+                    let line = super::line_of(self.source, span.start);
+                    format!("{}:{line}", self.file)
+                }
+            },
         }
     }
 

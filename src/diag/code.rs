@@ -81,6 +81,7 @@ codes! {
     InvalidDestination = "invalid-destination": "a destination or mount point with `.`, `..`, `//` or a NUL byte, or `/` as a mount point",
     MountOverlap = "mount-overlap": "mount points of one step inside one another, or over `/run/secrets`",
     MountNotFolder = "mount-not-folder": "a read-only mount whose source is not a folder",
+    ExtendsCycle = "extends-cycle": "extended files that extend each other in a cycle, or more than 64 files extended by one pipeline",
     PathEscapes = "path-escapes": "a host path that leaves the build context (by default the pipeline's folder)",
     PathNotFound = "path-not-found": "a host path that does not exist",
     InvalidContext = "invalid-context": "a `context` that is not a folder or cannot be read",

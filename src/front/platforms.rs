@@ -35,12 +35,12 @@ pub(crate) fn expand(
                     platform: Some(platform.clone()),
                     ..overrides.clone()
                 };
-                config::load(&p.file, &o)
+                config::load_reports(&p.file, &o)
             };
             let mut b = match loaded {
                 Ok(b) => b,
                 Err(e) => {
-                    errors.push(e);
+                    errors.extend(e);
                     continue;
                 }
             };

@@ -16,6 +16,11 @@ fn every_toml_block_in_the_readme_validates() {
     for block in blocks {
         let project = Project::new();
         project.file("files/vimrc", "set number\n");
+        // What the `extends` example extends.
+        project.file(
+            "common.toml",
+            "[vars]\nregistry = \"localhost:5000\"\n[base]\nimage = \"debian:bookworm\"\n",
+        );
         // A block with a context one level up lives in a folder below its sources.
         let file = if block.starts_with("context = \"..\"") {
             "images/pipeline.toml"

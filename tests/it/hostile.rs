@@ -154,7 +154,9 @@ fn a_shared_var_file_in_a_folder_of_pipelines_is_not_a_pipeline() {
     let (code, text) = run(&p, &["validate", "--var", "tag=1", "multi/"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(
-        text.contains("note: skipped `multi/common.toml`: no `base` key, so not a pipeline"),
+        text.contains(
+            "note: skipped `multi/common.toml`: no `base` or `extends` key, so not a pipeline"
+        ),
         "{text}"
     );
     // Named explicitly, a file without `base` is a pipeline with a missing key.

@@ -30,6 +30,7 @@ mod harness;
 mod config;
 mod context;
 mod docs;
+mod extends;
 mod forms;
 mod hostile;
 mod layers;
