@@ -12,6 +12,7 @@ mod keys;
 mod pins;
 mod planning;
 mod publish;
+mod scratch;
 mod unused;
 
 use crate::credentials;
@@ -23,6 +24,7 @@ pub(crate) use base::{base, BaseSeen};
 pub(crate) use keys::{cache, inputs, Cached};
 pub(crate) use planning::{plan, PlanOptions};
 pub(crate) use publish::publish_tags;
+pub(crate) use scratch::ensure_scratch;
 
 pub(crate) use index::{digests_in, plan_index};
 pub(crate) use pins::{resolve_bases, BuildBaseError};

@@ -79,3 +79,53 @@ fn a_copy_onto_a_base_with_no_shell_and_no_cat_runs_nothing_and_caches() {
     remove_image(&image);
     remove_image(&base);
 }
+
+#[test]
+fn a_scratch_image_holds_only_what_its_copies_add_and_runs_a_copied_static_binary() {
+    require_engine();
+    let name = unique("scratch-empty");
+    let project = Project::new();
+    let busybox =
+        std::fs::read("/bin/busybox").expect("the host's static /bin/busybox (busybox-static)");
+    let bin = project.file("root/bin/busybox", busybox);
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    project.pipeline(&format!(
+        "name = \"{name}\"\n[base]\nimage = \"scratch\"\n\
+         [[step]]\nname = \"app\"\ncopy = {{ src = \"root\", dest = \"/\" }}\n\
+         [commit]\nmessage = \"scratch\"\ntags = [\"{name}:t\"]\n\
+         [commit.config]\nentrypoint = [\"/bin/busybox\"]\n"
+    ));
+    let text = project.apply_ok(&name, &[]);
+    let image = format!("{name}:t");
+    let inspect = image_inspect(&image);
+    // As `FROM scratch` + one `COPY`: one layer, no Env.
+    assert_eq!(
+        inspect["RootFS"]["Layers"].as_array().unwrap().len(),
+        1,
+        "{text}"
+    );
+    assert!(inspect["Config"]["Env"].is_null(), "{inspect:#}");
+    let out = docker_ok(&["run", "--rm", &image, "echo", "from-scratch"]);
+    assert_eq!(out, "from-scratch");
+    let again = project.apply_ok(&name, &[]);
+    assert!(again.contains("cached [1/1] app"), "{again}");
+    remove_image(&image);
+}
+
+#[test]
+fn a_run_step_on_scratch_is_a_located_validate_error() {
+    let project = Project::new();
+    project.pipeline(
+        "name = \"scratch-run\"\n[base]\nimage = \"scratch\"\n\
+         [[step]]\nrun = \"echo hi\"\n[commit]\ntags = [\"scratch-run:t\"]\n",
+    );
+    let out = project
+        .cmd(&["validate", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("run-on-scratch"), "{text}");
+    assert!(text.contains("pipeline.toml:5"), "{text}");
+    assert!(text.contains("nothing can run on `scratch`"), "{text}");
+}
