@@ -150,6 +150,14 @@ pub struct Base {
     pub login: Option<Login>,
 }
 
+impl Base {
+    /// Whether the pipeline starts from nothing (`image = "scratch"`): its base is the empty
+    /// image the tool writes under [`crate::reference::SCRATCH_REFERENCE`].
+    pub fn is_scratch(&self) -> bool {
+        self.image.to_string() == crate::reference::SCRATCH_REFERENCE
+    }
+}
+
 /// Explicit registry credentials: a user and the NAME of the variable holding the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login {

@@ -80,8 +80,14 @@ fn check(s: &str) -> Result<(&str, Option<&str>, Option<&str>), ParseError> {
 pub(crate) const CACHE_REPOSITORY: &str = "pipeline-cache";
 /// The local repository of the images `apply --keep-failed` keeps.
 pub(crate) const DEBUG_REPOSITORY: &str = "pipeline-debug";
+/// The local repository of the empty image the tool writes for `[base] image = "scratch"`.
+pub(crate) const SCRATCH_REPOSITORY: &str = "pipeline-scratch";
+/// The base a pipeline on `scratch` starts from: an image with no layers, which the tool
+/// writes and loads into the engine itself (an engine cannot create a container from nothing).
+pub(crate) const SCRATCH_REFERENCE: &str = "pipeline-scratch:latest";
 /// The repositories only the tool itself tags images in.
-pub(crate) const RESERVED_REPOSITORIES: [&str; 2] = [CACHE_REPOSITORY, DEBUG_REPOSITORY];
+pub(crate) const RESERVED_REPOSITORIES: [&str; 3] =
+    [CACHE_REPOSITORY, DEBUG_REPOSITORY, SCRATCH_REPOSITORY];
 
 /// Whether the first component of a name is a registry host rather than part of the path:
 /// it has a `.` or a `:`, or is `localhost` (distribution's `splitDockerDomain`).

@@ -74,6 +74,9 @@ impl<'a> Builder<'a> {
             .enumerate()
             .filter_map(|(i, s)| self.step(i, s, &raw.secrets))
             .collect();
+        if base.as_ref().is_some_and(Base::is_scratch) {
+            self.runs_on_scratch(&raw.steps);
+        }
         let commit = self.commit(&raw.commit);
         let checkpoint_after = match &raw.cache.checkpoint_after {
             Some(s) => self.duration(s).unwrap_or(Duration::from_secs(1)),
@@ -339,14 +342,42 @@ impl<'a> Builder<'a> {
     }
 
     fn base(&mut self, b: &raw::Base) -> Option<Base> {
-        let image = b.image.as_ref().and_then(|i| self.reference(i));
+        // `scratch` is no image: as in a Dockerfile, it names nothing to pull, and the tool
+        // starts from an empty image of its own, never pulled.
+        let scratch = b
+            .image
+            .as_ref()
+            .is_some_and(|i| i.get_ref().trim() == "scratch");
+        let image = if scratch {
+            ImageRef::parse(crate::reference::SCRATCH_REFERENCE).ok()
+        } else {
+            b.image.as_ref().and_then(|i| self.reference(i))
+        };
         let login = self.login(&b.username, &b.password_env);
-        let pull = b.pull.as_ref().map(|p| *p.get_ref()).unwrap_or_default();
+        let pull = if scratch {
+            PullPolicy::Never
+        } else {
+            b.pull.as_ref().map(|p| *p.get_ref()).unwrap_or_default()
+        };
         Some(Base {
             image: image?.with_default_tag(),
             pull,
             login,
         })
+    }
+
+    /// A `run` step on `scratch` has nothing to run: no shell, no files.
+    fn runs_on_scratch(&mut self, steps: &[toml::Spanned<raw::Step>]) {
+        for run in steps.iter().filter_map(|s| s.get_ref().run.as_ref()) {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::RunOnScratch,
+                    "nothing can run on `scratch`: it has no shell and no files",
+                )
+                .at(run.span())
+                .hint("copy files in with `copy` steps, or use a base with a shell (e.g. `busybox` or `debian`)"),
+            );
+        }
     }
 
     fn duration(&mut self, s: &Str) -> Option<Duration> {

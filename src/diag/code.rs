@@ -91,6 +91,7 @@ codes! {
     InvalidMode = "invalid-mode": "a file mode that is not octal",
     InvalidOwner = "invalid-owner": "an owner that is not `uid[:gid]` or `name[:group]`",
     InvalidDuration = "invalid-duration": "a duration that cannot be read or is zero",
+    RunOnScratch = "run-on-scratch": "a `run` step in a pipeline on `scratch`, which has no shell and no files to run",
     // Secrets.
     UnknownSecret = "unknown-secret": "a step lists a secret that is not declared under `[secrets]`",
     SecretSource = "secret-source": "a secret with both or neither of `env` and `file`",

@@ -15,9 +15,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CommitContainerOptions, ContainerArchiveInfoOptions,
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
-    ListVolumesOptions, PushImageOptions, RemoveContainerOptions, RemoveImageOptions,
-    RemoveVolumeOptions, TagImageOptions, UploadToContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ImportImageOptionsBuilder, ListContainersOptions,
+    ListImagesOptions, ListVolumesOptions, PushImageOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, TagImageOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -1001,6 +1001,19 @@ impl Engine for DockerEngine {
             .tag_image(image, Some(options))
             .await
             .map_err(|e| self.convert(e))
+    }
+
+    async fn load_image(&self, archive: Vec<u8>, _tag: &str) -> Result<(), EngineError> {
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        let body = bollard::body_full(archive.into());
+        let mut stream = self.docker.import_image(options, body, None);
+        while let Some(info) = stream.next().await {
+            let info = info.map_err(|e| self.convert(e))?;
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError::Other(detail.message.unwrap_or_default()));
+            }
+        }
+        Ok(())
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {

@@ -318,6 +318,21 @@ impl Engine for FakeEngine {
         Err(EngineError::NotFound(format!("no such image: {id}")))
     }
 
+    async fn load_image(&self, _archive: Vec<u8>, tag: &str) -> Result<(), EngineError> {
+        self.gate()?;
+        let mut s = self.record(format!("load {tag}"));
+        let id = format!("sha256:loaded-{tag}");
+        s.images.insert(
+            id.clone(),
+            ImageInfo {
+                id: id.clone(),
+                ..Default::default()
+            },
+        );
+        s.tags.insert(tag.to_string(), id);
+        Ok(())
+    }
+
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError> {
         self.gate()?;
         let mut s = self.record(format!("tag {repository}:{tag}"));

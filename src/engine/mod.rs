@@ -263,6 +263,9 @@ pub(crate) trait Engine {
     /// (uncompressed) and a `manifest.json`.
     async fn export_image(&self, id: &str) -> Result<Archive, EngineError>;
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError>;
+    /// Loads an image archive as `docker load` reads it (a `manifest.json`, its config and
+    /// layers); `tag` is the name the archive gives it.
+    async fn load_image(&self, archive: Vec<u8>, tag: &str) -> Result<(), EngineError>;
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
     /// Removes containers whose name starts with `prefix`; returns how many.
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError>;

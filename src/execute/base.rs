@@ -17,6 +17,15 @@ pub(super) async fn ensure_base<E: Engine>(
     sink: &dyn Sink,
 ) -> Result<ImageInfo, ApplyError> {
     let reference = p.base.image.to_string();
+    if p.base.is_scratch() {
+        let info = crate::observe::ensure_scratch(engine, p).await?;
+        sink.event(Event::BaseReady {
+            reference,
+            id: info.id.clone(),
+            pulled: false,
+        });
+        return Ok(info);
+    }
     let pull = match (p.base.pull, &existing) {
         (PullPolicy::Always, _) | (PullPolicy::Missing, None) => true,
         (PullPolicy::Never, None) => {

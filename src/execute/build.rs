@@ -150,6 +150,31 @@ impl<'a, E: Engine> Build<'a, E> {
         Ok(id)
     }
 
+    /// Starts build container `id` before step `i` when the step runs a command and the
+    /// container has not started yet (`started`: the step it started for). A container whose
+    /// steps only copy never starts: a base with no shell and no `cat` (or none at all, as
+    /// `scratch`) takes copies.
+    async fn start_for(
+        &self,
+        id: &str,
+        i: usize,
+        step: &Step,
+        started: &mut Option<usize>,
+    ) -> Result<(), ApplyError> {
+        if started.is_some() || matches!(step.action, Action::Copy(_)) {
+            return Ok(());
+        }
+        *started = Some(i);
+        self.engine
+            .start_container(id)
+            .await
+            .map_err(|source| ApplyError::StepEngine {
+                index: i + 1,
+                name: step.name.clone(),
+                source,
+            })
+    }
+
     /// Whether the build containers run `cat` as their command (see
     /// [`ContainerSpec::cat_as_command`]).
     fn cat_as_command(&self) -> bool {
@@ -288,7 +313,12 @@ impl<'a, E: Engine> Build<'a, E> {
             });
         }
         let mut options = container_options(&p.steps[resume.steps_cached]);
-        let mut id = self.container(&image, uses_secrets, true, &options).await?;
+        // Created, not started: copies go in through the engine's archive endpoint, which
+        // needs no process in the container; only a command starts it (see `start_for`).
+        let mut id = self
+            .container(&image, uses_secrets, false, &options)
+            .await?;
+        let mut started_at = None;
         let mut group_start = resume.steps_cached;
         for i in resume.steps_cached..total {
             let step = &p.steps[i];
@@ -298,9 +328,13 @@ impl<'a, E: Engine> Build<'a, E> {
                 total,
                 name: step.name.clone(),
             });
-            let result = self
-                .step(&id, i, step, &inputs[i], secrets, &base.config.user)
-                .await;
+            let result = match self.start_for(&id, i, step, &mut started_at).await {
+                Ok(()) => {
+                    self.step(&id, i, step, &inputs[i], secrets, &base.config.user)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             let duration = started.elapsed();
             let outcome = match &result {
                 Ok(()) => StepOutcome::Succeeded,
@@ -327,7 +361,8 @@ impl<'a, E: Engine> Build<'a, E> {
                     ..
                 } = &mut e
                 {
-                    if i == group_start && !self.image_has_cat(&image, &base.config.env).await {
+                    if started_at == Some(i) && !self.image_has_cat(&image, &base.config.env).await
+                    {
                         *source = EngineError::Other(format!(
                             "the build container stopped as soon as it started: the tool keeps \
                              it alive with `cat` from the image, and the image (from `{}`) \
@@ -397,7 +432,10 @@ impl<'a, E: Engine> Build<'a, E> {
                 // Continue from the checkpoint so the next layer holds only what follows.
                 image = checkpoint;
                 options = container_options(&p.steps[i + 1]);
-                id = self.container(&image, uses_secrets, true, &options).await?;
+                id = self
+                    .container(&image, uses_secrets, false, &options)
+                    .await?;
+                started_at = None;
             }
         }
         if without_command {

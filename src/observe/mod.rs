@@ -13,6 +13,7 @@ mod lock;
 mod pins;
 mod planning;
 mod publish;
+mod scratch;
 mod unused;
 
 use crate::credentials;
@@ -25,6 +26,7 @@ pub(crate) use keys::{cache, inputs, Cached};
 pub(crate) use lock::{entry as lock_entry, moved as lock_moved, Moved};
 pub(crate) use planning::{plan, PlanOptions};
 pub(crate) use publish::publish_tags;
+pub(crate) use scratch::ensure_scratch;
 
 pub(crate) use index::{digests_in, plan_index};
 pub(crate) use pins::{resolve_bases, BuildBaseError};

@@ -85,4 +85,6 @@ mod registry_limits;
 #[cfg(feature = "engine-tests")]
 mod remote;
 #[cfg(feature = "engine-tests")]
+mod scratch;
+#[cfg(feature = "engine-tests")]
 mod secrets;
