@@ -34,6 +34,7 @@ mod forms;
 mod hostile;
 mod layers;
 mod lean;
+mod machine;
 mod names;
 mod overrides;
 mod vars;
