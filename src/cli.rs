@@ -30,8 +30,8 @@ pub(crate) enum Command {
     Plan(PlanArgs),
     /// Check pipeline files and report every problem at once.
     Validate(ValidateArgs),
-    /// Print the JSON Schema of the pipeline file format.
-    Schema,
+    /// Print the JSON Schema of the pipeline file format, or of a document the tool writes.
+    Schema(SchemaArgs),
     /// Remove the tool's cache images that the newest apply of their pipeline no longer uses
     /// (and, with `--mounts`, the steps' cache mounts).
     Gc(GcArgs),
@@ -153,6 +153,10 @@ pub(crate) struct ApplyArgs {
     /// Write a JSON run report to FILE (on success, failure and interrupt).
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
+    /// Write to FILE every reference pushed with its digest (indexes with their platforms'
+    /// manifests) and every image committed with its local tags, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metadata_file: Option<PathBuf>,
     /// Attempts for a push or pull that fails with a transient error.
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub(crate) attempts: u32,
@@ -241,9 +245,37 @@ pub(crate) enum Format {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct SchemaArgs {
+    /// Which format: the pipeline file, or a document for machines (README, "Output for
+    /// machines").
+    #[arg(value_enum, default_value_t = Document::Pipeline)]
+    pub(crate) document: Document,
+}
+
+/// The formats `pipeline schema` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Document {
+    /// The pipeline file.
+    Pipeline,
+    /// `apply --report`.
+    Report,
+    /// `apply --metadata-file`.
+    Metadata,
+    /// `plan --format json`.
+    Plan,
+    /// `validate --format json`.
+    Validate,
+    /// A command's failure under `--format json`.
+    Error,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
     #[command(flatten)]
     pub(crate) files: FileArgs,
+    /// Output format: `json` prints one document, each file with its diagnostics.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -42,7 +42,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use commands::schema_json;
+pub use commands::{document_schema, schema_json, DOCUMENTS};
 
 /// Parses the arguments, runs the command, renders its error if it failed, and returns the
 /// process exit code.

@@ -14,8 +14,11 @@ use crate::execute::{ApplyError, Pushed};
 use crate::model::Pipeline;
 use crate::schedule::{Run, Status, Summary};
 
+mod metadata;
+pub(crate) use metadata::Metadata;
+
 /// How a run (or one pipeline of it) ended, as the report says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum RunStatus {
     Running,
@@ -39,7 +42,7 @@ impl From<Status> for RunStatus {
 }
 
 /// What happened to one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum StepStatus {
     NotRun,
@@ -53,7 +56,7 @@ pub(crate) enum StepStatus {
 }
 
 /// What happened to one push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum PushStatus {
     Pushed,
@@ -63,12 +66,8 @@ pub(crate) enum PushStatus {
     Skipped,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct Report {
-    /// Format version of this report.
-    pub(crate) report_version: u32,
-    /// The tool's version.
-    pub(crate) tool_version: String,
     pub(crate) pipeline: String,
     pub(crate) file: String,
     /// Prefix of the names of every container this run created (`pipeline-<runid>`); empty
@@ -86,15 +85,13 @@ pub(crate) struct Report {
     pub(crate) image: Option<ImageRecord>,
     pub(crate) pushes: Vec<PushRecord>,
     /// The remote cache, when the pipeline has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cache_remote: Option<CacheRemoteRecord>,
     /// Where the image was written besides registries (`oci:PATH`, `tar:PATH`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) outputs: Vec<OutputRecord>,
 }
 
 /// An output the image was written to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct OutputRecord {
     /// `oci:PATH` or `tar:PATH`.
     pub(crate) output: String,
@@ -102,9 +99,10 @@ pub(crate) struct OutputRecord {
     pub(crate) digest: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct CacheRemoteRecord {
     pub(crate) repository: String,
+    #[schemars(with = "String")]
     pub(crate) mode: crate::model::RemoteMode,
     /// `ok`, or `unavailable` (down, slow, refused credentials: the build went on without it).
     pub(crate) status: &'static str,
@@ -115,14 +113,14 @@ pub(crate) struct CacheRemoteRecord {
     pub(crate) exported: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct BaseRecord {
     pub(crate) reference: String,
     pub(crate) id: String,
     pub(crate) pulled: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct StepRecord {
     pub(crate) index: usize,
     pub(crate) name: String,
@@ -133,7 +131,7 @@ pub(crate) struct StepRecord {
     pub(crate) duration_ms: Option<u128>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct ImageRecord {
     pub(crate) id: String,
     pub(crate) tags: Vec<String>,
@@ -145,7 +143,7 @@ pub(crate) struct ImageRecord {
     pub(crate) config_digest: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct PushRecord {
     pub(crate) repository: String,
     pub(crate) tag: String,
@@ -184,8 +182,6 @@ impl Recorder {
             started: Instant::now(),
             run_name: run_name.to_string(),
             state: Mutex::new(Report {
-                report_version: 1,
-                tool_version: env!("CARGO_PKG_VERSION").into(),
                 pipeline: pipeline.name.clone(),
                 file: pipeline.file.display().to_string(),
                 run_name: String::new(),
@@ -397,8 +393,8 @@ impl Sink for Tee<'_> {
     }
 }
 
-/// One pipeline in the JSON report of a multi-pipeline apply.
-#[derive(Debug, Serialize)]
+/// One build in the JSON run report.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct Entry {
     /// The engine it ran on.
     pub(crate) engine: Option<String>,
@@ -406,13 +402,22 @@ pub(crate) struct Entry {
     pub(crate) report: Report,
 }
 
-/// The JSON report of a multi-pipeline apply (`--report`): one entry per pipeline, in
-/// command-line order, each the single-pipeline report plus the engine it ran on.
-#[derive(Debug, Serialize)]
-pub(crate) struct MultiReport {
-    pub(crate) report_version: u32,
+/// The version of the run report's format: bumped when a field changes meaning or goes away.
+pub(crate) const REPORT_FORMAT: u32 = 2;
+
+/// The JSON run report (`--report`), one shape for every run: one file or many, one platform
+/// or several, refused or run. Each build is an entry of `pipelines`, in command-line order:
+/// the build's own record plus the engine it ran on.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct RunReport {
+    /// [`REPORT_FORMAT`].
+    pub(crate) format_version: u32,
+    /// The tool's version.
+    pub(crate) tool_version: String,
     pub(crate) status: RunStatus,
     pub(crate) exit_code: u8,
+    /// Why the run failed (the first failure), or null.
+    pub(crate) error: Option<String>,
     pub(crate) duration_ms: u128,
     pub(crate) engines: Vec<String>,
     /// Pipeline names in the order the graph allows.
@@ -420,24 +425,56 @@ pub(crate) struct MultiReport {
     pub(crate) pipelines: Vec<Entry>,
     /// The indexes multi-platform pipelines published (their builds are among `pipelines`,
     /// as `NAME@os/arch`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) indexes: Vec<IndexRecord>,
     /// How publishing each multi-platform pipeline's indexes ended.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) publishing: Vec<PublishRecord>,
     /// The outputs multi-platform pipelines wrote (a single-platform pipeline's are in its
     /// entry of `pipelines`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) outputs: Vec<GroupOutputRecord>,
+    /// A run refused before anything ran: every problem of every file, located.
+    pub(crate) diagnostics: Vec<Problem>,
+}
+
+impl RunReport {
+    /// A report with no build, no index and no problem yet.
+    fn new(status: RunStatus, exit_code: u8, error: Option<String>) -> Self {
+        Self {
+            format_version: REPORT_FORMAT,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            status,
+            exit_code,
+            error,
+            duration_ms: 0,
+            engines: Vec::new(),
+            order: Vec::new(),
+            pipelines: Vec::new(),
+            indexes: Vec::new(),
+            publishing: Vec::new(),
+            outputs: Vec::new(),
+            diagnostics: Vec::new(),
+        }
+    }
 }
 
 /// One tag of a multi-platform pipeline: the index it holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct IndexRecord {
     pub(crate) pipeline: String,
     pub(crate) platforms: Vec<String>,
     #[serde(flatten)]
     pub(crate) pushed: Pushed,
+    /// Each platform's manifest this run pushed into the index's repository.
+    pub(crate) manifests: Vec<ManifestRecord>,
+}
+
+/// One platform's manifest under an index.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub(crate) struct ManifestRecord {
+    /// `os/arch`.
+    pub(crate) platform: String,
+    pub(crate) digest: String,
+    #[serde(skip)]
+    pub(crate) repository: String,
 }
 
 /// Collects the index tags a multi-platform pipeline's publication pushed (or found up to
@@ -446,6 +483,7 @@ pub(crate) struct IndexRecord {
 #[derive(Default)]
 pub(crate) struct IndexRecorder {
     pushed: Mutex<Vec<Pushed>>,
+    manifests: Mutex<Vec<ManifestRecord>>,
     outputs: Mutex<Vec<OutputRecord>>,
 }
 
@@ -474,13 +512,26 @@ impl Sink for IndexRecorder {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(OutputRecord { output, digest }),
+            Event::PlatformPushed {
+                repository,
+                platform,
+                digest,
+            } => self
+                .manifests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ManifestRecord {
+                    platform,
+                    digest,
+                    repository,
+                }),
             _ => {}
         }
     }
 }
 
 /// An output a multi-platform pipeline wrote (every platform's image under an index).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct GroupOutputRecord {
     pub(crate) pipeline: String,
     #[serde(flatten)]
@@ -488,7 +539,7 @@ pub(crate) struct GroupOutputRecord {
 }
 
 /// How publishing a multi-platform pipeline's indexes ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct PublishRecord {
     pub(crate) pipeline: String,
     /// `succeeded`, `failed`, `interrupted`, `skipped` (a build failed) or `not_started`.
@@ -508,16 +559,39 @@ pub(crate) struct RunRecord<'a> {
     pub(crate) published: &'a [IndexRecorder],
 }
 
-/// The report of a run: for one pipeline, the single-pipeline report itself.
-pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
+/// The report of a run.
+pub(crate) fn of_run(record: &RunRecord<'_>) -> RunReport {
     let RunRecord {
         run,
         engines,
         summary,
         recorders,
-        published,
+        published: _,
     } = record;
-    let reports: Vec<Report> = recorders
+    let status = match summary.exit {
+        ExitStatus::Success => RunStatus::Succeeded,
+        ExitStatus::Interrupted(_) => RunStatus::Interrupted,
+        _ => RunStatus::Failed,
+    };
+    let first_error = summary
+        .outcomes
+        .iter()
+        .map(|o| &o.detail)
+        .chain(summary.indexes.iter().map(|o| &o.detail))
+        .find_map(Clone::clone);
+    let error = (status != RunStatus::Succeeded)
+        .then_some(first_error)
+        .flatten();
+    let mut report = RunReport::new(status, summary.exit.code(), error);
+    report.duration_ms = summary.elapsed.as_millis();
+    report.engines = engines.to_vec();
+    report.order = run
+        .graph
+        .order
+        .iter()
+        .map(|&i| run.builds[i].name.clone())
+        .collect();
+    report.pipelines = recorders
         .iter()
         .zip(&summary.outcomes)
         .map(|(r, o)| {
@@ -528,21 +602,21 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
                 (Some(s), Some(f)) => f.saturating_sub(s).as_millis(),
                 _ => 0,
             };
-            report
+            Entry {
+                engine: o.engine.map(|e| engines[e.0].clone()),
+                report,
+            }
         })
         .collect();
-    if reports.len() == 1 {
-        return serde_json::to_vec_pretty(&reports[0]);
-    }
-    let status = match summary.exit {
-        ExitStatus::Success => RunStatus::Succeeded,
-        ExitStatus::Interrupted(_) => RunStatus::Interrupted,
-        _ => RunStatus::Failed,
-    };
-    let mut indexes = Vec::new();
-    let mut publishing = Vec::new();
-    let mut outputs = Vec::new();
-    for ((g, recorder), outcome) in run.groups.iter().zip(*published).zip(&summary.indexes) {
+    add_groups(&mut report, record);
+    report
+}
+
+/// What the multi-platform pipelines of a run published and wrote, and how each publication
+/// ended.
+fn add_groups(report: &mut RunReport, record: &RunRecord<'_>) {
+    let groups = record.run.groups.iter().zip(record.published);
+    for ((g, recorder), outcome) in groups.zip(&record.summary.indexes) {
         let platforms: Vec<String> = g
             .pipeline
             .platforms
@@ -559,165 +633,281 @@ pub(crate) fn of_run(record: &RunRecord<'_>) -> serde_json::Result<Vec<u8>> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        outputs.extend(written.into_iter().map(|written| GroupOutputRecord {
-            pipeline: g.pipeline.name.clone(),
-            written,
+        let manifests = recorder
+            .manifests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        report
+            .outputs
+            .extend(written.into_iter().map(|written| GroupOutputRecord {
+                pipeline: g.pipeline.name.clone(),
+                written,
+            }));
+        report.indexes.extend(pushed.into_iter().map(|pushed| {
+            IndexRecord {
+                pipeline: g.pipeline.name.clone(),
+                platforms: platforms.clone(),
+                manifests: manifests
+                    .iter()
+                    .filter(|m| m.repository == pushed.repository)
+                    .cloned()
+                    .collect(),
+                pushed,
+            }
         }));
-        indexes.extend(pushed.into_iter().map(|pushed| IndexRecord {
-            pipeline: g.pipeline.name.clone(),
-            platforms: platforms.clone(),
-            pushed,
-        }));
-        publishing.push(PublishRecord {
+        report.publishing.push(PublishRecord {
             pipeline: g.pipeline.name.clone(),
             status: outcome.status.into(),
             exit_code: outcome.exit.map_or(0, ExitStatus::code),
             error: outcome.detail.clone(),
         });
     }
-    serde_json::to_vec_pretty(&MultiReport {
-        report_version: 1,
-        status,
-        exit_code: summary.exit.code(),
-        duration_ms: summary.elapsed.as_millis(),
-        engines: engines.to_vec(),
-        order: run
-            .graph
-            .order
-            .iter()
-            .map(|&i| run.builds[i].name.clone())
-            .collect(),
-        pipelines: reports
-            .into_iter()
-            .zip(&summary.outcomes)
-            .map(|(report, o)| Entry {
-                engine: o.engine.map(|e| engines[e.0].clone()),
-                report,
-            })
-            .collect(),
-        indexes,
-        publishing,
-        outputs,
-    })
 }
 
 /// The report of a run that reached no engine: every pipeline failed with `error`.
-pub(crate) fn of_unreached(
-    pipelines: &[Pipeline],
-    error: &EngineError,
-) -> serde_json::Result<Vec<u8>> {
-    let reports: Vec<Report> = pipelines
+pub(crate) fn of_unreached(pipelines: &[Pipeline], error: &EngineError) -> RunReport {
+    let code = ExitStatus::EngineFailed.code();
+    let mut report = RunReport::new(RunStatus::Failed, code, Some(error.to_string()));
+    report.order = pipelines.iter().map(|p| p.name.clone()).collect();
+    report.pipelines = pipelines
         .iter()
-        .map(|p| {
-            Recorder::new(p, "").finish(
-                RunStatus::Failed,
-                ExitStatus::EngineFailed.code(),
-                Some(error.to_string()),
-            )
+        .map(|p| Entry {
+            engine: None,
+            report: Recorder::new(p, "").finish(RunStatus::Failed, code, Some(error.to_string())),
         })
         .collect();
-    if reports.len() == 1 {
-        return serde_json::to_vec_pretty(&reports[0]);
-    }
-    serde_json::to_vec_pretty(&MultiReport {
-        report_version: 1,
-        status: RunStatus::Failed,
-        exit_code: ExitStatus::EngineFailed.code(),
-        duration_ms: 0,
-        engines: Vec::new(),
-        order: pipelines.iter().map(|p| p.name.clone()).collect(),
-        pipelines: reports
-            .into_iter()
-            .map(|report| Entry {
-                engine: None,
-                report,
-            })
-            .collect(),
-        indexes: Vec::new(),
-        publishing: Vec::new(),
-        outputs: Vec::new(),
-    })
+    report
 }
 
-/// Writes a JSON report to `path`.
-pub(crate) fn save(
-    path: &std::path::Path,
-    json: serde_json::Result<Vec<u8>>,
-) -> std::io::Result<()> {
-    let json = json.map_err(std::io::Error::other)?;
+/// Writes a JSON document to `path`, pretty-printed.
+pub(crate) fn save(path: &std::path::Path, document: &impl Serialize) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(document).map_err(std::io::Error::other)?;
     std::fs::write(path, json)
 }
 
-/// The report of a run refused before anything ran (exit 2): invalid files, a dependency
-/// cycle, a password variable not set. CI jobs that upload the report find why.
-#[derive(Debug, Serialize)]
-pub(crate) struct Refused {
-    pub(crate) report_version: u32,
-    pub(crate) tool_version: String,
-    pub(crate) status: RunStatus,
-    pub(crate) exit_code: u8,
-    pub(crate) error: String,
-    /// Every problem of every file, located.
-    pub(crate) diagnostics: Vec<Problem>,
-}
-
-/// One diagnostic of a refused run.
-#[derive(Debug, Serialize)]
+/// One located diagnostic, as the machine documents give it (the run report, `validate
+/// --format json`, errors under `--format json`).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct Problem {
     pub(crate) file: String,
     /// 1-based, when the problem has a place in the file.
     pub(crate) line: Option<usize>,
     pub(crate) column: Option<usize>,
+    #[schemars(with = "String")]
     pub(crate) code: crate::diag::Code,
+    /// Always `error`: every diagnostic refuses the file.
+    pub(crate) severity: &'static str,
     pub(crate) message: String,
+    /// What to write instead, when the diagnostic knows.
+    pub(crate) hint: Option<String>,
+}
+
+/// Every diagnostic of `reports`, located.
+pub(crate) fn problems(reports: &[crate::diag::Report]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for r in reports {
+        for d in &r.diagnostics {
+            let place = d.span.as_ref().map(|s| {
+                let before = &r.source.as_bytes()[..s.start.min(r.source.len())];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+                (line, column)
+            });
+            problems.push(Problem {
+                file: r.file.clone(),
+                line: place.map(|p| p.0),
+                column: place.map(|p| p.1),
+                code: d.code,
+                severity: "error",
+                message: d.message.clone(),
+                hint: d.hint.as_deref().map(str::to_string),
+            });
+        }
+    }
+    problems
+}
+
+/// What went wrong, in one line: every graph, base or password problem joined.
+pub(crate) fn error_text(error: &crate::error::CliError) -> String {
+    use crate::error::CliError;
+    let joined = |items: Vec<String>| items.join("; ");
+    match error {
+        CliError::Graph(errors) => joined(errors.iter().map(ToString::to_string).collect()),
+        CliError::Bases(errors) => joined(errors.iter().map(ToString::to_string).collect()),
+        CliError::MissingPasswords(logins) => joined(
+            logins
+                .iter()
+                .map(|l| format!("the environment variable `{}` is not set", l.password_env))
+                .collect(),
+        ),
+        CliError::WouldFail(fails) => joined(
+            fails
+                .iter()
+                .map(|(pipeline, b)| format!("apply would fail: pipeline `{pipeline}`: {b}"))
+                .collect(),
+        ),
+        CliError::Detailed(inner) => error_text(inner),
+        other => other.to_string(),
+    }
+}
+
+/// The diagnostics of `error`, when it is about invalid files.
+pub(crate) fn problems_of(error: &crate::error::CliError) -> Vec<Problem> {
+    match error {
+        crate::error::CliError::Invalid(reports) => problems(reports),
+        crate::error::CliError::Detailed(inner) => problems_of(inner),
+        _ => Vec::new(),
+    }
 }
 
 /// The report of a run refused with `error`.
-pub(crate) fn of_refused(error: &crate::error::CliError) -> serde_json::Result<Vec<u8>> {
-    let mut diagnostics = Vec::new();
-    if let crate::error::CliError::Invalid(reports) = error {
-        for r in reports {
-            for d in &r.diagnostics {
-                let place = d.span.as_ref().map(|s| {
-                    let before = &r.source.as_bytes()[..s.start.min(r.source.len())];
-                    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-                    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-                    (line, column)
-                });
-                diagnostics.push(Problem {
-                    file: r.file.clone(),
-                    line: place.map(|p| p.0),
-                    column: place.map(|p| p.1),
-                    code: d.code,
-                    message: d.message.clone(),
-                });
-            }
+pub(crate) fn of_refused(error: &crate::error::CliError) -> RunReport {
+    let mut report = RunReport::new(RunStatus::Failed, error.code(), Some(error_text(error)));
+    report.diagnostics = problems_of(error);
+    report
+}
+
+/// The version of the documents `validate --format json` and `plan --format json` print, and
+/// of the error document: bumped when a field changes meaning or goes away.
+pub(crate) const DOCUMENT_FORMAT: u32 = 1;
+
+/// Why a command failed, as every document under `--format json` gives it.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct ErrorObject {
+    /// What kind of failure (`invalid`, `usage`, `graph`, `no-engine`, ...): stable.
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    /// The process exit code.
+    pub(crate) exit_code: u8,
+    /// For invalid files: every problem, located.
+    pub(crate) diagnostics: Vec<Problem>,
+}
+
+impl ErrorObject {
+    pub(crate) fn of(error: &crate::error::CliError) -> Self {
+        Self {
+            code: error_kind(error),
+            message: error_text(error),
+            exit_code: error.code(),
+            diagnostics: problems_of(error),
         }
     }
-    let error_text = match error {
-        crate::error::CliError::Graph(errors) => errors
+}
+
+/// The stable name of a kind of failure.
+fn error_kind(error: &crate::error::CliError) -> &'static str {
+    use crate::error::CliError::*;
+    match error {
+        Usage(_) => "usage",
+        Invalid(_) => "invalid",
+        Graph(_) => "graph",
+        MissingPasswords(_) => "missing-password",
+        Bases(_) => "bases",
+        NoEngine(_) => "no-engine",
+        Engine(_) => "engine",
+        Credentials(_) => "credentials",
+        Plan { .. } => "plan",
+        WouldFail(_) => "would-fail",
+        Runtime { .. } => "runtime",
+        Registry { .. } => "registry",
+        Delete { .. } => "delete",
+        Detailed(inner) => error_kind(inner),
+    }
+}
+
+/// What a command under `--format json` prints on stdout when it fails before its own
+/// document: `{"format_version": 1, "error": {...}}`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct ErrorDocument {
+    pub(crate) format_version: u32,
+    pub(crate) error: ErrorObject,
+}
+
+impl ErrorDocument {
+    pub(crate) fn of(error: &crate::error::CliError) -> Self {
+        Self {
+            format_version: DOCUMENT_FORMAT,
+            error: ErrorObject::of(error),
+        }
+    }
+}
+
+/// `validate --format json`: each file with its diagnostics.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct ValidateDocument {
+    pub(crate) format_version: u32,
+    /// Every file is valid and the files form a graph.
+    pub(crate) valid: bool,
+    pub(crate) files: Vec<FileRecord>,
+    /// Why validation failed, or null.
+    pub(crate) error: Option<ErrorObject>,
+}
+
+/// One file `validate` read.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct FileRecord {
+    pub(crate) file: String,
+    /// The pipeline's name, when the file is valid.
+    pub(crate) pipeline: Option<String>,
+    pub(crate) steps: Option<usize>,
+    pub(crate) publish_targets: Option<usize>,
+    /// The platforms it builds for (`os/arch`); empty: the engine's.
+    pub(crate) platforms: Vec<String>,
+    pub(crate) diagnostics: Vec<Problem>,
+}
+
+impl ValidateDocument {
+    /// The document of valid `pipelines`.
+    pub(crate) fn valid(pipelines: &[&Pipeline]) -> Self {
+        let files = pipelines
             .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; "),
-        crate::error::CliError::Bases(errors) => errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
-        crate::error::CliError::MissingPasswords(logins) => logins
-            .iter()
-            .map(|l| format!("the environment variable `{}` is not set", l.password_env))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    };
-    serde_json::to_vec_pretty(&Refused {
-        report_version: 1,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        status: RunStatus::Failed,
-        exit_code: error.code(),
-        error: error_text,
-        diagnostics,
-    })
+            .map(|p| FileRecord {
+                file: crate::diag::clean(&p.file.display().to_string()),
+                pipeline: Some(p.name.clone()),
+                steps: Some(p.steps.len()),
+                publish_targets: Some(p.publish.len()),
+                platforms: p.platforms.iter().map(ToString::to_string).collect(),
+                diagnostics: Vec::new(),
+            })
+            .collect();
+        Self {
+            format_version: DOCUMENT_FORMAT,
+            valid: true,
+            files,
+            error: None,
+        }
+    }
+
+    /// The document of a validation that failed with `error`: the files with problems.
+    pub(crate) fn invalid(error: &crate::error::CliError) -> Self {
+        let mut files: Vec<FileRecord> = Vec::new();
+        for problem in problems_of(error) {
+            match files.iter_mut().find(|f| f.file == problem.file) {
+                Some(f) => f.diagnostics.push(problem),
+                None => files.push(FileRecord {
+                    file: problem.file.clone(),
+                    pipeline: None,
+                    steps: None,
+                    publish_targets: None,
+                    platforms: Vec::new(),
+                    diagnostics: vec![problem],
+                }),
+            }
+        }
+        Self {
+            format_version: DOCUMENT_FORMAT,
+            valid: false,
+            files,
+            error: Some(ErrorObject::of(error)),
+        }
+    }
+}
+
+/// Prints a document on stdout, pretty-printed, with a final newline.
+pub(crate) fn print(document: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(document).unwrap_or_default()
+    );
 }

@@ -58,10 +58,15 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
         .map(|g| ui.for_pipeline(&g.pipeline.name, true))
         .collect();
     let published: Vec<IndexRecorder> = groups.iter().map(|_| IndexRecorder::default()).collect();
+    let index_lines: Vec<ui::IndexLines> = groups
+        .iter()
+        .map(|g| ui::IndexLines(g.pipeline.name.clone()))
+        .collect();
     let group_tees: Vec<Tee<'_>> = group_uis
         .iter()
         .zip(&published)
-        .map(|(u, r)| Tee(vec![u as &dyn Sink, r]))
+        .zip(&index_lines)
+        .map(|((u, r), l)| Tee(vec![u as &dyn Sink, r, l]))
         .collect();
     let build_sinks: Vec<&dyn Sink> = tees.iter().map(|t| t as &dyn Sink).collect();
     let group_sinks: Vec<&dyn Sink> = group_tees.iter().map(|t| t as &dyn Sink).collect();
@@ -78,7 +83,7 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
             ui.line(line);
         }
     }
-    if let Some(path) = &args.report {
+    if args.report.is_some() || args.metadata_file.is_some() {
         let record = report::RunRecord {
             run: &run,
             engines: &endpoints,
@@ -86,7 +91,13 @@ pub(super) async fn run(args: ApplyArgs, ui: &Ui) -> Result<ExitStatus, CliError
             recorders: &recorders,
             published: &published,
         };
-        save(path, report::of_run(&record), ui);
+        let document = report::of_run(&record);
+        if let Some(path) = &args.report {
+            save(path, &document, ui);
+        }
+        if let Some(path) = &args.metadata_file {
+            save(path, &report::Metadata::of(&document), ui);
+        }
     }
     Ok(summary.exit)
 }
@@ -102,7 +113,7 @@ async fn prepare(args: &ApplyArgs, ui: &Ui) -> Result<(Prepared, front::Settings
     };
     prepared.map_err(|refused| {
         if let Some(path) = &args.report {
-            let json = match (&refused.error, refused.builds.as_slice()) {
+            let document = match (&refused.error, refused.builds.as_slice()) {
                 (CliError::NoEngine(errors), builds) if !builds.is_empty() => {
                     match errors.first() {
                         Some(first) => report::of_unreached(builds, first),
@@ -111,7 +122,7 @@ async fn prepare(args: &ApplyArgs, ui: &Ui) -> Result<(Prepared, front::Settings
                 }
                 (error, _) => report::of_refused(error),
             };
-            save(path, json, ui);
+            save(path, &document, ui);
         }
         refused.error
     })
@@ -143,11 +154,8 @@ fn announce(run: &Run<'_>, engines: usize, jobs: usize, ui: &Ui) {
 }
 
 /// Writes the run report; a failure to write it is reported, never fatal.
-fn save(path: &std::path::Path, json: serde_json::Result<Vec<u8>>, ui: &Ui) {
-    if let Err(e) = report::save(path, json) {
-        ui.error(&format!(
-            "cannot write the report to `{}`: {e}",
-            path.display()
-        ));
+fn save(path: &std::path::Path, document: &impl serde::Serialize, ui: &Ui) {
+    if let Err(e) = report::save(path, document) {
+        ui.error(&format!("cannot write `{}`: {e}", path.display()));
     }
 }

@@ -37,12 +37,22 @@ fn manifest(arg: &str) -> Result<String, CliError> {
         .map_err(|e| CliError::Usage(format!("cannot read the run report `{arg}`: {e}")))?;
     let report: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| CliError::Usage(format!("`{arg}` is no run report: {e}")))?;
-    report["image"]["manifest_digest"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "the run report `{arg}` names no image the tool wrote (`image.manifest_digest`)"
-            ))
-        })
+    let empty = Vec::new();
+    let images: Vec<&str> = report["pipelines"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter_map(|p| p["image"]["manifest_digest"].as_str())
+        .collect();
+    match images.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Err(CliError::Usage(format!(
+            "the run report `{arg}` names no image the tool wrote \
+             (`pipelines[].image.manifest_digest`)"
+        ))),
+        _ => Err(CliError::Usage(format!(
+            "the run report `{arg}` names {} images the tool wrote: give one's digest instead",
+            images.len()
+        ))),
+    }
 }

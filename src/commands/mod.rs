@@ -17,14 +17,14 @@ use crate::cli::{Cli, Command};
 use crate::error::{CliError, ExitStatus};
 use crate::ui::Ui;
 
-pub use schema::schema_json;
+pub use schema::{document_schema, schema_json, DOCUMENTS};
 
 pub(crate) async fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitStatus, CliError> {
     match cli.command {
         Command::Apply(args) => apply::run(args, ui).await,
         Command::Plan(args) => plan::run(args, ui).await,
         Command::Validate(args) => validate::run(args, ui).await,
-        Command::Schema => Ok(schema::run()),
+        Command::Schema(args) => Ok(schema::run(args.document)),
         Command::Gc(args) => gc::run(args, ui).await,
         Command::Keygen => keygen::run(ui),
         Command::Completions(args) => Ok(completions::run(&args)),

@@ -14,7 +14,12 @@ use crate::ui::{self, short, Ui};
 
 pub(super) async fn run(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let detailed = args.detailed_exitcode;
+    let json = args.format == Format::Json;
     plan(args, ui).await.map_err(|e| {
+        // The plan document, printed already, says what apply would fail on.
+        if json && !matches!(e, CliError::WouldFail(_)) {
+            crate::report::print(&crate::report::ErrorDocument::of(&e));
+        }
         if detailed {
             CliError::Detailed(Box::new(e))
         } else {
@@ -39,10 +44,9 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             engine.endpoint()
         ));
     }
+    // JSON is always the one document (README, "Output for machines"), whatever the files.
     let out = Output {
         format: args.format,
-        // A folder always gets the graph document, so CI scripts read one shape.
-        document: prepared.builds.len() > 1 || args.files.files.iter().any(|f| f.is_dir()),
     };
     for m in &prepared.moved {
         let line = format!(
@@ -72,16 +76,16 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             .iter()
             .any(|x| !matches!(x.status, PushStatus::UpToDate | PushStatus::Skipped));
     match out.format {
-        Format::Json if out.document => {
+        Format::Json => {
             let mut doc = Document::new(&prepared.graph, &plans);
             doc.changes = changes;
             doc.indexes = &indexes;
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            crate::report::print(&doc);
         }
         Format::Text if prepared.builds.len() > 1 => {
             print!("{}", render_graph(&prepared.graph, prepared.engines.len()));
         }
-        _ => {}
+        Format::Text => {}
     }
     // Apply would fail: say so, whatever would change.
     let mut fails: Vec<(String, Blocker)> = Vec::new();
@@ -115,12 +119,9 @@ fn skip_index(x: IndexPlan) -> IndexPlan {
 #[derive(Debug, Clone, Copy)]
 struct Output {
     format: Format,
-    /// JSON: one graph document for every pipeline, rather than one plan.
-    document: bool,
 }
 
-/// Plans every build in graph order, printing each plan as text (or, for one file, as JSON);
-/// the plans in graph order.
+/// Plans every build in graph order, printing each plan as text; the plans in graph order.
 async fn plan_builds<E: Engine>(
     engine: &E,
     prepared: &Prepared,
@@ -153,22 +154,15 @@ async fn plan_builds<E: Engine>(
             plan.skip_publish();
         }
         produced.insert(i, plan.commit.image.clone());
-        match out.format {
-            Format::Json if out.document => {}
-            Format::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&plan).unwrap_or_default()
-            ),
-            Format::Text => {
-                print!("{}", render(&plan));
-                // A dependent plans against its producer's result: the current one unless
-                // the producer would make a new image first.
-                if let Some(d) = dependency.filter(|_| rebuilt) {
-                    println!(
-                        "  note: `{}` makes a new `{}` first in the same apply: this pipeline runs on it",
-                        graph.nodes[d.producer].name, d.reference
-                    );
-                }
+        if out.format == Format::Text {
+            print!("{}", render(&plan));
+            // A dependent plans against its producer's result: the current one unless
+            // the producer would make a new image first.
+            if let Some(d) = dependency.filter(|_| rebuilt) {
+                println!(
+                    "  note: `{}` makes a new `{}` first in the same apply: this pipeline runs on it",
+                    graph.nodes[d.producer].name, d.reference
+                );
             }
         }
         plans.push(plan);
@@ -231,10 +225,10 @@ async fn plan_indexes<E: Engine>(
     indexes
 }
 
-/// `plan --format json` of a folder or several files: the stable document CI scripts read
-/// (described in docs/ci.md). `graph` and `plans` are the detailed forms, indexed as
+/// `plan --format json`: the stable document CI scripts read, one shape for one file or many
+/// (described in docs/ci.md and README.md, "Output for machines"). `graph` and `plans` are the detailed forms, indexed as
 /// `graph.nodes` (command-line order) and `graph.order`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Document<'a> {
     /// Bumped only when a field changes meaning or goes away.
     format_version: u32,
@@ -244,14 +238,23 @@ struct Document<'a> {
     waves: Vec<Vec<&'a str>>,
     /// Every pipeline, wave by wave.
     pipelines: Vec<Entry<'a>>,
+    /// The dependency graph: `nodes` in command-line order, `order`.
+    #[schemars(with = "serde_json::Value")]
     graph: &'a Graph,
+    /// Each pipeline's plan, in `graph.order`.
+    #[schemars(with = "Vec<serde_json::Value>")]
     plans: &'a [Plan],
-    /// The indexes multi-platform pipelines would publish (absent when there are none).
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    /// The indexes multi-platform pipelines would publish.
+    #[schemars(with = "Vec<serde_json::Value>")]
     indexes: &'a [crate::plan::platforms::IndexPlan],
 }
 
-#[derive(Serialize)]
+/// The schema of [`Document`]: its plans and graph are open objects.
+pub(super) fn document_schema() -> schemars::Schema {
+    schemars::schema_for!(Document<'static>)
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
 struct Entry<'a> {
     name: &'a str,
     file: &'a str,
@@ -262,6 +265,8 @@ struct Entry<'a> {
     /// Where a separate machine pulls that image from (`null`: not published).
     base_from: Option<&'a str>,
     changes: bool,
+    /// What apply would do for it: base, steps, commit, tags, publish targets, fails.
+    #[schemars(with = "serde_json::Value")]
     plan: &'a Plan,
 }
 
@@ -290,7 +295,7 @@ impl<'a> Document<'a> {
             })
             .collect();
         Self {
-            format_version: 1,
+            format_version: crate::report::DOCUMENT_FORMAT,
             changes: pipelines.iter().any(|e| e.changes),
             waves: graph
                 .waves()

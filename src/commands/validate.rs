@@ -1,21 +1,28 @@
-use crate::cli::ValidateArgs;
+use crate::cli::{Format, ValidateArgs};
 use crate::error::{CliError, ExitStatus};
-use crate::front::{self, Settings};
+use crate::front::{self, Prepared, Settings};
+use crate::model::Pipeline;
+use crate::report::{self, ValidateDocument};
 use crate::ui::{plural, Ui};
 
 pub(super) async fn run(args: ValidateArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     // Every platform's templates render (a multi-platform file is checked once per platform),
     // and files given together form a dependency graph: no cycles, one producer per base.
-    let prepared = front::prepare(&Settings::validate(&args), ui)
-        .await
-        .map_err(|r| r.error)?;
-    // One line per file: a multi-platform pipeline as loaded, not per build.
-    for (i, build) in prepared.builds.iter().enumerate() {
-        let p = match prepared.groups.iter().find(|g| g.builds.contains(&i)) {
-            Some(g) if g.builds.first() == Some(&i) => &g.pipeline,
-            Some(_) => continue,
-            None => build,
-        };
+    let prepared = front::prepare(&Settings::validate(&args), ui).await;
+    let prepared = match (prepared, args.format) {
+        (Ok(prepared), _) => prepared,
+        (Err(refused), Format::Json) => {
+            report::print(&ValidateDocument::invalid(&refused.error));
+            return Err(refused.error);
+        }
+        (Err(refused), Format::Text) => return Err(refused.error),
+    };
+    let files = files(&prepared);
+    if args.format == Format::Json {
+        report::print(&ValidateDocument::valid(&files));
+        return Ok(ExitStatus::Success);
+    }
+    for p in files {
         let platforms = if p.platforms.is_empty() {
             String::new()
         } else {
@@ -30,4 +37,17 @@ pub(super) async fn run(args: ValidateArgs, ui: &Ui) -> Result<ExitStatus, CliEr
         ));
     }
     Ok(ExitStatus::Success)
+}
+
+/// One pipeline per file: a multi-platform pipeline as loaded, not per build.
+fn files(prepared: &Prepared) -> Vec<&Pipeline> {
+    let mut files = Vec::new();
+    for (i, build) in prepared.builds.iter().enumerate() {
+        match prepared.groups.iter().find(|g| g.builds.contains(&i)) {
+            Some(g) if g.builds.first() == Some(&i) => files.push(&g.pipeline),
+            Some(_) => {}
+            None => files.push(build),
+        }
+    }
+    files
 }

@@ -56,7 +56,7 @@ pub(crate) struct Options {
 }
 
 /// One tag in a registry.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub(crate) struct Pushed {
     pub(crate) repository: String,
     pub(crate) tag: String,

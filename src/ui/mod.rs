@@ -734,7 +734,39 @@ fn print_applied(applied: &Applied, pipeline: &str) {
         let _ = writeln!(out, "{name}tagged {t}");
     }
     for p in &applied.pushed {
-        let how = if p.up_to_date { "up-to-date" } else { "pushed" };
-        let _ = writeln!(out, "{name}{how} {}:{}@{}", p.repository, p.tag, p.digest);
+        let _ = writeln!(out, "{name}{}", pushed_line(p));
+    }
+}
+
+/// `pushed REPO:TAG@DIGEST`, or `up-to-date REPO:TAG@DIGEST` for a tag the registry held.
+fn pushed_line(p: &crate::execute::Pushed) -> String {
+    let how = if p.up_to_date { "up-to-date" } else { "pushed" };
+    format!("{how} {}:{}@{}", p.repository, p.tag, p.digest)
+}
+
+/// Prints the tags a multi-platform pipeline's index publication pushed on stdout as they
+/// are pushed, as [`print_applied`] does for a build: `[NAME] pushed REPO:TAG@DIGEST`, the
+/// digest the index's.
+pub(crate) struct IndexLines(pub(crate) String);
+
+impl Sink for IndexLines {
+    fn event(&self, e: Event) {
+        if let Event::Pushed {
+            repository,
+            tag,
+            digest,
+            attempts,
+            up_to_date,
+        } = e
+        {
+            let line = pushed_line(&crate::execute::Pushed {
+                repository,
+                tag,
+                digest,
+                attempts,
+                up_to_date,
+            });
+            let _ = writeln!(std::io::stdout().lock(), "[{}] {line}", self.0);
+        }
     }
 }

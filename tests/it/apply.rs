@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::harness::{copy_dir, output_text, read_json, unique, Project};
+use crate::harness::{copy_dir, output_text, read_report, unique, Project};
 use crate::support::engine::{containers_named, docker, docker_ok, image_inspect, require_image};
 use crate::support::image::{assert_same_config, Made};
 use crate::support::registry::Registry;
@@ -244,7 +244,7 @@ tags = ["{tag}", "stable"]
     let inspect = image_inspect(&local);
     let config = &inspect["Config"];
     // The image the tool writes says what the engine's commit stored.
-    let report = read_json(&project.path().join("report.json"));
+    let report = read_report(&project.path().join("report.json"));
     assert_same_config(&Made::of_report(&project.user_cache(), &report), config);
     assert_eq!(inspect["Author"], "Tester <t@example.com>");
     assert_eq!(inspect["Comment"], "busybox test");
@@ -581,7 +581,7 @@ fn a_base_without_command_or_entrypoint_gets_nothing_of_the_build_container() {
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     let config = &image_inspect(&format!("{name}:1"))["Config"];
-    let report = read_json(&project.path().join("report.json"));
+    let report = read_report(&project.path().join("report.json"));
     assert_same_config(&Made::of_report(&project.user_cache(), &report), config);
     // Nothing of the build container (`cat`); Docker's commit stores these as empty lists.
     for key in ["Cmd", "Entrypoint"] {

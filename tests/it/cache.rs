@@ -1,7 +1,5 @@
 //! Issue 4: the step cache, checkpoints, plan and gc, counted with the engine's own events.
 
-use serde_json::Value;
-
 use crate::harness::{output_text, unique, Project};
 use crate::support::engine::{
     container_creates, docker, docker_ok, exec_starts, image_inspect, require_image,
@@ -221,7 +219,7 @@ fn changed_copy_content_with_the_old_mtime_is_not_served_from_the_cache() {
         .cmd(&["plan", "pipeline.toml", "--format", "json"])
         .output()
         .unwrap();
-    let plan: Value = serde_json::from_slice(&plan.stdout).expect("plan json");
+    let plan = crate::harness::single_plan(&plan.stdout);
     assert_eq!(plan["steps"][0]["status"], "cached", "{plan:#}");
     assert_eq!(plan["steps"][1]["status"], "run", "{plan:#}");
     assert!(
@@ -275,8 +273,7 @@ pub(crate) fn plan_keys(project: &Project, args: &[&str]) -> Vec<String> {
         .cmd(&[&["plan", "pipeline.toml", "--format", "json"], args].concat())
         .output()
         .unwrap();
-    let plan: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", output_text(&out)));
+    let plan = crate::harness::single_plan(&out.stdout);
     let mut keys: Vec<String> = plan["steps"]
         .as_array()
         .unwrap()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{unique, wait_exit, wait_for_line, Project};
+use crate::harness::{read_report, unique, wait_exit, wait_for_line, Project};
 use crate::support::engine::{self, containers_named, docker, docker_ok};
 use crate::support::proxy::{FaultMode, FaultProxy};
 use crate::support::registry::{free_port, Registry};
@@ -32,7 +32,10 @@ struct Run {
     stdout: String,
     stderr: String,
     elapsed: Duration,
+    /// The run report's one build (`pipelines[0]`).
     report: Value,
+    /// The whole run report.
+    document: Value,
     report_text: String,
 }
 
@@ -111,13 +114,15 @@ fn apply(project: &Project, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let report_text = std::fs::read_to_string(&report_path)
         .unwrap_or_else(|e| panic!("no report ({e}):\n{stdout}{stderr}"));
-    let report: Value = serde_json::from_str(&report_text).expect("report is JSON");
+    let document: Value = serde_json::from_str(&report_text).expect("report is JSON");
+    let report = document["pipelines"][0].clone();
     let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout,
         stderr,
         elapsed,
         report,
+        document,
         report_text,
     };
     eprintln!(
@@ -699,9 +704,7 @@ fn interrupt_long_step(signal: &str, expected: i32) {
     );
     assert_eq!(status.code(), Some(expected), "{}", rest.join("\n"));
     assert!(took < Duration::from_secs(5), "took {took:?} to exit");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(p.path().join("report.json")).unwrap())
-            .unwrap();
+    let report = read_report(&p.path().join("report.json"));
     assert_eq!(report["status"], "interrupted");
     assert_eq!(report["exit_code"], expected);
     assert_eq!(report["steps"][0]["status"], "interrupted");
@@ -740,8 +743,10 @@ fn report_of_a_successful_publish_has_every_field() {
     let r = apply(&p, &[], &[]);
     r.expect_code(0).expect_no_container_left();
     let rep = &r.report;
-    assert_eq!(rep["report_version"], 1);
-    assert_eq!(rep["tool_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(r.document["format_version"], 2);
+    assert_eq!(r.document["tool_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(r.document["status"], "succeeded");
+    assert!(r.document["error"].is_null());
     assert_eq!(rep["pipeline"], name.as_str());
     assert_eq!(rep["status"], "succeeded");
     assert_eq!(rep["exit_code"], 0);
@@ -791,9 +796,7 @@ fn run_together(projects: &[&Project]) -> Vec<Finished> {
         let status = wait_exit(child, Duration::from_secs(180)).expect("apply hung");
         std::thread::sleep(Duration::from_millis(50));
         let text = rx.try_iter().collect::<Vec<_>>().join("\n");
-        let report =
-            serde_json::from_str(&std::fs::read_to_string(p.path().join("report.json")).unwrap())
-                .unwrap();
+        let report = read_report(&p.path().join("report.json"));
         eprintln!(
             "[faults] concurrent apply: exit {:?}\n{text}",
             status.code()
@@ -907,9 +910,7 @@ fn sigint_during_a_push_exits_130_and_keeps_the_image() {
     let rest: Vec<String> = rx.try_iter().collect();
     assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
     assert!(took < Duration::from_secs(5), "took {took:?} to exit");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(p.path().join("report.json")).unwrap())
-            .unwrap();
+    let report = read_report(&p.path().join("report.json"));
     assert_eq!(report["status"], "interrupted");
     assert_eq!(report["steps"][0]["status"], "succeeded", "{report:#}");
     let prefix = format!("{}-", report["run_name"].as_str().unwrap());

@@ -189,6 +189,29 @@ pub(crate) fn wait_exit(
     }
 }
 
+/// The one build of a run report (`apply --report`) of one single-platform pipeline: the
+/// document's only entry of `pipelines`.
+pub(crate) fn read_report(path: &Path) -> serde_json::Value {
+    let document = read_json(path);
+    assert_eq!(document["format_version"], 2, "{document:#}");
+    match document["pipelines"].as_array().map(Vec::as_slice) {
+        Some([one]) => one.clone(),
+        _ => panic!("not the report of one build: {document:#}"),
+    }
+}
+
+/// The plan of the one pipeline in `plan --format json` output (`pipelines[0].plan`).
+pub(crate) fn single_plan(stdout: &[u8]) -> serde_json::Value {
+    let document: serde_json::Value = serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(stdout));
+    });
+    assert_eq!(document["format_version"], 1, "{document:#}");
+    match document["pipelines"].as_array().map(Vec::as_slice) {
+        Some([one]) => one["plan"].clone(),
+        _ => panic!("not the plan of one pipeline: {document:#}"),
+    }
+}
+
 /// A JSON file (a run report), parsed.
 pub(crate) fn read_json(path: &Path) -> serde_json::Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

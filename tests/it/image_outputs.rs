@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{busybox_pipeline, output_text, read_json, unique, Project};
+use crate::harness::{busybox_pipeline, output_text, read_report, unique, Project};
 use crate::support::engine::{docker, docker_ok, remove_image, require_engine};
 use crate::support::podman::Podman;
 use crate::support::registry::Registry;
@@ -97,7 +97,7 @@ fn no_push_writes_a_layout_and_a_tar_that_docker_podman_and_skopeo_read() {
         reg.tags(&format!("out/{name}")).is_empty(),
         "nothing pushed"
     );
-    let report = read_json(&p.path().join("r.json"));
+    let report = read_report(&p.path().join("r.json"));
     assert_eq!(report["pushes"][0]["status"], "skipped", "{report:#}");
     let outputs = report["outputs"].as_array().expect("outputs in the report");
     assert_eq!(outputs.len(), 3, "{report:#}");
@@ -153,7 +153,7 @@ fn skopeo_reads_the_image_the_tool_pushed() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
-    let report = read_json(&p.path().join("r.json"));
+    let report = read_report(&p.path().join("r.json"));
     let inspected = skopeo(&[
         "inspect",
         "--tls-verify=false",

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::Digest as _;
 
-use crate::harness::{copy_dir, output_text, read_json, unique, Project};
+use crate::harness::{copy_dir, output_text, read_report, unique, Project};
 use crate::support::daemons::Daemon;
 use crate::support::engine::{docker, image_inspect, require_image};
 use crate::support::image::{assert_same_config, layer_entries, Made};
@@ -39,7 +39,7 @@ fn busybox_example(project: &Project, tag: &str) {
 fn apply(project: &Project, mut cmd: assert_cmd::Command, report: &str) -> (Value, Made) {
     let out = cmd.env("SOURCE_DATE_EPOCH", EPOCH).output().unwrap();
     assert!(out.status.success(), "apply failed:\n{}", output_text(&out));
-    let report = read_json(&project.path().join(report));
+    let report = read_report(&project.path().join(report));
     let made = Made::of_report(&project.user_cache(), &report);
     (report, made)
 }

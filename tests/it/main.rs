@@ -35,6 +35,7 @@ mod forms;
 mod hostile;
 mod layers;
 mod lean;
+mod machine;
 mod names;
 mod overrides;
 mod vars;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::harness::{busybox_pipeline, output_text, read_json, unique, Project};
+use crate::harness::{busybox_pipeline, output_text, read_report, unique, Project};
 use crate::support::engine::{docker, docker_ok, remove_image, require_engine};
 use crate::support::proxy::{FaultMode, FaultProxy};
 use crate::support::registry::{base64, Registry};
@@ -39,7 +39,7 @@ fn apply(p: &Project, password: &str) -> (std::process::Output, String, Value) {
         .output()
         .unwrap();
     let text = output_text(&out);
-    let report = read_json(&p.path().join("r.json"));
+    let report = read_report(&p.path().join("r.json"));
     (out, text, report)
 }
 

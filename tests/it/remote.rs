@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::cache::plan_keys;
 use crate::harness::{
-    output_text, read_json, unique, Project, CACHE_SIGNING_ENV, CACHE_VERIFY_KEY,
+    output_text, read_report, unique, Project, CACHE_SIGNING_ENV, CACHE_VERIFY_KEY,
     OTHER_SIGNING_KEY, OTHER_VERIFY_KEY,
 };
 use crate::support::daemons::{events_filtered, events_of, unix_now, Daemon};
@@ -110,7 +110,7 @@ fn plan_on(project: &Project, d: Option<&Daemon>) -> String {
 }
 
 fn report(project: &Project) -> Value {
-    read_json(&project.path().join("r.json"))
+    read_report(&project.path().join("r.json"))
 }
 
 #[test]
@@ -262,7 +262,7 @@ fn a_forged_cache_entry_is_not_trusted() {
         .output()
         .unwrap();
     assert!(plan.status.success(), "{}", output_text(&plan));
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let plan = crate::harness::single_plan(&plan.stdout);
     let commit_key = plan["commit"]["key"].as_str().unwrap().to_string();
     // An unrelated image (not built on the base) under the final and step keys.
     let dir = tempfile::tempdir().unwrap();
