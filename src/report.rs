@@ -812,6 +812,7 @@ fn error_kind(error: &crate::error::CliError) -> &'static str {
         Runtime { .. } => "runtime",
         Registry { .. } => "registry",
         Delete { .. } => "delete",
+        Lock(_) => "lock",
         Detailed(inner) => error_kind(inner),
     }
 }
