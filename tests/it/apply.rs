@@ -227,8 +227,10 @@ tags = ["{tag}", "stable"]
 "#,
         addr = reg.addr
     ));
+    // Reproducible, so that the tool writes the image layer by layer (compared below).
     let out = project
         .cmd(&["apply", "pipeline.toml", "--report", "report.json"])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .unwrap();
     let text = output_text(&out);
@@ -575,8 +577,10 @@ fn a_base_without_command_or_entrypoint_gets_nothing_of_the_build_container() {
         "name = \"{name}\"\n[base]\nimage = \"{name}-base:1\"\npull = \"never\"\n\
          [[step]]\nrun = \"echo hi > /hi\"\n[commit]\ntags = [\"{name}:1\"]\n"
     ));
+    // Reproducible, so that the tool writes the image layer by layer (compared below).
     let out = project
         .cmd(&["apply", "pipeline.toml", "--report", "report.json"])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
