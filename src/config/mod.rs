@@ -2,6 +2,7 @@
 
 pub mod check;
 mod context;
+pub(crate) mod from;
 mod glob;
 mod paths;
 pub mod raw;
@@ -310,6 +311,8 @@ pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<
         reports.extend(vars::unknown(&given, &var_files, &declared));
     }
     reports.extend(produced_twice(&loaded.pipelines));
+    let unknown = from::link(&mut loaded.pipelines);
+    reports.extend(grouped(&loaded.pipelines, unknown));
     if reports.is_empty() {
         Ok(loaded)
     } else {
@@ -368,6 +371,11 @@ fn produced_twice(pipelines: &[Pipeline]) -> Vec<Report> {
             }
         }
     }
+    grouped(pipelines, found)
+}
+
+/// Diagnostics of the run's files, one report per file.
+fn grouped(pipelines: &[Pipeline], found: Vec<(usize, Diagnostic)>) -> Vec<Report> {
     let mut reports: Vec<Report> = Vec::new();
     for (i, d) in found {
         let file = pipelines[i].file.display().to_string();
