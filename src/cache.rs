@@ -47,9 +47,15 @@ impl StepInputs {
         match &step.action {
             Action::Run(cmd) => put("command", digest_json(&cmd.argv())),
             Action::Copy(c) => {
-                let tree = tree_digest(c)?;
-                put("copied content", tree.hex());
-                copied = Some(Arc::new(tree));
+                // From another image: its id and the path; else the content itself.
+                match &c.from {
+                    Some(from) => put("copied from", digest_json(&(&from.image, &from.src))),
+                    None => {
+                        let tree = tree_digest(c)?;
+                        put("copied content", tree.hex());
+                        copied = Some(Arc::new(tree));
+                    }
+                }
                 put("copy destination", digest_json(&c.dest));
                 put("mode", digest_json(&c.mode));
                 put("owner", digest_json(&c.owner));

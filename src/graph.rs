@@ -36,6 +36,9 @@ pub(crate) struct Node {
     pub(crate) name: String,
     pub(crate) file: String,
     pub(crate) dependency: Option<Dependency>,
+    /// Indexes of the pipelines whose images this one copies files from: they run first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) copies_from: Vec<usize>,
     /// Indexes of the pipelines built on this one.
     pub(crate) dependents: Vec<usize>,
     /// 1 for pipelines without a dependency, else the producer's stage + 1.
@@ -156,6 +159,7 @@ pub(crate) fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
             name: p.name.clone(),
             file: file_of(p),
             dependency: None,
+            copies_from: Vec::new(),
             dependents: Vec::new(),
             stage: 1,
         })
@@ -202,11 +206,41 @@ fn link(pipelines: &[Pipeline], nodes: &mut [Node]) -> Result<(), Vec<GraphError
             }),
         }
     }
+    link_copies(pipelines, nodes);
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
     }
+}
+
+/// Orders each pipeline after the pipelines it copies files from (named by
+/// [`crate::config::from::link`]).
+fn link_copies(pipelines: &[Pipeline], nodes: &mut [Node]) {
+    for (i, p) in pipelines.iter().enumerate() {
+        for step in &p.steps {
+            let crate::model::Action::Copy(c) = &step.action else {
+                continue;
+            };
+            let Some(name) = c.from.as_ref().and_then(|f| f.pipeline.as_deref()) else {
+                continue;
+            };
+            for j in (0..pipelines.len()).filter(|&j| j != i && pipelines[j].name == name) {
+                if !nodes[i].copies_from.contains(&j) {
+                    nodes[i].copies_from.push(j);
+                    nodes[j].dependents.push(i);
+                }
+            }
+        }
+    }
+}
+
+/// The pipelines `n` runs after: its base's producer and the pipelines it copies from.
+fn producers(n: &Node) -> impl Iterator<Item = usize> + '_ {
+    n.dependency
+        .iter()
+        .map(|d| d.producer)
+        .chain(n.copies_from.iter().copied())
 }
 
 /// How pipeline `i` gets its base from its producer `j`, which makes it (`found`: what the
@@ -244,15 +278,12 @@ fn order(nodes: &mut [Node]) -> (Vec<usize>, Vec<bool>) {
             if placed[i] {
                 continue;
             }
-            let ready = match &nodes[i].dependency {
-                None => true,
-                Some(d) => placed[d.producer],
-            };
+            let ready = producers(&nodes[i]).all(|j| placed[j]);
             if ready {
-                nodes[i].stage = nodes[i]
-                    .dependency
-                    .as_ref()
-                    .map_or(1, |d| nodes[d.producer].stage + 1);
+                nodes[i].stage = producers(&nodes[i])
+                    .map(|j| nodes[j].stage + 1)
+                    .max()
+                    .unwrap_or(1);
                 placed[i] = true;
                 order.push(i);
                 progress = true;
@@ -275,11 +306,9 @@ fn cycles(nodes: &[Node], placed: &[bool]) -> Vec<GraphError> {
         let mut at = start;
         while !path.contains(&at) && !reported[at] {
             path.push(at);
-            at = nodes[at]
-                .dependency
-                .as_ref()
-                .map(|d| d.producer)
-                .expect("an unplaced node has a dependency");
+            at = producers(&nodes[at])
+                .find(|&j| !placed[j])
+                .expect("an unplaced node has an unplaced producer");
         }
         for &n in &path {
             reported[n] = true;

@@ -284,6 +284,26 @@ pub struct CopySpec {
     /// An owner given by name (`app`, `app:app`, `1000:staff`), resolved in the image when
     /// the step runs; then `owner` is `None`.
     pub owner_name: Option<OwnerName>,
+    /// Files out of another image (`sources` is empty then).
+    pub from: Option<Box<CopyFrom>>,
+}
+
+/// A copy out of another image, like `COPY --from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyFrom {
+    /// `from` as written (rendered): a pipeline's name or an image reference.
+    pub text: String,
+    /// The image to copy from: the reference written, or one the named pipeline produces.
+    pub reference: Option<ImageRef>,
+    /// The name of the pipeline of this apply that makes the image, once known.
+    pub pipeline: Option<String>,
+    /// The absolute path in that image.
+    pub src: String,
+    /// The image's id, once the apply or plan has found it: part of the step's key.
+    pub image: Option<String>,
+    /// Where `from` is written: its span and `file:line:col`.
+    pub span: std::ops::Range<usize>,
+    pub at: String,
 }
 
 /// A copy's owner with a name in it, as written.

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::model::{CopyFilter, CopySource, CopySpec};
 
 mod digest;
+pub(crate) mod from;
 
 pub(crate) use digest::{tree_digest, tree_digest_of, EntryHasher, TreeDigest};
 
@@ -454,6 +455,7 @@ mod tests {
             mode: None,
             owner,
             owner_name: None,
+            from: None,
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod check;
 mod context;
 pub(crate) mod extends;
+pub(crate) mod from;
 mod glob;
 mod paths;
 pub mod raw;
@@ -347,6 +348,8 @@ pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<
         reports.extend(vars::unknown(&given, &var_files, &declared));
     }
     reports.extend(produced_twice(&loaded.pipelines));
+    let unknown = from::link(&mut loaded.pipelines);
+    reports.extend(grouped(&loaded.pipelines, unknown));
     if reports.is_empty() {
         Ok(loaded)
     } else {
@@ -405,6 +408,12 @@ fn produced_twice(pipelines: &[Pipeline]) -> Vec<Report> {
             }
         }
     }
+    grouped(pipelines, found)
+}
+
+/// Diagnostics of the run's files, one report per file; a value inherited through `extends`
+/// is reported in the file it is written in.
+fn grouped(pipelines: &[Pipeline], found: Vec<(usize, Diagnostic)>) -> Vec<Report> {
     let mut by_file: Vec<(usize, Vec<Diagnostic>)> = Vec::new();
     for (i, d) in found {
         match by_file.iter_mut().find(|(j, _)| *j == i) {
@@ -412,7 +421,6 @@ fn produced_twice(pipelines: &[Pipeline]) -> Vec<Report> {
             None => by_file.push((i, vec![d])),
         }
     }
-    // A target inherited through `extends` is reported in the file it is written in.
     by_file
         .into_iter()
         .flat_map(|(i, diags)| {

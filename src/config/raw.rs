@@ -303,6 +303,13 @@ impl CopySrc {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Copy {
+    /// Copy out of another image instead of the build context, like `COPY --from`: the name
+    /// of a pipeline of the same apply (its fresh image, which then builds first) or an image
+    /// reference (pulled like a base when missing, pinned by its id). `src` is then one
+    /// absolute path in that image; files keep their owner and mode unless `owner`/`mode`
+    /// say otherwise.
+    #[schemars(with = "Option<String>")]
+    pub from: Option<Str>,
     /// Source file or directory, relative to the build context (`context`, by default the
     /// pipeline file's folder); must stay inside it. Globs (`files/*.txt`, `conf/**/*.conf`)
     /// and a list of sources (`["a", "b/*.conf"]`, then `dest` ends with `/`) copy several.

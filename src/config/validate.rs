@@ -767,6 +767,18 @@ impl<'a> Builder<'a> {
             Some(o) => self.owner(o),
             None => (None, None),
         };
+        if let Some(from) = &c.from {
+            let from = self.copy_from(from, c)?;
+            return Some(Action::Copy(CopySpec {
+                sources: Vec::new(),
+                src_display: from.src.clone(),
+                dest: dest?,
+                mode,
+                owner,
+                owner_name,
+                from: Some(Box::new(from)),
+            }));
+        }
         let (sources, src_display) = self.copy_sources(c.src.as_ref()?, &c.exclude)?;
         let dest = dest?;
         if sources.len() > 1 && !dest.ends_with('/') {
@@ -790,7 +802,67 @@ impl<'a> Builder<'a> {
             mode,
             owner,
             owner_name,
+            from: None,
         }))
+    }
+
+    /// `from` and `src` of a copy out of another image: one absolute path in it, and `from` a
+    /// reference, or a name that only the run's other pipelines can tell (checked with them).
+    fn copy_from(&mut self, from: &Str, c: &raw::Copy) -> Option<CopyFrom> {
+        let text = self.text(from)?;
+        if let Some(first) = c.exclude.first() {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    "`exclude` filters the build context, not files from another image",
+                )
+                .at(first.span())
+                .hint("leave `exclude` out, or copy a narrower `src`"),
+            );
+            return None;
+        }
+        let src = c.src.as_ref()?;
+        let one = match src.get_ref() {
+            raw::CopySrc::One(one) => one,
+            raw::CopySrc::Many(_) => {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        "a copy `from` another image takes one `src`",
+                    )
+                    .at(src.span())
+                    .hint(
+                        "write one absolute path, e.g. \"/usr/local/bin/app\"; one step per path",
+                    ),
+                );
+                return None;
+            }
+        };
+        let path = self
+            .t
+            .render(one, src.span())
+            .map_err(|d| self.diags.push(d))
+            .ok()?;
+        if !path.starts_with('/') {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::RelativePath,
+                    format!("`{path}` must be an absolute path in the image `{text}`"),
+                )
+                .at(src.span())
+                .hint(format!("write `/{}`", path.trim_start_matches("./"))),
+            );
+            return None;
+        }
+        Some(CopyFrom {
+            reference: ImageRef::parse(&text).ok(),
+            pipeline: None,
+            image: None,
+            at: self.place(from.span().start),
+            span: from.span(),
+            src: path,
+            text,
+        })
     }
 
     /// `uid[:gid]`, or with names (`app`, `app:app`, `1000:staff`), resolved in the image when

@@ -88,6 +88,7 @@ codes! {
     InvalidIgnoreFile = "invalid-ignore-file": "a `.dockerignore` that cannot be read or holds a pattern Docker refuses",
     IgnoredSource = "ignored-source": "a copy source that the context's `.dockerignore` excludes",
     InvalidPattern = "invalid-pattern": "an `exclude` pattern Docker refuses: a bare `!`, an unclosed `[`, an unescaped `-` in a class",
+    UnknownFrom = "unknown-from": "a copy's `from` that names no pipeline of the run and is no image reference",
     InvalidMode = "invalid-mode": "a file mode that is not octal",
     InvalidOwner = "invalid-owner": "an owner that is not `uid[:gid]` or `name[:group]`",
     InvalidDuration = "invalid-duration": "a duration that cannot be read or is zero",

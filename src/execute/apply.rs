@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::base::ensure_base;
 use super::build::Build;
+use super::copy_from;
 use super::made::Maker;
 use super::outputs::{self, write_outputs};
 use super::publish::{publish, tool_image};
@@ -28,6 +29,8 @@ pub(crate) async fn apply<E: Engine>(
     sink: &dyn Sink,
 ) -> Result<Applied, ApplyError> {
     let secrets = secret_values(p).await?;
+    let pinned = copy_from::pinned(engine, p, run_name, opts, sink).await?;
+    let p = pinned.as_ref().unwrap_or(p);
     let look = Look {
         no_cache: opts.no_cache,
         offline: false,

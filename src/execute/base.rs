@@ -5,7 +5,8 @@ use super::{ApplyError, Options};
 use crate::credentials;
 use crate::engine::{Credentials, Engine, EngineError, ImageInfo};
 use crate::execute::events::{Event, Sink};
-use crate::model::{Pipeline, PullPolicy};
+use crate::model::{Login, Pipeline, PullPolicy};
+use crate::reference::ImageRef;
 
 /// Makes the base present by its pull policy; `existing` is what the engine holds under the
 /// base's reference (already asked by the caller).
@@ -36,25 +37,9 @@ pub(super) async fn ensure_base<E: Engine>(
         }
         _ => false,
     };
-    if pull {
-        let creds =
-            credentials::resolve(p.base.image.registry_host(), p.base.login.as_ref()).await?;
-        pull_image(engine, &reference, creds, opts, sink)
-            .await
-            .map_err(|source| ApplyError::Pull {
-                reference: reference.clone(),
-                source,
-            })?;
-    }
     let info = match (pull, existing) {
         (false, Some(info)) => info,
-        _ => engine
-            .inspect_image(&reference)
-            .await?
-            .ok_or_else(|| ApplyError::Pull {
-                reference: reference.clone(),
-                source: EngineError::NotFound("the pulled image is missing".into()),
-            })?,
+        _ => pulled(engine, &p.base.image, p.base.login.as_ref(), opts, sink).await?,
     };
     sink.event(Event::BaseReady {
         reference,
@@ -62,6 +47,32 @@ pub(super) async fn ensure_base<E: Engine>(
         pulled: pull,
     });
     Ok(info)
+}
+
+/// Pulls `image` (with credentials for its registry, `login`'s when given) and inspects what
+/// the pull left.
+pub(super) async fn pulled<E: Engine>(
+    engine: &E,
+    image: &ImageRef,
+    login: Option<&Login>,
+    opts: &Options,
+    sink: &dyn Sink,
+) -> Result<ImageInfo, ApplyError> {
+    let reference = image.to_string();
+    let creds = credentials::resolve(image.registry_host(), login).await?;
+    pull_image(engine, &reference, creds, opts, sink)
+        .await
+        .map_err(|source| ApplyError::Pull {
+            reference: reference.clone(),
+            source,
+        })?;
+    engine
+        .inspect_image(&reference)
+        .await?
+        .ok_or_else(|| ApplyError::Pull {
+            reference,
+            source: EngineError::NotFound("the pulled image is missing".into()),
+        })
 }
 
 /// Pulls `reference`, retrying transient failures, reporting progress.

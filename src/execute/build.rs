@@ -567,12 +567,10 @@ impl<'a, E: Engine> Build<'a, E> {
                     name: name(),
                     source,
                 };
-                let expected = inputs.copied.clone().ok_or_else(|| {
-                    copy_err(std::io::Error::other("the copy has no content digest"))
-                })?;
                 // Like `COPY --chown`, a folder copy creates `dest` with the owner, but leaves
-                // an existing one (`/`, `/tmp`) as it is.
-                let create_dest = c.sources.iter().any(|s| s.path.is_dir())
+                // an existing one (`/`, `/tmp`) as it is. (What is in another image may be a
+                // folder: asked of the image when it is read.)
+                let create_dest = (c.from.is_some() || c.sources.iter().any(|s| s.path.is_dir()))
                     && c.dest != "/"
                     && !self
                         .engine
@@ -598,6 +596,26 @@ impl<'a, E: Engine> Build<'a, E> {
                     }
                     None => c,
                 };
+                if let Some(from) = &c.from {
+                    let container = format!("{}-from-read-{}", self.run_name, i + 1);
+                    let tar = super::copy_from::read(self.engine, from, &container)
+                        .await
+                        .map_err(engine_err)?;
+                    let renamed = crate::archive::from::rename(&tar, c, c.owner, create_dest)
+                        .map_err(copy_err)?;
+                    let archive: crate::archive::Archive =
+                        Box::pin(futures_util::stream::once(async move {
+                            Ok(bytes::Bytes::from(renamed))
+                        }));
+                    return self
+                        .engine
+                        .upload(id, "/", archive)
+                        .await
+                        .map_err(engine_err);
+                }
+                let expected = inputs.copied.clone().ok_or_else(|| {
+                    copy_err(std::io::Error::other("the copy has no content digest"))
+                })?;
                 let (archive, source_error) = crate::archive::stream(c, expected, create_dest);
                 let uploaded = self.engine.upload(id, "/", archive).await;
                 // A source that changed fails the upload: say so, not what the engine saw.

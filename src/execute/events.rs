@@ -18,6 +18,13 @@ pub(crate) enum Event {
         id: String,
         pulled: bool,
     },
+    /// The image a copy `from` reads is present, pinned by its id.
+    CopyFromReady {
+        index: usize,
+        reference: String,
+        id: String,
+        pulled: bool,
+    },
     PullProgress(Progress),
     /// Steps served from the cache, before anything runs.
     StepCached {

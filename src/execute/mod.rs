@@ -8,6 +8,7 @@
 mod apply;
 mod base;
 mod build;
+mod copy_from;
 mod error;
 pub(crate) mod events;
 pub(crate) mod index;

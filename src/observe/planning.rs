@@ -29,6 +29,8 @@ pub(crate) async fn plan<E: Engine>(
     let look = opts.look;
     let from_run = produced.is_some();
     let seen = base(engine, p, look, produced).await?;
+    let pinned = pin_copies(engine, p).await?;
+    let p = pinned.as_ref().unwrap_or(p);
     let inputs = inputs(p)?;
     let base = seen.base.info();
     let mut obs = Observed {
@@ -131,4 +133,25 @@ async fn explain_miss<E: Engine>(
         }
     }
     Ok(())
+}
+
+/// `p` with the ids of the images its copies read from, as the engine holds them now (what
+/// apply pins them to when it pulls nothing); `None` when no step copies from an image. An
+/// image another pipeline of the run makes stays unknown: its copy is not counted as cached.
+async fn pin_copies<E: Engine>(engine: &E, p: &Pipeline) -> Result<Option<Pipeline>, EngineError> {
+    let mut pinned = p.clone();
+    let mut any = false;
+    for step in &mut pinned.steps {
+        let crate::model::Action::Copy(c) = &mut step.action else {
+            continue;
+        };
+        let Some(from) = c.from.as_mut() else {
+            continue;
+        };
+        any = true;
+        if let (Some(r), None) = (&from.reference, &from.pipeline) {
+            from.image = engine.inspect_image(&r.to_string()).await?.map(|i| i.id);
+        }
+    }
+    Ok(any.then_some(pinned))
 }

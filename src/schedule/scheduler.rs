@@ -117,12 +117,16 @@ impl<'a> Scheduler<'a> {
             return None;
         }
         let graph = self.graph;
+        let succeeded =
+            |j: usize| matches!(&self.outcomes[j], Some(o) if o.status == Status::Succeeded);
         let i = graph.order.iter().copied().find(|&i| {
             self.started[i].is_none()
                 && self.outcomes[i].is_none()
-                && graph.nodes[i].dependency.as_ref().is_none_or(|d| {
-                    matches!(&self.outcomes[d.producer], Some(o) if o.status == Status::Succeeded)
-                })
+                && graph.nodes[i]
+                    .dependency
+                    .as_ref()
+                    .is_none_or(|d| succeeded(d.producer))
+                && graph.nodes[i].copies_from.iter().all(|&j| succeeded(j))
         })?;
         let producer = graph.nodes[i].dependency.as_ref().map(|d| {
             let engine = self.outcomes[d.producer]

@@ -197,6 +197,17 @@ impl Sink for Ui {
                 id,
                 pulled,
             } => self.base_ready(&reference, &id, pulled),
+            Event::CopyFromReady {
+                index,
+                reference,
+                id,
+                pulled,
+            } => {
+                let how = if pulled { "pulled" } else { "present" };
+                self.line(&format!(
+                    "step {index} copies from {reference} {how} ({id})"
+                ));
+            }
             Event::PullProgress(p) => self.pull_progress(&p),
             Event::StepCached { index, total, name } => {
                 self.line(&format!(

@@ -51,6 +51,8 @@ mod command;
 #[cfg(feature = "engine-tests")]
 mod copies;
 #[cfg(feature = "engine-tests")]
+mod copy_from;
+#[cfg(feature = "engine-tests")]
 mod fanout;
 #[cfg(feature = "engine-tests")]
 mod faults;
