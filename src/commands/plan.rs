@@ -140,6 +140,7 @@ async fn plan_builds<E: Engine>(
                 t.login = None;
             }
         }
+        known_copy_sources(&mut p, &graph.nodes[i].copies_from, prepared, &produced);
         let p = &p;
         let dependency = graph.nodes[i].dependency.as_ref();
         let known_base = dependency.map(|d| produced.get(&d.producer).cloned().flatten());
@@ -168,6 +169,31 @@ async fn plan_builds<E: Engine>(
         plans.push(plan);
     }
     Ok(plans)
+}
+
+/// Gives `p`'s copies from pipelines planned before it (`producers`) the image each would
+/// leave: its current image when it makes no new one; unknown (never cached) otherwise.
+fn known_copy_sources(
+    p: &mut crate::model::Pipeline,
+    producers: &[usize],
+    prepared: &Prepared,
+    produced: &HashMap<usize, Option<String>>,
+) {
+    for step in &mut p.steps {
+        let crate::model::Action::Copy(c) = &mut step.action else {
+            continue;
+        };
+        let Some(from) = c.from.as_mut() else {
+            continue;
+        };
+        let made = producers
+            .iter()
+            .find(|&&j| from.pipeline.as_deref() == Some(prepared.builds[j].name.as_str()))
+            .and_then(|j| produced.get(j).cloned().flatten());
+        if made.is_some() {
+            from.image = made;
+        }
+    }
 }
 
 /// The pipeline each planned index belongs to, in the order [`plan_indexes`] plans them.

@@ -137,7 +137,8 @@ async fn explain_miss<E: Engine>(
 
 /// `p` with the ids of the images its copies read from, as the engine holds them now (what
 /// apply pins them to when it pulls nothing); `None` when no step copies from an image. An
-/// image another pipeline of the run makes stays unknown: its copy is not counted as cached.
+/// image another pipeline of the run makes is the one `plan` found that pipeline would leave
+/// (set by the caller), and stays unknown when it makes a new one: its copy is not cached.
 async fn pin_copies<E: Engine>(engine: &E, p: &Pipeline) -> Result<Option<Pipeline>, EngineError> {
     let mut pinned = p.clone();
     let mut any = false;

@@ -630,3 +630,69 @@ fn string_commands_and_compose_health_checks_match_docker_commit_change() {
     assert_eq!(ours["Cmd"][0], "/bin/sh", "{ours}");
     docker_ok(&["rmi", &format!("{name}:1"), &format!("{name}-docker:1")]);
 }
+
+/// The two-stage example: a Debian builder compiles a static binary, a `scratch` image gets
+/// only that binary, is published, pulled back and run; a change to the source plans the
+/// compile and the copy again while the compiler stays cached.
+#[test]
+fn static_hello_example_ships_a_static_binary_in_a_scratch_image_under_10_mb() {
+    require_image("debian:bookworm");
+    let reg = Registry::start();
+    let project = Project::new();
+    copy_example("static-hello", &project);
+    let version = unique("v");
+    let vars = [
+        "--var".to_string(),
+        format!("registry={}", reg.addr),
+        "--var".to_string(),
+        format!("version={version}"),
+    ];
+    let args = |command: &'static str| {
+        let mut a = vec![command, "."];
+        a.extend(vars.iter().map(String::as_str));
+        a
+    };
+    let out = project.cmd(&args("apply")).output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "apply failed:\n{text}");
+    let published = format!("{}/example/hello:{version}", reg.addr);
+    let (_, manifest, config) = registry_image(&reg, "example/hello", &version);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "one layer, the copy: {manifest:#}");
+    let size: u64 = layers.iter().map(|l| l["size"].as_u64().unwrap()).sum();
+    assert!(size < 10 << 20, "{size} bytes compressed");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/hello"])
+    );
+    let local = format!("example/hello:{version}");
+    let _ = docker(&["rmi", &local]);
+    assert_eq!(
+        docker_ok(&["run", "--rm", &published, "pull-back"]).trim(),
+        "hello from pull-back"
+    );
+    let inspect = image_inspect(&published);
+    assert!(inspect["Size"].as_u64().unwrap() < 10 << 20, "{inspect:#}");
+
+    // Unchanged: the copy knows the builder's image before it runs, so nothing would run.
+    let plan = project.cmd(&args("plan")).output().unwrap();
+    let plan_text = output_text(&plan);
+    assert!(plan_text.contains("[1/1] binary: cached"), "{plan_text}");
+
+    // A change to the source: the compiler stays cached, the compile and the copy run again.
+    let source = project.path().join("src/hello.c");
+    let mut c = std::fs::read_to_string(&source).unwrap();
+    c.push_str("/* changed */\n");
+    std::fs::write(&source, c).unwrap();
+    let plan = project.cmd(&args("plan")).output().unwrap();
+    let plan_text = output_text(&plan);
+    for line in [
+        "[1/3] compiler: cached",
+        "[2/3] source: will run (changed: copied content)",
+        "[3/3] compile: will run",
+        "[1/1] binary: will run",
+    ] {
+        assert!(plan_text.contains(line), "{line:?} in\n{plan_text}");
+    }
+    let _ = docker(&["rmi", &published]);
+}
