@@ -688,7 +688,7 @@ fn static_hello_example_ships_a_static_binary_in_a_scratch_image_under_10_mb() {
     let plan_text = output_text(&plan);
     for line in [
         "[1/3] compiler: cached",
-        "[2/3] source: will run (changed: copied content)",
+        "[2/3] source: will run",
         "[3/3] compile: will run",
         "[1/1] binary: will run",
     ] {
