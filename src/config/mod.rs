@@ -59,7 +59,7 @@ pub fn parse(source: &str) -> Parsed {
     parse_with(source, &[])
 }
 
-/// [`parse`], with the keys of `--set` applied over the file's (see [`set`]).
+/// [`parse`], with the keys of `--set` applied over the file's (see `config::set`).
 pub fn parse_with<'i>(source: &'i str, sets: &'i [(String, String)]) -> Parsed {
     parse_layered(source, &NO_LAYERS, sets)
 }
@@ -535,7 +535,7 @@ fn load_source(
 
 /// Parses, templates and validates a pipeline file's text; `dir` is the (canonical) folder
 /// copy sources and secret files are relative to. Every problem found is returned (one in a
-/// file the text extends has a span past the text: see [`extends`]).
+/// file the text extends has a span past the text: see `config::extends`).
 pub fn load_str(
     path: &Path,
     source: &str,
