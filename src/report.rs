@@ -113,6 +113,7 @@ pub(crate) struct CacheRemoteRecord {
     pub(crate) exported: Vec<String>,
 }
 
+/// An image a build read: its base, or the image a copy step read files from.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct BaseRecord {
     pub(crate) reference: String,
@@ -129,6 +130,8 @@ pub(crate) struct StepRecord {
     pub(crate) cached: bool,
     pub(crate) exit_code: Option<i64>,
     pub(crate) duration_ms: Option<u128>,
+    /// For a copy out of another image: that image, pinned by id before any step ran.
+    pub(crate) copies_from: Option<BaseRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -176,6 +179,7 @@ impl Recorder {
                 cached: false,
                 exit_code: None,
                 duration_ms: None,
+                copies_from: None,
             })
             .collect();
         Self {
@@ -220,6 +224,19 @@ impl Recorder {
     }
 }
 
+impl Report {
+    /// Step `index` (from 1) copies out of image `reference`, pinned to `id`.
+    fn copied_from(&mut self, index: usize, reference: String, id: String, pulled: bool) {
+        if let Some(s) = self.steps.get_mut(index - 1) {
+            s.copies_from = Some(BaseRecord {
+                reference,
+                id,
+                pulled,
+            });
+        }
+    }
+}
+
 impl Sink for Recorder {
     fn event(&self, e: Event) {
         let mut r = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,6 +252,12 @@ impl Sink for Recorder {
                     pulled,
                 });
             }
+            Event::CopyFromReady {
+                index,
+                reference,
+                id,
+                pulled,
+            } => r.copied_from(index, reference, id, pulled),
             Event::StepCached { index, .. } => {
                 if let Some(s) = r.steps.get_mut(index - 1) {
                     s.status = StepStatus::Cached;

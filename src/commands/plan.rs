@@ -171,6 +171,17 @@ async fn plan_builds<E: Engine>(
     Ok(plans)
 }
 
+/// Where a copy step's files come from, pinned: `REF: present (ID)`, `REF: will pull`, or
+/// the pipeline of the run that makes it.
+fn copy_source(c: &crate::plan::CopySource) -> String {
+    match (&c.pipeline, &c.image) {
+        (Some(p), Some(id)) => format!("`{p}` of this apply: its current image ({})", short(id)),
+        (Some(p), None) => format!("`{p}` of this apply: the new image it will make"),
+        (None, Some(id)) => format!("`{}`: present ({})", c.from, short(id)),
+        (None, None) => format!("`{}`: will pull", c.from),
+    }
+}
+
 /// Gives `p`'s copies from pipelines planned before it (`producers`) the image each would
 /// leave: its current image when it makes no new one; unknown (never cached) otherwise.
 fn known_copy_sources(
@@ -385,6 +396,9 @@ fn render(plan: &Plan) -> String {
             "  step     [{}/{total}] {}: {status}{options}\n",
             s.index, s.name
         ));
+        if let Some(c) = &s.copies_from {
+            out.push_str(&format!("           copies from {}\n", copy_source(c)));
+        }
     }
     let commit = match &plan.commit.image {
         Some(id) if plan.commit.source == Some(Source::Remote) => {
@@ -506,6 +520,7 @@ mod tests {
             status,
             source: None,
             options: Vec::new(),
+            copies_from: None,
         };
         let push = |tag: &str, status: PushStatus| PushPlan {
             repository: "reg/app".into(),
@@ -546,6 +561,7 @@ mod tests {
             outputs: Vec::new(),
         };
         let text = super::render(&plan);
+        assert!(!text.contains("copies from"), "{text}");
         for line in [
             "  base     busybox:latest: will pull\n",
             "  step     [1/2] s1: cached\n",
@@ -565,6 +581,30 @@ mod tests {
             ": changed\n",
         ] {
             assert!(!text.contains(past), "{past:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_copy_from_another_image_names_that_image_as_plan_found_it() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let source = |pipeline: Option<&str>, image: Option<&str>| crate::plan::CopySource {
+            from: "tools:1".into(),
+            pipeline: pipeline.map(str::to_string),
+            image: image.map(str::to_string),
+        };
+        for (c, text) in [
+            (source(None, Some(&id)), "`tools:1`: present (abababababab)"),
+            (source(None, None), "`tools:1`: will pull"),
+            (
+                source(Some("tools"), Some(&id)),
+                "`tools` of this apply: its current image (abababababab)",
+            ),
+            (
+                source(Some("tools"), None),
+                "`tools` of this apply: the new image it will make",
+            ),
+        ] {
+            assert_eq!(super::copy_source(&c), text);
         }
     }
 

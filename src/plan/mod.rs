@@ -149,6 +149,34 @@ pub(crate) struct StepPlan {
     /// The step's cache mounts, read-only mounts, tmpfs folders and network, in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) options: Vec<String>,
+    /// For a copy out of another image: that image, as plan found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) copies_from: Option<CopySource>,
+}
+
+/// The image a copy step reads from: `from` as written, the pipeline of the run that makes it
+/// (if one does), and its image id (`None`: to be pulled, or made new by that pipeline first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct CopySource {
+    pub(crate) from: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pipeline: Option<String>,
+    pub(crate) image: Option<String>,
+}
+
+impl CopySource {
+    /// The copy's source of step `s`, if it copies from an image.
+    fn of(s: &crate::model::Step) -> Option<Self> {
+        let crate::model::Action::Copy(c) = &s.action else {
+            return None;
+        };
+        let from = c.from.as_ref()?;
+        Some(Self {
+            from: from.text.clone(),
+            pipeline: from.pipeline.clone(),
+            image: from.image.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -341,6 +369,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
             key: keys.get(i).cloned(),
             source: (i < resume.steps_cached).then_some(source).flatten(),
             options: s.container.describe(),
+            copies_from: CopySource::of(s),
             status: match i.cmp(&resume.steps_cached) {
                 Ordering::Less => StepStatus::Cached,
                 Ordering::Equal => StepStatus::Run {

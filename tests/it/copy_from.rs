@@ -44,11 +44,29 @@ fn a_file_from_an_image_reference_keeps_its_mode_and_owner_unless_the_step_sets_
                  dest = \"/app/busybox\", {owner}{mode}}}\n"
             ),
         ));
-        let text = project.apply_ok(&name, &[]);
+        let id = crate::support::engine::image_inspect("busybox:latest")["Id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let plan = output_text(&project.cmd(&["plan", "pipeline.toml"]).output().unwrap());
+        assert!(
+            plan.contains(&format!(
+                "copies from `busybox:latest`: present ({})",
+                &id.trim_start_matches("sha256:")[..12]
+            )),
+            "{plan}"
+        );
+        let text = project.apply_ok(&name, &["--report", "r.json"]);
         let image = format!("{name}:t");
         assert!(
             text.contains("copies from busybox:latest present (sha256:"),
             "{text}"
+        );
+        let report = crate::harness::read_report(&project.path().join("r.json"));
+        assert_eq!(
+            report["steps"][0]["copies_from"],
+            serde_json::json!({ "reference": "busybox:latest", "id": id, "pulled": false }),
+            "{report:#}"
         );
         let got = run_in(
             &image,
@@ -112,11 +130,35 @@ fn files_from_a_pipeline_of_the_same_apply_follow_its_image() {
     let image = format!("{app}:t");
     let got = run_in(&image, "stat -c '%u %g %a' /srv/out/f && cat /srv/out/f");
     assert_eq!(got, format!("7 8 640\n{one}"));
-    // Nothing changed: the copy step is cached.
+    // Nothing changed: plan knows the builder leaves its image, and the copy step is cached.
+    let plan = |project: &Project| {
+        output_text(
+            &project
+                .cmd(&["plan", "app.toml", "builder.toml"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let planned = plan(&project);
+    assert!(
+        planned.contains("[1/1] from builder: cached")
+            && planned.contains(&format!(
+                "copies from `{builder}` of this apply: its current image ("
+            )),
+        "{planned}"
+    );
     let text = apply(&project);
     assert!(text.contains("cached [1/1] from builder"), "{text}");
     // The builder's image changes: the copy runs again and takes the new file.
     two_pipelines(&project, &builder, &app, &two);
+    let planned = plan(&project);
+    assert!(
+        planned.contains("[1/1] from builder: will run")
+            && planned.contains(&format!(
+                "copies from `{builder}` of this apply: the new image it will make"
+            )),
+        "{planned}"
+    );
     let text = apply(&project);
     assert!(!text.contains("cached [1/1] from builder"), "{text}");
     assert_eq!(run_in(&image, "cat /srv/out/f"), two);
