@@ -3,9 +3,6 @@
 //! computed as it arrives, and the listing of tags stops after a number of pages. Too much is
 //! an error that names the registry and what was too big; memory stays near its usual level.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use oci_client::{Reference, RegistryOperation};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH};
 use sha2::Digest as _;
@@ -38,48 +35,6 @@ fn too_big(what: &str, url: &str, limit: u64) -> RegistryError {
         "{what} at {url} is larger than the limit of {}: refused",
         size(limit)
     ))
-}
-
-/// An in-memory writer that takes at most `limit` bytes: the sink of a blob download, which
-/// fails (and so stops the download) at the first byte too many.
-#[derive(Debug)]
-pub(super) struct Capped {
-    pub(super) bytes: Vec<u8>,
-    limit: u64,
-    pub(super) exceeded: bool,
-}
-
-impl Capped {
-    pub(super) fn new(limit: u64) -> Self {
-        Self {
-            bytes: Vec::new(),
-            limit,
-            exceeded: false,
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Capped {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        if (self.bytes.len() + data.len()) as u64 > self.limit {
-            self.exceeded = true;
-            return Poll::Ready(Err(std::io::Error::other("larger than the limit")));
-        }
-        self.bytes.extend_from_slice(data);
-        Poll::Ready(Ok(data.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// Reads `response`'s body, at most `limit` bytes (refused early when its length says more).
@@ -290,32 +245,27 @@ impl Registry {
     }
 
     /// The image config (a blob) `digest` of `r`'s repository: at most [`CONFIG_LIMIT`]
-    /// bytes, its digest checked as it arrives.
+    /// bytes (refused at once when the registry declares more), its digest checked.
     pub(super) async fn get_config(
         &self,
         r: &Reference,
         digest: &str,
     ) -> Result<Vec<u8>, RegistryError> {
-        self.client
-            .store_auth_if_needed(r.resolve_registry(), &self.auth)
-            .await;
-        let mut sink = Capped::new(CONFIG_LIMIT);
-        let descriptor = oci_client::manifest::OciDescriptor {
-            digest: digest.to_string(),
-            ..Default::default()
-        };
-        let pulled = super::bounded(self.client.pull_blob(r, &descriptor, &mut sink)).await;
-        if sink.exceeded {
-            let url = format!("{}/blobs/{digest}", Self::base_url(r));
-            return Err(too_big("the image config", &url, CONFIG_LIMIT));
-        }
-        match pulled? {
-            Some(()) => Ok(sink.bytes),
-            None => Err(RegistryError::Unavailable(format!(
+        let url = format!("{}/blobs/{digest}", Self::base_url(r));
+        let Some(response) = self.get(&url, r, HeaderMap::new()).await? else {
+            return Err(RegistryError::Unavailable(format!(
                 "{}: the image config {digest} is missing",
                 Self::base_url(r)
-            ))),
+            )));
+        };
+        let body = read_capped(response, "the image config", &url, CONFIG_LIMIT).await?;
+        let got = sha256(&body);
+        if digest.starts_with("sha256:") && got != digest {
+            return Err(RegistryError::Unavailable(format!(
+                "the image config at {url} is not {digest} (its digest is {got})"
+            )));
         }
+        Ok(body)
     }
 
     /// One page of the tags of `r`'s repository after `last`: at most a few MiB.
@@ -347,18 +297,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
-
-    #[tokio::test]
-    async fn a_capped_sink_takes_up_to_its_limit_and_refuses_more() {
-        let mut sink = Capped::new(8);
-        sink.write_all(b"12345678").await.unwrap();
-        assert!(!sink.exceeded);
-        assert!(sink.write_all(b"9").await.is_err());
-        assert!(sink.exceeded);
-        assert_eq!(sink.bytes, b"12345678");
-    }
-
     #[test]
     fn sizes_read_as_people_read_them() {
         assert_eq!(size(MANIFEST_LIMIT), "4 MiB");

@@ -289,10 +289,12 @@ fn slow_steps_checkpoint_by_time_and_each_checkpoint_is_one_layer() {
     require_image("busybox:latest");
     let project = Project::new();
     let name = unique("cache-timing");
+    // Far apart, so that a loaded machine never makes a fast step look slow: the fast steps
+    // take about 0.3 s there, the slow one sleeps 2.5 s.
     let toml = |last: &str| {
         format!(
-            "name = \"{name}\"\n[cache]\ncheckpoint_after = \"300ms\"\n[base]\nimage = \"busybox:latest\"\n\
-             [[step]]\nrun = \"echo {nonce} > /a; sleep 0.5\"\n[[step]]\nrun = \"echo b > /b\"\n[[step]]\nrun = \"echo {last} > /c\"\n",
+            "name = \"{name}\"\n[cache]\ncheckpoint_after = \"1500ms\"\n[base]\nimage = \"busybox:latest\"\n\
+             [[step]]\nrun = \"echo {nonce} > /a; sleep 2.5\"\n[[step]]\nrun = \"echo b > /b\"\n[[step]]\nrun = \"echo {last} > /c\"\n",
             nonce = "n"
         )
         .replace("echo n >", &format!("echo {name} >"))
