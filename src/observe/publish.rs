@@ -14,6 +14,8 @@ pub(crate) async fn publish_tags<E: Engine>(
     image: Option<&ImageInfo>,
 ) -> Result<Vec<TagSeen>, CredentialError> {
     let mut out = Vec::new();
+    // The manifest the tool pushes for the image (its own of the engine's), read once.
+    let own = image.and_then(|info| own_digest(&info.id, p));
     for t in &p.publish {
         let repository = t.repository.repository();
         let creds = credentials::resolve(t.repository.registry_host(), t.login.as_ref()).await?;
@@ -24,10 +26,7 @@ pub(crate) async fn publish_tags<E: Engine>(
             let state = match asked {
                 Ok(digest) => {
                     let published = match (image, &digest) {
-                        // The tool pushes its own image of the engine's.
-                        (Some(info), Some(d)) if own_digest(&info.id, p).as_ref() == Some(d) => {
-                            true
-                        }
+                        (Some(_), Some(d)) if own.as_ref() == Some(d) => true,
                         (Some(info), Some(d)) => engine
                             .is_published(info, &repository, d, creds.clone())
                             .await
