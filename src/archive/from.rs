@@ -2,25 +2,54 @@
 //! first, as `GET /containers/{id}/archive` gives it), renamed to land at `dest` when it is
 //! extracted at `/`, with the step's `owner` and `mode` when it sets them.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+use tokio::sync::mpsc;
+
+use super::{end, received, Archive, ChunkWriter, SourceError};
 use crate::model::CopySpec;
 
-/// Rewrites `tar` (the engine's archive of one path) into an archive meant to be extracted at
-/// `/`: a file lands at `dest` (inside it when `dest` ends with `/`), a folder's contents in
-/// `dest`, and with `create_dest` the folder itself as `dest`. Owners and modes are kept
-/// unless `owner` (every entry) or `mode` (every file) is given.
-pub(crate) fn rename(
-    tar: &[u8],
+/// [`rename`] of the engine's archive as it arrives: the renamed archive streams out while
+/// `tar` streams in, a few chunks at a time, so a copy of any size costs little memory. A
+/// problem with `tar` ends the renamed archive with an error item, and the [`SourceError`]
+/// says why.
+pub(crate) fn stream(
+    tar: Archive,
     c: &CopySpec,
     owner: Option<(u32, u32)>,
     create_dest: bool,
-) -> io::Result<Vec<u8>> {
+) -> (Archive, SourceError) {
+    let (tx, rx) = mpsc::channel::<io::Result<bytes::Bytes>>(4);
+    let spec = c.clone();
+    let failure = SourceError::default();
+    let slot = failure.clone();
+    tokio::spawn(crate::image::bridge::read_blocking(tar, move |r| {
+        let err_tx = tx.clone();
+        let written =
+            rename(r, &spec, owner, create_dest, ChunkWriter::new(tx)).and_then(|mut w| w.flush());
+        end(written, &err_tx, &slot);
+        Ok::<(), io::Error>(())
+    }));
+    (received(rx), failure)
+}
+
+/// Rewrites `tar` (the engine's archive of one path) into `out`, an archive meant to be
+/// extracted at `/`: a file lands at `dest` (inside it when `dest` ends with `/`), a folder's
+/// contents in `dest`, and with `create_dest` the folder itself as `dest`. Owners and modes are
+/// kept unless `owner` (every entry) or `mode` (every file) is given. Contents are streamed
+/// from `tar` to `out`, never held whole.
+pub(crate) fn rename<R: Read, W: Write>(
+    tar: R,
+    c: &CopySpec,
+    owner: Option<(u32, u32)>,
+    create_dest: bool,
+    out: W,
+) -> io::Result<W> {
     let dest: PathBuf = Path::new(c.dest.trim_start_matches('/'))
         .components()
         .collect();
-    let mut out = tar::Builder::new(Vec::new());
+    let mut out = tar::Builder::new(out);
     let mut archive = tar::Archive::new(tar);
     let mut root: Option<PathBuf> = None;
     let mut root_is_dir = false;
@@ -62,9 +91,7 @@ pub(crate) fn rename(
                 .unwrap_or_default();
             out.append_link(&mut h, &target, link)?;
         } else {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data)?;
-            out.append_data(&mut h, &target, data.as_slice())?;
+            out.append_data(&mut h, &target, &mut entry)?;
         }
     }
     if root.is_none() {
@@ -174,7 +201,7 @@ mod tests {
             ("/app", Some(0o700), Some((1, 2)), ("app", 0o700, 1, 2)),
         ];
         for (dest, mode, owner, want) in cases {
-            let out = rename(&tar, &spec(dest, mode), owner, false).unwrap();
+            let out = rename(&tar[..], &spec(dest, mode), owner, false, Vec::new()).unwrap();
             let (p, m, u, g) = want;
             assert_eq!(listed(&out), vec![(p.to_string(), m, u, g)], "{dest}");
         }
@@ -188,14 +215,14 @@ mod tests {
             ("doc/sub", 0o755, 5, None),
             ("doc/sub/b", 0o600, 6, Some(b"b")),
         ]);
-        let out = rename(&tar, &spec("/srv/doc", None), None, true).unwrap();
+        let out = rename(&tar[..], &spec("/srv/doc", None), None, true, Vec::new()).unwrap();
         let names: Vec<String> = listed(&out).into_iter().map(|e| e.0).collect();
         assert_eq!(
             names,
             ["srv/doc", "srv/doc/a.txt", "srv/doc/sub", "srv/doc/sub/b"]
         );
         assert_eq!(listed(&out)[0].1, 0o750);
-        let out = rename(&tar, &spec("/srv/doc", None), None, false).unwrap();
+        let out = rename(&tar[..], &spec("/srv/doc", None), None, false, Vec::new()).unwrap();
         assert_eq!(listed(&out).len(), 3);
         assert_eq!(listed(&out)[2], ("srv/doc/sub/b".into(), 0o600, 6, 6));
     }
@@ -203,6 +230,6 @@ mod tests {
     #[test]
     fn an_empty_archive_is_an_error() {
         let empty = tar::Builder::new(Vec::new()).into_inner().unwrap();
-        assert!(rename(&empty, &spec("/a", None), None, false).is_err());
+        assert!(rename(&empty[..], &spec("/a", None), None, false, Vec::new()).is_err());
     }
 }

@@ -353,6 +353,15 @@ fn is_cancelled(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
 }
 
+impl ChunkWriter {
+    fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+}
+
 impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
@@ -405,22 +414,30 @@ pub(crate) fn stream(
     let slot = failure.clone();
     tokio::task::spawn_blocking(move || {
         let err_tx = tx.clone();
-        let writer = ChunkWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-        };
-        if let Err(e) = write(&spec, &expected, create_dest, writer).and_then(|mut w| w.flush()) {
-            if !is_cancelled(&e) {
-                let item = io::Error::new(e.kind(), e.to_string());
-                slot.set(e);
-                let _ = err_tx.blocking_send(Err(item));
-            }
-        }
+        let written =
+            write(&spec, &expected, create_dest, ChunkWriter::new(tx)).and_then(|mut w| w.flush());
+        end(written, &err_tx, &slot);
     });
-    let archive = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+    (received(rx), failure)
+}
+
+/// Ends an archive written into a [`ChunkWriter`] (on the blocking pool): a failure other
+/// than the upload's stopping ends it with an error item, and `slot` keeps it.
+fn end(written: io::Result<()>, tx: &mpsc::Sender<io::Result<Bytes>>, slot: &SourceError) {
+    if let Err(e) = written {
+        if !is_cancelled(&e) {
+            let item = io::Error::new(e.kind(), e.to_string());
+            slot.set(e);
+            let _ = tx.blocking_send(Err(item));
+        }
+    }
+}
+
+/// The archive whose chunks a [`ChunkWriter`] sends to `rx`.
+fn received(rx: mpsc::Receiver<io::Result<Bytes>>) -> Archive {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
-    }));
-    (archive, failure)
+    }))
 }
 
 #[cfg(test)]

@@ -598,20 +598,17 @@ impl<'a, E: Engine> Build<'a, E> {
                 };
                 if let Some(from) = &c.from {
                     let container = format!("{}-from-read-{}", self.run_name, i + 1);
-                    let tar = super::copy_from::read(self.engine, from, &container)
-                        .await
-                        .map_err(engine_err)?;
-                    let renamed = crate::archive::from::rename(&tar, c, c.owner, create_dest)
-                        .map_err(copy_err)?;
-                    let archive: crate::archive::Archive =
-                        Box::pin(futures_util::stream::once(async move {
-                            Ok(bytes::Bytes::from(renamed))
-                        }));
-                    return self
-                        .engine
-                        .upload(id, "/", archive)
-                        .await
-                        .map_err(engine_err);
+                    return super::copy_from::copy(
+                        self.engine,
+                        from,
+                        &container,
+                        id,
+                        c,
+                        create_dest,
+                    )
+                    .await
+                    .map_err(engine_err)?
+                    .map_err(copy_err);
                 }
                 let expected = inputs.copied.clone().ok_or_else(|| {
                     copy_err(std::io::Error::other("the copy has no content digest"))

@@ -4,8 +4,6 @@
 //! from a container created from that id and never started (nothing runs in the source image,
 //! so it may lack a shell), which is removed again whatever happens.
 
-use futures_util::StreamExt;
-
 use super::base::pulled;
 use super::{ApplyError, Options};
 use crate::engine::{ContainerSpec, Engine, EngineError};
@@ -122,24 +120,31 @@ where
     Ok(value)
 }
 
-/// The engine's tar of `from.src` in the pinned image.
-pub(crate) async fn read<E: Engine>(
+/// Copies `c`'s source (`from.src` in the pinned image) into container `into` at `/`: the
+/// engine's archive of it is renamed to land at `dest` as it arrives, and uploaded as it is
+/// renamed, so memory stays bounded whatever its size. `Ok(Err(_))`: the archive of the source
+/// was unusable (the copy's problem, not the engine's).
+pub(crate) async fn copy<E: Engine>(
     engine: &E,
     from: &CopyFrom,
     container: &str,
-) -> Result<Vec<u8>, EngineError> {
+    into: &str,
+    c: &CopySpec,
+    create_dest: bool,
+) -> Result<std::io::Result<()>, EngineError> {
     let image = from
         .image
         .as_deref()
         .ok_or_else(|| EngineError::Other(format!("the image `{}` was not pinned", from.text)))?;
-    with_container(engine, container, image, |c| async move {
-        let mut stream = engine.download(&c, &from.src).await?;
-        let mut tar = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| EngineError::Other(e.to_string()))?;
-            tar.extend_from_slice(&chunk);
+    with_container(engine, container, image, |source| async move {
+        let tar = engine.download(&source, &from.src).await?;
+        let (archive, source_error) = crate::archive::from::stream(tar, c, c.owner, create_dest);
+        let uploaded = engine.upload(into, "/", archive).await;
+        // An unusable archive fails the upload: say so, not what the engine saw.
+        if let Some(e) = source_error.take() {
+            return Ok(Err(e));
         }
-        Ok(tar)
+        uploaded.map(Ok)
     })
     .await
 }

@@ -3,7 +3,7 @@
 //! mode kept unless the step sets them, the key following the source image, a missing `src`
 //! failing before any step runs, and an unknown `from` refused by `validate`.
 
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{measured, output_text, unique, Project};
 use crate::support::engine::{containers_named, docker, remove_image, require_image};
 
 /// Runs `script` in a throwaway container of `image`; its stdout.
@@ -164,6 +164,55 @@ fn files_from_a_pipeline_of_the_same_apply_follow_its_image() {
     assert_eq!(run_in(&image, "cat /srv/out/f"), two);
     remove_image(&image);
     remove_image(&format!("{builder}:t"));
+}
+
+/// Largest resident set an apply that copies a 256 MiB file out of another image may reach.
+const COPY_RSS_LIMIT_KIB: u64 = 64 << 10;
+
+#[test]
+fn a_big_file_from_another_image_is_copied_in_bounded_memory() {
+    require_image("busybox:latest");
+    let builder = unique("copyfrom-bigsrc");
+    let app = unique("copyfrom-bigdst");
+    let project = Project::new();
+    project.file(
+        "builder.toml",
+        pipeline(
+            &builder,
+            &format!(
+                "[[step]]\nrun = \"head -c 268435456 /dev/zero > /big && echo {builder} >> /big\"\n"
+            ),
+        ),
+    );
+    project.file(
+        "app.toml",
+        pipeline(
+            &app,
+            &format!(
+                "[[step]]\ncopy = {{ from = \"{builder}\", src = \"/big\", dest = \"/big\" }}\n"
+            ),
+        ),
+    );
+    let (text, rss_kib) = measured(&project, &["apply", "builder.toml", "app.toml"]);
+    let image = format!("{app}:t");
+    let got = run_in(
+        &image,
+        &format!("wc -c < /big && tail -c {} /big", builder.len() + 1),
+    );
+    assert_eq!(
+        got,
+        format!("{}\n{builder}", 268_435_456 + builder.len() + 1),
+        "{text}"
+    );
+    assert!(
+        rss_kib < COPY_RSS_LIMIT_KIB,
+        "the apply reached {rss_kib} KiB copying 256 MiB (limit {COPY_RSS_LIMIT_KIB} KiB):\n{text}"
+    );
+    eprintln!("copy of 256 MiB from another image: peak RSS {rss_kib} KiB");
+    for n in [&builder, &app] {
+        assert!(containers_named(&format!("pipeline-{n}-")).is_empty());
+        remove_image(&format!("{n}:t"));
+    }
 }
 
 #[test]

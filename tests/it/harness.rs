@@ -261,3 +261,33 @@ pub(crate) fn output_text(out: &std::process::Output) -> String {
 pub(crate) fn busybox_pipeline(name: &str, body: &str) -> String {
     format!("name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n{body}")
 }
+
+/// Runs `pipeline ARGS`; returns its output (stdout, then stderr) and its peak RSS in KiB, as
+/// the kernel accounted it for the reaped child (`wait4`: no `time` tool needed).
+#[allow(clippy::zombie_processes)] // reaped by `wait4` below, which also gives its peak RSS
+pub(crate) fn measured(project: &Project, args: &[&str]) -> (String, u64) {
+    let mut child = project
+        .std_cmd(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pipeline");
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+    text.push_str(&errors.join().unwrap());
+    let pid = i32::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data the kernel fills in; `pid` is this test's own child, not
+    // reaped yet (the `Child` is never waited for).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
+    assert_eq!(reaped, pid, "wait4: {text}");
+    (text, u64::try_from(usage.ru_maxrss).unwrap())
+}

@@ -2,45 +2,12 @@
 //! without end. Each read stops at its limit with an error that names the registry and what
 //! was too big, and the tool's memory stays near its usual level.
 
-use std::io::Read;
-use std::process::Stdio;
-
-use crate::harness::{unique, Project, CACHE_VERIFY_KEY};
+use crate::harness::{measured, unique, Project, CACHE_VERIFY_KEY};
 use crate::support::engine::require_image;
 use crate::support::hostile_registry::{HostileRegistry, HUGE};
 
 /// Largest resident set a run may reach here (a plan usually stays far below).
 const RSS_LIMIT_KIB: u64 = 128 << 10;
-
-/// Runs `pipeline ARGS`; returns its output (stdout, then stderr) and its peak RSS in KiB, as
-/// the kernel accounted it for the reaped child (`wait4`: no `time` tool needed).
-#[allow(clippy::zombie_processes)] // reaped by `wait4` below, which also gives its peak RSS
-fn measured(project: &Project, args: &[&str]) -> (String, u64) {
-    let mut child = project
-        .std_cmd(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pipeline");
-    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut text = String::new();
-    let _ = stdout.read_to_string(&mut text);
-    text.push_str(&errors.join().unwrap());
-    let pid = i32::try_from(child.id()).unwrap();
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data the kernel fills in; `pid` is this test's own child, not
-    // reaped yet (the `Child` is never waited for).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
-    assert_eq!(reaped, pid, "wait4: {text}");
-    (text, u64::try_from(usage.ru_maxrss).unwrap())
-}
 
 #[test]
 fn a_registry_that_sends_too_much_is_refused_in_bounded_memory() {
