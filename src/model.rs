@@ -152,7 +152,7 @@ pub struct Base {
 
 impl Base {
     /// Whether the pipeline starts from nothing (`image = "scratch"`): its base is the empty
-    /// image the tool writes under `SCRATCH_REFERENCE`.
+    /// image the tool writes for each platform (`pipeline-scratch:OS-ARCH`).
     pub fn is_scratch(&self) -> bool {
         self.image.to_string() == crate::reference::SCRATCH_REFERENCE
     }

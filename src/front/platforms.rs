@@ -2,8 +2,8 @@
 //! platform, its templates rendered for that platform (see [`crate::plan::platforms`]).
 
 use crate::config::{self, Overrides};
-use crate::diag::Report;
-use crate::model::Pipeline;
+use crate::diag::{Code, Diagnostic, Report};
+use crate::model::{Action, CopySpec, Pipeline};
 use crate::plan::platforms::{build_name, Group};
 
 /// One build per (pipeline, platform); pipelines with one platform or none stay as they are.
@@ -44,6 +44,7 @@ pub(crate) fn expand(
                     continue;
                 }
             };
+            linked_as(&mut b, &p);
             b.name = build_name(&p.name, platform);
             b.publish.clear();
             // Written once, of every platform's image, as the index is.
@@ -57,11 +58,91 @@ pub(crate) fn expand(
         }
         groups.push(group);
     }
+    errors.extend(copies_per_platform(&mut builds, &groups));
     if errors.is_empty() {
         Ok((builds, groups))
     } else {
         Err(errors)
     }
+}
+
+/// The copies of `b` (loaded again for another platform) linked to the pipelines of the run
+/// as those of `p` (the pipeline as loaded with the run) are.
+fn linked_as(b: &mut Pipeline, p: &Pipeline) {
+    for (step, first) in b.steps.iter_mut().zip(&p.steps) {
+        if let (Action::Copy(c), Action::Copy(f)) = (&mut step.action, &first.action) {
+            if let (Some(from), Some(linked)) = (c.from.as_mut(), f.from.as_ref()) {
+                if from.text == linked.text && linked.pipeline.is_some() {
+                    from.pipeline.clone_from(&linked.pipeline);
+                    from.reference.clone_from(&linked.reference);
+                }
+            }
+        }
+    }
+}
+
+/// Points every copy out of a pipeline built for several platforms at its build for the
+/// copying build's platform (the first platform's, for a build for the engine's platform):
+/// that build's local tag holds the image. A pipeline not built for that platform, or whose
+/// builds keep no local tag, is an error.
+fn copies_per_platform(builds: &mut [Pipeline], groups: &[Group]) -> Vec<Report> {
+    let mut errors = Vec::new();
+    for i in 0..builds.len() {
+        let platform = builds[i].platform.clone();
+        for k in 0..builds[i].steps.len() {
+            let Action::Copy(CopySpec {
+                from: Some(from), ..
+            }) = &builds[i].steps[k].action
+            else {
+                continue;
+            };
+            let Some(group) = groups
+                .iter()
+                .find(|g| from.pipeline.as_deref() == Some(g.pipeline.name.as_str()))
+            else {
+                continue;
+            };
+            let producer =
+                group.builds.iter().copied().find(|&j| {
+                    platform.is_none() || builds[j].platform.as_ref() == platform.as_ref()
+                });
+            let problem = match producer.map(|j| (j, builds[j].commit.tags.first().cloned())) {
+                Some((j, Some(tag))) => {
+                    let name = builds[j].name.clone();
+                    if let Action::Copy(CopySpec {
+                        from: Some(from), ..
+                    }) = &mut builds[i].steps[k].action
+                    {
+                        from.pipeline = Some(name);
+                        from.reference = Some(tag);
+                    }
+                    continue;
+                }
+                Some((_, None)) => format!(
+                    "`{}` copies from `{}`, which is built for several platforms and keeps no \
+                     local tag: its builds' images cannot be found",
+                    builds[i].name, group.pipeline.name
+                ),
+                None => format!(
+                    "`{}` copies from `{}`, which is not built for {}",
+                    builds[i].name,
+                    group.pipeline.name,
+                    platform
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string)
+                ),
+            };
+            errors.push(Report {
+                file: builds[i].file.display().to_string(),
+                source: String::new(),
+                diagnostics: vec![Diagnostic::new(Code::UnknownFrom, problem).hint(
+                    "give the pipeline copied from `[commit] tags` and the platforms of the \
+                     pipelines that copy from it",
+                )],
+            });
+        }
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -110,5 +191,95 @@ tags = ["1"]
         let (a, _) = crate::plan::keys(&builds[0], &inputs(&builds[0]), "sha256:b");
         let (b, _) = crate::plan::keys(&builds[1], &inputs(&builds[1]), "sha256:b");
         assert_ne!(a, b);
+    }
+
+    /// Loads the files (`NAME`, text) of one run, linked as the run links them, and expands
+    /// them into builds; the problems' messages on failure.
+    fn run_of(files: &[(&str, &str)]) -> Result<Vec<Pipeline>, Vec<String>> {
+        let folder = tempfile::tempdir().unwrap();
+        let paths: Vec<std::path::PathBuf> = files
+            .iter()
+            .map(|(name, text)| {
+                let path = folder.path().join(format!("{name}.toml"));
+                std::fs::write(&path, text).unwrap();
+                path
+            })
+            .collect();
+        let loaded = config::load_all(&paths, &Overrides::default()).expect("valid files");
+        expand(loaded.pipelines, &Overrides::default())
+            .map(|(builds, _)| builds)
+            .map_err(|reports| {
+                reports
+                    .iter()
+                    .flat_map(|r| r.diagnostics.iter().map(|d| d.message.clone()))
+                    .collect()
+            })
+    }
+
+    #[test]
+    fn a_copy_out_of_a_multi_platform_pipeline_takes_its_build_for_the_same_platform() {
+        let app = r#"name = "app"
+platforms = ["linux/amd64", "linux/arm64"]
+[base]
+image = "scratch"
+[[step]]
+copy = { from = "tool", src = "/out", dest = "/out" }
+"#;
+        let tool = |platforms: &str, keeps: &str| {
+            format!(
+                "name = \"tool\"\nplatforms = {platforms}\n[base]\nimage = \"base:1\"\n\
+                 [[step]]\nrun = \"make\"\n{keeps}\n"
+            )
+        };
+        let tagged = "[commit]\ntags = [\"tool:1\"]";
+        let published = "[[publish]]\nrepository = \"127.0.0.1:5000/tool\"\ntags = [\"1\"]";
+        let both = r#"["linux/amd64", "linux/arm64"]"#;
+        let builds = run_of(&[("app", app), ("tool", &tool(both, tagged))]).unwrap();
+        let copied: Vec<(String, String, String)> = builds
+            .iter()
+            .filter(|b| b.name.starts_with("app@"))
+            .map(|b| match &b.steps[0].action {
+                Action::Copy(CopySpec { from: Some(f), .. }) => (
+                    b.name.clone(),
+                    f.pipeline.clone().unwrap_or_default(),
+                    f.reference
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            copied,
+            [
+                (
+                    "app@linux/amd64".to_string(),
+                    "tool@linux/amd64".to_string(),
+                    "tool:1-linux-amd64".to_string()
+                ),
+                (
+                    "app@linux/arm64".into(),
+                    "tool@linux/arm64".into(),
+                    "tool:1-linux-arm64".into()
+                ),
+            ]
+        );
+        // (tool's platforms, where its image goes, what the problem says)
+        let cases = [
+            (
+                r#"["linux/amd64", "linux/arm/v7"]"#,
+                tagged,
+                "which is not built for linux/arm64",
+            ),
+            (both, published, "keeps no local tag"),
+        ];
+        for (platforms, tags, want) in cases {
+            let problems = run_of(&[("app", app), ("tool", &tool(platforms, tags))]).unwrap_err();
+            assert!(
+                problems.iter().any(|m| m.contains(want)),
+                "{platforms} {tags}: {problems:?}"
+            );
+        }
     }
 }

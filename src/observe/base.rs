@@ -62,11 +62,9 @@ pub(crate) async fn base<E: Engine>(
     let base = match produced {
         Some(id) => BaseSeen::Produced(id),
         // The tool makes it: known without the engine holding it yet.
-        None if p.base.is_scratch() => match engine.inspect_image(&p.base.image.to_string()).await?
-        {
-            Some(info) => BaseSeen::Local(info),
-            None => BaseSeen::Local(super::scratch::scratch_info(engine, p).await?),
-        },
+        None if p.base.is_scratch() => {
+            BaseSeen::Local(super::scratch::scratch_info(engine, p).await?)
+        }
         None => match engine.inspect_image(&p.base.image.to_string()).await? {
             Some(info) => BaseSeen::Local(info),
             None if remote.is_some() => match remote_base(engine, p).await {

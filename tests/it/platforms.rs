@@ -430,3 +430,62 @@ fn two_platforms_written_to_an_oci_layout_are_one_index_and_nothing_is_pushed() 
     assert_eq!(archs, ["amd64", "arm64"], "{index}");
     assert!(containers_named(&format!("pipeline-{name}")).is_empty());
 }
+
+/// A scratch image for two platforms takes each platform's files: from a two-platform
+/// builder pipeline of the same apply (its build for that platform) and from a multi-platform
+/// image reference (its manifest for that platform). Pulled back per platform, each image
+/// holds the files of its own architecture, and its copied busybox runs there.
+#[test]
+fn a_two_platform_scratch_image_copies_each_platform_s_own_files() {
+    require_multi_base();
+    let reg = Registry::start();
+    let builder = unique("pltb");
+    let app = unique("plts");
+    let project = Project::new();
+    project.file(
+        "builder.toml",
+        format!(
+            "name = \"{builder}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+             [base]\nimage = \"{MULTI_BASE}:latest\"\n\
+             [[step]]\nrun = \"mkdir /out && echo {builder} $(uname -m) > /out/arch\"\n\
+             [commit]\ntags = [\"{builder}:t\"]\n"
+        ),
+    );
+    project.file(
+        "app.toml",
+        format!(
+            "name = \"{app}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+             [base]\nimage = \"scratch\"\n\
+             [[step]]\ncopy = {{ from = \"{builder}\", src = \"/out/arch\", dest = \"/arch\" }}\n\
+             [[step]]\ncopy = {{ from = \"{MULTI_BASE}:latest\", src = \"/bin/busybox\", dest = \"/bin/busybox\" }}\n\
+             [commit]\nconfig = {{ entrypoint = [\"/bin/busybox\"], cmd = [\"sh\", \"-c\", \"cat /arch; uname -m\"] }}\n\
+             [[publish]]\nrepository = \"{}/{app}\"\ntags = [\"1\"]\n",
+            reg.addr
+        ),
+    );
+    let out = project
+        .std_cmd(&["apply", "app.toml", "builder.toml"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let idx = manifest(&reg, &app, "1");
+    assert_eq!(idx["manifests"].as_array().map(Vec::len), Some(2), "{idx}");
+    let reference = format!("{}/{app}:1", reg.addr);
+    // (platform, architecture of the image config, what the image prints)
+    let cases = [
+        ("linux/amd64", "amd64", "x86_64"),
+        ("linux/arm64", "arm64", "aarch64"),
+    ];
+    for (platform, arch, machine) in cases {
+        assert_eq!(
+            pulled(&reference, platform),
+            (arch.to_string(), format!("{builder} {machine}\n{machine}")),
+            "{platform}"
+        );
+    }
+    assert!(containers_named(&format!("pipeline-{app}")).is_empty());
+    for suffix in ["linux-amd64", "linux-arm64"] {
+        remove_image(&format!("{builder}:t-{suffix}"));
+    }
+}
