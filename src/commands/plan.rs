@@ -641,6 +641,13 @@ mod tests {
                 source(Some("tools"), None),
                 "`tools` of this apply: the new image it will make",
             ),
+            (
+                crate::plan::CopySource {
+                    pinned: Some("tools@sha256:cd".into()),
+                    ..source(None, None)
+                },
+                "`tools:1` (locked: `tools@sha256:cd`): will pull",
+            ),
         ] {
             assert_eq!(super::copy_source(&c), text);
         }
