@@ -1,5 +1,6 @@
-//! `pipeline.lock`: the base images of the pipelines in one folder, pinned by digest. Pure:
-//! the format, its parsing and its rendering (stable bytes: entries sorted, one layout).
+//! `pipeline.lock`: the base images of the pipelines in one folder, and the images their copies
+//! read from, pinned by digest. Pure: the format, its parsing and its rendering (stable bytes:
+//! entries sorted, one layout).
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,8 @@ pub(crate) const FILE_NAME: &str = "pipeline.lock";
 pub(crate) const VERSION: u32 = 1;
 
 const HEADER: &str =
-    "# pipeline.lock: the base images of the pipelines beside it, pinned by digest.\n\
+    "# pipeline.lock: the base images of the pipelines beside it and the images they copy from,\n\
+# pinned by digest.\n\
 # Written by `pipeline lock` (`--update` moves entries); read by `plan` and `apply --locked`.\n\
 # Commit it; do not edit it by hand.\n";
 
@@ -23,7 +25,49 @@ pub(crate) struct LockFile {
     pub(crate) version: u32,
     /// One entry per base reference the pipelines name, sorted by reference.
     #[serde(default, rename = "base", skip_serializing_if = "Vec::is_empty")]
-    pub(crate) bases: Vec<LockedBase>,
+    pub(crate) bases: Vec<LockedImage>,
+    /// One entry per image reference copy steps read from (`copy = { from = ... }`, not a
+    /// pipeline of the run), sorted by reference. A lock written before copies were locked
+    /// has none.
+    #[serde(default, rename = "copy", skip_serializing_if = "Vec::is_empty")]
+    pub(crate) copies: Vec<LockedImage>,
+}
+
+/// What a lock entry pins: a base or a copy's source image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Kind {
+    /// A pipeline's `[base] image` (`[[base]]` in the lock).
+    Base,
+    /// An image a copy step reads from, `copy = { from = "REFERENCE", ... }` (`[[copy]]`).
+    Copy,
+}
+
+impl Kind {
+    /// How the lines of `lock` and `plan` name an entry of this kind.
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Kind::Base => "base",
+            Kind::Copy => "copy source",
+        }
+    }
+}
+
+/// A lock entry beside what its reference resolves to now (what `plan` reports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub(crate) struct LockSeen {
+    /// `base` or `copy`.
+    pub(crate) kind: Kind,
+    /// The reference as the files write it.
+    pub(crate) reference: String,
+    /// What the lock pins it to: the index digest, else the one image's manifest digest; for
+    /// an entry read from the engine, the engine's image id.
+    pub(crate) locked: String,
+    /// The same digest as the registry (or the engine) gives it now; `null` when it was not
+    /// asked (`plan --offline`) or could not tell.
+    pub(crate) current: Option<String>,
+    /// `current` differs from `locked`: `pipeline lock --update REFERENCE` records the new one.
+    pub(crate) moved: bool,
 }
 
 /// Where a locked base was read.
@@ -40,7 +84,7 @@ pub(crate) enum Source {
 /// One base reference, as the pipeline files write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct LockedBase {
+pub(crate) struct LockedImage {
     /// The reference as the files name it, e.g. `debian:bookworm`.
     pub(crate) reference: String,
     pub(crate) source: Source,
@@ -65,7 +109,7 @@ pub(crate) struct LockedPlatform {
     pub(crate) config: String,
 }
 
-impl LockedBase {
+impl LockedImage {
     /// The digest the reference resolves to as a whole: the index's, else the one image's
     /// manifest (what `plan` compares with the registry's current answer).
     pub(crate) fn top_digest(&self) -> Option<&str> {
@@ -74,6 +118,15 @@ impl LockedBase {
             _ => None,
         };
         self.index.as_deref().or(one)
+    }
+
+    /// What the entry pins as a whole: for a registry entry its [`top_digest`](Self::top_digest),
+    /// for an engine entry the image id (what `plan` compares with the current answer).
+    pub(crate) fn pinned(&self) -> Option<&str> {
+        match self.source {
+            Source::Registry => self.top_digest(),
+            Source::Engine => self.platforms.first().map(|p| p.config.as_str()),
+        }
     }
 
     /// The image for `os`/`arch` (a variant left out on either side matches any).
@@ -86,9 +139,17 @@ impl LockedBase {
 }
 
 impl LockFile {
-    /// The entry of `reference`.
-    pub(crate) fn entry(&self, reference: &str) -> Option<&LockedBase> {
-        self.bases.iter().find(|b| b.reference == reference)
+    /// The entries of one kind.
+    pub(crate) fn entries(&self, kind: Kind) -> &[LockedImage] {
+        match kind {
+            Kind::Base => &self.bases,
+            Kind::Copy => &self.copies,
+        }
+    }
+
+    /// The entry of `reference` of `kind`.
+    pub(crate) fn entry(&self, kind: Kind, reference: &str) -> Option<&LockedImage> {
+        self.entries(kind).iter().find(|b| b.reference == reference)
     }
 
     /// Parses a lock file's text; the error says what is wrong and where.
@@ -109,10 +170,12 @@ impl LockFile {
     pub(crate) fn render(&self) -> String {
         let mut sorted = self.clone();
         sorted.version = VERSION;
-        sorted.bases.sort_by(|a, b| a.reference.cmp(&b.reference));
-        sorted.bases.dedup_by(|a, b| a.reference == b.reference);
-        for b in &mut sorted.bases {
-            b.platforms.sort_by(|x, y| x.platform.cmp(&y.platform));
+        for entries in [&mut sorted.bases, &mut sorted.copies] {
+            entries.sort_by(|a, b| a.reference.cmp(&b.reference));
+            entries.dedup_by(|a, b| a.reference == b.reference);
+            for b in entries.iter_mut() {
+                b.platforms.sort_by(|x, y| x.platform.cmp(&y.platform));
+            }
         }
         let body = toml::to_string(&sorted).unwrap_or_default();
         format!("{HEADER}\n{body}")
@@ -169,7 +232,7 @@ mod tests {
         LockFile {
             version: VERSION,
             bases: vec![
-                LockedBase {
+                LockedImage {
                     reference: "registry.example/z:1".into(),
                     source: Source::Registry,
                     index: Some("sha256:aa".into()),
@@ -186,7 +249,7 @@ mod tests {
                         },
                     ],
                 },
-                LockedBase {
+                LockedImage {
                     reference: "busybox:latest".into(),
                     source: Source::Engine,
                     index: None,
@@ -197,6 +260,16 @@ mod tests {
                     }],
                 },
             ],
+            copies: vec![LockedImage {
+                reference: "registry.example/tools:2".into(),
+                source: Source::Registry,
+                index: None,
+                platforms: vec![LockedPlatform {
+                    platform: "linux/amd64".into(),
+                    manifest: Some("sha256:m3".into()),
+                    config: "sha256:c3".into(),
+                }],
+            }],
         }
     }
 
@@ -204,7 +277,8 @@ mod tests {
     fn renders_sorted_with_a_header_and_reads_back_the_same() {
         let text = sample().render();
         insta::assert_snapshot!(text, @r#"
-        # pipeline.lock: the base images of the pipelines beside it, pinned by digest.
+        # pipeline.lock: the base images of the pipelines beside it and the images they copy from,
+        # pinned by digest.
         # Written by `pipeline lock` (`--update` moves entries); read by `plan` and `apply --locked`.
         # Commit it; do not edit it by hand.
 
@@ -232,6 +306,15 @@ mod tests {
         platform = "linux/arm64"
         manifest = "sha256:m2"
         config = "sha256:c2"
+
+        [[copy]]
+        reference = "registry.example/tools:2"
+        source = "registry"
+
+        [[copy.platform]]
+        platform = "linux/amd64"
+        manifest = "sha256:m3"
+        config = "sha256:c3"
         "#);
         let back = LockFile::parse(&text).unwrap();
         assert_eq!(
@@ -244,14 +327,34 @@ mod tests {
     #[test]
     fn the_top_digest_is_the_index_else_the_one_manifest() {
         let lock = sample();
-        let top = |r: &str| lock.entry(r).and_then(LockedBase::top_digest);
+        let top = |r: &str| lock.entry(Kind::Base, r).and_then(LockedImage::top_digest);
         assert_eq!(top("registry.example/z:1"), Some("sha256:aa"));
         assert_eq!(top("busybox:latest"), None);
         let amd64 = crate::model::Platform::parse("linux/amd64").unwrap();
-        let z = lock.entry("registry.example/z:1").unwrap();
+        let z = lock.entry(Kind::Base, "registry.example/z:1").unwrap();
         assert_eq!(z.for_platform(&amd64).unwrap().config, "sha256:c1");
         let s390x = crate::model::Platform::parse("linux/s390x").unwrap();
         assert!(z.for_platform(&s390x).is_none());
+        let tools = lock.entry(Kind::Copy, "registry.example/tools:2").unwrap();
+        assert_eq!(tools.pinned(), Some("sha256:m3"));
+        assert!(lock.entry(Kind::Base, "registry.example/tools:2").is_none());
+        let engine = lock.entry(Kind::Base, "busybox:latest").unwrap();
+        assert_eq!(
+            engine.pinned(),
+            Some("sha256:id"),
+            "an engine entry pins its id"
+        );
+    }
+
+    #[test]
+    fn a_lock_written_before_copies_were_locked_reads_with_no_copy_entries() {
+        let old =
+            "version = 1\n\n[[base]]\nreference = \"busybox:latest\"\nsource = \"engine\"\n\n\
+                   [[base.platform]]\nplatform = \"linux/amd64\"\nconfig = \"sha256:id\"\n";
+        let lock = LockFile::parse(old).unwrap();
+        assert_eq!(lock.bases.len(), 1);
+        assert!(lock.copies.is_empty());
+        assert!(lock.entry(Kind::Copy, "busybox:latest").is_none());
     }
 
     #[test]

@@ -486,18 +486,17 @@ pub(crate) struct IndexRecord {
     pub(crate) platforms: Vec<String>,
     #[serde(flatten)]
     pub(crate) pushed: Pushed,
-    /// Each platform's manifest this run pushed into the index's repository.
+    /// Each platform's manifest the index lists, whether this run pushed it or the registry
+    /// held it already (an index found up to date lists them too).
     pub(crate) manifests: Vec<ManifestRecord>,
 }
 
 /// One platform's manifest under an index.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct ManifestRecord {
-    /// `os/arch`.
+    /// `os/arch[/variant]`.
     pub(crate) platform: String,
     pub(crate) digest: String,
-    #[serde(skip)]
-    pub(crate) repository: String,
 }
 
 /// Collects the index tags a multi-platform pipeline's publication pushed (or found up to
@@ -506,7 +505,8 @@ pub(crate) struct ManifestRecord {
 #[derive(Default)]
 pub(crate) struct IndexRecorder {
     pushed: Mutex<Vec<Pushed>>,
-    manifests: Mutex<Vec<ManifestRecord>>,
+    /// Per index tag (repository, tag): the images it lists.
+    listed: Mutex<Vec<(String, String, Vec<ManifestRecord>)>>,
     outputs: Mutex<Vec<OutputRecord>>,
 }
 
@@ -535,19 +535,18 @@ impl Sink for IndexRecorder {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(OutputRecord { output, digest }),
-            Event::PlatformPushed {
+            Event::IndexListed {
                 repository,
-                platform,
-                digest,
-            } => self
-                .manifests
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(ManifestRecord {
-                    platform,
-                    digest,
-                    repository,
-                }),
+                tag,
+                manifests,
+            } => self.listed.lock().unwrap_or_else(|e| e.into_inner()).push((
+                repository,
+                tag,
+                manifests
+                    .into_iter()
+                    .map(|(platform, digest)| ManifestRecord { platform, digest })
+                    .collect(),
+            )),
             _ => {}
         }
     }
@@ -656,8 +655,8 @@ fn add_groups(report: &mut RunReport, record: &RunRecord<'_>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let manifests = recorder
-            .manifests
+        let listed = recorder
+            .listed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
@@ -671,11 +670,11 @@ fn add_groups(report: &mut RunReport, record: &RunRecord<'_>) {
             IndexRecord {
                 pipeline: g.pipeline.name.clone(),
                 platforms: platforms.clone(),
-                manifests: manifests
+                manifests: listed
                     .iter()
-                    .filter(|m| m.repository == pushed.repository)
-                    .cloned()
-                    .collect(),
+                    .find(|(r, t, _)| *r == pushed.repository && *t == pushed.tag)
+                    .map(|(_, _, m)| m.clone())
+                    .unwrap_or_default(),
                 pushed,
             }
         }));

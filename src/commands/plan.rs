@@ -48,11 +48,15 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let out = Output {
         format: args.format,
     };
-    for m in &prepared.moved {
+    for m in prepared.locks.iter().filter(|l| l.moved) {
         let line = format!(
-            "base moved: {}: {} -> {} (pipeline.lock pins the first; `pipeline lock --update {}` \
+            "{} moved: {}: {} -> {} (pipeline.lock pins the first; `pipeline lock --update {}` \
              moves it)",
-            m.reference, m.locked, m.current, m.reference
+            m.kind.noun(),
+            m.reference,
+            m.locked,
+            m.current.as_deref().unwrap_or_default(),
+            m.reference
         );
         match out.format {
             Format::Text => println!("{line}"),
@@ -80,6 +84,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
             let mut doc = Document::new(&prepared.graph, &plans);
             doc.changes = changes;
             doc.indexes = &indexes;
+            doc.locks = &prepared.locks;
             crate::report::print(&doc);
         }
         Format::Text if prepared.builds.len() > 1 => {
@@ -154,6 +159,7 @@ async fn plan_builds<E: Engine>(
         if no_push {
             plan.skip_publish();
         }
+        with_locks(&mut plan, prepared, i);
         produced.insert(i, plan.commit.image.clone());
         if out.format == Format::Text {
             print!("{}", render(&plan));
@@ -171,14 +177,37 @@ async fn plan_builds<E: Engine>(
     Ok(plans)
 }
 
+/// Gives the plan of build `i` what the lock says of its base and of the images its copies
+/// read (each as the file writes it).
+fn with_locks(plan: &mut Plan, prepared: &Prepared, i: usize) {
+    use crate::lockfile::Kind;
+    if let Some(written) = prepared.bases_written.get(i) {
+        plan.base.lock = prepared.lock_seen(Kind::Base, written);
+    }
+    for c in plan.steps.iter_mut().filter_map(|s| s.copies_from.as_mut()) {
+        if c.pipeline.is_none() {
+            c.lock = prepared.lock_seen(Kind::Copy, &c.from);
+        }
+    }
+}
+
 /// Where a copy step's files come from, pinned: `REF: present (ID)`, `REF: will pull`, or
 /// the pipeline of the run that makes it.
 fn copy_source(c: &crate::plan::CopySource) -> String {
     match (&c.pipeline, &c.image) {
         (Some(p), Some(id)) => format!("`{p}` of this apply: its current image ({})", short(id)),
         (Some(p), None) => format!("`{p}` of this apply: the new image it will make"),
-        (None, Some(id)) => format!("`{}`: present ({})", c.from, short(id)),
-        (None, None) => format!("`{}`: will pull", c.from),
+        (None, image) => {
+            let at = c
+                .pinned
+                .as_ref()
+                .map(|r| format!(" (locked: `{r}`)"))
+                .unwrap_or_default();
+            match image {
+                Some(id) => format!("`{}`{at}: present ({})", c.from, short(id)),
+                None => format!("`{}`{at}: will pull", c.from),
+            }
+        }
     }
 }
 
@@ -284,6 +313,11 @@ struct Document<'a> {
     /// The indexes multi-platform pipelines would publish.
     #[schemars(with = "Vec<serde_json::Value>")]
     indexes: &'a [crate::plan::platforms::IndexPlan],
+    /// Each entry of the lock beside the files that the files use (bases and the images
+    /// copies read), beside what its reference resolves to now: `moved` when they differ.
+    /// Empty without a lock. The plans carry the same under `base.lock` and
+    /// `steps[].copies_from.lock`.
+    locks: &'a [crate::lockfile::LockSeen],
 }
 
 /// The schema of [`Document`]: its plans and graph are open objects.
@@ -343,6 +377,7 @@ impl<'a> Document<'a> {
             graph,
             plans,
             indexes: &[],
+            locks: &[],
         }
     }
 }
@@ -534,6 +569,7 @@ mod tests {
                 reference: "busybox:latest".into(),
                 id: None,
                 pull: true,
+                lock: None,
             },
             steps: vec![
                 step(1, StepStatus::Cached),
@@ -591,6 +627,8 @@ mod tests {
             from: "tools:1".into(),
             pipeline: pipeline.map(str::to_string),
             image: image.map(str::to_string),
+            pinned: None,
+            lock: None,
         };
         for (c, text) in [
             (source(None, Some(&id)), "`tools:1`: present (abababababab)"),
@@ -602,6 +640,13 @@ mod tests {
             (
                 source(Some("tools"), None),
                 "`tools` of this apply: the new image it will make",
+            ),
+            (
+                crate::plan::CopySource {
+                    pinned: Some("tools@sha256:cd".into()),
+                    ..source(None, None)
+                },
+                "`tools:1` (locked: `tools@sha256:cd`): will pull",
             ),
         ] {
             assert_eq!(super::copy_source(&c), text);

@@ -115,6 +115,13 @@ pub(crate) enum Event {
         platform: String,
         digest: String,
     },
+    /// The index about to be reported for `repository:tag` (pushed or found up to date) lists
+    /// these images: each one's platform (`os/arch[/variant]`) and manifest digest.
+    IndexListed {
+        repository: String,
+        tag: String,
+        manifests: Vec<(String, String)>,
+    },
     /// A build runs for a platform that is not its engine's own: by emulation, slower.
     Emulated {
         platform: String,

@@ -120,7 +120,8 @@ async fn publish_own_index<E: Engine>(
             let fail =
                 |e, attempts, out: &[Pushed]| failure(built, (&repository, tag), e, attempts, out);
             let reference = format!("{repository}:{tag}");
-            if let Some(entry) = up_to_date(&registry, &repository, tag, &known).await {
+            if let Some((entry, listed)) = up_to_date(&registry, &repository, tag, &known).await {
+                sink.event(listed_event(&entry, &listed));
                 sink.event(pushed_event(&entry));
                 out.push(entry);
                 continue;
@@ -178,6 +179,7 @@ async fn publish_own_index<E: Engine>(
                 attempts,
                 up_to_date: false,
             };
+            sink.event(listed_event(&entry, list));
             sink.event(pushed_event(&entry));
             out.push(entry);
         }
@@ -230,7 +232,8 @@ async fn publish_index_with_engines<E: Engine>(
         let mut entries: Option<Vec<IndexEntry>> = None;
         for tag in &target.tags {
             let reference = format!("{repository}:{tag}");
-            if let Some(entry) = up_to_date(&registry, &repository, tag, &known).await {
+            if let Some((entry, listed)) = up_to_date(&registry, &repository, tag, &known).await {
+                sink.event(listed_event(&entry, &listed));
                 sink.event(pushed_event(&entry));
                 out.push(entry);
                 continue;
@@ -290,6 +293,7 @@ async fn publish_index_with_engines<E: Engine>(
                 attempts: 1,
                 up_to_date: false,
             };
+            sink.event(listed_event(&entry, list));
             sink.event(pushed_event(&entry));
             out.push(entry);
         }
@@ -297,24 +301,38 @@ async fn publish_index_with_engines<E: Engine>(
     Ok(out)
 }
 
-/// The tag `repository:tag` when it already holds an index of exactly the `known` images.
+/// The tag `repository:tag` when it already holds an index of exactly the `known` images, and
+/// the images that index lists.
 async fn up_to_date(
     registry: &Registry,
     repository: &str,
     tag: &str,
     known: &[(&Platform, Vec<String>)],
-) -> Option<Pushed> {
+) -> Option<(Pushed, Vec<IndexEntry>)> {
     let found = registry.manifest(&format!("{repository}:{tag}")).await;
     let Ok(Some(Manifest::Index { digest, entries })) = found else {
         return None;
     };
-    platforms::index_matches(&entries, known).then(|| Pushed {
+    let pushed = Pushed {
         repository: repository.to_string(),
         tag: tag.to_string(),
         digest,
         attempts: 0,
         up_to_date: true,
-    })
+    };
+    platforms::index_matches(&entries, known).then_some((pushed, entries))
+}
+
+/// The images the index of `p` lists, as the report gives them.
+fn listed_event(p: &Pushed, entries: &[IndexEntry]) -> Event {
+    Event::IndexListed {
+        repository: p.repository.clone(),
+        tag: p.tag.clone(),
+        manifests: entries
+            .iter()
+            .map(|e| (e.platform.to_string(), e.digest.clone()))
+            .collect(),
+    }
 }
 
 fn pushed_event(p: &Pushed) -> Event {

@@ -29,6 +29,7 @@ use crate::engine::docker::DockerEngine;
 use crate::error::CliError;
 use crate::execute::Options;
 use crate::graph::{self, Graph};
+use crate::lockfile::{Kind, LockSeen};
 use crate::model::{Pipeline, RemoteMode};
 use crate::plan::platforms::Group;
 use crate::reference::ImageRef;
@@ -206,8 +207,22 @@ pub(crate) struct Prepared {
     pub(crate) graph: Graph,
     /// The engines that answered (none for [`Reach::Files`]).
     pub(crate) engines: Vec<DockerEngine>,
-    /// The lock's bases that now resolve elsewhere (a lock beside the files, registries read).
-    pub(crate) moved: Vec<crate::observe::Moved>,
+    /// Each entry of the lock beside the files that the files use, beside what its reference
+    /// resolves to now (a lock beside the files; `current` unknown offline).
+    pub(crate) locks: Vec<LockSeen>,
+    /// Each build's base reference as its file writes it (before `--locked` or its platform
+    /// pinned it to a digest), in the order of `builds`.
+    pub(crate) bases_written: Vec<String>,
+}
+
+impl Prepared {
+    /// What the lock says of `reference` of `kind`, when it has an entry the files use.
+    pub(crate) fn lock_seen(&self, kind: Kind, reference: &str) -> Option<LockSeen> {
+        self.locks
+            .iter()
+            .find(|l| l.kind == kind && l.reference == reference)
+            .cloned()
+    }
 }
 
 /// A run refused before anything ran: the error, and the builds when the files were loaded
@@ -231,7 +246,7 @@ impl From<CliError> for Refused {
 pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Refused> {
     let pipelines = load(&settings.files, &settings.overrides, ui)?;
     let files_graph = graph::build(&pipelines).map_err(CliError::Graph)?;
-    let used = locked::external_bases(&pipelines, &files_graph);
+    let used = locked::external(&pipelines, &files_graph);
     let mut pipelines = match &settings.only {
         Some(name) => vec![checks::only(&pipelines, &files_graph, name)?],
         None => pipelines,
@@ -240,13 +255,15 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
     let (mut builds, groups) =
         platforms::expand(pipelines, &settings.overrides).map_err(CliError::Invalid)?;
     let graph = graph::build(&builds).map_err(CliError::Graph)?;
+    let bases_written = builds.iter().map(|b| b.base.image.to_string()).collect();
     if settings.reach == Reach::Files {
         return Ok(Prepared {
             builds,
             groups,
             graph,
             engines: Vec::new(),
-            moved: Vec::new(),
+            locks: Vec::new(),
+            bases_written,
         });
     }
     let cache = CacheSettings {
@@ -269,7 +286,7 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
         Err(error) => return Err(Refused { error, builds }),
     };
     checks::mounts_reachable(&builds, &engines)?;
-    let moved = match engines.first() {
+    let locks = match engines.first() {
         Some(engine) => lock(settings, &used, &mut builds, &graph, engine).await?,
         None => Vec::new(),
     };
@@ -284,19 +301,20 @@ pub(crate) async fn prepare(settings: &Settings, ui: &Ui) -> Result<Prepared, Re
         groups,
         graph,
         engines,
-        moved,
+        locks,
+        bases_written,
     })
 }
 
-/// The lock beside the files: with `--locked`, checked and the builds pinned to it; the bases
-/// that moved since it was written (none offline).
+/// The lock beside the files: with `--locked`, checked and the builds pinned to it; each entry
+/// the files use beside what its reference resolves to now (not asked offline).
 async fn lock(
     settings: &Settings,
-    used: &std::collections::BTreeMap<String, locked::Used>,
+    used: &locked::External,
     builds: &mut [Pipeline],
     graph: &Graph,
     engine: &DockerEngine,
-) -> Result<Vec<crate::observe::Moved>, CliError> {
+) -> Result<Vec<LockSeen>, CliError> {
     let read = locked::read(&settings.files);
     let lock = if settings.locked {
         let (path, lock) = read?;
@@ -308,9 +326,9 @@ async fn lock(
         // that cannot be read, have none to compare with.
         read.ok().and_then(|(_, lock)| lock)
     };
-    Ok(match (&lock, settings.registries) {
-        (Some(lock), true) => locked::moved(lock, used, engine).await,
-        _ => Vec::new(),
+    Ok(match &lock {
+        Some(lock) => locked::seen(lock, used, engine, settings.registries).await,
+        None => Vec::new(),
     })
 }
 

@@ -23,7 +23,7 @@ use crate::registry::{RemoteCache, RemoteImage};
 
 pub(crate) use base::{base, BaseSeen};
 pub(crate) use keys::{cache, inputs, Cached};
-pub(crate) use lock::{entry as lock_entry, moved as lock_moved, Moved};
+pub(crate) use lock::{entry as lock_entry, seen as lock_seen};
 pub(crate) use planning::{plan, PlanOptions};
 pub(crate) use publish::publish_tags;
 pub(crate) use scratch::ensure_scratch;

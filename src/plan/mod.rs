@@ -134,6 +134,10 @@ pub(crate) struct BasePlan {
     pub(crate) reference: String,
     pub(crate) id: Option<String>,
     pub(crate) pull: bool,
+    /// The lock's entry for the base as the file writes it, beside what it resolves to now
+    /// (`moved`), when a lock beside the files has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lock: Option<crate::lockfile::LockSeen>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -162,6 +166,13 @@ pub(crate) struct CopySource {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) pipeline: Option<String>,
     pub(crate) image: Option<String>,
+    /// The reference apply reads, when `--locked` pinned `from` to a digest (`repo@sha256:...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pinned: Option<String>,
+    /// The lock's entry for `from`, beside what it resolves to now (`moved`), when a lock
+    /// beside the files has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lock: Option<crate::lockfile::LockSeen>,
 }
 
 impl CopySource {
@@ -171,10 +182,17 @@ impl CopySource {
             return None;
         };
         let from = c.from.as_ref()?;
+        let pinned = from
+            .reference
+            .as_ref()
+            .map(ToString::to_string)
+            .filter(|r| from.pipeline.is_none() && *r != from.text);
         Some(Self {
             from: from.text.clone(),
             pipeline: from.pipeline.clone(),
             image: from.image.clone(),
+            pinned,
+            lock: None,
         })
     }
 }
@@ -391,6 +409,7 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
             pull: obs.base_id.is_none()
                 || p.base.pull == crate::model::PullPolicy::Always
                 || (obs.base_remote && resume.image.is_none() && obs.hit.image.is_none()),
+            lock: None,
         },
         steps,
         resume,

@@ -36,7 +36,7 @@ pub(crate) struct PushedReference {
     pub(crate) pipeline: String,
     /// The registry already held it: nothing was uploaded.
     pub(crate) up_to_date: bool,
-    /// For an index: the platforms' manifests this run pushed under it.
+    /// For an index: each platform's manifest it lists (pushed by this run or already held).
     pub(crate) manifests: Vec<ManifestRecord>,
 }
 

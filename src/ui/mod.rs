@@ -259,6 +259,8 @@ impl Sink for Ui {
                 self.line(&format!("building {platform} on {engine} by emulation"));
             }
             Event::Waiting(w) => self.line(&format!("waiting: {w}")),
+            // The `pushed` line that follows names the index; the report lists its images.
+            Event::IndexListed { .. } => {}
             e @ (Event::PushStarted { .. }
             | Event::PushProgress { .. }
             | Event::PushRetry { .. }

@@ -3,7 +3,7 @@
 //! entry, and a missing, lacking or stale lock is refused. Against the registry at
 //! 127.0.0.1:5000, under repositories of the test's own.
 
-use crate::harness::{output_text, unique, Project};
+use crate::harness::{output_text, read_report, single_plan, unique, Project};
 use crate::support::engine::{docker, docker_ok, image_inspect, require_image};
 
 const REGISTRY: &str = "127.0.0.1:5000";
@@ -91,12 +91,9 @@ fn the_lock_pins_the_base_for_plan_apply_and_update() {
     // The tag moves; the engine keeps neither image, so the locked one must be pulled.
     let (new, _) = push_variant(&reference, "new", &mut made);
     docker_ok(&["rmi", "-f", &old_id]);
-    let out = project.cmd(&["plan", "pipeline.toml"]).output().unwrap();
-    let text = output_text(&out);
-    assert!(
-        text.contains(&format!("base moved: {reference}: {old} -> {new}")),
-        "{text}"
-    );
+    // In the text, and as data: the document's `locks` and the plan's `base.lock`.
+    let (moved, plan) = moved_in_plan(&project, "base", &reference, (&old, &new));
+    assert_eq!(plan["base"]["lock"], moved, "{plan:#}");
 
     let out = project
         .cmd(&["apply", "--locked", "pipeline.toml"])
@@ -120,27 +117,87 @@ fn the_lock_pins_the_base_for_plan_apply_and_update() {
     assert_eq!(label, "old", "built on the locked base:\n{text}");
 
     // `--update REF` moves the entry; plan no longer says the base moved.
-    let out = project
-        .cmd(&["lock", "--update", &reference, "."])
-        .output()
-        .unwrap();
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains(&format!("updated {reference}: {old} -> {new}")),
-        "{text}"
-    );
+    update_moves(&project, "base", &reference, (&old, &new));
     let updated = std::fs::read_to_string(&lock_path).unwrap();
     assert!(
         updated.contains(&format!("manifest = \"{new}\"")),
         "{updated}"
     );
+    let (_, plan) = plan_json(&project, &[]);
+    assert_eq!(plan["base"]["lock"]["moved"], false, "{plan:#}");
+    assert_eq!(plan["base"]["lock"]["current"], new.as_str(), "{plan:#}");
+}
+
+/// `plan` says that the entry `reference` of `kind` (`base`, `copy`) moved from `was` to `now`,
+/// in its text and in its JSON document's `locks`: that entry, and the document's one plan.
+fn moved_in_plan(
+    project: &Project,
+    kind: &str,
+    reference: &str,
+    (was, now): (&str, &str),
+) -> (serde_json::Value, serde_json::Value) {
     let out = project.cmd(&["plan", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    let noun = if kind == "copy" { "copy source" } else { kind };
     assert!(
-        !output_text(&out).contains("base moved"),
-        "{}",
-        output_text(&out)
+        text.contains(&format!("{noun} moved: {reference}: {was} -> {now}")),
+        "{text}"
     );
+    let moved = serde_json::json!({
+        "kind": kind, "reference": reference, "locked": was, "current": now, "moved": true
+    });
+    let (document, plan) = plan_json(project, &[]);
+    let locks = document["locks"].as_array().unwrap();
+    assert!(locks.contains(&moved), "{document:#}");
+    (moved, plan)
+}
+
+/// `lock --update REFERENCE .` moves the entry of `kind` (`base`, `copy`) from `was` to `now`,
+/// and `plan` no longer says it moved.
+fn update_moves(project: &Project, kind: &str, reference: &str, (was, now): (&str, &str)) {
+    let out = project
+        .cmd(&["lock", "--update", reference, "."])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let noun = if kind == "copy" { "copy source " } else { "" };
+    assert!(
+        text.contains(&format!("updated {noun}{reference}: {was} -> {now}")),
+        "{text}"
+    );
+    let out = project.cmd(&["plan", "pipeline.toml"]).output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(" moved: "), "{text}");
+}
+
+/// `plan --locked` and `apply --locked` refuse the lock (`case`) with exit 2, saying each of
+/// `wants`.
+fn refused(project: &Project, case: &str, wants: &[&str]) {
+    for command in ["plan", "apply"] {
+        let out = project
+            .cmd(&[command, "--locked", "pipeline.toml"])
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{case}, {command}:\n{text}");
+        for w in wants {
+            assert!(text.contains(w), "{case}, {command}: wants {w}:\n{text}");
+        }
+    }
+}
+
+/// `plan --format json pipeline.toml` with `args`, which must succeed: the document and its one
+/// plan.
+fn plan_json(project: &Project, args: &[&str]) -> (serde_json::Value, serde_json::Value) {
+    let mut all = vec!["plan", "--format", "json"];
+    all.extend_from_slice(args);
+    all.push("pipeline.toml");
+    let out = project.cmd(&all).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (document, single_plan(&out.stdout))
 }
 
 #[test]
@@ -177,18 +234,7 @@ fn locked_refuses_a_missing_lacking_or_stale_lock() {
                 let _ = std::fs::remove_file(&lock_path);
             }
         }
-        for command in ["plan", "apply"] {
-            let out = project
-                .cmd(&[command, "--locked", "pipeline.toml"])
-                .output()
-                .unwrap();
-            let text = output_text(&out);
-            assert_eq!(out.status.code(), Some(2), "{case}, {command}:\n{text}");
-            assert!(
-                text.contains(wants),
-                "{case}, {command}: wants {wants}:\n{text}"
-            );
-        }
+        refused(&project, case, &[wants]);
     }
 }
 
@@ -216,4 +262,84 @@ fn a_base_only_the_engine_has_is_locked_to_its_image_id() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
+}
+
+/// A pipeline on the engine's `busybox:latest` that copies `/etc/passwd` out of `source`.
+fn copying(name: &str, source: &str) -> String {
+    format!(
+        "name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\n\n[[step]]\nrun = \"echo hi > /hi\"\n\n\
+         [[step]]\ncopy = {{ from = \"{source}\", src = \"/etc/passwd\", dest = \"/copied\" }}\n"
+    )
+}
+
+#[test]
+fn the_lock_pins_an_image_copies_read_from_as_it_pins_a_base() {
+    let mut made = Images(Vec::new());
+    let repository = format!("{REGISTRY}/{}", unique("lock-copy"));
+    let source = format!("{repository}:1");
+    let (old, old_id) = push_variant(&source, "old", &mut made);
+    let project = Project::new();
+    project.pipeline(&copying(&unique("lockcopy"), &source));
+    let lock_path = project.path().join("pipeline.lock");
+
+    let out = project.cmd(&["lock", "."]).output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("locked copy source {source} {old}")),
+        "{text}"
+    );
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    // The bases come first, then the copy sources.
+    let (bases, copies) = lock.split_at(lock.find("[[copy]]").unwrap_or(lock.len()));
+    assert!(bases.contains("reference = \"busybox:latest\""), "{lock}");
+    for line in [
+        format!("reference = \"{source}\"\nsource = \"registry\"\n"),
+        format!("manifest = \"{old}\"\nconfig = \"{old_id}\"\n"),
+    ] {
+        assert!(copies.contains(&line), "{line} in:\n{lock}");
+    }
+
+    // The tag moves, and the engine keeps neither image: the locked one must be pulled.
+    let (new, new_id) = push_variant(&source, "new", &mut made);
+    docker_ok(&["rmi", "-f", &old_id]);
+    let (moved, plan) = moved_in_plan(&project, "copy", &source, (&old, &new));
+    assert_eq!(plan["steps"][1]["copies_from"]["lock"], moved, "{plan:#}");
+    let (_, plan) = plan_json(&project, &["--locked"]);
+    let pinned = &plan["steps"][1]["copies_from"]["pinned"];
+    assert_eq!(pinned, &format!("{repository}@{old}").as_str(), "{plan:#}");
+
+    let out = project
+        .cmd(&["apply", "--locked", "--report", "r.json", "pipeline.toml"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("step 2 copies from {source} pulled ({old_id})")),
+        "apply --locked reads the locked image, pulled by digest:\n{text}"
+    );
+    let report = read_report(&project.path().join("r.json"));
+    made.0
+        .extend(report["image"]["id"].as_str().map(str::to_string));
+    assert_eq!(
+        report["steps"][1]["copies_from"]["id"],
+        old_id.as_str(),
+        "{report:#}"
+    );
+    assert_ne!(old_id, new_id);
+
+    // A lock without the copy entry (as one written before copies were locked) is refused
+    // with what to run, not as unreadable.
+    std::fs::write(&lock_path, bases).unwrap();
+    let wants = format!("has no entry for copy source `{source}`");
+    refused(
+        &project,
+        "no copy entry",
+        &[&wants, "run `pipeline lock` to add it"],
+    );
+
+    // `lock` adds it again as it is now; `--update REF` moves a kept entry.
+    std::fs::write(&lock_path, &lock).unwrap();
+    update_moves(&project, "copy", &source, (&old, &new));
 }

@@ -58,6 +58,23 @@ tags = ["1", "latest"]
     )
 }
 
+/// A registry of the test's own and a project whose `pipeline.toml` (named after `prefix`,
+/// unique) builds for linux/amd64 and linux/arm64 on the base `busybox-multi:TAG` and
+/// publishes there.
+fn two_platforms(prefix: &str, tag: &str) -> (Registry, String, Project) {
+    require_multi_base();
+    let reg = Registry::start();
+    let name = unique(prefix);
+    let project = Project::new();
+    project.pipeline(&pipeline(
+        &name,
+        &format!("{MULTI_BASE}:{tag}"),
+        r#"["linux/amd64", "linux/arm64"]"#,
+        &reg.addr,
+    ));
+    (reg, name, project)
+}
+
 /// The manifest `repository:tag` holds: an index, or a plain image manifest.
 fn manifest(reg: &Registry, repository: &str, tag: &str) -> Value {
     let accept = format!("{INDEX_TYPES}, application/vnd.docker.distribution.manifest.v2+json");
@@ -83,16 +100,7 @@ fn pulled(reference: &str, platform: &str) -> (String, String) {
 
 #[test]
 fn two_platforms_publish_one_index_that_resolves_per_platform_and_cache_per_platform() {
-    require_multi_base();
-    let reg = Registry::start();
-    let name = unique("plt");
-    let project = Project::new();
-    project.pipeline(&pipeline(
-        &name,
-        &format!("{MULTI_BASE}:latest"),
-        r#"["linux/amd64", "linux/arm64"]"#,
-        &reg.addr,
-    ));
+    let (reg, name, project) = two_platforms("plt", "latest");
 
     let first = project
         .std_cmd(&["apply", "--report", "r.json", "pipeline.toml"])
@@ -190,16 +198,7 @@ fn two_platforms_publish_one_index_that_resolves_per_platform_and_cache_per_plat
 
 #[test]
 fn a_single_platform_base_that_does_not_match_fails_before_anything_runs() {
-    require_multi_base();
-    let reg = Registry::start();
-    let name = unique("pltx");
-    let project = Project::new();
-    project.pipeline(&pipeline(
-        &name,
-        &format!("{MULTI_BASE}:amd64"),
-        r#"["linux/amd64", "linux/arm64"]"#,
-        &reg.addr,
-    ));
+    let (reg, name, project) = two_platforms("pltx", "amd64");
     let out = project
         .std_cmd(&["apply", "pipeline.toml"])
         .output()
@@ -380,16 +379,7 @@ tags = ["1"]
 
 #[test]
 fn two_platforms_written_to_an_oci_layout_are_one_index_and_nothing_is_pushed() {
-    require_multi_base();
-    let reg = Registry::start();
-    let name = unique("pltout");
-    let project = Project::new();
-    project.pipeline(&pipeline(
-        &name,
-        &format!("{MULTI_BASE}:latest"),
-        r#"["linux/amd64", "linux/arm64"]"#,
-        &reg.addr,
-    ));
+    let (reg, name, project) = two_platforms("pltout", "latest");
     let layout = project.path().join("layout");
     let out = project
         .std_cmd(&[
@@ -488,4 +478,150 @@ fn a_two_platform_scratch_image_copies_each_platform_s_own_files() {
     for suffix in ["linux-amd64", "linux-arm64"] {
         remove_image(&format!("{builder}:t-{suffix}"));
     }
+}
+
+/// What one apply printed on stdout and wrote as its metadata file: the `[NAME] pushed` (or
+/// `up-to-date`) lines as (how, `REPO:TAG`, digest), the image ids, and the metadata's
+/// `pushed[]`.
+struct Published {
+    lines: Vec<(String, String, String)>,
+    images: Vec<String>,
+    metadata: Vec<Value>,
+}
+
+/// Applies `pipeline.toml` of `project` (pipeline `name`) with a metadata file and reads what
+/// it published. Every stdout line must be one of the documented forms.
+fn apply_published(project: &Project, name: &str) -> Published {
+    let out = project
+        .std_cmd(&["apply", "--metadata-file", "m.json", "pipeline.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut published = Published {
+        lines: Vec::new(),
+        images: Vec::new(),
+        metadata: Vec::new(),
+    };
+    for line in stdout.lines() {
+        let (who, rest) = line
+            .strip_prefix('[')
+            .and_then(|l| l.split_once("] "))
+            .unwrap_or_else(|| panic!("no `[NAME] ` on stdout line {line:?}:\n{stdout}"));
+        match rest.split_once(' ') {
+            Some(("image", id)) if who.starts_with(&format!("{name}@linux/")) => {
+                published.images.push(id.to_string());
+            }
+            Some((how @ ("pushed" | "up-to-date"), at)) if who == name => {
+                let (reference, digest) = at.split_once('@').unwrap();
+                published
+                    .lines
+                    .push((how.into(), reference.into(), digest.into()));
+            }
+            _ => panic!("stdout line {line:?} is none of the documented forms:\n{stdout}"),
+        }
+    }
+    let metadata = read_json(&project.path().join("m.json"));
+    published
+        .metadata
+        .clone_from(metadata["pushed"].as_array().unwrap());
+    published
+}
+
+#[test]
+fn the_index_lines_on_stdout_and_the_metadata_name_what_the_registry_holds_pushed_or_up_to_date() {
+    let (reg, name, project) = two_platforms("pltstdout", "latest");
+    // Images of their own (the step names the pipeline), so removing them at the end takes
+    // nothing from the other tests, which build the same step.
+    let file = project.path().join("pipeline.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("run = \"echo ", &format!("run = \"echo {name} ")),
+    )
+    .unwrap();
+    let first = apply_published(&project, &name);
+    let second = apply_published(&project, &name);
+    for (run, how, p) in [(1, "pushed", &first), (2, "up-to-date", &second)] {
+        assert_eq!(p.images.len(), 2, "run {run}: one image line per platform");
+        // One line per tag, each with the digest the registry serves for it.
+        let tags: Vec<&str> = p.lines.iter().map(|l| l.1.as_str()).collect();
+        let wanted = [
+            format!("{}/{name}:1", reg.addr),
+            format!("{}/{name}:latest", reg.addr),
+        ];
+        assert_eq!(tags, wanted, "run {run}");
+        for (said, reference, digest) in &p.lines {
+            assert_eq!(said, how, "run {run}: {reference}");
+            let tag = reference.rsplit_once(':').unwrap().1;
+            assert_eq!(
+                reg.manifest_digest(&name, tag).as_deref(),
+                Some(digest.as_str()),
+                "run {run}: {reference}"
+            );
+        }
+        // The metadata lists the same references, each an index with the images it lists.
+        let listed: Vec<String> = p.lines.iter().map(|(_, r, d)| format!("{r}@{d}")).collect();
+        let metadata: Vec<&str> = p
+            .metadata
+            .iter()
+            .map(|m| m["reference"].as_str().unwrap())
+            .collect();
+        assert_eq!(metadata, listed, "run {run}");
+        for m in &p.metadata {
+            assert_eq!(m["kind"], "index", "run {run}: {m}");
+            assert_eq!(m["up_to_date"], run == 2, "run {run}: {m}");
+            let index = manifest(&reg, &name, m["tag"].as_str().unwrap());
+            let mut held: Vec<(String, String)> = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let p = &e["platform"];
+                    (
+                        format!(
+                            "{}/{}",
+                            p["os"].as_str().unwrap(),
+                            p["architecture"].as_str().unwrap()
+                        ),
+                        e["digest"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            held.sort();
+            let mut said: Vec<(String, String)> = m["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["platform"].as_str().unwrap().to_string(),
+                        e["digest"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            said.sort();
+            assert_eq!(said, held, "run {run}: {m}");
+            // Each platform's manifest is in the repository under its digest.
+            for (platform, digest) in &said {
+                assert_eq!(
+                    reg.manifest_digest(&name, digest).as_deref(),
+                    Some(digest.as_str()),
+                    "run {run}: {platform}"
+                );
+            }
+        }
+    }
+    assert_eq!(first.metadata.len(), 2);
+    for (a, b) in first.metadata.iter().zip(&second.metadata) {
+        assert_eq!(a["digest"], b["digest"]);
+        assert_eq!(
+            a["manifests"], b["manifests"],
+            "the up-to-date index lists the same images"
+        );
+    }
+    for id in first.images.iter().chain(&second.images) {
+        let _ = docker(&["rmi", "-f", id]);
+    }
+    assert!(containers_named(&format!("pipeline-{name}")).is_empty());
 }
