@@ -21,7 +21,7 @@ pub(crate) enum ExitStatus {
     /// `plan --detailed-exitcode`: apply would change something.
     Changes,
     /// A step failed: non-zero exit, timeout, or a copy source that is unreadable or changed
-    /// during apply.
+    /// during apply; or the first `run` step cannot run on its base (found before any step).
     StepFailed,
     /// Publishing failed; the committed image is kept in the engine.
     PublishFailed,
@@ -60,7 +60,8 @@ impl ExitStatus {
             | StepEngine { .. }
             | CopySource { .. }
             | CopyOwner { .. }
-            | MountSource { .. } => ExitStatus::StepFailed,
+            | MountSource { .. }
+            | BaseLacks(_) => ExitStatus::StepFailed,
             Push { .. } | Output { .. } => ExitStatus::PublishFailed,
             Credentials(_) | Secret { .. } => ExitStatus::Usage,
             BaseMissing { .. } | Pull { .. } | Commit(_) | Engine(_) => ExitStatus::EngineFailed,

@@ -170,6 +170,8 @@ pub struct Step {
     /// Display name: the `name` key, else derived from the action.
     pub name: String,
     pub action: Action,
+    /// Where the step's `run` (else the step) is written: `file:line:col`.
+    pub at: String,
     pub env: BTreeMap<String, String>,
     pub user: Option<String>,
     pub workdir: Option<String>,

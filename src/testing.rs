@@ -14,6 +14,11 @@ impl Folder {
         Self(tempfile::tempdir().expect("temp dir"))
     }
 
+    /// Writes a file `rel` (e.g. a copy's source) in the folder.
+    pub(crate) fn file(&self, rel: &str, contents: &str) {
+        std::fs::write(self.0.path().join(rel), contents).expect("write file");
+    }
+
     /// Writes `NAME.toml` and loads it.
     pub(crate) fn load(&self, name: &str, toml: &str) -> Pipeline {
         let path = self.0.path().join(format!("{name}.toml"));

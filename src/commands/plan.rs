@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{CliError, ExitStatus};
+use crate::execute;
 use crate::front::{self, Prepared, Settings};
 use crate::graph::Graph;
 use crate::observe::{self, PlanOptions};
@@ -66,6 +67,7 @@ async fn plan(args: PlanArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let opts = PlanOptions {
         look: settings.look(),
         notes: crate::cache::NoteStore::user(),
+        look_in_base: None,
     };
     let plans = plan_builds(engine, &prepared, &opts, args.no_push, out).await?;
     let indexes = plan_indexes(engine, &prepared, &plans, opts.look.offline, out).await;
@@ -137,6 +139,7 @@ async fn plan_builds<E: Engine>(
     let graph = &prepared.graph;
     let mut plans = Vec::new();
     let mut produced: HashMap<usize, Option<String>> = HashMap::new();
+    let run_id = execute::run_id();
     for &i in &graph.order {
         let mut p = prepared.builds[i].clone();
         if no_push {
@@ -150,6 +153,10 @@ async fn plan_builds<E: Engine>(
         let dependency = graph.nodes[i].dependency.as_ref();
         let known_base = dependency.map(|d| produced.get(&d.producer).cloned().flatten());
         let rebuilt = known_base == Some(None);
+        let opts = &PlanOptions {
+            look_in_base: Some(format!("{}-1", execute::run_name(&p.name, &run_id))),
+            ..opts.clone()
+        };
         let mut plan = observe::plan(engine, p, opts, known_base)
             .await
             .map_err(|source| CliError::Plan {

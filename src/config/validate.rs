@@ -497,9 +497,15 @@ impl<'a> Builder<'a> {
         let container = self.container_options(s, !secrets.is_empty());
         let action = action?;
         let name = name.unwrap_or_else(|| default_name(s));
+        let at = self.place(
+            s.run
+                .as_ref()
+                .map_or(spanned.span().start, |r| r.span().start),
+        );
         Some(Step {
             name,
             action,
+            at,
             env,
             user,
             workdir,

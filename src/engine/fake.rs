@@ -34,12 +34,15 @@ struct State {
 /// A fake engine. Commands whose argv contains `exit N` exit with N; `sleep S` waits S
 /// seconds first (tokio time, so a paused test clock makes it instant); `engine-dies` takes
 /// the engine down mid-command. Everything else exits 0. [`FakeEngine::set_down`] makes every
-/// call fail as an unreachable engine would.
+/// call fail as an unreachable engine would. Its containers hold every program in `/bin` (a
+/// shell, `cat`) and no other path, unless [`FakeEngine::without_bin`].
 #[derive(Debug, Default)]
 pub(crate) struct FakeEngine {
     state: Mutex<State>,
     down: AtomicBool,
     name: String,
+    /// Its containers have no `/bin`: no shell, no `cat`.
+    no_bin: bool,
 }
 
 impl FakeEngine {
@@ -60,6 +63,12 @@ impl FakeEngine {
             s.tags.insert(reference.to_string(), id);
         }
         fake
+    }
+
+    /// The same, with images that have no `/bin` (a distroless base).
+    pub(crate) fn without_bin(mut self) -> Self {
+        self.no_bin = true;
+        self
     }
 
     /// The same, answering as `endpoint`.
@@ -279,7 +288,10 @@ impl Engine for FakeEngine {
     async fn path_exists(&self, id: &str, path: &str) -> Result<bool, EngineError> {
         self.gate()?;
         drop(self.record(format!("stat {id} {path}")));
-        Ok(false)
+        let program = path
+            .strip_prefix("/bin/")
+            .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+        Ok(program && !self.no_bin)
     }
 
     async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {

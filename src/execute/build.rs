@@ -318,6 +318,16 @@ impl<'a, E: Engine> Build<'a, E> {
         let mut id = self
             .container(&image, uses_secrets, false, &options)
             .await?;
+        // Before any step: a first `run` step that cannot start on this image fails now, not
+        // after the steps before it ran.
+        if let Some(needs) = plan::needs::first_run(p, resume.steps_cached, &base.config) {
+            let missing = crate::observe::missing(self.engine, &id, &needs).await;
+            if !missing.is_empty() {
+                return Err(ApplyError::BaseLacks(Box::new(
+                    needs.lack(p, &base.id, missing),
+                )));
+            }
+        }
         let mut started_at = None;
         let mut group_start = resume.steps_cached;
         for i in resume.steps_cached..total {

@@ -52,6 +52,9 @@ pub(crate) enum ApplyError {
         #[source]
         source: std::io::Error,
     },
+    /// The first `run` step needs what its base lacks: found before any step ran.
+    #[error("{0}")]
+    BaseLacks(Box<crate::plan::needs::Lack>),
     #[error("base image `{reference}` is not in the engine and `pull = \"never\"`")]
     BaseMissing {
         reference: String,

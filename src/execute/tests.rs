@@ -84,14 +84,16 @@ fn reapply_runs_nothing_and_pushes_nothing() {
     run(&e, &p).unwrap();
     e.clear_calls();
     let applied = run(&e, &p).unwrap();
+    // Nothing is asked of the base either: its first `run` step ran on it before.
     assert_eq!(
         (
             e.count("create"),
             e.count("exec"),
             e.count("push"),
-            e.count("commit")
+            e.count("commit"),
+            e.count("stat")
         ),
-        (0, 0, 0, 0),
+        (0, 0, 0, 0, 0),
         "{:?}",
         e.calls()
     );
@@ -364,7 +366,7 @@ fn plan_says_apply_would_fail_on_a_base_that_may_not_be_pulled_also_offline() {
                 no_cache: false,
                 offline,
             },
-            notes: None,
+            ..Default::default()
         };
         let plan = rt.block_on(observe::plan(&e, &p, &opts, None)).unwrap();
         assert_eq!(
@@ -388,4 +390,66 @@ fn plan_says_apply_would_fail_on_a_base_that_may_not_be_pulled_also_offline() {
         .block_on(observe::plan(&e, &present, &Default::default(), None))
         .unwrap();
     assert!(plan.fails.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn a_run_step_a_shell_less_base_cannot_start_fails_before_any_step_and_plan_says_so() {
+    let f = Folder::new();
+    f.file("app.txt", "x");
+    let toml = "[base]\nimage = \"base:1\"\n\
+                [[step]]\ncopy = { src = \"app.txt\", dest = \"/app/\" }\n\
+                [[step]]\nname = \"greet\"\nrun = \"echo hi\"\n\
+                [commit]\ntags = [\"app:1\"]\n";
+    let p = f.load("p", toml);
+    let e = engine().without_bin();
+    let events = std::sync::Mutex::new(Vec::new());
+    let result = runtime().block_on(apply(
+        &e,
+        &p,
+        "pipeline-test-run",
+        &options(),
+        &|ev: Event| events.lock().unwrap().push(format!("{ev:?}")),
+    ));
+    let lack = match result {
+        Err(ApplyError::BaseLacks(lack)) => lack,
+        other => panic!("expected the base to lack a shell, got {other:?}"),
+    };
+    assert_eq!((lack.step, lack.name.as_str()), (2, "greet"));
+    assert!(lack.at.ends_with("p.toml:7:7"), "{}", lack.at);
+    let what: Vec<&str> = lack.missing.iter().map(|m| m.what.as_str()).collect();
+    assert_eq!(what, ["cat", "/bin/sh"]);
+    let events = events.into_inner().unwrap();
+    assert!(
+        !events.iter().any(|e| e.starts_with("StepStarted")),
+        "no step started: {events:?}"
+    );
+    assert_eq!(
+        (e.count("upload"), e.count("start"), e.count("exec")),
+        (0, 0, 0),
+        "nothing of the pipeline ran: {:?}",
+        e.calls()
+    );
+    assert_eq!(e.containers(), 0, "containers left behind");
+    // Plan says the same, from a container of the base that it removes again.
+    let opts = observe::PlanOptions {
+        look_in_base: Some("pipeline-p-plan-1".into()),
+        ..Default::default()
+    };
+    let plan = runtime()
+        .block_on(observe::plan(&e, &p, &opts, None))
+        .unwrap();
+    assert_eq!(
+        plan.fails,
+        [crate::plan::Blocker::BaseLacks(*lack)],
+        "{:?}",
+        e.calls()
+    );
+    assert_eq!(e.containers(), 0, "plan leaves no container");
+    // A base with a shell: nothing to say, and apply runs.
+    let e = engine();
+    let plan = runtime()
+        .block_on(observe::plan(&e, &p, &opts, None))
+        .unwrap();
+    assert_eq!(plan.fails, []);
+    run(&e, &p).expect("apply");
 }

@@ -15,6 +15,9 @@ pub(crate) struct PlanOptions {
     pub(crate) look: Look,
     /// Where apply recorded its checkpoint notes, which explain a miss.
     pub(crate) notes: Option<NoteStore>,
+    /// The name of the container (created, never started) that looks in a base in the engine
+    /// for what the first `run` step needs; `None`: the base is not looked at.
+    pub(crate) look_in_base: Option<String>,
 }
 
 /// Reads what the engine and registries hold, without changing anything, and plans.
@@ -43,6 +46,10 @@ pub(crate) async fn plan<E: Engine>(
     if let Some(base) = &base {
         let cached = cache(engine, p, look, seen.remote.as_ref(), base, &inputs).await?;
         obs.hit = cached.hit;
+    }
+    // Apply would fail at the first `run` step: said now, when the engine holds the base.
+    if let (BaseSeen::Local(info), Some(name)) = (&seen.base, &opts.look_in_base) {
+        obs.lacks = super::needs::lacks(engine, p, info, obs.hit.resume.steps_cached, name).await?;
     }
     if let Some(cache) = &seen.remote {
         obs.cache_remote = Some(RemoteStatus {

@@ -2,6 +2,7 @@
 //! id, cache images, remote digests) to what apply would do, and why. What the engine holds
 //! is read by `observe`, the one cache lookup `plan` and `apply` share.
 
+pub(crate) mod needs;
 pub(crate) mod platforms;
 
 use std::cmp::Ordering;
@@ -37,6 +38,8 @@ pub(crate) struct Observed {
     pub(crate) base_remote: bool,
     /// Whether apply can make the base present.
     pub(crate) base_pull: Option<BasePull>,
+    /// What the first `run` step needs and the base lacks, when the base was looked at.
+    pub(crate) lacks: Option<needs::Lack>,
 }
 
 /// One publish tag, as its registry answered.
@@ -111,6 +114,9 @@ pub(crate) enum Blocker {
     /// A publish target's registry refuses the credentials.
     #[error("the registry refused the credentials for `{repository}:{tag}`")]
     PublishRefused { repository: String, tag: String },
+    /// The first `run` step needs a path the base lacks (a shell, `cat`, its program).
+    #[error("{0}")]
+    BaseLacks(needs::Lack),
 }
 
 /// What the base's registry said of a base that apply must pull.
@@ -426,8 +432,8 @@ pub(crate) fn build(p: &Pipeline, inputs: &[StepInputs], obs: &Observed) -> Plan
     }
 }
 
-/// What apply is certain to fail on: a base it cannot make present, a publish target that
-/// refuses the credentials.
+/// What apply is certain to fail on: a base it cannot make present or that lacks what the
+/// first `run` step needs, a publish target that refuses the credentials.
 fn blockers(p: &Pipeline, obs: &Observed, publish: &[PushPlan]) -> Vec<Blocker> {
     let reference = p.base.image.to_string();
     let mut out = match &obs.base_pull {
@@ -439,6 +445,7 @@ fn blockers(p: &Pipeline, obs: &Observed, publish: &[PushPlan]) -> Vec<Blocker> 
         }],
         Some(BasePull::NotNeeded | BasePull::Possible) | None => Vec::new(),
     };
+    out.extend(obs.lacks.clone().map(Blocker::BaseLacks));
     for (push, seen) in publish.iter().zip(obs.tags.iter().flatten()) {
         if let TagState::Refused(_) = seen.state {
             out.push(Blocker::PublishRefused {

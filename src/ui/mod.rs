@@ -647,6 +647,9 @@ impl Ui {
                     "apply again to retry (the build is cached), or push by hand: {cli} push {repository}:{tag}"
                 ));
             }
+            ApplyError::BaseLacks(_) => {
+                self.line("no step ran");
+            }
             ApplyError::BaseMissing { reference, cli } => {
                 self.hint(&format!("load it (`{cli} pull`, `{cli} load`, `{cli} import`) or set `pull = \"missing\"` for `{reference}`"));
             }

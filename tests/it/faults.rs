@@ -925,7 +925,7 @@ fn sigint_during_a_push_exits_130_and_keeps_the_image() {
 }
 
 #[test]
-fn a_base_without_cat_is_named_as_the_reason_the_step_failed() {
+fn a_base_without_cat_is_named_as_the_reason_the_step_failed_when_a_copy_might_have_brought_it() {
     setup();
     let name = unique("faults-nocat");
     let image = format!("faults/{name}-base:1");
@@ -951,8 +951,12 @@ fn a_base_without_cat_is_named_as_the_reason_the_step_failed() {
         &image,
     ]);
     let p = Project::new();
+    // A copy into a folder of the PATH might bring `cat`: the check before the steps lets the
+    // step start, and the step's own failure is explained.
+    p.file("note.txt", "not cat\n");
     p.pipeline(&format!(
         "name = \"{name}\"\n[base]\nimage = \"{image}\"\npull = \"never\"\n\n\
+         [[step]]\ncopy = {{ src = \"note.txt\", dest = \"/usr/bin/\" }}\n\n\
          [[step]]\nrun = [\"/bb\", \"echo\", \"hi\"]\n\n[commit]\ntags = [\"faults/{name}:1\"]\n"
     ));
     // The engine may refuse the first command or start it in a container already stopping:

@@ -523,3 +523,83 @@ fn the_remote_cache_serves_a_podman_engine_that_lost_its_local_cache() {
     );
     assert_eq!(podman.containers(), Vec::<String>::new());
 }
+
+#[test]
+// One scenario told in order: each check reads what the step before it left.
+#[allow(clippy::too_many_lines)]
+fn a_scratch_image_built_on_podman_is_pushed_and_runs_where_it_is_pulled() {
+    require_image("busybox:latest");
+    let podman = Podman::start();
+    let project = Project::new();
+    let name = unique("podman-scratch");
+    let repository = format!("127.0.0.1:5000/podman-test/{name}");
+    let busybox =
+        std::fs::read("/bin/busybox").expect("the host's static /bin/busybox (busybox-static)");
+    let bin = project.file("root/bin/busybox", busybox);
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    project.file("files/app.txt", format!("hello {name}\n"));
+    project.pipeline(&format!(
+        "name = \"{name}\"\n[base]\nimage = \"scratch\"\n\
+         [[step]]\nname = \"busybox\"\ncopy = {{ src = \"root\", dest = \"/\" }}\n\
+         [[step]]\nname = \"app\"\ncopy = {{ src = \"files/app.txt\", dest = \"/app/app.txt\" }}\n\
+         [commit]\nmessage = \"scratch on podman\"\ntags = [\"{name}:t\"]\n\
+         [commit.config]\nentrypoint = [\"/bin/busybox\"]\ncmd = [\"cat\", \"/app/app.txt\"]\n\
+         [[publish]]\nrepository = \"{repository}\"\ntags = [\"1\"]\n"
+    ));
+    let stdout = apply_and_plan(&project, "pipeline.toml", &podman.host);
+    assert!(
+        stdout.contains(&format!("pushed {repository}:1@sha256:")),
+        "{stdout}"
+    );
+    // Nothing of a base: one layer, the two copies' (no checkpoint between them), no Env.
+    let image = inspect(podman.docker_ok(&["image", "inspect", &format!("{name}:t")]));
+    assert_eq!(
+        image["RootFS"]["Layers"].as_array().map(Vec::len),
+        Some(1),
+        "{image:#}"
+    );
+    assert!(image["Config"]["Env"].is_null(), "{image:#}");
+    // Pulled into the Docker engine, it runs.
+    let reference = format!("{repository}:1");
+    docker_ok(&["pull", &reference]);
+    let out = docker_ok(&["run", "--rm", &reference]);
+    assert_eq!(out, format!("hello {name}"));
+    let listed = docker_ok(&["run", "--rm", &reference, "ls", "/app", "/bin"]);
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        ["/app:", "app.txt", "/bin:", "busybox"],
+        "what the copies added"
+    );
+    crate::support::engine::remove_image(&reference);
+    // The image, as a base: a busybox binary without its applet links has no `/bin/sh` and no
+    // `cat`, and Podman is asked as Docker is, before anything runs.
+    project.file(
+        "on-it.toml",
+        format!(
+            "name = \"{name}-on-it\"\n[base]\nimage = \"{name}:t\"\npull = \"never\"\n\
+             [[step]]\nrun = \"echo hi\"\n[commit]\ntags = [\"{name}-on-it:t\"]\n"
+        ),
+    );
+    let plan = cmd(&project, &["plan", "--engine", &podman.host, "on-it.toml"])
+        .output()
+        .unwrap();
+    let plan_text = output_text(&plan);
+    assert_eq!(plan.status.code(), Some(1), "{plan_text}");
+    let apply = cmd(&project, &["apply", "--engine", &podman.host, "on-it.toml"])
+        .output()
+        .unwrap();
+    let apply_text = output_text(&apply);
+    assert_eq!(apply.status.code(), Some(3), "{apply_text}");
+    for said in [&plan_text, &apply_text] {
+        assert!(
+            said.contains("`/bin/sh` is missing")
+                && said.contains("`cat` is not on the image's PATH"),
+            "{said}"
+        );
+    }
+    assert_eq!(
+        podman.containers(),
+        Vec::<String>::new(),
+        "no container is left"
+    );
+}
