@@ -19,12 +19,15 @@ pub(crate) enum Compression {
 }
 
 impl Default for Compression {
-    /// gzip at zlib's default level: what every client pulls, at the size the engines' own
-    /// pushes have.
+    /// gzip at level 3: what every client pulls, within 2% of the size of zlib's default
+    /// level 6, in two thirds of its time (README "Compression").
     fn default() -> Self {
-        Compression::Gzip { level: 6 }
+        Compression::Gzip { level: DEFAULT_GZIP_LEVEL }
     }
 }
+
+/// The gzip level when the file names none.
+const DEFAULT_GZIP_LEVEL: u32 = 3;
 
 /// Changes whenever the same input may compress to other bytes (a compressor upgrade): cached
 /// layer blobs made before are not reused for reproducible images.
@@ -45,7 +48,10 @@ impl Compression {
         use crate::model::LayerCompression as C;
         match image.compression {
             C::Gzip => Compression::Gzip {
-                level: image.level.and_then(|l| u32::try_from(l).ok()).unwrap_or(6),
+                level: image
+                    .level
+                    .and_then(|l| u32::try_from(l).ok())
+                    .unwrap_or(DEFAULT_GZIP_LEVEL),
             },
             C::Zstd => Compression::Zstd {
                 level: image.level.unwrap_or(3),
