@@ -22,7 +22,9 @@ impl Default for Compression {
     /// gzip at level 3: what every client pulls, within 2% of the size of zlib's default
     /// level 6, in two thirds of its time (README "Compression").
     fn default() -> Self {
-        Compression::Gzip { level: DEFAULT_GZIP_LEVEL }
+        Compression::Gzip {
+            level: DEFAULT_GZIP_LEVEL,
+        }
     }
 }
 
