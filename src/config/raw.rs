@@ -473,7 +473,7 @@ pub struct ImageSettings {
     #[serde(default)]
     #[schemars(with = "Option<LayerCompression>")]
     pub compression: Option<Spanned<LayerCompression>>,
-    /// Compression level: gzip 0-9 (default 6), zstd 1-19 (default 3).
+    /// Compression level: gzip 0-9 (default 3), zstd 1-19 (default 3).
     #[schemars(with = "Option<i64>")]
     pub level: Option<Spanned<i64>>,
     /// Write the same image for the same inputs: file times after the epoch become the epoch,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::base::ensure_base;
 use super::build::Build;
 use super::copy_from;
+use super::layers::base_image;
 use super::made::Maker;
 use super::outputs::{self, write_outputs};
 use super::publish::{publish, tool_image};
@@ -75,7 +76,12 @@ pub(crate) async fn apply<E: Engine>(
         image,
         tags,
         reused,
-    } = match commit(engine, p, &base, &cached, &inputs, &secrets, &mut build).await {
+    } = match with_head_start(
+        commit(engine, p, &base, &cached, &inputs, &secrets, &mut build),
+        warm_base(engine, p, &base, &cached, opts),
+    )
+    .await
+    {
         Ok(v) => v,
         Err(e) => {
             build.cleanup().await;
@@ -124,6 +130,48 @@ pub(crate) async fn apply<E: Engine>(
         pushed,
         made: made.map(Box::new),
     })
+}
+
+/// Runs `main` with `side` beside it; waits for `side` too when `main` succeeds (its work is
+/// what comes next), not when it fails.
+async fn with_head_start<T, E>(
+    main: impl std::future::Future<Output = Result<T, E>>,
+    side: impl std::future::Future<Output = ()>,
+) -> Result<T, E> {
+    tokio::pin!(main, side);
+    let mut side_done = false;
+    loop {
+        tokio::select! {
+            r = &mut main => {
+                if r.is_ok() && !side_done {
+                    side.await;
+                }
+                return r;
+            }
+            () = &mut side, if !side_done => side_done = true,
+        }
+    }
+}
+
+/// Compresses the base's layers into the store while the steps run, when the image will be
+/// published: the publish phase then finds them by diff id and only reads them through, the
+/// CPU spent while the steps mostly wait for the network and the disk. A head start only:
+/// a failure changes nothing.
+async fn warm_base<E: Engine>(
+    engine: &E,
+    p: &Pipeline,
+    base: &ImageInfo,
+    cached: &Cached,
+    opts: &Options,
+) {
+    let Some(store) = opts.store.as_ref() else {
+        return;
+    };
+    if p.publish.is_empty() || opts.no_push || cached.hit.image.is_some() || base.id.is_empty() {
+        return;
+    }
+    let compression = crate::image::compress::Compression::of(&p.image);
+    let _ = base_image(engine, base, store, compression).await;
 }
 
 /// Writes the image to the pipeline's outputs, then publishes it (unless `--no-push`).

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo};
 use crate::image::bridge::{blocking, read_blocking};
-use crate::image::compress::{Compression, Layer};
+use crate::image::compress::{stored_layer, Compression, Layer};
 use crate::image::config::BaseImage;
 use crate::image::diff::{DiffError, Plan, Spool, Take};
 use crate::image::save::{self, Saved};
@@ -101,17 +101,42 @@ pub(crate) async fn container_layer<E: Engine>(
 }
 
 /// The config and layers of engine image `id`, from its export, each layer compressed into
-/// `store` as it is (never rewritten, so its diff id stays the image's).
+/// `store` as it is (never rewritten, so its diff id stays the image's). Layers the store
+/// already holds compressed (by diff id: a base compressed before, a layer of an earlier
+/// image) are only read through, not compressed again.
 pub(crate) async fn image_layers<E: Engine>(
     engine: &E,
     id: &str,
     store: &BlobStore,
     compression: Compression,
 ) -> Result<Saved, LayerError> {
+    let diff_ids = match engine.inspect_image(id).await {
+        Ok(Some(info)) => info.layers,
+        _ => Vec::new(),
+    };
+    let known: Vec<Layer> = diff_ids
+        .iter()
+        .filter_map(|d| stored_layer(store, d, compression))
+        .collect();
+    match export_layers(engine, id, store, compression, known).await {
+        Err(LayerError::Io(e)) if save::mispredicted(&e) => {
+            export_layers(engine, id, store, compression, Vec::new()).await
+        }
+        other => other,
+    }
+}
+
+async fn export_layers<E: Engine>(
+    engine: &E,
+    id: &str,
+    store: &BlobStore,
+    compression: Compression,
+    known: Vec<Layer>,
+) -> Result<Saved, LayerError> {
     let archive = engine.export_image(id).await?;
     let store = store.clone();
     read_blocking(archive, move |r| {
-        Ok::<_, LayerError>(save::read(r, &store, compression)?)
+        Ok::<_, LayerError>(save::read(r, &store, compression, &known)?)
     })
     .await
 }

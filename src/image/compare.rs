@@ -136,7 +136,7 @@ fn entries(
     let reader: Box<dyn Read> = match media_type.as_str() {
         media::OCI_LAYER_ZSTD => Box::new(zstd::stream::read::Decoder::new(blob)?),
         media::OCI_LAYER_TAR => Box::new(blob),
-        _ => Box::new(flate2::read::GzDecoder::new(blob)),
+        _ => Box::new(flate2::read::MultiGzDecoder::new(blob)),
     };
     let mut tar = tar::Archive::new(reader);
     let mut out = BTreeMap::new();

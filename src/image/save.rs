@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 
+use sha2::{Digest as _, Sha256};
+
 use super::compress::{Compression, Layer};
 use super::store::BlobStore;
 use super::tarfmt;
@@ -19,15 +21,25 @@ pub(crate) struct Saved {
     pub(crate) layers: Vec<Layer>,
 }
 
+/// Layers smaller than this are compressed whatever the store holds: cheap, and small layers
+/// share sizes too often to be told apart by theirs.
+const PREDICTED: u64 = 1 << 20;
+
 /// JSON files of an export (manifests, configs) are small; anything larger is no JSON.
 const JSON_LIMIT: u64 = 16 << 20;
 
 /// Reads an export of one image (Docker's and Podman's `docker-archive` format, and Docker
-/// 25's which is also an OCI layout). Layers are compressed into `store` as they stream by.
+/// 25's which is also an OCI layout). Layers are compressed into `store` as they stream by,
+/// except those of `known` (layers the store holds, of the image's diff ids): a layer of a
+/// known layer's size is only hashed, and taken as that layer when its diff id is that
+/// layer's. An export names its layers by ids other than their diff ids, so the size is what
+/// tells before reading; when a layer of that size turns out to be another, the error is
+/// [`Mispredicted`] and the export must be read again without `known`.
 pub(crate) fn read(
     archive: &mut dyn Read,
     store: &BlobStore,
     compression: Compression,
+    known: &[Layer],
 ) -> io::Result<Saved> {
     let mut layers: HashMap<String, Layer> = HashMap::new();
     let mut aliases: HashMap<String, String> = HashMap::new();
@@ -52,7 +64,21 @@ pub(crate) fn read(
                 (&mut entry).take(512).read_to_end(&mut head)?;
                 let is_tar = head.len() == 512
                     && (&head[257..262] == b"ustar" || head.iter().all(|&b| b == 0));
-                if is_tar {
+                let stored = known
+                    .iter()
+                    .filter(|l| l.tar_size == size && size >= PREDICTED);
+                if is_tar && stored.clone().next().is_some() {
+                    let mut hash = Hashed::default();
+                    io::copy(&mut head.as_slice().chain(&mut entry), &mut hash)?;
+                    let diff_id = format!("sha256:{}", hex::encode(hash.0.finalize()));
+                    let mut stored = stored;
+                    let layer = stored.find(|l| l.diff_id == diff_id).ok_or_else(|| {
+                        io::Error::other(Mispredicted {
+                            layer: name.clone(),
+                        })
+                    })?;
+                    layers.insert(name, layer.clone());
+                } else if is_tar {
                     let mut w = compression.writer(store)?;
                     io::copy(&mut head.as_slice().chain(&mut entry), &mut w)?;
                     layers.insert(name, w.finish()?);
@@ -88,6 +114,34 @@ pub(crate) fn read(
         })
         .collect::<io::Result<Vec<_>>>()?;
     Ok(Saved { config, layers })
+}
+
+/// A layer of an export had the size of a layer the store holds but other content: it was
+/// hashed, not compressed (see [`read`]).
+#[derive(Debug, thiserror::Error)]
+#[error("layer `{layer}` of the export is not the stored layer of its size")]
+pub(crate) struct Mispredicted {
+    layer: String,
+}
+
+/// Whether `e` is [`read`]'s [`Mispredicted`].
+pub(crate) fn mispredicted(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Mispredicted>())
+}
+
+/// A sink that only hashes what it is given.
+#[derive(Default)]
+struct Hashed(Sha256);
+
+impl io::Write for Hashed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What the store records of an engine image written as the tool's.
@@ -182,7 +236,6 @@ fn resolve(dir: &str, target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest as _, Sha256};
 
     fn append(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
         let mut h = tar::Header::new_ustar();
@@ -196,6 +249,94 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         append(&mut b, file, b"content");
         b.into_inner().unwrap()
+    }
+
+    /// An export of one image of `layers` (bottom first), each under a name of its own.
+    fn export_of(layers: &[&[u8]]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let names: Vec<String> = (0..layers.len())
+            .map(|i| format!("\"x{i}/layer.tar\""))
+            .collect();
+        for (i, l) in layers.iter().enumerate().rev() {
+            append(&mut b, &format!("x{i}/layer.tar"), l);
+        }
+        append(&mut b, "cfg.json", br#"{"os":"linux"}"#);
+        let manifest = format!(
+            r#"[{{"Config":"cfg.json","Layers":[{}]}}]"#,
+            names.join(",")
+        );
+        append(&mut b, "manifest.json", manifest.as_bytes());
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_big_layer_the_store_holds_is_hashed_not_compressed_again() {
+        let big = |fill: u8| {
+            let mut b = tar::Builder::new(Vec::new());
+            append(&mut b, "big", &vec![fill; 3 << 20]);
+            b.into_inner().unwrap()
+        };
+        let (base, top, other) = (big(1), layer_tar("top"), big(2));
+        let first = tempfile::tempdir().unwrap();
+        let first = BlobStore::at(first.path());
+        let saved = read(
+            &mut export_of(&[&base, &top]).as_slice(),
+            &first,
+            Compression::default(),
+            &[],
+        )
+        .unwrap();
+        let known = crate::image::compress::stored_layer(
+            &first,
+            &saved.layers[0].diff_id,
+            Compression::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            known, saved.layers[0],
+            "the store recorded the layer by its diff id"
+        );
+        // Another store: what it holds after the read was compressed into it.
+        let dir = tempfile::tempdir().unwrap();
+        let second = BlobStore::at(dir.path());
+        let again = read(
+            &mut export_of(&[&base, &top]).as_slice(),
+            &second,
+            Compression::default(),
+            std::slice::from_ref(&known),
+        )
+        .unwrap();
+        assert_eq!(again, saved);
+        assert!(
+            !second.contains(&known.blob.digest),
+            "the known layer was not compressed"
+        );
+        assert!(second.contains(&again.layers[1].blob.digest));
+        // A layer of the known one's size with other content: read again without it.
+        let e = read(
+            &mut export_of(&[&other, &top]).as_slice(),
+            &second,
+            Compression::default(),
+            std::slice::from_ref(&known),
+        )
+        .unwrap_err();
+        assert!(mispredicted(&e), "{e}");
+        // Small layers are compressed whatever is known.
+        let small = crate::image::compress::stored_layer(
+            &first,
+            &saved.layers[1].diff_id,
+            Compression::default(),
+        )
+        .unwrap();
+        let other_small = layer_tar("pot");
+        let read_small = read(
+            &mut export_of(&[&other_small]).as_slice(),
+            &second,
+            Compression::default(),
+            &[small],
+        )
+        .unwrap();
+        assert_eq!(read_small.layers.len(), 1);
     }
 
     #[test]
@@ -220,7 +361,7 @@ mod tests {
         let export = b.into_inner().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::at(dir.path());
-        let saved = read(&mut export.as_slice(), &store, Compression::default()).unwrap();
+        let saved = read(&mut export.as_slice(), &store, Compression::default(), &[]).unwrap();
         assert_eq!(saved.config, br#"{"os":"linux"}"#);
         let ids: Vec<String> = saved.layers.iter().map(|l| l.diff_id.clone()).collect();
         let id = |t: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(t)));

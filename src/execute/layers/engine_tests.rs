@@ -163,7 +163,7 @@ async fn tool_layer(id: &str, store: &BlobStore, whole: bool) -> (Layer, BTreeMa
         started.elapsed()
     );
     let blob = store.open(&layer.blob.digest).unwrap();
-    let tar = flate2::read::GzDecoder::new(blob);
+    let tar = flate2::read::MultiGzDecoder::new(blob);
     (layer, entries(tar))
 }
 

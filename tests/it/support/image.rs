@@ -131,7 +131,7 @@ fn entries(made: &Made, digest: &str) -> std::collections::BTreeMap<Vec<u8>, Ent
     use sha2::Digest as _;
     use std::io::Read;
     let blob = std::fs::File::open(blob_path(&made.blobs, digest)).unwrap();
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
     let mut out = std::collections::BTreeMap::new();
     for e in tar.entries().unwrap() {
         let mut e = e.unwrap();
