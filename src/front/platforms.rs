@@ -33,9 +33,10 @@ pub(crate) fn expand(
             } else {
                 let o = Overrides {
                     platform: Some(platform.clone()),
+                    variant: p.variant.clone(),
                     ..overrides.clone()
                 };
-                config::load_reports(&p.file, &o)
+                config::load_reports(&p.file, &o).map(|mut b| b.remove(0))
             };
             let mut b = match loaded {
                 Ok(b) => b,
