@@ -326,3 +326,13 @@ fn plan_resolved_shows_each_variant_with_its_values() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     insta::assert_snapshot!("resolved", stdout);
 }
+
+#[test]
+fn the_team_example_validates_as_three_pipelines() {
+    let p = Project::new();
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/team");
+    let doc = validate_json(&p, &[folder]);
+    assert_eq!(doc["valid"], true, "{doc}");
+    let names: Vec<String> = variants(&doc).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["tools", "web-en", "web-fr"]);
+}
