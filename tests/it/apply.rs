@@ -641,12 +641,7 @@ fn static_hello_example_ships_a_static_binary_in_a_scratch_image_under_10_mb() {
     let project = Project::new();
     copy_example("static-hello", &project);
     let version = unique("v");
-    let vars = [
-        "--var".to_string(),
-        format!("registry={}", reg.addr),
-        "--var".to_string(),
-        format!("version={version}"),
-    ];
+    let vars = example_vars(&reg, &version);
     let args = |command: &'static str| {
         let mut a = vec![command, "."];
         a.extend(vars.iter().map(String::as_str));
@@ -709,12 +704,7 @@ fn team_example_applies_every_variant_locked_and_the_metadata_names_them() {
     let project = Project::new();
     copy_example("team", &project);
     let version = unique("v");
-    let vars = [
-        "--var".to_string(),
-        format!("registry={}", reg.addr),
-        "--var".to_string(),
-        format!("version={version}"),
-    ];
+    let vars = example_vars(&reg, &version);
     let run = |args: &[&str]| {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(vars.iter().map(String::as_str));
@@ -786,18 +776,7 @@ fn team_example_applies_every_variant_locked_and_the_metadata_names_them() {
             }
             None => assert!(variant.is_null(), "{name}: {doc:#}"),
         }
-        let (repository, digest) = reference.split_once('@').unwrap();
-        let (repo, tag) = repository.rsplit_once(':').unwrap();
-        let path = repo.split_once('/').unwrap().1;
-        assert_eq!(registry_image(&reg, path, tag).0, digest, "{reference}");
-        let command: &[&str] = if lang.is_some() {
-            &["cat", "/srv/www/index.html"]
-        } else {
-            &[]
-        };
-        let mut args = vec!["run", "--rm", reference.as_str()];
-        args.extend_from_slice(command);
-        assert_eq!(docker_ok(&args).trim(), line, "{reference}");
+        runs_as_pushed(&reg, reference, lang.is_some(), &line);
         let _ = docker(&["rmi", reference]);
     }
     for image in doc["images"].as_array().unwrap() {
@@ -805,4 +784,28 @@ fn team_example_applies_every_variant_locked_and_the_metadata_names_them() {
             let _ = docker(&["rmi", tag.as_str().unwrap()]);
         }
     }
+}
+
+/// The image `reference` (`REPO:TAG@DIGEST`) is what the registry holds under its tag, and
+/// prints `line` (its web root's page, or its own command's output).
+fn runs_as_pushed(reg: &Registry, reference: &str, web: bool, line: &str) {
+    let (repository, digest) = reference.split_once('@').unwrap();
+    let (repo, tag) = repository.rsplit_once(':').unwrap();
+    let path = repo.split_once('/').unwrap().1;
+    assert_eq!(registry_image(reg, path, tag).0, digest, "{reference}");
+    let mut args = vec!["run", "--rm", reference];
+    if web {
+        args.extend(["cat", "/srv/www/index.html"]);
+    }
+    assert_eq!(docker_ok(&args).trim(), line, "{reference}");
+}
+
+/// `--var registry=ADDR --var version=VERSION`, as the examples take them.
+fn example_vars(reg: &Registry, version: &str) -> [String; 4] {
+    [
+        "--var".to_string(),
+        format!("registry={}", reg.addr),
+        "--var".to_string(),
+        format!("version={version}"),
+    ]
 }
