@@ -35,6 +35,8 @@ pub(crate) struct Dependency {
 pub(crate) struct Node {
     pub(crate) name: String,
     pub(crate) file: String,
+    /// The pipeline's `[matrix]` values, when its file has a matrix.
+    pub(crate) variant: Option<crate::model::Variant>,
     pub(crate) dependency: Option<Dependency>,
     /// Indexes of the pipelines whose images this one copies files from: they run first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -43,6 +45,16 @@ pub(crate) struct Node {
     pub(crate) dependents: Vec<usize>,
     /// 1 for pipelines without a dependency, else the producer's stage + 1.
     pub(crate) stage: usize,
+}
+
+impl Node {
+    /// The file as people read it (with its variant: see [`Pipeline::shown`]).
+    pub(crate) fn shown(&self) -> String {
+        match &self.variant {
+            Some(v) => v.shown(&self.file),
+            None => self.file.clone(),
+        }
+    }
 }
 
 /// The validated graph.
@@ -158,6 +170,7 @@ pub(crate) fn build(pipelines: &[Pipeline]) -> Result<Graph, Vec<GraphError>> {
         .map(|p| Node {
             name: p.name.clone(),
             file: file_of(p),
+            variant: p.variant.clone(),
             dependency: None,
             copies_from: Vec::new(),
             dependents: Vec::new(),
@@ -201,8 +214,8 @@ fn link(pipelines: &[Pipeline], nodes: &mut [Node]) -> Result<(), Vec<GraphError
             }
             many => errors.push(GraphError::Ambiguous {
                 reference: p.base.image.to_string(),
-                consumer: file_of(p),
-                producers: many.iter().map(|&j| file_of(&pipelines[j])).collect(),
+                consumer: p.shown(),
+                producers: many.iter().map(|&j| pipelines[j].shown()).collect(),
             }),
         }
     }
@@ -322,7 +335,7 @@ fn cycles(nodes: &[Node], placed: &[bool]) -> Vec<GraphError> {
         let first = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
         cycle.rotate_left(first);
         errors.push(GraphError::Cycle {
-            files: cycle.iter().map(|&n| nodes[n].file.clone()).collect(),
+            files: cycle.iter().map(|&n| nodes[n].shown()).collect(),
         });
     }
     errors

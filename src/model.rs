@@ -43,6 +43,91 @@ pub struct Pipeline {
     pub written: Vec<Written>,
     /// Where the image is written besides registries (`[[output]]`, then `--output`).
     pub outputs: Vec<Output>,
+    /// The combination of `[matrix]` values this pipeline is, in matrix key order; `None`
+    /// for a file without a matrix.
+    pub variant: Option<Variant>,
+}
+
+impl Pipeline {
+    /// The file as people read it: `web.toml`, or `web.toml[debian=trixie,flavor=slim]` for
+    /// one variant of a matrix.
+    pub fn shown(&self) -> String {
+        let file = self.file.display().to_string();
+        match &self.variant {
+            Some(v) => v.shown(&file),
+            None => file,
+        }
+    }
+}
+
+/// One combination of a file's `[matrix]` values: each key with its value, in the order the
+/// matrix writes its keys. Serialized as a JSON object.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Variant(pub Vec<(String, VariantValue)>);
+
+/// A value of a matrix key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum VariantValue {
+    String(String),
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+}
+
+impl std::fmt::Display for VariantValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VariantValue::String(s) => f.write_str(s),
+            VariantValue::Bool(b) => write!(f, "{b}"),
+            VariantValue::Integer(i) => write!(f, "{i}"),
+            VariantValue::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+impl Variant {
+    /// `key=value,key=value`, in matrix key order.
+    pub fn pairs(&self) -> String {
+        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.join(",")
+    }
+
+    /// A file with this variant: `web.toml[debian=trixie,flavor=slim]`.
+    pub fn shown(&self, file: &str) -> String {
+        format!("{file}[{}]", self.pairs())
+    }
+
+    /// The value of a key.
+    pub fn get(&self, key: &str) -> Option<&VariantValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl serde::Serialize for Variant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl schemars::JsonSchema for Variant {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Variant".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let value = generator.subschema_for::<VariantValue>();
+        schemars::json_schema!({
+            "description": "A variant of a `[matrix]`: each matrix key with its value.",
+            "type": "object",
+            "additionalProperties": value,
+        })
+    }
 }
 
 /// A reference a pipeline produces, and where its file writes it.

@@ -70,6 +70,8 @@ pub(crate) enum PushStatus {
 pub(crate) struct Report {
     pub(crate) pipeline: String,
     pub(crate) file: String,
+    /// The pipeline's `[matrix]` values (`null`: its file has no matrix).
+    pub(crate) variant: Option<crate::model::Variant>,
     /// Prefix of the names of every container this run created (`pipeline-<runid>`); empty
     /// when the run never reached the engine.
     pub(crate) run_name: String,
@@ -188,6 +190,7 @@ impl Recorder {
             state: Mutex::new(Report {
                 pipeline: pipeline.name.clone(),
                 file: pipeline.file.display().to_string(),
+                variant: pipeline.variant.clone(),
                 run_name: String::new(),
                 status: RunStatus::Running,
                 exit_code: 0,
@@ -483,6 +486,8 @@ impl RunReport {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(crate) struct IndexRecord {
     pub(crate) pipeline: String,
+    /// The pipeline's `[matrix]` values (`null`: its file has no matrix).
+    pub(crate) variant: Option<crate::model::Variant>,
     pub(crate) platforms: Vec<String>,
     #[serde(flatten)]
     pub(crate) pushed: Pushed,
@@ -669,6 +674,7 @@ fn add_groups(report: &mut RunReport, record: &RunRecord<'_>) {
         report.indexes.extend(pushed.into_iter().map(|pushed| {
             IndexRecord {
                 pipeline: g.pipeline.name.clone(),
+                variant: g.pipeline.variant.clone(),
                 platforms: platforms.clone(),
                 manifests: listed
                     .iter()
@@ -871,6 +877,9 @@ pub(crate) struct ValidateDocument {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct FileRecord {
     pub(crate) file: String,
+    /// The pipeline's `[matrix]` values: a file with a matrix has a record per variant
+    /// (`null`: no matrix).
+    pub(crate) variant: Option<crate::model::Variant>,
     /// The pipeline's name, when the file is valid.
     pub(crate) pipeline: Option<String>,
     pub(crate) steps: Option<usize>,
@@ -887,6 +896,7 @@ impl ValidateDocument {
             .iter()
             .map(|p| FileRecord {
                 file: crate::diag::clean(&p.file.display().to_string()),
+                variant: p.variant.clone(),
                 pipeline: Some(p.name.clone()),
                 steps: Some(p.steps.len()),
                 publish_targets: Some(p.publish.len()),
@@ -910,6 +920,7 @@ impl ValidateDocument {
                 Some(f) => f.diagnostics.push(problem),
                 None => files.push(FileRecord {
                     file: problem.file.clone(),
+                    variant: None,
                     pipeline: None,
                     steps: None,
                     publish_targets: None,

@@ -336,6 +336,8 @@ pub(super) fn document_schema() -> schemars::Schema {
 struct Entry<'a> {
     name: &'a str,
     file: &'a str,
+    /// The pipeline's `[matrix]` values (`null`: its file has no matrix).
+    variant: Option<&'a crate::model::Variant>,
     /// 1-based index into `waves`.
     wave: usize,
     /// The pipeline whose image this one builds on.
@@ -361,6 +363,7 @@ impl<'a> Document<'a> {
                 Entry {
                     name: name(i),
                     file: &node.file,
+                    variant: node.variant.as_ref(),
                     wave: node.stage,
                     builds_on: node.dependency.as_ref().map(|d| name(d.producer)),
                     base_from: node
@@ -504,7 +507,7 @@ fn render_graph(graph: &Graph, engines: usize) -> String {
         out.push_str(&format!("  stage {}\n", k + 1));
         for &i in wave {
             let n = &graph.nodes[i];
-            out.push_str(&format!("    {} ({})", n.name, n.file));
+            out.push_str(&format!("    {} ({})", n.name, n.shown()));
             if let Some(d) = &n.dependency {
                 let producer = &graph.nodes[d.producer].name;
                 match &d.pull_from {

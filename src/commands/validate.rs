@@ -31,7 +31,7 @@ pub(super) async fn run(args: ValidateArgs, ui: &Ui) -> Result<ExitStatus, CliEr
         };
         ui.line(&format!(
             "{}: ok ({}, {}{platforms})",
-            crate::diag::clean(&p.file.display().to_string()),
+            crate::diag::clean(&p.shown()),
             plural(p.steps.len(), "step", "steps"),
             plural(p.publish.len(), "publish target", "publish targets")
         ));

@@ -5,6 +5,7 @@ mod context;
 pub(crate) mod extends;
 pub(crate) mod from;
 mod glob;
+mod matrix;
 mod paths;
 pub mod raw;
 mod resolved;
@@ -37,6 +38,9 @@ pub struct Overrides {
     pub platform: Option<crate::model::Platform>,
     /// `--set PATH=VALUE`, in order: keys of the file set over its values.
     pub sets: Vec<(String, String)>,
+    /// Load only this variant of a file's `[matrix]` (a build loaded again for another
+    /// platform).
+    pub variant: Option<crate::model::Variant>,
 }
 
 /// A parsed pipeline file: what could be read of it, and every problem found on the way.
@@ -339,7 +343,7 @@ pub fn load_all(files: &[PathBuf], overrides: &Overrides) -> Result<Loaded, Vec<
         read_any = true;
         declared.extend(declared_names(&source));
         match load_source(&c.shown, source, overrides) {
-            Ok(p) => loaded.pipelines.push(p),
+            Ok(p) => loaded.pipelines.extend(p),
             Err(r) => reports.extend(r),
         }
     }
@@ -390,18 +394,34 @@ fn produced_twice(pipelines: &[Pipeline]) -> Vec<Report> {
                             "tags its image"
                         }
                     };
-                    let message = format!(
-                        "`{}` is produced by two files: `{}` {} it too (line {})",
+                    let two = if pipelines[*j].file == p.file {
+                        "two variants"
+                    } else {
+                        "two files"
+                    };
+                    let mut message = format!(
+                        "`{}` is produced by {two}: `{}` {} it too (line {})",
                         w.reference,
-                        crate::diag::clean(&pipelines[*j].file.display().to_string()),
+                        crate::diag::clean(&pipelines[*j].shown()),
                         what(other),
                         other.line
                     );
+                    if p.variant.is_some() {
+                        message.push_str(&format!(" (in `{}`)", crate::diag::clean(&p.shown())));
+                    }
                     found.push((
                         i,
                         Diagnostic::new(Code::DuplicateTarget, message)
                             .at(w.span.clone())
-                            .label(format!("this file {} it", what(w)))
+                            .label(format!(
+                                "this {} {} it",
+                                if p.variant.is_some() {
+                                    "variant"
+                                } else {
+                                    "file"
+                                },
+                                what(w)
+                            ))
                             .hint("give each file tags of its own, e.g. with a suffix per variant"),
                     ));
                 }
@@ -411,12 +431,17 @@ fn produced_twice(pipelines: &[Pipeline]) -> Vec<Report> {
     grouped(pipelines, found)
 }
 
-/// Diagnostics of the run's files, one report per file; a value inherited through `extends`
-/// is reported in the file it is written in.
+/// Diagnostics of the run's files, one report per file (the variants of a matrix share
+/// theirs); a value inherited through `extends` is reported in the file it is written in.
 fn grouped(pipelines: &[Pipeline], found: Vec<(usize, Diagnostic)>) -> Vec<Report> {
     let mut by_file: Vec<(usize, Vec<Diagnostic>)> = Vec::new();
     for (i, d) in found {
-        match by_file.iter_mut().find(|(j, _)| *j == i) {
+        match by_file
+            .iter_mut()
+            .find(|(j, _)| pipelines[*j].file == pipelines[i].file)
+        {
+            // The variants of a matrix find the same problem each.
+            Some((_, diags)) if diags.contains(&d) => {}
             Some((_, diags)) => diags.push(d),
             None => by_file.push((i, vec![d])),
         }
@@ -450,13 +475,22 @@ fn extended_files(candidates: &[Result<Candidate, Report>]) -> (Vec<PathBuf>, BT
     (files, names)
 }
 
-/// The names a pipeline file declares under `[vars]` (as far as it can be read).
+/// The names a pipeline file declares under `[vars]` and `[matrix]` (as far as it can be
+/// read).
 fn declared_names(source: &str) -> Vec<String> {
     let (root, _) = toml::de::DeTable::parse_recoverable(source);
-    match root.get_ref().get("vars").map(|v| v.get_ref()) {
-        Some(toml::de::DeValue::Table(t)) => t.keys().map(|k| k.get_ref().to_string()).collect(),
-        _ => Vec::new(),
-    }
+    ["vars", "matrix"]
+        .iter()
+        .filter_map(
+            |table| match root.get_ref().get(*table).map(|v| v.get_ref()) {
+                Some(toml::de::DeValue::Table(t)) => {
+                    Some(t.keys().map(|k| k.get_ref().to_string()))
+                }
+                _ => None,
+            },
+        )
+        .flatten()
+        .collect()
 }
 
 /// Whether a file found in a folder is meant as a pipeline: valid TOML without a top-level
@@ -468,15 +502,18 @@ fn is_pipeline(source: &str) -> bool {
         || root.get_ref().contains_key("extends")
 }
 
-/// Loads, templates and validates one pipeline file.
+/// Loads, templates and validates one pipeline file (of a file with a `[matrix]`, its
+/// first variant: [`load_reports`] has them all).
 /// The first report is the file's own, or the first file it extends that a problem is in:
 /// [`load_reports`] has them all.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Report> {
-    load_reports(path, overrides).map_err(|mut r| r.remove(0))
+    load_reports(path, overrides)
+        .map(|mut p| p.remove(0))
+        .map_err(|mut r| r.remove(0))
 }
 
-/// [`load`], with a report for each file a problem is in.
-pub fn load_reports(path: &Path, overrides: &Overrides) -> Result<Pipeline, Vec<Report>> {
+/// [`load`], with every variant of a `[matrix]`, and a report for each file a problem is in.
+pub fn load_reports(path: &Path, overrides: &Overrides) -> Result<Vec<Pipeline>, Vec<Report>> {
     let source = read(path, path).map_err(|r| vec![r])?;
     load_source(path, source, overrides)
 }
@@ -524,7 +561,7 @@ fn load_source(
     path: &Path,
     source: String,
     overrides: &Overrides,
-) -> Result<Pipeline, Vec<Report>> {
+) -> Result<Vec<Pipeline>, Vec<Report>> {
     let dir = match folder_of(path) {
         Ok(dir) => dir,
         Err(d) => return Err(extends::reports(path, source, &NO_LAYERS, vec![d])),
@@ -535,13 +572,24 @@ fn load_source(
 
 /// Parses, templates and validates a pipeline file's text; `dir` is the (canonical) folder
 /// copy sources and secret files are relative to. Every problem found is returned (one in a
-/// file the text extends has a span past the text: see `config::extends`).
+/// file the text extends has a span past the text: see `config::extends`). Of a file with a
+/// `[matrix]`, the first variant: [`load_str_all`] has them all.
 pub fn load_str(
     path: &Path,
     source: &str,
     dir: &Path,
     overrides: &Overrides,
 ) -> Result<Pipeline, Vec<Diagnostic>> {
+    load_str_all(path, source, dir, overrides).map(|mut p| p.remove(0))
+}
+
+/// [`load_str`], with every variant of a `[matrix]` (in matrix order; never none).
+pub fn load_str_all(
+    path: &Path,
+    source: &str,
+    dir: &Path,
+    overrides: &Overrides,
+) -> Result<Vec<Pipeline>, Vec<Diagnostic>> {
     load_extended(path, source, dir, overrides).1
 }
 
@@ -551,7 +599,7 @@ fn load_extended(
     source: &str,
     dir: &Path,
     overrides: &Overrides,
-) -> (extends::Layers, Result<Pipeline, Vec<Diagnostic>>) {
+) -> (extends::Layers, Result<Vec<Pipeline>, Vec<Diagnostic>>) {
     let (layers, mut found) = extends::gather(path, source, dir);
     let loaded = load_checked(path, source, dir, &layers, overrides);
     let result = match loaded {
@@ -568,13 +616,29 @@ fn load_extended(
     (layers, result)
 }
 
+/// What every variant of a file shares while it is built.
+struct Shared<'a> {
+    path: &'a Path,
+    source: &'a str,
+    dir: &'a Path,
+    layers: &'a extends::Layers,
+    raw: raw::PipelineFile,
+    declared: Vec<vars::Declaration>,
+    matrix: matrix::Matrix,
+    given: Vec<vars::Given>,
+    platforms: Vec<crate::model::Platform>,
+    platform: Option<crate::model::Platform>,
+    pruned: Vec<std::ops::Range<usize>>,
+    syntax_error_at: Option<usize>,
+}
+
 fn load_checked(
     path: &Path,
     source: &str,
     dir: &Path,
     layers: &extends::Layers,
     overrides: &Overrides,
-) -> Result<Pipeline, Vec<Diagnostic>> {
+) -> Result<Vec<Pipeline>, Vec<Diagnostic>> {
     let Parsed {
         file,
         mut diagnostics,
@@ -584,8 +648,10 @@ fn load_checked(
     let Some(raw) = file else {
         return Err(diagnostics);
     };
-    let (declared, var_diags) = vars::declare(&raw.vars);
+    let (mut declared, var_diags) = vars::declare(&raw.vars);
     diagnostics.extend(var_diags);
+    let (matrix, matrix_diags) = matrix::read(&raw.matrix, &mut declared, &|at| rank(layers, at));
+    diagnostics.extend(matrix_diags);
     let (given, files) = vars::given(overrides);
     diagnostics.extend(files.iter().filter_map(|f| {
         let e = f.entries.as_ref().err()?;
@@ -594,50 +660,155 @@ fn load_checked(
             format!("cannot load `{}`: {e}", f.path.display()),
         ))
     }));
-    let (resolved, var_diags) = vars::resolve(&declared, &given);
-    diagnostics.extend(var_diags);
+    let (variants, select_diags) = matrix.select(&given, overrides.variant.as_ref());
+    diagnostics.extend(select_diags);
     let platforms = platforms(&raw, overrides, &mut diagnostics);
     let platform = overrides
         .platform
         .clone()
         .or_else(|| platforms.first().cloned());
-    let templates = Templates::new(&resolved, platform.as_ref().map(template::platform_value));
-    match Builder::new(&templates, dir, source)
-        .multi_platform(platforms.len() > 1)
-        .build(path, raw)
-    {
-        Ok(mut p) if diagnostics.is_empty() => {
-            for w in &mut p.written {
-                w.line = match layers.locate(w.span.start) {
-                    Some((layer, at)) => line_of(&layer.text, at),
-                    None => line_of(source, w.span.start),
-                };
+    let shared = Shared {
+        path,
+        source,
+        dir,
+        layers,
+        raw,
+        declared,
+        matrix,
+        given,
+        platforms,
+        platform,
+        pruned,
+        syntax_error_at,
+    };
+    let mut built = Vec::new();
+    let mut found = Vec::new();
+    for v in &variants {
+        match shared.variant(v.as_ref()) {
+            Ok(p) => {
+                built.push(p);
+                found.push(Vec::new());
             }
-            Ok(Pipeline {
-                platforms,
-                platform,
-                ..p
-            })
+            Err(d) => found.push(d),
         }
-        Ok(_) => Err(diagnostics),
-        Err(d) => {
-            // "Neither `run` nor `copy`" in a step whose `rnu` was just reported says the
-            // same thing twice.
-            let cascade = |d: &Diagnostic| {
-                CASCADES.contains(&d.code)
-                    && d.span.as_ref().is_some_and(|s| {
-                        pruned
-                            .iter()
-                            .any(|t| t.start <= s.start && s.start < t.end.max(t.start + 1))
-                    })
-            };
-            let reliable = |d: &Diagnostic| {
-                syntax_error_at.is_none()
-                    || (before(d, syntax_error_at) && !WHOLE_FILE.contains(&d.code))
-            };
-            diagnostics.extend(d.into_iter().filter(|d| !cascade(d) && reliable(d)));
-            Err(diagnostics)
+    }
+    let file = crate::diag::clean(&path.display().to_string());
+    diagnostics.extend(matrix::merge(&file, &variants, found));
+    diagnostics.extend(shared.names_twice(&built));
+    if diagnostics.is_empty() && !built.is_empty() {
+        Ok(built)
+    } else {
+        if diagnostics.is_empty() {
+            diagnostics.push(Diagnostic::new(
+                Code::MatrixValue,
+                "no variant of the matrix is left to load",
+            ));
         }
+        Err(diagnostics)
+    }
+}
+
+/// Where a merged offset is in the order the files are applied: the extended files' in
+/// their order, then the file's own.
+fn rank(layers: &extends::Layers, at: usize) -> (usize, usize) {
+    let layer = layers
+        .list
+        .iter()
+        .position(|l| l.offset <= at && at < l.offset + extends::STRIDE);
+    (layer.unwrap_or(layers.list.len()), at)
+}
+
+impl Shared<'_> {
+    /// Builds one variant (the pipeline itself without a matrix): its own problems only.
+    fn variant(
+        &self,
+        variant: Option<&crate::model::Variant>,
+    ) -> Result<Pipeline, Vec<Diagnostic>> {
+        let given = self.matrix.given_for(&self.given, variant);
+        let (resolved, mut diagnostics) = vars::resolve(&self.declared, &given);
+        let templates = Templates::new(
+            &resolved,
+            self.platform.as_ref().map(template::platform_value),
+        );
+        match Builder::new(&templates, self.dir, self.source)
+            .multi_platform(self.platforms.len() > 1)
+            .build(self.path, self.raw.clone())
+        {
+            Ok(mut p) if diagnostics.is_empty() => {
+                for w in &mut p.written {
+                    w.line = match self.layers.locate(w.span.start) {
+                        Some((layer, at)) => line_of(&layer.text, at),
+                        None => line_of(self.source, w.span.start),
+                    };
+                }
+                if let (Some(v), None) = (variant, &self.raw.name) {
+                    p.name = matrix::default_name(&p.name, v);
+                }
+                Ok(Pipeline {
+                    platforms: self.platforms.clone(),
+                    platform: self.platform.clone(),
+                    variant: variant.cloned(),
+                    ..p
+                })
+            }
+            Ok(_) => Err(diagnostics),
+            Err(d) => {
+                // "Neither `run` nor `copy`" in a step whose `rnu` was just reported says the
+                // same thing twice.
+                let cascade = |d: &Diagnostic| {
+                    CASCADES.contains(&d.code)
+                        && d.span.as_ref().is_some_and(|s| {
+                            self.pruned
+                                .iter()
+                                .any(|t| t.start <= s.start && s.start < t.end.max(t.start + 1))
+                        })
+                };
+                let reliable = |d: &Diagnostic| {
+                    self.syntax_error_at.is_none()
+                        || (before(d, self.syntax_error_at) && !WHOLE_FILE.contains(&d.code))
+                };
+                diagnostics.extend(d.into_iter().filter(|d| !cascade(d) && reliable(d)));
+                Err(diagnostics)
+            }
+        }
+    }
+
+    /// Two variants of the file with one name: at the `name` key, else at the matrix.
+    fn names_twice(&self, built: &[Pipeline]) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for (i, p) in built.iter().enumerate() {
+            let Some(first) = built[..i].iter().find(|q| q.name == p.name) else {
+                continue;
+            };
+            let span = self
+                .raw
+                .name
+                .as_ref()
+                .map(toml::Spanned::span)
+                .or_else(|| self.matrix.span());
+            let file = crate::diag::clean(&self.path.display().to_string());
+            let shown = |q: &Pipeline| {
+                q.variant
+                    .as_ref()
+                    .map_or_else(|| file.clone(), |v| v.shown(&file))
+            };
+            let mut d = Diagnostic::new(
+                Code::DuplicateName,
+                format!(
+                    "`{}` and `{}` are both named `{}`",
+                    shown(first),
+                    shown(p),
+                    p.name
+                ),
+            )
+            .label("names the variants")
+            .hint("name each variant after its values, e.g. `name = \"app-{{ flavor }}\"`");
+            if let Some(span) = span {
+                d = d.at(span);
+            }
+            out.push(d);
+        }
+        out
     }
 }
 

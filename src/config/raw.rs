@@ -18,7 +18,7 @@ pub use crate::model::{LayerCompression, Network, PullPolicy, Sharing};
 pub type Str = Spanned<String>;
 
 /// A pipeline: a base image, setup steps, commit metadata and publish targets.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
     /// Files applied under this one, in order, then this file: tables merge key by key,
@@ -52,6 +52,15 @@ pub struct PipelineFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, VarValue>")]
     pub vars: BTreeMap<String, Spanned<toml::Value>>,
+    /// Variants of this pipeline: each key a variable, each value the non-empty list of the
+    /// values it takes (all strings, all numbers or all bools), e.g. `debian = ["bookworm",
+    /// "trixie"]`. The file is one pipeline per combination (the first key varies slowest),
+    /// each with those values; a key declared under `[vars]` takes values of its type, any
+    /// other is declared by the matrix. `--var KEY=VALUE` keeps the variants with that value.
+    /// At most 64 variants.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Vec<VarItem>>")]
+    pub matrix: BTreeMap<String, Spanned<toml::Value>>,
     /// The image the build starts from.
     // Optional to serde only (a missing `Option` is `None`): a missing `[base]` is reported by
     // the structural check, and the rest of the file is still checked.
@@ -85,7 +94,7 @@ pub struct PipelineFile {
 }
 
 /// An image written to a file or folder.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
     /// `oci` (an OCI image layout folder) or `tar` (one tar: an OCI layout and the
@@ -161,7 +170,7 @@ pub enum VarType {
 }
 
 /// The base image.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Base {
     /// Base image reference, e.g. `debian:bookworm` or `registry.example.com/team/base:1.2`.
@@ -181,7 +190,7 @@ pub struct Base {
 }
 
 /// One setup step: exactly one of `run` or `copy`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// A name shown in the output and the report. Defaults to the command or the copy.
@@ -257,7 +266,7 @@ pub struct CacheMountTable {
 }
 
 /// A read-only host folder mounted into a step's container.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
     /// A folder relative to the build context (`context`, by default the pipeline file's
@@ -300,7 +309,7 @@ impl CopySrc {
 }
 
 /// A file or directory copy.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Copy {
     /// Copy out of another image instead of the build context, like `COPY --from`: the name
@@ -336,7 +345,7 @@ pub struct Copy {
 }
 
 /// Commit metadata.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Commit {
     /// Author recorded in the image, like `docker commit -a`, e.g. `"Jane <jane@example.com>"`.
@@ -354,7 +363,7 @@ pub struct Commit {
 }
 
 /// Typed image config changes.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageConfig {
     /// Default command (`CMD`). An array is the exec form; a string is the shell form, as in
@@ -400,7 +409,7 @@ pub struct ImageConfig {
 }
 
 /// A health check (`HEALTHCHECK`).
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Healthcheck {
     /// The check. A string runs with the image's shell (`CMD-SHELL`), an array as is (`CMD`);
@@ -432,7 +441,7 @@ pub enum PortSpec {
 }
 
 /// A registry target.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Publish {
     /// Repository including the registry host, e.g. `localhost:5000/team/app`.
@@ -451,7 +460,7 @@ pub struct Publish {
 }
 
 /// Where a secret's value comes from: exactly one of `env` or `file`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Secret {
     /// Name of the environment variable holding the value.
@@ -464,7 +473,7 @@ pub struct Secret {
 }
 
 /// How the image is written.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSettings {
     /// Layer compression: `gzip` (default: every client pulls it) or `zstd` (smaller and
@@ -487,7 +496,7 @@ pub struct ImageSettings {
 }
 
 /// Step cache settings.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
     /// A step that runs longer than this is followed by a checkpoint (a cached layer), e.g.

@@ -48,11 +48,18 @@ pub(crate) fn render(p: &Pipeline, overrides: &Overrides) -> String {
     };
     // Merged and `--set` applied once by the load, which succeeded.
     let (root, _) = super::merged(&source, &layers, &overrides.sets);
-    let declared_vars = match super::parse_layered(&source, &layers, &overrides.sets).file {
-        Some(raw) => vars::declare(&raw.vars).0,
-        None => Vec::new(),
-    };
     let (given, _) = vars::given(overrides);
+    let (declared_vars, given) = match super::parse_layered(&source, &layers, &overrides.sets).file
+    {
+        Some(raw) => {
+            let mut declared = vars::declare(&raw.vars).0;
+            let matrix =
+                super::matrix::read(&raw.matrix, &mut declared, &|at| super::rank(&layers, at)).0;
+            let given = matrix.given_for(&given, p.variant.as_ref());
+            (declared, given)
+        }
+        None => (Vec::new(), given),
+    };
     let (resolved, _) = vars::resolve(&declared_vars, &given);
     let platform = p.platform.as_ref().map(super::template::platform_value);
     let cx = Context {
@@ -65,7 +72,7 @@ pub(crate) fn render(p: &Pipeline, overrides: &Overrides) -> String {
     };
     let mut out = format!(
         "# {}: as resolved ({}variables given, --set applied, templates rendered)\n",
-        cx.file,
+        crate::diag::clean(&p.shown()),
         match &p.platform {
             Some(pl) if p.platforms.len() > 1 => format!("for {pl}; "),
             _ => String::new(),
@@ -75,8 +82,13 @@ pub(crate) fn render(p: &Pipeline, overrides: &Overrides) -> String {
     if !root.contains_key("name") {
         let _ = writeln!(
             out,
-            "name = {}  # default: the file's name",
-            toml::Value::from(p.name.clone())
+            "name = {}  # default: the file's name{}",
+            toml::Value::from(p.name.clone()),
+            if p.variant.is_some() {
+                " and the variant's values"
+            } else {
+                ""
+            }
         );
     }
     for key in ORDER {
@@ -130,6 +142,7 @@ fn variables(out: &mut String, cx: &Context<'_>, declared: &[vars::Declaration])
             Some(Origin::VarFile(f, line)) => format!("{}:{line}", f.display()),
             Some(Origin::Cli) => "--var".to_string(),
             Some(Origin::Env) => format!("{}{}", vars::ENV_PREFIX, d.name),
+            Some(Origin::Matrix(span)) => format!("matrix, {}", cx.place(span)),
             Some(Origin::Unset) | None => "default".to_string(),
         };
         let _ = writeln!(out, "{} = {}  # {from}", key(&d.name), toml_of(value));
@@ -284,6 +297,9 @@ impl Context<'_> {
                         format!("{root}: {}:{line}", f.display())
                     }
                     Some(Origin::File(span)) => format!("{root}: {}", self.place(span)),
+                    Some(Origin::Matrix(span)) => {
+                        format!("{root}: matrix, {}", self.place(span))
+                    }
                     Some(Origin::Unset) | None => format!("{root}: no value"),
                 }
             })

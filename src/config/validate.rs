@@ -110,6 +110,7 @@ impl<'a> Builder<'a> {
             image,
             written: self.written,
             outputs,
+            variant: None,
         })
     }
 

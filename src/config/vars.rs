@@ -36,7 +36,7 @@ pub enum Kind {
 }
 
 impl Scalar {
-    fn noun(self) -> &'static str {
+    pub(crate) fn noun(self) -> &'static str {
         match self {
             Scalar::String => "a string",
             Scalar::Bool => "a bool",
@@ -54,7 +54,7 @@ impl Scalar {
         }
     }
 
-    fn of(v: &toml::Value) -> Option<Self> {
+    pub(crate) fn of(v: &toml::Value) -> Option<Self> {
         Some(match v {
             toml::Value::String(_) => Scalar::String,
             toml::Value::Boolean(_) => Scalar::Bool,
@@ -65,7 +65,7 @@ impl Scalar {
     }
 
     /// Converts a value written as text (`--var`, the environment).
-    fn parse(self, text: &str) -> Result<Value, String> {
+    pub(crate) fn parse(self, text: &str) -> Result<Value, String> {
         let t = text.trim();
         match self {
             Scalar::String => Ok(Value::from(text)),
@@ -86,7 +86,7 @@ impl Scalar {
     }
 
     /// Converts a TOML value (a var file); an integer is a fine number.
-    fn convert(self, v: &toml::Value) -> Result<Value, String> {
+    pub(crate) fn convert(self, v: &toml::Value) -> Result<Value, String> {
         match (self, v) {
             (Scalar::String, toml::Value::String(s)) => Ok(Value::from(s.as_str())),
             (Scalar::Bool, toml::Value::Boolean(b)) => Ok(Value::from(*b)),
@@ -267,6 +267,8 @@ pub enum Origin {
     Env,
     /// Declared without a value, and given none.
     Unset,
+    /// A `[matrix]` key, whose values are written at this byte range.
+    Matrix(Range<usize>),
 }
 
 /// A value given from outside the pipeline file.
@@ -287,7 +289,7 @@ pub enum GivenValue {
 
 impl Given {
     /// How the value was given, for messages: `--var debug=maybe`, `vars.toml:3`.
-    fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         match (&self.origin, &self.value) {
             (Origin::Cli, GivenValue::Text(t)) => format!("`--var {}={t}`", self.name),
             (Origin::Env, GivenValue::Text(t)) => format!("`{ENV_PREFIX}{}={t}`", self.name),

@@ -31,10 +31,7 @@ pub(super) fn only(
             )));
         }
         several => {
-            let files: Vec<&str> = several
-                .iter()
-                .map(|&i| graph.nodes[i].file.as_str())
-                .collect();
+            let files: Vec<String> = several.iter().map(|&i| graph.nodes[i].shown()).collect();
             return Err(CliError::Usage(format!(
                 "--only `{name}`: several pipelines have that name ({}); give them distinct `name`s",
                 files.join(", ")
@@ -99,7 +96,7 @@ pub(super) fn publish_into_cache<'a>(
                  repository; the cache's tags are keys other applies import, so publish to \
                  another repository or give the cache one of its own",
                 p.name,
-                p.file.display(),
+                p.shown(),
                 t.repository.repository()
             )));
         }

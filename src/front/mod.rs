@@ -90,6 +90,7 @@ impl Settings {
                 platforms: files.vars.platforms.clone(),
                 platform: None,
                 sets: files.vars.sets.clone(),
+                variant: None,
             },
             only: None,
             cache: CacheSettings::default(),

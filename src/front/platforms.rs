@@ -33,9 +33,10 @@ pub(crate) fn expand(
             } else {
                 let o = Overrides {
                     platform: Some(platform.clone()),
+                    variant: p.variant.clone(),
                     ..overrides.clone()
                 };
-                config::load_reports(&p.file, &o)
+                config::load_reports(&p.file, &o).map(|mut b| b.remove(0))
             };
             let mut b = match loaded {
                 Ok(b) => b,
@@ -280,6 +281,46 @@ copy = { from = "tool", src = "/out", dest = "/out" }
                 problems.iter().any(|m| m.contains(want)),
                 "{platforms} {tags}: {problems:?}"
             );
+        }
+    }
+
+    #[test]
+    fn each_platform_of_a_variant_is_loaded_again_as_that_variant() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.toml");
+        std::fs::write(
+            &path,
+            r#"platforms = ["linux/amd64", "linux/arm64"]
+[matrix]
+flavor = ["slim", "full"]
+[base]
+image = "base:1"
+[[step]]
+run = "echo {{ flavor }} {{ platform.arch }}"
+"#,
+        )
+        .unwrap();
+        let variants = config::load_reports(&path, &Overrides::default()).unwrap();
+        let (builds, groups) = expand(variants, &Overrides::default()).unwrap();
+        let runs: Vec<String> = builds
+            .iter()
+            .map(|b| format!("{} {:?}", b.name, b.steps[0].action))
+            .collect();
+        assert_eq!(groups.len(), 2);
+        for (run, want) in runs.iter().zip([
+            "app-slim@linux/amd64",
+            "app-slim@linux/arm64",
+            "app-full@linux/amd64",
+            "app-full@linux/arm64",
+        ]) {
+            assert!(run.starts_with(want), "{run}");
+            let flavor = if want.contains("slim") {
+                "slim"
+            } else {
+                "full"
+            };
+            let arch = want.rsplit('/').next().unwrap();
+            assert!(run.contains(&format!("echo {flavor} {arch}")), "{run}");
         }
     }
 }

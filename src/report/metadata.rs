@@ -34,6 +34,8 @@ pub(crate) struct PushedReference {
     /// `manifest` or `index`.
     pub(crate) kind: &'static str,
     pub(crate) pipeline: String,
+    /// The pipeline's `[matrix]` values (`null`: its file has no matrix).
+    pub(crate) variant: Option<crate::model::Variant>,
     /// The registry already held it: nothing was uploaded.
     pub(crate) up_to_date: bool,
     /// For an index: each platform's manifest it lists (pushed by this run or already held).
@@ -45,6 +47,8 @@ pub(crate) struct PushedReference {
 pub(crate) struct LocalImage {
     /// The build (`NAME`, or `NAME@os/arch` for one platform of several).
     pub(crate) pipeline: String,
+    /// The pipeline's `[matrix]` values (`null`: its file has no matrix).
+    pub(crate) variant: Option<crate::model::Variant>,
     /// The engine's image id.
     pub(crate) id: String,
     /// Its local tags (`[commit] tags`).
@@ -62,6 +66,7 @@ impl Metadata {
             if let Some(image) = &r.image {
                 images.push(LocalImage {
                     pipeline: r.pipeline.clone(),
+                    variant: r.variant.clone(),
                     id: image.id.clone(),
                     tags: image.tags.clone(),
                     manifest_digest: image.manifest_digest.clone(),
@@ -79,6 +84,7 @@ impl Metadata {
                         digest: digest.clone(),
                         kind: "manifest",
                         pipeline: r.pipeline.clone(),
+                        variant: r.variant.clone(),
                         up_to_date,
                         manifests: Vec::new(),
                     });
@@ -94,6 +100,7 @@ impl Metadata {
                 digest: p.digest.clone(),
                 kind: "index",
                 pipeline: x.pipeline.clone(),
+                variant: x.variant.clone(),
                 up_to_date: p.up_to_date,
                 manifests: x.manifests.clone(),
             });

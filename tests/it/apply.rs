@@ -641,12 +641,7 @@ fn static_hello_example_ships_a_static_binary_in_a_scratch_image_under_10_mb() {
     let project = Project::new();
     copy_example("static-hello", &project);
     let version = unique("v");
-    let vars = [
-        "--var".to_string(),
-        format!("registry={}", reg.addr),
-        "--var".to_string(),
-        format!("version={version}"),
-    ];
+    let vars = example_vars(&reg, &version);
     let args = |command: &'static str| {
         let mut a = vec![command, "."];
         a.extend(vars.iter().map(String::as_str));
@@ -695,4 +690,122 @@ fn static_hello_example_ships_a_static_binary_in_a_scratch_image_under_10_mb() {
         assert!(plan_text.contains(line), "{line:?} in\n{plan_text}");
     }
     let _ = docker(&["rmi", &published]);
+}
+
+/// The team folder: a shared file extended by a matrix file and another pipeline. Its lock
+/// pins the engine's own bases, whose ids differ per machine, so it is made here first (as the
+/// example's README says); `apply --locked` then builds every variant, the metadata file names
+/// each variant's pushed digest, and each image runs.
+#[test]
+fn team_example_applies_every_variant_locked_and_the_metadata_names_them() {
+    require_image("busybox:latest");
+    require_image("debian:bookworm");
+    let reg = Registry::start();
+    let project = Project::new();
+    copy_example("team", &project);
+    let version = unique("v");
+    let vars = example_vars(&reg, &version);
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(vars.iter().map(String::as_str));
+        let out = project.cmd(&all).output().unwrap();
+        let text = output_text(&out);
+        assert!(out.status.success(), "{args:?} failed:\n{text}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), text)
+    };
+    let (_, text) = run(&["lock", "."]);
+    assert!(text.contains("wrote ./pipeline.lock"), "{text}");
+    // The plan as JSON: one entry per variant, each with its variant object.
+    let (plan, _) = run(&["plan", "--format", "json", "--locked", "."]);
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    let entries: Vec<(String, String)> = plan["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["variant"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("tools", "null"),
+            ("web-en", r#"{"lang":"en"}"#),
+            ("web-fr", r#"{"lang":"fr"}"#)
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string())),
+        "{plan:#}"
+    );
+    let metadata = project.path().join("metadata.json");
+    let metadata_arg = metadata.display().to_string();
+    let (_, text) = run(&["apply", "--locked", "--metadata-file", &metadata_arg, "."]);
+    let doc = crate::harness::read_json(&metadata);
+    let mut pushed: Vec<(String, Value, String)> = doc["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["pipeline"].as_str().unwrap().to_string(),
+                p["variant"].clone(),
+                p["reference"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    pushed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(pushed.len(), 3, "{doc:#}\n{text}");
+    for ((name, variant, reference), expect) in pushed.iter().zip([
+        (
+            None,
+            "hello from the team tools on Debian GNU/Linux 12 (bookworm)".to_string(),
+        ),
+        (Some("en"), format!("hello from web-en {version}")),
+        (Some("fr"), format!("bonjour from web-fr {version}")),
+    ]) {
+        let (lang, line) = expect;
+        match lang {
+            Some(lang) => {
+                assert_eq!(variant["lang"], lang, "{name}: {doc:#}");
+                assert!(
+                    reference.contains(&format!(":{version}-{lang}@sha256:")),
+                    "{reference}"
+                );
+            }
+            None => assert!(variant.is_null(), "{name}: {doc:#}"),
+        }
+        runs_as_pushed(&reg, reference, lang.is_some(), &line);
+        let _ = docker(&["rmi", reference]);
+    }
+    for image in doc["images"].as_array().unwrap() {
+        for tag in image["tags"].as_array().unwrap() {
+            let _ = docker(&["rmi", tag.as_str().unwrap()]);
+        }
+    }
+}
+
+/// The image `reference` (`REPO:TAG@DIGEST`) is what the registry holds under its tag, and
+/// prints `line` (its web root's page, or its own command's output).
+fn runs_as_pushed(reg: &Registry, reference: &str, web: bool, line: &str) {
+    let (repository, digest) = reference.split_once('@').unwrap();
+    let (repo, tag) = repository.rsplit_once(':').unwrap();
+    let path = repo.split_once('/').unwrap().1;
+    assert_eq!(registry_image(reg, path, tag).0, digest, "{reference}");
+    let mut args = vec!["run", "--rm", reference];
+    if web {
+        args.extend(["cat", "/srv/www/index.html"]);
+    }
+    assert_eq!(docker_ok(&args).trim(), line, "{reference}");
+}
+
+/// `--var registry=ADDR --var version=VERSION`, as the examples take them.
+fn example_vars(reg: &Registry, version: &str) -> [String; 4] {
+    [
+        "--var".to_string(),
+        format!("registry={}", reg.addr),
+        "--var".to_string(),
+        format!("version={version}"),
+    ]
 }

@@ -36,6 +36,7 @@ mod hostile;
 mod layers;
 mod lean;
 mod machine;
+mod matrix;
 mod names;
 mod overrides;
 mod vars;
