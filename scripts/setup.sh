@@ -17,7 +17,7 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 
 # --- packages -------------------------------------------------------------------------
 missing=()
-for pkg in docker.io docker-registry busybox-static debootstrap curl openssl iproute2 podman catatonit skopeo; do
+for pkg in docker.io docker-registry busybox-static debootstrap curl openssl iproute2 podman catatonit skopeo time; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -eq 0 ]; then

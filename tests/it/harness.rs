@@ -262,32 +262,42 @@ pub(crate) fn busybox_pipeline(name: &str, body: &str) -> String {
     format!("name = \"{name}\"\n[base]\nimage = \"busybox:latest\"\npull = \"never\"\n{body}")
 }
 
-/// Runs `pipeline ARGS`; returns its output (stdout, then stderr) and its peak RSS in KiB, as
-/// the kernel accounted it for the reaped child (`wait4`: no `time` tool needed).
-#[allow(clippy::zombie_processes)] // reaped by `wait4` below, which also gives its peak RSS
+/// Runs `pipeline ARGS`; returns its output (stdout, then stderr) and its peak RSS in KiB.
+/// The peak is what GNU `time` (installed by `scripts/setup.sh`) reads of the tool's process,
+/// which `time` forks from itself: a child this test process spawned directly would be
+/// charged the test process's own peak too (the kernel keeps the high-water mark of the memory
+/// a process had before `exec`, and a spawned child starts on its parent's).
 pub(crate) fn measured(project: &Project, args: &[&str]) -> (String, u64) {
-    let mut child = project
-        .std_cmd(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run pipeline");
-    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
-    let mut text = String::new();
-    let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
-    text.push_str(&errors.join().unwrap());
-    let pid = i32::try_from(child.id()).unwrap();
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data the kernel fills in; `pid` is this test's own child, not
-    // reaped yet (the `Child` is never waited for).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
-    assert_eq!(reaped, pid, "wait4: {text}");
-    (text, u64::try_from(usage.ru_maxrss).unwrap())
+    let tool = project.std_cmd(args);
+    let peak_file = project.path().join(".peak-rss");
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&peak_file)
+        .arg(tool.get_program())
+        .args(tool.get_args())
+        .stdin(std::process::Stdio::null());
+    if let Some(dir) = tool.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    for (key, value) in tool.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = cmd
+        .output()
+        .expect("run pipeline under /usr/bin/time (scripts/setup.sh installs it)");
+    let text = output_text(&out);
+    let peak = std::fs::read_to_string(&peak_file)
+        .unwrap_or_else(|e| panic!("no peak RSS from /usr/bin/time ({e}):\n{text}"));
+    // `time` writes "Command exited with non-zero status N" before the figure on failure.
+    let kib = peak
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unreadable peak RSS {peak:?}:\n{text}"));
+    (text, kib)
 }
