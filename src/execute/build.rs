@@ -9,7 +9,7 @@ use super::{locks, ApplyError, Options};
 use crate::cache::{CheckpointNote, NotedStep, StepInputs};
 use crate::engine::{
     CommitSpec, ContainerSpec, Engine, EngineError, ExecSpec, ImageConfig, ImageInfo, MountSpec,
-    CACHE_REPOSITORY, DEFAULT_PATH,
+    CACHE_REPOSITORY,
 };
 use crate::execute::events::{Event, Sink, StepOutcome};
 use crate::execute::volumes::CacheScope;
@@ -321,7 +321,7 @@ impl<'a, E: Engine> Build<'a, E> {
         // Before any step: a first `run` step that cannot start on this image fails now, not
         // after the steps before it ran.
         if let Some(needs) = plan::needs::first_run(p, resume.steps_cached, &base.config) {
-            let missing = crate::observe::missing(self.engine, &id, &needs).await;
+            let missing = crate::observe::missing(self.engine, &id, &needs.wants).await;
             if !missing.is_empty() {
                 return Err(ApplyError::BaseLacks(Box::new(
                     needs.lack(p, &base.id, missing),
@@ -526,27 +526,19 @@ impl<'a, E: Engine> Build<'a, E> {
     }
 
     /// Whether `image` has `cat` in a folder of its PATH (`env`'s, else the default one),
-    /// asked of a container that is created for it and never started.
+    /// asked of a container that is created for it and never started. Unknown counts as
+    /// present: the explanation is only given when it is certain.
     async fn image_has_cat(&mut self, image: &str, env: &[String]) -> bool {
-        let path = env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(DEFAULT_PATH)
-            .to_string();
         let Ok(id) = self
             .container(image, false, false, &ContainerOptions::default())
             .await
         else {
             return true;
         };
-        for dir in path.split(':').filter(|d| d.starts_with('/')) {
-            let cat = format!("{}/cat", dir.trim_end_matches('/'));
-            // Unknown counts as present: the explanation is only given when it is certain.
-            if self.engine.path_exists(&id, &cat).await.unwrap_or(true) {
-                return true;
-            }
-        }
-        false
+        let cat = [plan::needs::cat(env)];
+        crate::observe::missing(self.engine, &id, &cat)
+            .await
+            .is_empty()
     }
 
     /// Runs step `i` in container `id`. `image_user` is the user the image runs as (its

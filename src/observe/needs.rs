@@ -5,16 +5,16 @@
 
 use crate::engine::{ContainerSpec, Engine, EngineError, ImageInfo};
 use crate::model::Pipeline;
-use crate::plan::needs::{first_run, Lack, Missing, Needs};
+use crate::plan::needs::{first_run, Lack, Missing, Want};
 
-/// What of `needs` container `id` lacks: each want none of whose paths exists. A path the
+/// What of `wants` container `id` lacks: each want none of whose paths exists. A path the
 /// engine cannot tell about counts as present: the step-time error stays the fallback. The
 /// engine answers one question of a container at a time (each mounts its file system), so a
 /// want's paths are asked in turn, the likeliest first, until one exists: `cat` and `/bin/sh`
 /// on a usual base cost one question each.
-pub(crate) async fn missing<E: Engine>(engine: &E, id: &str, needs: &Needs) -> Vec<Missing> {
+pub(crate) async fn missing<E: Engine>(engine: &E, id: &str, wants: &[Want]) -> Vec<Missing> {
     let mut out = Vec::new();
-    for w in &needs.wants {
+    for w in wants {
         let mut paths: Vec<&String> = w.paths.iter().collect();
         paths.sort_by_key(|p| !(p.starts_with("/bin/") || p.starts_with("/usr/bin/")));
         let mut found = false;
@@ -57,7 +57,7 @@ pub(crate) async fn lacks<E: Engine>(
         ..Default::default()
     };
     let id = engine.create_container(&spec).await?;
-    let missing = missing(engine, &id, &needs).await;
+    let missing = missing(engine, &id, &needs.wants).await;
     engine.remove_container(&id).await?;
     Ok((!missing.is_empty()).then(|| needs.lack(p, &base.id, missing)))
 }

@@ -101,12 +101,7 @@ pub(crate) fn first_run(p: &Pipeline, steps_cached: usize, config: &ImageConfig)
         return None;
     };
     let image_path = path_of(&config.env).unwrap_or(DEFAULT_PATH).to_string();
-    let mut wants = vec![lookup(
-        "cat",
-        &image_path,
-        "the tool keeps the build container alive with `cat` from the image; use a base \
-         with busybox or coreutils, or copy a static `cat` in before this step",
-    )];
+    let mut wants = vec![cat(&config.env)];
     let shell = "/bin/sh";
     match command {
         Command::Shell(_) => wants.push(absolute(
@@ -131,6 +126,17 @@ pub(crate) fn first_run(p: &Pipeline, steps_cached: usize, config: &ImageConfig)
     wants.retain(|w| !w.paths.iter().any(|path| provided(path, earlier, step)));
     wants.dedup_by(|a, b| a.missing.what == b.missing.what);
     (!wants.is_empty()).then_some(Needs { step: index, wants })
+}
+
+/// `cat` on the `PATH` of an image whose environment is `env` (else the default one): every
+/// build container runs it.
+pub(crate) fn cat(env: &[String]) -> Want {
+    lookup(
+        "cat",
+        path_of(env).unwrap_or(DEFAULT_PATH),
+        "the tool keeps the build container alive with `cat` from the image; use a base \
+         with busybox or coreutils, or copy a static `cat` in before this step",
+    )
 }
 
 /// The `PATH` an environment sets.
