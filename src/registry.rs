@@ -21,6 +21,7 @@ use crate::model::ImageConfig;
 use crate::model::{Platform, RemoteMode};
 
 pub(crate) mod push;
+mod token;
 
 /// Every registry call ends within this time; a slower registry counts as unavailable.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);

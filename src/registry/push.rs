@@ -1,10 +1,14 @@
 //! The tool's own pusher: an image from the local blob store to a registry repository, over
 //! the distribution API. Per blob: HEAD (skip what the registry has), a cross-repository
 //! mount when the blob is known in another repository of the same registry, else one
-//! monolithic upload (POST, then one PUT whose body streams from the store file). A few blobs
-//! are in flight at once; the config goes after the layers and the manifest last, so a failed
-//! or interrupted push never leaves a tag naming an image whose blobs are missing.
+//! monolithic upload (POST, then one PUT whose body streams from the store file). On a
+//! registry with a token service, a mount is made with a token that also reads the source
+//! repository (asked for once per source); a mount the registry refuses becomes an upload.
+//! A few blobs are in flight at once; the config goes after the layers and the manifest
+//! last, so a failed or interrupted push never leaves a tag naming an image whose blobs are
+//! missing.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -12,10 +16,11 @@ use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt, TryStreamExt};
 use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::io::AsyncReadExt;
 
+use super::token::{self, Challenge};
 use super::{is_loopback, parse, root_cause, Registry, RegistryError};
 use crate::credentials::Credentials;
 use crate::image::store::BlobStore;
@@ -89,6 +94,17 @@ enum Auth {
     Bearer(String),
 }
 
+/// How blobs are mounted from one source repository during a push.
+#[derive(Clone)]
+enum SourceAccess {
+    /// With this token, which covers the target and reads the source.
+    Token(String),
+    /// With the session's own authentication (no token service, or it gave no wider token).
+    Session,
+    /// Not at all: the registry refused a mount from it, so its blobs are uploaded.
+    Refused,
+}
+
 /// A push session to one repository of one registry.
 pub(crate) struct Pusher {
     http: reqwest::Client,
@@ -97,6 +113,14 @@ pub(crate) struct Pusher {
     registry: String,
     repository: String,
     auth: Auth,
+    /// The login the session's token was asked for with (Basic or anonymous): `Some` only when
+    /// that token came from the registry's token service, which is then asked, with the same
+    /// login, for a token that also reads a mount's source repository.
+    token_login: Option<Auth>,
+    /// The registry's token service, read from its challenge when a mount first needs it.
+    challenge: tokio::sync::OnceCell<Option<Challenge>>,
+    /// Per source repository, how its blobs are mounted (asked once per push session).
+    sources: tokio::sync::Mutex<BTreeMap<String, SourceAccess>>,
 }
 
 /// Why one request failed: an answer (status, body) or no answer at all.
@@ -177,11 +201,16 @@ impl Pusher {
                 Ok(_) => None,
             },
         };
-        let auth = match (token, &client.auth) {
-            (Some(t), _) => Auth::Bearer(t),
-            (None, RegistryAuth::Basic(u, p)) => Auth::Basic(u.clone(), p.clone()),
-            (None, RegistryAuth::Bearer(t)) => Auth::Bearer(t.clone()),
-            (None, _) => Auth::Anonymous,
+        let login = match &client.auth {
+            RegistryAuth::Anonymous => Auth::Anonymous,
+            RegistryAuth::Basic(u, p) => Auth::Basic(u.clone(), p.clone()),
+            RegistryAuth::Bearer(t) => Auth::Bearer(t.clone()),
+        };
+        let (auth, token_login) = match token {
+            // An identity token is the session's token itself: no token service gave it.
+            Some(t) if matches!(login, Auth::Bearer(_)) => (Auth::Bearer(t), None),
+            Some(t) => (Auth::Bearer(t), Some(login)),
+            None => (login, None),
         };
         crate::tls::install();
         let http = reqwest::Client::builder()
@@ -200,16 +229,14 @@ impl Pusher {
             registry,
             repository: path,
             auth,
+            token_login,
+            challenge: tokio::sync::OnceCell::new(),
+            sources: tokio::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
     fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        let r = self.http.request(method, url);
-        match &self.auth {
-            Auth::Anonymous => r,
-            Auth::Basic(u, p) => r.basic_auth(u, Some(p)),
-            Auth::Bearer(t) => r.bearer_auth(t),
-        }
+        authorized(self.http.request(method, url), &self.auth)
     }
 
     async fn send(&self, r: RequestBuilder) -> Result<Response, Failure> {
@@ -278,8 +305,11 @@ impl Pusher {
             report("Layer already exists", blob.size);
             return Ok(());
         }
-        let from = self.mount_source(image, digest, store);
-        let upload = match self.start_upload(digest, from.as_deref()).await? {
+        let (upload, auth) = match self.mount_source(image, digest, store) {
+            Some(from) => self.mount(digest, &from).await?,
+            None => (self.start_upload(digest).await?, None),
+        };
+        let location = match upload {
             Upload::Mounted => {
                 report("Mounted", blob.size);
                 return Ok(());
@@ -292,7 +322,8 @@ impl Pusher {
                 &Failure::Store("neither the store nor this registry has it".into()),
             ));
         }
-        self.upload(&upload, blob, store, &report).await?;
+        let auth = auth.as_ref().unwrap_or(&self.auth);
+        self.upload(&location, blob, store, &report, auth).await?;
         report("Pushed", blob.size);
         let key = format!("{}\n{digest}", self.registry);
         // Only a hint for later pushes: a failure to write it changes nothing.
@@ -326,17 +357,96 @@ impl Pusher {
         }
     }
 
+    /// Mounts `digest` from the repository `from`, or starts its upload when the registry
+    /// answers with one (202) or refuses the mount: then later blobs from `from` are uploaded
+    /// without asking. Returns the authentication the upload continues with when it is not
+    /// the session's (the token that also reads `from`).
+    async fn mount(&self, digest: &str, from: &str) -> Result<(Upload, Option<Auth>), PushError> {
+        let auth = match self.source_access(from).await {
+            SourceAccess::Token(t) => Some(Auth::Bearer(t)),
+            SourceAccess::Session => None,
+            SourceAccess::Refused => return Ok((self.start_upload(digest).await?, None)),
+        };
+        let mount_auth = auth.as_ref().unwrap_or(&self.auth);
+        match self.try_start_upload(digest, Some(from), mount_auth).await {
+            Ok(upload) => Ok((upload, auth)),
+            // Registries answer a mount they do not allow (a token that does not read the
+            // source) with 401 or 403, where they would have started a plain upload.
+            Err(Failure::Status(status, _)) => {
+                if status < 500 {
+                    let mut sources = self.sources.lock().await;
+                    sources.insert(from.to_string(), SourceAccess::Refused);
+                }
+                Ok((self.start_upload(digest).await?, None))
+            }
+            Err(f) => Err(self.blob_error(digest, &f)),
+        }
+    }
+
+    /// How blobs of the repository `from` are mounted: on a registry whose token service gave
+    /// the session's token, with a token for the target and `from` (asked for once). A token
+    /// service that refuses it leaves the session's authentication.
+    async fn source_access(&self, from: &str) -> SourceAccess {
+        let Some(login) = &self.token_login else {
+            return SourceAccess::Session;
+        };
+        let mut sources = self.sources.lock().await;
+        if let Some(access) = sources.get(from) {
+            return access.clone();
+        }
+        let scopes = [token::push_scope(&self.repository), token::pull_scope(from)];
+        let access = match self.challenge().await {
+            Some(c) => {
+                let asked = authorized(token::request(&self.http, c, &scopes), login).send();
+                match tokio::time::timeout(super::TIMEOUT, asked).await {
+                    Ok(Ok(r)) if r.status().is_success() => r.bytes().await.ok(),
+                    _ => None,
+                }
+                .and_then(|body| token::token(&body))
+                .map_or(SourceAccess::Session, SourceAccess::Token)
+            }
+            None => SourceAccess::Session,
+        };
+        sources.insert(from.to_string(), access.clone());
+        access
+    }
+
+    /// The registry's token service, from the challenge its `/v2/` answers an anonymous
+    /// request with; `None` when it names none.
+    async fn challenge(&self) -> Option<&Challenge> {
+        self.challenge
+            .get_or_init(|| async {
+                let url = format!("{}/v2/", self.base);
+                let answer = tokio::time::timeout(super::TIMEOUT, self.http.get(url).send());
+                let response = answer.await.ok()?.ok()?;
+                let header = response.headers().get(WWW_AUTHENTICATE)?.to_str().ok()?;
+                token::challenge(header)
+            })
+            .await
+            .as_ref()
+    }
+
+    /// Starts a plain upload (no mount), with the session's authentication.
+    async fn start_upload(&self, digest: &str) -> Result<Upload, PushError> {
+        self.try_start_upload(digest, None, &self.auth)
+            .await
+            .map_err(|f| self.blob_error(digest, &f))
+    }
+
     /// Starts an upload, or mounts the blob from `from` when given (the registry answers
     /// 201 when it mounted, 202 with an upload when it could not).
-    async fn start_upload(&self, digest: &str, from: Option<&str>) -> Result<Upload, PushError> {
+    async fn try_start_upload(
+        &self,
+        digest: &str,
+        from: Option<&str>,
+        auth: &Auth,
+    ) -> Result<Upload, Failure> {
         let mut url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
         if let Some(from) = from {
             url += &format!("?mount={digest}&from={from}");
         }
-        let response = self
-            .send(self.request(Method::POST, &url).header(CONTENT_LENGTH, 0))
-            .await
-            .map_err(|f| self.blob_error(digest, &f))?;
+        let request = authorized(self.http.request(Method::POST, &url), auth);
+        let response = self.send(request.header(CONTENT_LENGTH, 0)).await?;
         match response.status() {
             StatusCode::CREATED if from.is_some() => Ok(Upload::Mounted),
             StatusCode::ACCEPTED => {
@@ -344,15 +454,10 @@ impl Pusher {
                     .headers()
                     .get(LOCATION)
                     .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| {
-                        self.blob_error(
-                            digest,
-                            &Failure::Status(202, "an upload without a Location".into()),
-                        )
-                    })?;
+                    .ok_or_else(|| Failure::Status(202, "an upload without a Location".into()))?;
                 Ok(Upload::At(self.absolute(location)))
             }
-            _ => Err(self.blob_error(digest, &Self::refused(response).await)),
+            _ => Err(Self::refused(response).await),
         }
     }
 
@@ -371,6 +476,7 @@ impl Pusher {
         blob: &Descriptor,
         store: &BlobStore,
         report: &(dyn Fn(&'static str, u64) + Sync),
+        auth: &Auth,
     ) -> Result<(), PushError> {
         let digest = &blob.digest;
         let file = store
@@ -380,8 +486,7 @@ impl Pusher {
         let body = reqwest::Body::wrap_stream(file_chunks(tokio::fs::File::from_std(file), tx));
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={digest}");
-        let request = self
-            .request(Method::PUT, &url)
+        let request = authorized(self.http.request(Method::PUT, &url), auth)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, blob.size)
             .body(body);
@@ -490,6 +595,15 @@ impl Pusher {
             why: f.why(),
             transient: f.transient(),
         }
+    }
+}
+
+/// `r` with `auth`'s credentials.
+fn authorized(r: RequestBuilder, auth: &Auth) -> RequestBuilder {
+    match auth {
+        Auth::Anonymous => r,
+        Auth::Basic(u, p) => r.basic_auth(u, Some(p)),
+        Auth::Bearer(t) => r.bearer_auth(t),
     }
 }
 

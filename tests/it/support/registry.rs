@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::token_server::{self, TokenServer};
+
 /// The registry binary: `$DOCKER_REGISTRY`, else `docker-registry` (from PATH).
 fn registry_bin() -> String {
     std::env::var("DOCKER_REGISTRY").unwrap_or_else(|_| "docker-registry".to_string())
@@ -27,6 +29,8 @@ pub(crate) struct Registry {
     pub(crate) addr: String,
     /// Some((user, password)) for a registry started with `start_with_auth`.
     pub(crate) credentials: Option<(String, String)>,
+    /// Its `/v2/` asks for authentication (htpasswd or tokens).
+    auth_required: bool,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -34,20 +38,33 @@ pub(crate) struct Registry {
 impl Registry {
     /// An open registry (no authentication).
     pub(crate) fn start() -> Registry {
-        Self::launch(None, true)
+        Self::launch(&Auth::Open, true)
     }
 
     /// An open registry that refuses to delete manifests (`storage.delete` off, its default).
     pub(crate) fn start_without_delete() -> Registry {
-        Self::launch(None, false)
+        Self::launch(&Auth::Open, false)
     }
 
     /// A registry that requires HTTP basic authentication as `user`/`password` (htpasswd).
     pub(crate) fn start_with_auth(user: &str, password: &str) -> Registry {
-        Self::launch(Some((user.to_string(), password.to_string())), true)
+        Self::launch(
+            &Auth::Htpasswd(user.to_string(), password.to_string()),
+            true,
+        )
     }
 
-    fn launch(credentials: Option<(String, String)>, delete: bool) -> Registry {
+    /// A registry that takes the Bearer tokens `tokens` signs (distribution's `auth.token`,
+    /// as Docker Hub, GHCR or Harbor work). Its `get` and `tags` send no credentials.
+    pub(crate) fn start_with_tokens(tokens: &TokenServer) -> Registry {
+        Self::launch(&Auth::Token(tokens), true)
+    }
+
+    fn launch(auth: &Auth, delete: bool) -> Registry {
+        let credentials = match auth {
+            Auth::Htpasswd(user, password) => Some((user.clone(), password.clone())),
+            _ => None,
+        };
         let mut last_log = String::new();
         // free_port can race with another process; retry on a fresh port if the bind fails.
         for _ in 0..5 {
@@ -62,6 +79,16 @@ impl Registry {
                  http:\n  addr: {addr}\n",
                 dir.path().join("storage").display()
             );
+            if let Auth::Token(tokens) = auth {
+                config += &format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    \
+                     rootcertbundle: {}\n",
+                    tokens.realm(),
+                    token_server::SERVICE,
+                    token_server::ISSUER,
+                    tokens.root_cert().display()
+                );
+            }
             if let Some((user, password)) = &credentials {
                 let hash = bcrypt::hash(password, 5).expect("bcrypt");
                 let htpasswd = dir.path().join("htpasswd");
@@ -90,6 +117,7 @@ impl Registry {
             let mut reg = Registry {
                 addr,
                 credentials: credentials.clone(),
+                auth_required: !matches!(auth, Auth::Open),
                 child,
                 dir,
             };
@@ -110,7 +138,7 @@ impl Registry {
             }
             if let Ok(resp) = http_get(&self.addr, "/v2/", &[]) {
                 // 401 means up for an auth-enabled registry.
-                if resp.status == 200 || (resp.status == 401 && self.credentials.is_some()) {
+                if resp.status == 200 || (resp.status == 401 && self.auth_required) {
                     return Ok(());
                 }
             }
@@ -293,6 +321,13 @@ impl Registry {
             s => panic!("manifest {repository}:{tag}: HTTP {s}: {}", resp.text()),
         }
     }
+}
+
+/// How a registry authenticates.
+enum Auth<'a> {
+    Open,
+    Htpasswd(String, String),
+    Token(&'a TokenServer),
 }
 
 impl Drop for Registry {
