@@ -984,6 +984,12 @@ impl Engine for DockerEngine {
         self.body(stream).await
     }
 
+    async fn export_images(&self, ids: &[String]) -> Result<Archive, EngineError> {
+        let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let stream = self.docker.export_images(&names);
+        self.body(stream).await
+    }
+
     fn cli_name(&self) -> &'static str {
         if self.podman.is_some() {
             "podman"

@@ -262,6 +262,9 @@ pub(crate) trait Engine {
     /// The image `id` as `docker save` writes it: a tar of its config, its layers
     /// (uncompressed) and a `manifest.json`.
     async fn export_image(&self, id: &str) -> Result<Archive, EngineError>;
+    /// The images `ids` in one `docker save` tar (a layer they share is in it once), with one
+    /// `manifest.json` entry per image.
+    async fn export_images(&self, ids: &[String]) -> Result<Archive, EngineError>;
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError>;
     /// Loads an image archive as `docker load` reads it (a `manifest.json`, its config and
     /// layers); `tag` is the name the archive gives it.

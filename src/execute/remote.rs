@@ -5,11 +5,15 @@
 use std::cell::Cell;
 
 use super::base::pull_image;
+use super::layers::engine_images;
 use super::Options;
 use crate::engine::{Engine, EngineError, CACHE_REPOSITORY};
 use crate::execute::events::{Event, Sink};
+use crate::image::compress::Compression;
+use crate::image::store::BlobStore;
 use crate::plan;
-use crate::registry::RemoteCache;
+use crate::registry::push::Pusher;
+use crate::registry::{RegistryError, RemoteCache};
 
 /// The remote cache of one apply, and whether its failure was reported.
 pub(super) struct RemoteUse<'a> {
@@ -94,12 +98,40 @@ pub(super) async fn import<E: Engine>(
     }
 }
 
+/// After a successful apply of `p` that may write the remote cache: pushes the entries of
+/// `keys` it lacks (see [`push_entries`]) and records that the apply used `keys`; a failure
+/// only warns.
+pub(super) async fn export<E: Engine>(
+    engine: &E,
+    remote: &RemoteUse<'_>,
+    p: &crate::model::Pipeline,
+    keys: &[String],
+    store: Option<&BlobStore>,
+) {
+    let Some(cache) = remote
+        .cache
+        .as_ref()
+        .filter(|c| c.mode == crate::model::RemoteMode::ReadWrite)
+    else {
+        return;
+    };
+    let compression = Compression::of(&p.image);
+    push_entries(engine, cache, keys, store, compression, remote.sink).await;
+    cache.record(&p.name, keys).await;
+    remote.warn();
+}
+
 /// Pushes the local cache entries of `keys` that the remote cache lacks (no entry a trusted
 /// writer signed), under their keys, and signs each. Without a signing key, pushes nothing.
-pub(super) async fn export<E: Engine>(
+/// With a blob store, the tool pushes them as it publishes: read from one engine export of
+/// them all, each layer compressed once (a layer the publish compressed is reused), blobs the
+/// registry holds skipped or mounted; without one, the engine pushes each.
+async fn push_entries<E: Engine>(
     engine: &E,
     cache: &RemoteCache,
     keys: &[String],
+    store: Option<&BlobStore>,
+    compression: Compression,
     sink: &dyn Sink,
 ) {
     if cache.failure().is_some() {
@@ -115,7 +147,7 @@ pub(super) async fn export<E: Engine>(
         return;
     }
     let started = std::time::Instant::now();
-    let mut pushed = Vec::new();
+    let mut wanted = Vec::new();
     for key in keys {
         if cache.failure().is_some() {
             break;
@@ -127,8 +159,108 @@ pub(super) async fn export<E: Engine>(
         if cache.signed(key).await.is_some() || cache.failure().is_some() {
             continue;
         }
+        wanted.push(Entry {
+            key: key.clone(),
+            id: info.id,
+        });
+    }
+    let pushed = match store {
+        Some(store) if !wanted.is_empty() => {
+            push_own(engine, cache, &wanted, store, pullable(compression)).await
+        }
+        _ => push_with_engine(engine, cache, &wanted).await,
+    };
+    sink.event(Event::CacheExported {
+        repository: cache.repository.clone(),
+        keys: pushed,
+        duration: started.elapsed(),
+    });
+}
+
+/// A local cache entry to push: its key and engine image id.
+struct Entry {
+    key: String,
+    id: String,
+}
+
+/// The compression of cache entries: the image's when every engine pulls it (so the layers
+/// the publish compressed are the entries' too), else gzip (an engine imports an entry by
+/// pulling it, and Docker before 23 pulls no zstd).
+fn pullable(compression: Compression) -> Compression {
+    match compression {
+        Compression::Gzip { .. } => compression,
+        Compression::Zstd { .. } => Compression::default(),
+    }
+}
+
+/// Pushes `entries` with the tool's pusher; the keys pushed and signed.
+async fn push_own<E: Engine>(
+    engine: &E,
+    cache: &RemoteCache,
+    entries: &[Entry],
+    store: &BlobStore,
+    compression: Compression,
+) -> Vec<String> {
+    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    let images = match engine_images(engine, &ids, store, compression).await {
+        Ok(images) => images,
+        Err(e) => {
+            cache.fail(RegistryError::Unavailable(format!(
+                "cannot read the entries from the engine: {e}"
+            )));
+            return Vec::new();
+        }
+    };
+    let pusher = match Pusher::connect(&cache.repository, cache.creds.as_ref()).await {
+        Ok(p) => p,
+        Err(e) => {
+            cache.fail(RegistryError::Unavailable(format!("cannot push: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut pushed = Vec::new();
+    for (entry, image) in entries.iter().zip(&images) {
+        let key = &entry.key;
+        let written = async {
+            pusher.push_blobs(image, store, &|_| {}).await?;
+            pusher.put_manifest(key, &image.manifest, store).await
+        }
+        .await;
+        match written {
+            // Signed with the digest of the manifest the tool wrote, never one read back
+            // from the registry, which a writer may have changed in between.
+            Ok(_) => {
+                cache.sign(key, &image.manifest.digest).await;
+                if cache.failure().is_some() {
+                    break;
+                }
+                pushed.push(key.clone());
+            }
+            Err(e) => {
+                cache.fail(RegistryError::Unavailable(format!(
+                    "cannot push `{}`: {e}",
+                    cache.reference(key)
+                )));
+                break;
+            }
+        }
+    }
+    pushed
+}
+
+/// Pushes `entries` through the engine (no blob store); the keys pushed and signed.
+async fn push_with_engine<E: Engine>(
+    engine: &E,
+    cache: &RemoteCache,
+    entries: &[Entry],
+) -> Vec<String> {
+    let mut pushed = Vec::new();
+    for Entry { key, id } in entries {
+        if cache.failure().is_some() {
+            break;
+        }
         let result = async {
-            engine.tag(&info.id, &cache.repository, key).await?;
+            engine.tag(id, &cache.repository, key).await?;
             let r = engine
                 .push(&cache.repository, key, cache.creds.clone(), &mut |_| {})
                 .await;
@@ -145,15 +277,11 @@ pub(super) async fn export<E: Engine>(
                     pushed.push(key.clone());
                 }
             }
-            Err(e) => cache.fail(crate::registry::RegistryError::Unavailable(format!(
+            Err(e) => cache.fail(RegistryError::Unavailable(format!(
                 "cannot push `{}`: {e}",
                 cache.reference(key)
             ))),
         }
     }
-    sink.event(Event::CacheExported {
-        repository: cache.repository.clone(),
-        keys: pushed,
-        duration: started.elapsed(),
-    });
+    pushed
 }
