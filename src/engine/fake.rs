@@ -338,6 +338,13 @@ impl Engine for FakeEngine {
         )))
     }
 
+    async fn load_file(&self, path: &std::path::Path) -> Result<(), EngineError> {
+        drop(self.record(format!("load-file {}", path.display())));
+        Err(EngineError::Other(
+            "the fake engine reads no archives".into(),
+        ))
+    }
+
     async fn load_image(&self, _archive: Vec<u8>, tag: &str) -> Result<(), EngineError> {
         self.gate()?;
         let mut s = self.record(format!("load {tag}"));

@@ -269,6 +269,8 @@ pub(crate) trait Engine {
     /// Loads an image archive as `docker load` reads it (a `manifest.json`, its config and
     /// layers); `tag` is the name the archive gives it.
     async fn load_image(&self, archive: Vec<u8>, tag: &str) -> Result<(), EngineError>;
+    /// Loads the image archive at `path` as `docker load` reads it, streamed from the file.
+    async fn load_file(&self, path: &std::path::Path) -> Result<(), EngineError>;
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
     /// Removes containers whose name starts with `prefix`; returns how many.
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError>;

@@ -316,7 +316,8 @@ async fn import_hit<E: Engine>(
     let (Some(cache), Some(entry)) = (&remote.cache, &cached.hit.remote) else {
         return Ok(cached);
     };
-    match import(engine, cache, entry, opts, sink).await {
+    let compression = crate::image::compress::Compression::of(&p.image);
+    match import(engine, cache, entry, compression, opts, sink).await {
         Ok(()) => {
             sink.event(Event::CacheImported {
                 reference: cache.reference(&entry.key),

@@ -9,8 +9,13 @@ use super::layers::engine_images;
 use super::Options;
 use crate::engine::{Engine, EngineError, CACHE_REPOSITORY};
 use crate::execute::events::{Event, Sink};
+use crate::image::bridge::blocking;
 use crate::image::compress::Compression;
+use crate::image::layout::{self, Contents};
+use crate::image::save;
+use crate::image::store::tempfile_in;
 use crate::image::store::BlobStore;
+use crate::image::Image;
 use crate::plan;
 use crate::registry::push::Pusher;
 use crate::registry::{RegistryError, RemoteCache};
@@ -72,30 +77,84 @@ fn warn_remote(remote: Option<&RemoteCache>, sink: &dyn Sink, warned: &mut bool)
     }
 }
 
-/// Pulls a remote entry by its digest (exactly what the lookup checked) and tags it as the
-/// local cache entry of its key.
+/// Brings a remote entry into the engine by its digest (exactly what the lookup checked) and
+/// tags it as the local cache entry of its key. With a blob store, the tool downloads it into
+/// the store (each blob checked against its digest; a layer the store holds is not
+/// downloaded) and loads it into the engine, so a publish of an image on it finds its layers
+/// compressed; without one, the engine pulls it.
 pub(super) async fn import<E: Engine>(
     engine: &E,
     cache: &RemoteCache,
     entry: &plan::RemoteHit,
+    compression: Compression,
     opts: &Options,
     sink: &dyn Sink,
 ) -> Result<(), EngineError> {
     let reference = format!("{}@{}", cache.repository, entry.digest);
-    pull_image(engine, &reference, cache.creds.clone(), opts, sink).await?;
-    let pulled = engine.inspect_image(&reference).await?;
-    match pulled {
+    let not_checked = || {
+        EngineError::Other(format!(
+            "`{reference}` is not the image {} it was checked as",
+            entry.id
+        ))
+    };
+    if let Some(store) = &opts.store {
+        let image = cache
+            .download(&entry.digest, store)
+            .await
+            .map_err(|e| EngineError::Other(e.to_string()))?;
+        if image.config.digest != entry.id {
+            return Err(not_checked());
+        }
+        if engine.inspect_image(&entry.id).await?.is_none() {
+            load(engine, store, &image).await?;
+        }
+        // The engine's image is this one: a publish of it pushes these blobs.
+        let _ = save::record_image(store, &entry.id, pullable(compression), &image);
+    } else {
+        pull_image(engine, &reference, cache.creds.clone(), opts, sink).await?;
+    }
+    match engine.inspect_image(&entry.id).await? {
         Some(info) if info.id == entry.id => {
             engine.tag(&info.id, CACHE_REPOSITORY, &entry.key).await?;
             // Keep only the cache tag.
-            let _ = engine.remove_image(&reference).await;
+            if opts.store.is_none() {
+                let _ = engine.remove_image(&reference).await;
+            }
             Ok(())
         }
-        _ => Err(EngineError::Other(format!(
-            "`{reference}` is not the image {} it was checked as",
-            entry.id
-        ))),
+        _ => Err(not_checked()),
     }
+}
+
+/// Loads `image` (in `store`) into the engine: a `docker load` archive of it is written next
+/// to the store's blobs, streamed to the engine and removed.
+async fn load<E: Engine>(engine: &E, store: &BlobStore, image: &Image) -> Result<(), EngineError> {
+    let scratch = store.scratch();
+    let written = {
+        let (store, image) = (store.clone(), image.clone());
+        blocking(move || {
+            std::fs::create_dir_all(&scratch)?;
+            let (path, file) = tempfile_in(&scratch)?;
+            drop(file);
+            let contents = Contents {
+                images: std::slice::from_ref(&image),
+                names: &[],
+            };
+            match layout::write_tar(&store, contents, &path) {
+                Ok(_) => Ok(path),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    Err(e)
+                }
+            }
+        })
+        .await
+    };
+    let path = written
+        .map_err(|e: std::io::Error| EngineError::Other(format!("cannot write the entry: {e}")))?;
+    let loaded = engine.load_file(&path).await;
+    let _ = std::fs::remove_file(&path);
+    loaded
 }
 
 /// After a successful apply of `p` that may write the remote cache: pushes the entries of

@@ -76,7 +76,8 @@ fn apply(project: &Project, engine: Option<&Daemon>, extra: &[&str]) -> Output {
         .expect("run pipeline")
 }
 
-/// Container creates and image pulls of one engine between two unix times.
+/// Container creates and images brought in (pulled, or loaded as the tool imports remote
+/// entries) of one engine between two unix times.
 fn counts(d: &Daemon, since: &str, until: &str) -> (usize, usize) {
     let creates = events_of(&mut d.command(), since, until)
         .iter()
@@ -86,7 +87,7 @@ fn counts(d: &Daemon, since: &str, until: &str) -> (usize, usize) {
         &mut d.command(),
         since,
         until,
-        &["type=image", "event=pull"],
+        &["type=image", "event=pull", "event=load"],
     )
     .len();
     (creates, pulls)
@@ -198,7 +199,7 @@ fn a_fresh_runner_reuses_what_another_runner_built() {
     assert_eq!(
         counts(&c, &since, &until),
         (1, 1),
-        "one container, one pull: {text}"
+        "one container, one image brought in: {text}"
     );
     let r = report(&project);
     assert_eq!(r["steps"][0]["cached"], true, "{r:#}");
@@ -493,11 +494,22 @@ fn a_cache_on_another_registry_gets_the_published_layers_not_a_second_compressio
     // entry's config names) and runs only the changed step.
     project.pipeline(&pipeline(&u, &reg.addr, &cache, "three"));
     let b = Daemon::start();
+    let since = unix_now();
     let out = apply(&project, Some(&b), &["--report", "r.json"]);
+    let until = unix_now();
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("cache pulled a checkpoint after step 1"),
+        "{text}"
+    );
+    // Downloaded by the tool and loaded, not pulled by the engine.
+    let brought = |event: &str| {
+        events_filtered(&mut b.command(), &since, &until, &["type=image", event]).len()
+    };
+    assert_eq!(
+        (brought("event=load"), brought("event=pull")),
+        (1, 0),
         "{text}"
     );
     let r = report(&project);
