@@ -290,7 +290,7 @@ impl Registry {
             .request(reqwest::Method::GET, &url, r, RegistryOperation::Pull)
             .await?
             // Big blobs take long: the limit is on silence, per chunk, below.
-            .timeout(std::time::Duration::from_secs(24 * 3600));
+            .timeout(std::time::Duration::from_hours(24));
         let mut response = request.send().await.map_err(|e| broke(&e))?;
         let status = response.status().as_u16();
         match status {
