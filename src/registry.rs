@@ -16,7 +16,11 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
 
+use futures_util::{StreamExt, TryStreamExt};
+
 use crate::credentials::Credentials;
+use crate::image::store::BlobStore;
+use crate::image::{Descriptor, Image};
 use crate::model::ImageConfig;
 use crate::model::{Platform, RemoteMode};
 
@@ -871,6 +875,50 @@ impl RemoteCache {
             return None;
         }
         Some(image)
+    }
+}
+
+impl RemoteCache {
+    /// The entry image of manifest `digest` (the digest a trusted writer signed) downloaded
+    /// into `store`: its manifest, config and layers (a few at a time, streamed), each checked
+    /// against the digest that names it; what the store holds is not downloaded again.
+    pub(crate) async fn download(
+        &self,
+        digest: &str,
+        store: &BlobStore,
+    ) -> Result<Image, RegistryError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Listed {
+            media_type: Option<String>,
+            config: Descriptor,
+            layers: Vec<Descriptor>,
+        }
+        let reference = format!("{}@{digest}", self.repository);
+        let r = parse(&reference)?;
+        let unreadable = |e: String| RegistryError::Unavailable(format!("`{reference}`: {e}"));
+        let stored = |e: std::io::Error| unreadable(format!("cannot store it: {e}"));
+        let (body, _) = within(self.registry.get_manifest(&r, &MANIFEST_TYPES[2..]))
+            .await?
+            .ok_or_else(|| unreadable("gone from the registry".into()))?;
+        let listed: Listed = serde_json::from_slice(&body)
+            .map_err(|e| unreadable(format!("unreadable manifest: {e}")))?;
+        let manifest_type = listed
+            .media_type
+            .clone()
+            .unwrap_or_else(|| crate::image::media::OCI_MANIFEST.to_string());
+        let config_bytes = within(self.registry.get_config(&r, &listed.config.digest)).await?;
+        futures_util::stream::iter(&listed.layers)
+            .map(|l| self.registry.blob_into(&r, l, store))
+            .buffer_unordered(crate::registry::push::IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let config = store
+            .put(&listed.config.media_type, &config_bytes)
+            .map_err(stored)?;
+        let manifest = store.put(&manifest_type, &body).map_err(stored)?;
+        crate::image::config::pulled(manifest, config, &config_bytes, listed.layers)
+            .map_err(|e| unreadable(e.to_string()))
     }
 }
 

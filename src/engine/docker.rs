@@ -984,6 +984,12 @@ impl Engine for DockerEngine {
         self.body(stream).await
     }
 
+    async fn export_images(&self, ids: &[String]) -> Result<Archive, EngineError> {
+        let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let stream = self.docker.export_images(&names);
+        self.body(stream).await
+    }
+
     fn cli_name(&self) -> &'static str {
         if self.podman.is_some() {
             "podman"
@@ -1007,6 +1013,35 @@ impl Engine for DockerEngine {
         let options = ImportImageOptionsBuilder::new().quiet(true).build();
         let body = bollard::body_full(archive.into());
         let mut stream = self.docker.import_image(options, body, None);
+        while let Some(info) = stream.next().await {
+            let info = info.map_err(|e| self.convert(e))?;
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError::Other(detail.message.unwrap_or_default()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_file(&self, path: &std::path::Path) -> Result<(), EngineError> {
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| EngineError::Other(format!("{}: {e}", path.display())))?;
+        // The file in pieces; after an error, nothing more.
+        let body = futures_util::stream::unfold(Some(file), |file| async move {
+            let mut file = file?;
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut stream = self.docker.import_image_stream(options, body, None);
         while let Some(info) = stream.next().await {
             let info = info.map_err(|e| self.convert(e))?;
             if let Some(detail) = info.error_detail {

@@ -330,6 +330,21 @@ impl Engine for FakeEngine {
         Err(EngineError::NotFound(format!("no such image: {id}")))
     }
 
+    async fn export_images(&self, ids: &[String]) -> Result<Archive, EngineError> {
+        drop(self.record(format!("export {}", ids.join(" "))));
+        Err(EngineError::NotFound(format!(
+            "no such images: {}",
+            ids.join(" ")
+        )))
+    }
+
+    async fn load_file(&self, path: &std::path::Path) -> Result<(), EngineError> {
+        drop(self.record(format!("load-file {}", path.display())));
+        Err(EngineError::Other(
+            "the fake engine reads no archives".into(),
+        ))
+    }
+
     async fn load_image(&self, _archive: Vec<u8>, tag: &str) -> Result<(), EngineError> {
         self.gate()?;
         let mut s = self.record(format!("load {tag}"));

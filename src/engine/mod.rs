@@ -262,10 +262,15 @@ pub(crate) trait Engine {
     /// The image `id` as `docker save` writes it: a tar of its config, its layers
     /// (uncompressed) and a `manifest.json`.
     async fn export_image(&self, id: &str) -> Result<Archive, EngineError>;
+    /// The images `ids` in one `docker save` tar (a layer they share is in it once), with one
+    /// `manifest.json` entry per image.
+    async fn export_images(&self, ids: &[String]) -> Result<Archive, EngineError>;
     async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), EngineError>;
     /// Loads an image archive as `docker load` reads it (a `manifest.json`, its config and
     /// layers); `tag` is the name the archive gives it.
     async fn load_image(&self, archive: Vec<u8>, tag: &str) -> Result<(), EngineError>;
+    /// Loads the image archive at `path` as `docker load` reads it, streamed from the file.
+    async fn load_file(&self, path: &std::path::Path) -> Result<(), EngineError>;
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
     /// Removes containers whose name starts with `prefix`; returns how many.
     async fn remove_containers_named(&self, prefix: &str) -> Result<usize, EngineError>;

@@ -114,15 +114,8 @@ pub(crate) async fn apply<E: Engine>(
     );
     let pushed = pushed?;
     // After the publish targets, so publishing is never delayed; a failure only warns.
-    if let Some(cache) = remote
-        .cache
-        .as_ref()
-        .filter(|c| c.mode == RemoteMode::ReadWrite && !opts.no_push)
-    {
-        let all = all_keys(&cached);
-        export(engine, cache, &all, sink).await;
-        cache.record(&p.name, &all).await;
-        remote.warn();
+    if !opts.no_push {
+        export(engine, &remote, p, &all_keys(&cached), opts.store.as_ref()).await;
     }
     Ok(Applied {
         image,
@@ -323,7 +316,8 @@ async fn import_hit<E: Engine>(
     let (Some(cache), Some(entry)) = (&remote.cache, &cached.hit.remote) else {
         return Ok(cached);
     };
-    match import(engine, cache, entry, opts, sink).await {
+    let compression = crate::image::compress::Compression::of(&p.image);
+    match import(engine, cache, entry, compression, opts, sink).await {
         Ok(()) => {
             sink.event(Event::CacheImported {
                 reference: cache.reference(&entry.key),

@@ -7,6 +7,7 @@ use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
+use sha2::Digest as _;
 
 use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo};
 use crate::image::bridge::{blocking, read_blocking};
@@ -157,6 +158,82 @@ pub(crate) async fn engine_image<E: Engine>(
     let image = crate::image::config::exported(store, &saved.config, &saved.layers)?;
     save::record_image(store, id, compression, &image)?;
     Ok(image)
+}
+
+/// Engine images `ids` as the tool's images (see [`engine_image`]), in the order of `ids`:
+/// those the store has not recorded are read from one export of them all, so a layer they
+/// share (the base, the layers of earlier steps) crosses from the engine once, not once per
+/// image. An image the export does not give by its id (an engine that rewrites configs) is
+/// read on its own.
+pub(crate) async fn engine_images<E: Engine>(
+    engine: &E,
+    ids: &[String],
+    store: &BlobStore,
+    compression: Compression,
+) -> Result<Vec<Image>, LayerError> {
+    let mut found: std::collections::HashMap<String, Image> = ids
+        .iter()
+        .filter_map(|id| Some((id.clone(), save::recorded_image(store, id, compression)?)))
+        .collect();
+    let mut missing: Vec<String> = ids
+        .iter()
+        .filter(|id| !found.contains_key(*id))
+        .cloned()
+        .collect();
+    missing.dedup();
+    if missing.len() > 1 {
+        let mut known = Vec::new();
+        for id in &missing {
+            if let Ok(Some(info)) = engine.inspect_image(id).await {
+                known.extend(
+                    info.layers
+                        .iter()
+                        .filter_map(|d| stored_layer(store, d, compression)),
+                );
+            }
+        }
+        let saved = match export_all(engine, &missing, store, compression, known).await {
+            Err(LayerError::Io(e)) if save::mispredicted(&e) => {
+                export_all(engine, &missing, store, compression, Vec::new()).await
+            }
+            other => other,
+        }?;
+        for s in saved {
+            let id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&s.config)));
+            if missing.contains(&id) && !found.contains_key(&id) {
+                let image = crate::image::config::exported(store, &s.config, &s.layers)?;
+                save::record_image(store, &id, compression, &image)?;
+                found.insert(id, image);
+            }
+        }
+    }
+    let mut images = Vec::with_capacity(ids.len());
+    for id in ids {
+        match found.get(id) {
+            Some(image) => images.push(image.clone()),
+            None => {
+                let image = engine_image(engine, id, store, compression).await?;
+                found.insert(id.clone(), image.clone());
+                images.push(image);
+            }
+        }
+    }
+    Ok(images)
+}
+
+async fn export_all<E: Engine>(
+    engine: &E,
+    ids: &[String],
+    store: &BlobStore,
+    compression: Compression,
+    known: Vec<Layer>,
+) -> Result<Vec<Saved>, LayerError> {
+    let archive = engine.export_images(ids).await?;
+    let store = store.clone();
+    read_blocking(archive, move |r| {
+        Ok::<_, LayerError>(save::read_all(r, &store, compression, &known)?)
+    })
+    .await
 }
 
 /// A base image as the tool's image lists it: its layers compressed into the store from the

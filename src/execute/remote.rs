@@ -5,11 +5,20 @@
 use std::cell::Cell;
 
 use super::base::pull_image;
+use super::layers::engine_images;
 use super::Options;
 use crate::engine::{Engine, EngineError, CACHE_REPOSITORY};
 use crate::execute::events::{Event, Sink};
+use crate::image::bridge::blocking;
+use crate::image::compress::Compression;
+use crate::image::layout::{self, Contents};
+use crate::image::save;
+use crate::image::store::tempfile_in;
+use crate::image::store::BlobStore;
+use crate::image::Image;
 use crate::plan;
-use crate::registry::RemoteCache;
+use crate::registry::push::Pusher;
+use crate::registry::{RegistryError, RemoteCache};
 
 /// The remote cache of one apply, and whether its failure was reported.
 pub(super) struct RemoteUse<'a> {
@@ -68,38 +77,120 @@ fn warn_remote(remote: Option<&RemoteCache>, sink: &dyn Sink, warned: &mut bool)
     }
 }
 
-/// Pulls a remote entry by its digest (exactly what the lookup checked) and tags it as the
-/// local cache entry of its key.
+/// Brings a remote entry into the engine by its digest (exactly what the lookup checked) and
+/// tags it as the local cache entry of its key. With a blob store, the tool downloads it into
+/// the store (each blob checked against its digest; a layer the store holds is not
+/// downloaded) and loads it into the engine, so a publish of an image on it finds its layers
+/// compressed; without one, the engine pulls it.
 pub(super) async fn import<E: Engine>(
     engine: &E,
     cache: &RemoteCache,
     entry: &plan::RemoteHit,
+    compression: Compression,
     opts: &Options,
     sink: &dyn Sink,
 ) -> Result<(), EngineError> {
     let reference = format!("{}@{}", cache.repository, entry.digest);
-    pull_image(engine, &reference, cache.creds.clone(), opts, sink).await?;
-    let pulled = engine.inspect_image(&reference).await?;
-    match pulled {
+    let not_checked = || {
+        EngineError::Other(format!(
+            "`{reference}` is not the image {} it was checked as",
+            entry.id
+        ))
+    };
+    if let Some(store) = &opts.store {
+        let image = cache
+            .download(&entry.digest, store)
+            .await
+            .map_err(|e| EngineError::Other(e.to_string()))?;
+        if image.config.digest != entry.id {
+            return Err(not_checked());
+        }
+        if engine.inspect_image(&entry.id).await?.is_none() {
+            load(engine, store, &image).await?;
+        }
+        // The engine's image is this one: a publish of it pushes these blobs.
+        let _ = save::record_image(store, &entry.id, pullable(compression), &image);
+    } else {
+        pull_image(engine, &reference, cache.creds.clone(), opts, sink).await?;
+    }
+    match engine.inspect_image(&entry.id).await? {
         Some(info) if info.id == entry.id => {
             engine.tag(&info.id, CACHE_REPOSITORY, &entry.key).await?;
             // Keep only the cache tag.
-            let _ = engine.remove_image(&reference).await;
+            if opts.store.is_none() {
+                let _ = engine.remove_image(&reference).await;
+            }
             Ok(())
         }
-        _ => Err(EngineError::Other(format!(
-            "`{reference}` is not the image {} it was checked as",
-            entry.id
-        ))),
+        _ => Err(not_checked()),
     }
+}
+
+/// Loads `image` (in `store`) into the engine: a `docker load` archive of it is written next
+/// to the store's blobs, streamed to the engine and removed.
+async fn load<E: Engine>(engine: &E, store: &BlobStore, image: &Image) -> Result<(), EngineError> {
+    let scratch = store.scratch();
+    let written = {
+        let (store, image) = (store.clone(), image.clone());
+        blocking(move || {
+            std::fs::create_dir_all(&scratch)?;
+            let (path, file) = tempfile_in(&scratch)?;
+            drop(file);
+            let contents = Contents {
+                images: std::slice::from_ref(&image),
+                names: &[],
+            };
+            match layout::write_tar(&store, contents, &path) {
+                Ok(_) => Ok(path),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    Err(e)
+                }
+            }
+        })
+        .await
+    };
+    let path = written
+        .map_err(|e: std::io::Error| EngineError::Other(format!("cannot write the entry: {e}")))?;
+    let loaded = engine.load_file(&path).await;
+    let _ = std::fs::remove_file(&path);
+    loaded
+}
+
+/// After a successful apply of `p` that may write the remote cache: pushes the entries of
+/// `keys` it lacks (see [`push_entries`]) and records that the apply used `keys`; a failure
+/// only warns.
+pub(super) async fn export<E: Engine>(
+    engine: &E,
+    remote: &RemoteUse<'_>,
+    p: &crate::model::Pipeline,
+    keys: &[String],
+    store: Option<&BlobStore>,
+) {
+    let Some(cache) = remote
+        .cache
+        .as_ref()
+        .filter(|c| c.mode == crate::model::RemoteMode::ReadWrite)
+    else {
+        return;
+    };
+    let compression = Compression::of(&p.image);
+    push_entries(engine, cache, keys, store, compression, remote.sink).await;
+    cache.record(&p.name, keys).await;
+    remote.warn();
 }
 
 /// Pushes the local cache entries of `keys` that the remote cache lacks (no entry a trusted
 /// writer signed), under their keys, and signs each. Without a signing key, pushes nothing.
-pub(super) async fn export<E: Engine>(
+/// With a blob store, the tool pushes them as it publishes: read from one engine export of
+/// them all, each layer compressed once (a layer the publish compressed is reused), blobs the
+/// registry holds skipped or mounted; without one, the engine pushes each.
+async fn push_entries<E: Engine>(
     engine: &E,
     cache: &RemoteCache,
     keys: &[String],
+    store: Option<&BlobStore>,
+    compression: Compression,
     sink: &dyn Sink,
 ) {
     if cache.failure().is_some() {
@@ -115,7 +206,7 @@ pub(super) async fn export<E: Engine>(
         return;
     }
     let started = std::time::Instant::now();
-    let mut pushed = Vec::new();
+    let mut wanted = Vec::new();
     for key in keys {
         if cache.failure().is_some() {
             break;
@@ -127,8 +218,108 @@ pub(super) async fn export<E: Engine>(
         if cache.signed(key).await.is_some() || cache.failure().is_some() {
             continue;
         }
+        wanted.push(Entry {
+            key: key.clone(),
+            id: info.id,
+        });
+    }
+    let pushed = match store {
+        Some(store) if !wanted.is_empty() => {
+            push_own(engine, cache, &wanted, store, pullable(compression)).await
+        }
+        _ => push_with_engine(engine, cache, &wanted).await,
+    };
+    sink.event(Event::CacheExported {
+        repository: cache.repository.clone(),
+        keys: pushed,
+        duration: started.elapsed(),
+    });
+}
+
+/// A local cache entry to push: its key and engine image id.
+struct Entry {
+    key: String,
+    id: String,
+}
+
+/// The compression of cache entries: the image's when every engine pulls it (so the layers
+/// the publish compressed are the entries' too), else gzip (an engine imports an entry by
+/// pulling it, and Docker before 23 pulls no zstd).
+fn pullable(compression: Compression) -> Compression {
+    match compression {
+        Compression::Gzip { .. } => compression,
+        Compression::Zstd { .. } => Compression::default(),
+    }
+}
+
+/// Pushes `entries` with the tool's pusher; the keys pushed and signed.
+async fn push_own<E: Engine>(
+    engine: &E,
+    cache: &RemoteCache,
+    entries: &[Entry],
+    store: &BlobStore,
+    compression: Compression,
+) -> Vec<String> {
+    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    let images = match engine_images(engine, &ids, store, compression).await {
+        Ok(images) => images,
+        Err(e) => {
+            cache.fail(RegistryError::Unavailable(format!(
+                "cannot read the entries from the engine: {e}"
+            )));
+            return Vec::new();
+        }
+    };
+    let pusher = match Pusher::connect(&cache.repository, cache.creds.as_ref()).await {
+        Ok(p) => p,
+        Err(e) => {
+            cache.fail(RegistryError::Unavailable(format!("cannot push: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut pushed = Vec::new();
+    for (entry, image) in entries.iter().zip(&images) {
+        let key = &entry.key;
+        let written = async {
+            pusher.push_blobs(image, store, &|_| {}).await?;
+            pusher.put_manifest(key, &image.manifest, store).await
+        }
+        .await;
+        match written {
+            // Signed with the digest of the manifest the tool wrote, never one read back
+            // from the registry, which a writer may have changed in between.
+            Ok(_) => {
+                cache.sign(key, &image.manifest.digest).await;
+                if cache.failure().is_some() {
+                    break;
+                }
+                pushed.push(key.clone());
+            }
+            Err(e) => {
+                cache.fail(RegistryError::Unavailable(format!(
+                    "cannot push `{}`: {e}",
+                    cache.reference(key)
+                )));
+                break;
+            }
+        }
+    }
+    pushed
+}
+
+/// Pushes `entries` through the engine (no blob store); the keys pushed and signed.
+async fn push_with_engine<E: Engine>(
+    engine: &E,
+    cache: &RemoteCache,
+    entries: &[Entry],
+) -> Vec<String> {
+    let mut pushed = Vec::new();
+    for Entry { key, id } in entries {
+        if cache.failure().is_some() {
+            break;
+        }
         let result = async {
-            engine.tag(&info.id, &cache.repository, key).await?;
+            engine.tag(id, &cache.repository, key).await?;
             let r = engine
                 .push(&cache.repository, key, cache.creds.clone(), &mut |_| {})
                 .await;
@@ -145,15 +336,11 @@ pub(super) async fn export<E: Engine>(
                     pushed.push(key.clone());
                 }
             }
-            Err(e) => cache.fail(crate::registry::RegistryError::Unavailable(format!(
+            Err(e) => cache.fail(RegistryError::Unavailable(format!(
                 "cannot push `{}`: {e}",
                 cache.reference(key)
             ))),
         }
     }
-    sink.event(Event::CacheExported {
-        repository: cache.repository.clone(),
-        keys: pushed,
-        duration: started.elapsed(),
-    });
+    pushed
 }

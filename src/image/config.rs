@@ -214,6 +214,54 @@ pub(crate) fn exported(store: &BlobStore, config: &[u8], layers: &[Layer]) -> io
     })
 }
 
+/// An image read from a registry into the store: its manifest `manifest` (already stored),
+/// whose config (bytes `config_bytes`, stored as `config`) and layers it lists.
+pub(crate) fn pulled(
+    manifest: Descriptor,
+    config: Descriptor,
+    config_bytes: &[u8],
+    layers: Vec<Descriptor>,
+) -> io::Result<Image> {
+    #[derive(Deserialize)]
+    struct Read {
+        #[serde(flatten)]
+        platform: PlatformOf,
+        rootfs: RootFs,
+    }
+    #[derive(Deserialize)]
+    struct RootFs {
+        diff_ids: Vec<String>,
+    }
+    let raw: Read = serde_json::from_slice(config_bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the image's config: {e}"),
+        )
+    })?;
+    if raw.rootfs.diff_ids.len() != layers.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the image's config lists {} layers, its manifest {}",
+                raw.rootfs.diff_ids.len(),
+                layers.len()
+            ),
+        ));
+    }
+    Ok(Image {
+        manifest,
+        config,
+        layers,
+        diff_ids: raw.rootfs.diff_ids,
+        platform: Platform {
+            os: raw.platform.os,
+            arch: raw.platform.architecture,
+            variant: raw.platform.variant.filter(|v| !v.is_empty()),
+        },
+        remote: BTreeMap::new(),
+    })
+}
+
 #[derive(Deserialize)]
 struct PlatformOf {
     #[serde(default)]

@@ -41,6 +41,21 @@ pub(crate) fn read(
     compression: Compression,
     known: &[Layer],
 ) -> io::Result<Saved> {
+    let mut images = read_all(archive, store, compression, known)?;
+    if images.len() != 1 {
+        return Err(bad("the export holds more than one image"));
+    }
+    Ok(images.remove(0))
+}
+
+/// Reads an export of several images (one `docker save` of them all: a layer two images share
+/// is in it once), as [`read`] reads one; the images in the order `manifest.json` lists them.
+pub(crate) fn read_all(
+    archive: &mut dyn Read,
+    store: &BlobStore,
+    compression: Compression,
+    known: &[Layer],
+) -> io::Result<Vec<Saved>> {
     let mut layers: HashMap<String, Layer> = HashMap::new();
     let mut aliases: HashMap<String, String> = HashMap::new();
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
@@ -95,25 +110,27 @@ pub(crate) fn read(
         .ok_or_else(|| bad("the export has no `manifest.json`"))?;
     let manifest: Vec<ArchiveManifest> =
         serde_json::from_slice(manifest).map_err(|e| bad(&format!("`manifest.json`: {e}")))?;
-    let [m] = manifest.as_slice() else {
-        return Err(bad("the export holds more than one image"));
-    };
-    let config = small
-        .get(&m.config)
-        .ok_or_else(|| bad(&format!("the export has no `{}`", m.config)))?
-        .clone();
-    let layers = m
-        .layers
+    manifest
         .iter()
-        .map(|n| {
-            let n = aliases.get(n).unwrap_or(n);
-            layers
-                .get(n)
-                .cloned()
-                .ok_or_else(|| bad(&format!("the export has no layer `{n}`")))
+        .map(|m| {
+            let config = small
+                .get(&m.config)
+                .ok_or_else(|| bad(&format!("the export has no `{}`", m.config)))?
+                .clone();
+            let layers = m
+                .layers
+                .iter()
+                .map(|n| {
+                    let n = aliases.get(n).unwrap_or(n);
+                    layers
+                        .get(n)
+                        .cloned()
+                        .ok_or_else(|| bad(&format!("the export has no layer `{n}`")))
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            Ok(Saved { config, layers })
         })
-        .collect::<io::Result<Vec<_>>>()?;
-    Ok(Saved { config, layers })
+        .collect()
 }
 
 /// A layer of an export had the size of a layer the store holds but other content: it was

@@ -8,6 +8,8 @@ use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH};
 use sha2::Digest as _;
 
 use super::{is_loopback, root_cause, Registry, RegistryError, TIMEOUT};
+use crate::image::store::BlobStore;
+use crate::image::Descriptor;
 
 /// The largest manifest read (containerd's limit, also go-containerregistry's).
 pub(super) const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -266,6 +268,73 @@ impl Registry {
             )));
         }
         Ok(body)
+    }
+
+    /// Downloads the blob `d` of `r`'s repository into `store` (streamed, never held whole),
+    /// unless the store holds it: nothing is stored unless its size and digest are `d`'s.
+    /// A registry that sends nothing for [`TIMEOUT`] fails it.
+    pub(super) async fn blob_into(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        store: &BlobStore,
+    ) -> Result<(), RegistryError> {
+        if store.contains(&d.digest) {
+            return Ok(());
+        }
+        let url = format!("{}/blobs/{}", Self::base_url(r), d.digest);
+        let broke = |e: &dyn std::error::Error| {
+            RegistryError::Unavailable(format!("{url}: {}", root_cause(e)))
+        };
+        let request = self
+            .request(reqwest::Method::GET, &url, r, RegistryOperation::Pull)
+            .await?
+            // Big blobs take long: the limit is on silence, per chunk, below.
+            .timeout(std::time::Duration::from_hours(24));
+        let mut response = request.send().await.map_err(|e| broke(&e))?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => {}
+            401 | 403 => return Err(RegistryError::Auth(format!("GET {url}: HTTP {status}"))),
+            _ => {
+                return Err(RegistryError::Unavailable(format!(
+                    "GET {url}: HTTP {status}"
+                )))
+            }
+        }
+        let stored = |e: std::io::Error| {
+            RegistryError::Unavailable(format!("{url}: cannot write it to the local store: {e}"))
+        };
+        let mut w = store.writer().map_err(stored)?;
+        loop {
+            let chunk = tokio::time::timeout(TIMEOUT, response.chunk())
+                .await
+                .map_err(|_| RegistryError::Timeout)?
+                .map_err(|e| broke(&e))?;
+            let Some(chunk) = chunk else { break };
+            if w.size() + chunk.len() as u64 > d.size {
+                return Err(RegistryError::Unavailable(format!(
+                    "{url}: more than the {} bytes the manifest says",
+                    d.size
+                )));
+            }
+            std::io::Write::write_all(&mut w, &chunk).map_err(stored)?;
+        }
+        if w.size() != d.size {
+            return Err(RegistryError::Unavailable(format!(
+                "{url}: {} bytes, not the {} the manifest says",
+                w.size(),
+                d.size
+            )));
+        }
+        let got = w.commit(&d.media_type).map_err(stored)?;
+        if got.digest != d.digest {
+            return Err(RegistryError::Unavailable(format!(
+                "the blob at {url} is not {} (its digest is {})",
+                d.digest, got.digest
+            )));
+        }
+        Ok(())
     }
 
     /// One page of the tags of `r`'s repository after `last`: at most a few MiB.

@@ -504,6 +504,10 @@ fn the_remote_cache_serves_a_podman_engine_that_lost_its_local_cache() {
     for tag in tags.lines().filter(|t| t.contains("pipeline-cache:")) {
         podman.docker_ok(&["rmi", tag]);
     }
+    assert!(
+        !podman.docker(&["image", "inspect", &id]).status.success(),
+        "the image went with its last tag: the apply must bring it from the remote cache"
+    );
     let plan = cmd(&project, &["plan", "--engine", &podman.host, file])
         .output()
         .unwrap();

@@ -76,7 +76,8 @@ fn apply(project: &Project, engine: Option<&Daemon>, extra: &[&str]) -> Output {
         .expect("run pipeline")
 }
 
-/// Container creates and image pulls of one engine between two unix times.
+/// Container creates and images brought in (pulled, or loaded as the tool imports remote
+/// entries) of one engine between two unix times.
 fn counts(d: &Daemon, since: &str, until: &str) -> (usize, usize) {
     let creates = events_of(&mut d.command(), since, until)
         .iter()
@@ -86,7 +87,7 @@ fn counts(d: &Daemon, since: &str, until: &str) -> (usize, usize) {
         &mut d.command(),
         since,
         until,
-        &["type=image", "event=pull"],
+        &["type=image", "event=pull", "event=load"],
     )
     .len();
     (creates, pulls)
@@ -198,7 +199,7 @@ fn a_fresh_runner_reuses_what_another_runner_built() {
     assert_eq!(
         counts(&c, &since, &until),
         (1, 1),
-        "one container, one pull: {text}"
+        "one container, one image brought in: {text}"
     );
     let r = report(&project);
     assert_eq!(r["steps"][0]["cached"], true, "{r:#}");
@@ -434,4 +435,86 @@ fn a_remote_cache_without_a_verify_key_is_not_used() {
     );
     assert!(reg.tags(&repository).is_empty(), "{text}");
     let _ = docker(&["rmi", &format!("{}/{u}:1", reg.addr)]);
+}
+
+/// The layer digests of a manifest, bottom first, and its config digest.
+fn blobs_of(manifest: &Value) -> (Vec<String>, String) {
+    let layers = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect();
+    let config = manifest["config"]["digest"]
+        .as_str()
+        .expect("config")
+        .to_string();
+    (layers, config)
+}
+
+#[test]
+fn a_cache_on_another_registry_gets_the_published_layers_not_a_second_compression() {
+    let reg = registry_with_busybox();
+    let cache_reg = Registry::start();
+    let u = unique("rmt-own");
+    let cache = format!("{}/cache/{u}", cache_reg.addr);
+    let project = Project::new();
+    project.pipeline(&pipeline(&u, &reg.addr, &cache, "two"));
+    let out = apply(&project, None, &[]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("cache pushed 3 entries"), "{text}");
+
+    let (published, published_config) = blobs_of(&reg.manifest(&u, "1"));
+    let mut tags = cache_reg.tags(&format!("cache/{u}"));
+    cache_index_tags(&mut tags);
+    let entries: Vec<(Vec<String>, String)> = tags
+        .iter()
+        .filter(|t| !t.ends_with(".sig"))
+        .map(|t| blobs_of(&cache_reg.manifest(&format!("cache/{u}"), t)))
+        .collect();
+    assert_eq!(entries.len(), 3, "{tags:?}");
+    // The final entry is the published image, blob for blob (one compression of each layer:
+    // an engine's push compresses again, to other bytes); each checkpoint's layers are the
+    // bottom of it.
+    assert!(
+        entries
+            .iter()
+            .any(|(layers, config)| layers == &published && config == &published_config),
+        "no entry is the published image {published:?}: {entries:?}"
+    );
+    for (layers, _) in &entries {
+        assert!(
+            published.starts_with(layers),
+            "{layers:?} is not the bottom of {published:?}"
+        );
+    }
+
+    // A fresh engine imports the checkpoint the tool pushed (its image id is the one the
+    // entry's config names) and runs only the changed step.
+    project.pipeline(&pipeline(&u, &reg.addr, &cache, "three"));
+    let b = Daemon::start();
+    let since = unix_now();
+    let out = apply(&project, Some(&b), &["--report", "r.json"]);
+    let until = unix_now();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("cache pulled a checkpoint after step 1"),
+        "{text}"
+    );
+    // Downloaded by the tool and loaded, not pulled by the engine.
+    let brought = |event: &str| {
+        events_filtered(&mut b.command(), &since, &until, &["type=image", event]).len()
+    };
+    assert_eq!(
+        (brought("event=load"), brought("event=pull")),
+        (1, 0),
+        "{text}"
+    );
+    let r = report(&project);
+    assert_eq!(r["steps"][0]["cached"], true, "{r:#}");
+    let published = format!("{}/{u}:1", reg.addr);
+    assert_eq!(b.docker_ok(&["run", "--rm", &published]), "three");
+    let _ = docker(&["rmi", &published, &format!("{}/busybox:latest", reg.addr)]);
 }

@@ -306,6 +306,23 @@ impl Registry {
         tags
     }
 
+    /// The manifest `repository:reference` names, parsed (panics when there is none).
+    pub(crate) fn manifest(&self, repository: &str, reference: &str) -> serde_json::Value {
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, \
+                      application/vnd.oci.image.manifest.v1+json";
+        let resp = self.get(
+            &format!("/v2/{repository}/manifests/{reference}"),
+            &[("Accept", accept)],
+        );
+        assert_eq!(
+            resp.status,
+            200,
+            "manifest {repository}:{reference}: {}",
+            resp.text()
+        );
+        serde_json::from_slice(&resp.body).expect("manifest JSON")
+    }
+
     /// The manifest digest ("sha256:...") of `repository:tag`, or None when it is not there.
     pub(crate) fn manifest_digest(&self, repository: &str, tag: &str) -> Option<String> {
         let accept = "application/vnd.docker.distribution.manifest.v2+json, \
