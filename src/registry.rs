@@ -913,6 +913,10 @@ impl RemoteCache {
             .buffer_unordered(crate::registry::push::IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
+        // A publish to this registry mounts them from here.
+        for blob in listed.layers.iter().chain([&listed.config]) {
+            push::held(store, r.resolve_registry(), r.repository(), &blob.digest);
+        }
         let config = store
             .put(&listed.config.media_type, &config_bytes)
             .map_err(stored)?;

@@ -180,6 +180,7 @@ pub(crate) async fn engine_images<E: Engine>(
         .filter(|id| !found.contains_key(*id))
         .cloned()
         .collect();
+    missing.sort();
     missing.dedup();
     if missing.len() > 1 {
         let mut known = Vec::new();

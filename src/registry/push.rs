@@ -39,6 +39,14 @@ const PROGRESS_STEP: u64 = 1 << 20;
 /// pushed there, so that a push to another repository of that registry mounts it.
 const PUSHED_RECORD: &str = "pushed";
 
+/// Remembers that `repository` of `registry` (as references name them) holds blob `digest`,
+/// so that a push to another repository of that registry mounts it. Only a hint for later
+/// pushes: a failure to write it changes nothing.
+pub(crate) fn held(store: &BlobStore, registry: &str, repository: &str, digest: &str) {
+    let key = format!("{registry}\n{digest}");
+    let _ = store.put_record(PUSHED_RECORD, &key, repository.as_bytes());
+}
+
 /// Why a push failed; each names the registry, what it was pushing and why.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum PushError {
@@ -325,9 +333,7 @@ impl Pusher {
         let auth = auth.as_ref().unwrap_or(&self.auth);
         self.upload(&location, blob, store, &report, auth).await?;
         report("Pushed", blob.size);
-        let key = format!("{}\n{digest}", self.registry);
-        // Only a hint for later pushes: a failure to write it changes nothing.
-        let _ = store.put_record(PUSHED_RECORD, &key, self.repository.as_bytes());
+        held(store, &self.registry, &self.repository, digest);
         Ok(())
     }
 
