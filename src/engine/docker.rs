@@ -387,6 +387,81 @@ impl DockerEngine {
 }
 
 impl DockerEngine {
+    /// Podman's commit `id` without the mount points Podman made in the container's layer when
+    /// it set the container up (on attach, before any start; see `image::mount_points`): the
+    /// image is exported, written again with its top layer without them, loaded back, and used
+    /// in place of the commit (which is removed). The same id when the layer holds none.
+    async fn without_mount_points(&self, id: String) -> Result<String, EngineError> {
+        let failed = |e: std::io::Error| {
+            EngineError::Other(format!(
+                "the engine at `{}`: cannot write the committed image {id} without Podman's \
+                 mount points: {e}",
+                self.endpoint
+            ))
+        };
+        let top = self
+            .inspect_image(&id)
+            .await?
+            .and_then(|i| i.layers.last().cloned())
+            .ok_or_else(|| EngineError::Other(format!("the committed image {id} is missing")))?;
+        let export = self.export_image(&id).await?;
+        let out = tempfile::tempfile().map_err(failed)?;
+        let (rewritten, mut out) = crate::image::bridge::read_blocking(export, move |r| {
+            let mut out = out;
+            let rewritten = crate::image::mount_points::rewrite_export(r, &top, &mut out)?;
+            Ok::<_, std::io::Error>((rewritten, out))
+        })
+        .await
+        .map_err(failed)?;
+        let Some(rewritten) = rewritten else {
+            return Ok(id);
+        };
+        std::io::Seek::rewind(&mut out).map_err(failed)?;
+        self.load_stream(file_stream(tokio::fs::File::from_std(out)))
+            .await?;
+        if self.inspect_image(&rewritten.id).await?.is_none() {
+            return Err(EngineError::Other(format!(
+                "the engine at `{}` did not keep the image {} it loaded",
+                self.endpoint, rewritten.id
+            )));
+        }
+        if rewritten.id != id {
+            // Untagged and never used.
+            let _ = self.remove_image(&id).await;
+        }
+        Ok(rewritten.id)
+    }
+
+    /// Loads the image archive (`docker save`'s format) that `archive` streams.
+    async fn load_stream(&self, archive: Archive) -> Result<(), EngineError> {
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut stream = self
+            .docker
+            .import_image(options, bollard::body_try_stream(archive), None);
+        while let Some(info) = stream.next().await {
+            let info = info.map_err(|e| self.convert(e))?;
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError::Other(detail.message.unwrap_or_default()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of `file`, from where it stands, as a stream.
+fn file_stream(file: tokio::fs::File) -> Archive {
+    Box::pin(futures_util::stream::try_unfold(
+        file,
+        |mut file| async move {
+            let mut buf = vec![0; 1 << 20];
+            let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf).await?;
+            buf.truncate(n);
+            Ok((n > 0).then(|| (bytes::Bytes::from(buf), file)))
+        },
+    ))
+}
+
+impl DockerEngine {
     // Used by `download` and `export_image`, which the build calls once the layer writer is
     // wired in.
     #[allow(dead_code)]
@@ -878,7 +953,7 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn commit(&self, id: &str, spec: &CommitSpec) -> Result<String, EngineError> {
+    async fn commit(&self, container: &str, spec: &CommitSpec) -> Result<String, EngineError> {
         let c = &spec.config;
         // Podman reads the config from `changes` only, Docker from the body (which `changes`
         // could not carry exactly: Docker's `ENV` there expands `$NAME`).
@@ -891,7 +966,7 @@ impl Engine for DockerEngine {
                 None => None,
             };
         let options = CommitContainerOptions {
-            container: Some(id.to_string()),
+            container: Some(container.to_string()),
             author: spec.author.clone(),
             comment: spec.message.clone(),
             // Nothing runs in the build container between steps, so pausing it buys nothing.
@@ -929,7 +1004,10 @@ impl Engine for DockerEngine {
             .commit_container(options, config)
             .await
             .map_err(|e| self.convert(e))?;
-        let id = image_id(&id.id);
+        let mut id = image_id(&id.id);
+        if self.podman.is_some() {
+            id = self.without_mount_points(id).await?;
+        }
         // What the engine stored is checked, never assumed.
         let stored = self
             .inspect_image(&id)
@@ -1010,16 +1088,9 @@ impl Engine for DockerEngine {
     }
 
     async fn load_image(&self, archive: Vec<u8>, _tag: &str) -> Result<(), EngineError> {
-        let options = ImportImageOptionsBuilder::new().quiet(true).build();
-        let body = bollard::body_full(archive.into());
-        let mut stream = self.docker.import_image(options, body, None);
-        while let Some(info) = stream.next().await {
-            let info = info.map_err(|e| self.convert(e))?;
-            if let Some(detail) = info.error_detail {
-                return Err(EngineError::Other(detail.message.unwrap_or_default()));
-            }
-        }
-        Ok(())
+        let bytes = bytes::Bytes::from(archive);
+        self.load_stream(Box::pin(futures_util::stream::iter([Ok(bytes)])))
+            .await
     }
 
     async fn load_file(&self, path: &std::path::Path) -> Result<(), EngineError> {

@@ -9,6 +9,7 @@ pub(crate) mod compress;
 pub(crate) mod config;
 pub(crate) mod diff;
 pub(crate) mod layout;
+pub(crate) mod mount_points;
 pub(crate) mod save;
 pub(crate) mod store;
 pub(crate) mod tarfmt;

@@ -70,6 +70,8 @@ mod lock;
 #[cfg(feature = "engine-tests")]
 mod made;
 #[cfg(feature = "engine-tests")]
+mod mount_points;
+#[cfg(feature = "engine-tests")]
 mod mounts;
 #[cfg(feature = "engine-tests")]
 mod multi;

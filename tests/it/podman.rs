@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::harness::{output_text, unique, Project, CACHE_SIGNING_ENV, CACHE_VERIFY_KEY};
 use crate::support::engine::{docker_ok, require_image};
+use crate::support::image::saved_top_layer;
 use crate::support::podman::{Podman, PodmanSetup};
 
 const DOCKER: &str = "unix:///var/run/docker.sock";
@@ -563,6 +564,15 @@ fn a_scratch_image_built_on_podman_is_pushed_and_runs_where_it_is_pulled() {
         "{image:#}"
     );
     assert!(image["Config"]["Env"].is_null(), "{image:#}");
+    // `/` holds the copies and nothing else: none of Podman's mount points.
+    let export = podman.docker(&["save", &format!("{name}:t")]);
+    assert!(export.status.success(), "{export:?}");
+    let mut entries: Vec<String> = saved_top_layer(&export.stdout)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["app/", "app/app.txt", "bin/", "bin/busybox"]);
     // Pulled into the Docker engine, it runs.
     let reference = format!("{repository}:1");
     docker_ok(&["pull", &reference]);

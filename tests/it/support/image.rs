@@ -203,3 +203,34 @@ pub(crate) fn layer_entries(a: &Made, b: &Made) -> Vec<String> {
     }
     out
 }
+
+/// The entries of the top layer of the image an export (`docker save`) holds, in order, each
+/// with its content: names as the layer writes them, folders with a trailing `/`.
+pub(crate) fn saved_top_layer(export: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut files = std::collections::HashMap::new();
+    for entry in tar::Archive::new(export).entries().expect("an export") {
+        let mut entry = entry.unwrap();
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        files.insert(name.trim_start_matches("./").to_string(), data);
+    }
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let top = manifest[0]["Layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no layers: {manifest:#}"));
+    tar::Archive::new(files[top].as_slice())
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let mut entry = entry.unwrap();
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            (name.trim_start_matches("./").to_string(), data)
+        })
+        .collect()
+}
