@@ -1094,32 +1094,10 @@ impl Engine for DockerEngine {
     }
 
     async fn load_file(&self, path: &std::path::Path) -> Result<(), EngineError> {
-        use tokio::io::AsyncReadExt;
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| EngineError::Other(format!("{}: {e}", path.display())))?;
-        // The file in pieces; after an error, nothing more.
-        let body = futures_util::stream::unfold(Some(file), |file| async move {
-            let mut file = file?;
-            let mut buf = vec![0u8; 256 * 1024];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), Some(file)))
-                }
-                Err(e) => Some((Err(e), None)),
-            }
-        });
-        let options = ImportImageOptionsBuilder::new().quiet(true).build();
-        let mut stream = self.docker.import_image_stream(options, body, None);
-        while let Some(info) = stream.next().await {
-            let info = info.map_err(|e| self.convert(e))?;
-            if let Some(detail) = info.error_detail {
-                return Err(EngineError::Other(detail.message.unwrap_or_default()));
-            }
-        }
-        Ok(())
+        self.load_stream(file_stream(file)).await
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
