@@ -151,7 +151,7 @@ impl Maker {
         if let Ok(bytes) = serde_json::to_vec(&self.chain) {
             let _ = self
                 .store
-                .put_record("chains", &self.settings.record_key(key), &bytes);
+                .put_record(CHAIN_RECORD, &self.settings.record_key(key), &bytes);
         }
     }
 
@@ -231,9 +231,21 @@ impl Maker {
     }
 }
 
+/// The store record of a checkpoint's layers.
+pub(crate) const CHAIN_RECORD: &str = "chains";
+
+/// What a `chains` record names, for the store's collector.
+pub(crate) fn chain_names(bytes: &[u8]) -> Option<crate::image::collect::Names> {
+    let chain: Chain = serde_json::from_slice(bytes).ok()?;
+    Some(crate::image::collect::Names {
+        image: None,
+        blobs: chain.into_iter().map(|(l, _)| l.blob.digest).collect(),
+    })
+}
+
 /// The layers recorded for a checkpoint, when the store still holds every blob.
 fn recorded(store: &BlobStore, key: &str) -> Option<Chain> {
-    let chain: Chain = serde_json::from_slice(&store.record("chains", key)?).ok()?;
+    let chain: Chain = serde_json::from_slice(&store.record(CHAIN_RECORD, key)?).ok()?;
     chain
         .iter()
         .all(|(l, _)| store.contains(&l.blob.digest))

@@ -7,6 +7,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256};
 
+use super::collect::Names;
 use super::compress::{Compression, Layer};
 use super::store::BlobStore;
 use super::tarfmt;
@@ -147,12 +148,19 @@ impl io::Write for Hashed {
 /// What the store records of an engine image written as the tool's.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ImageRecord {
+    /// The engine image id: the record is worth keeping while an engine holds that image
+    /// (records written before it was kept have none).
+    #[serde(default)]
+    image: Option<String>,
     manifest: Descriptor,
     config: Descriptor,
     layers: Vec<Descriptor>,
     diff_ids: Vec<String>,
     platform: DescriptorPlatform,
 }
+
+/// The store record of the tool's image of an engine image.
+pub(crate) const IMAGE_RECORD: &str = "images";
 
 fn image_key(id: &str, compression: Compression) -> String {
     format!("{id}\n{}", compression.id())
@@ -166,7 +174,7 @@ pub(crate) fn recorded_image(
     compression: Compression,
 ) -> Option<Image> {
     let key = image_key(id, compression);
-    let r: ImageRecord = serde_json::from_slice(&store.record("images", &key)?).ok()?;
+    let r: ImageRecord = serde_json::from_slice(&store.record(IMAGE_RECORD, &key)?).ok()?;
     let blobs = [&r.manifest, &r.config].into_iter().chain(&r.layers);
     if !blobs.into_iter().all(|b| store.contains(&b.digest)) {
         return None;
@@ -193,6 +201,7 @@ pub(crate) fn record_image(
     image: &Image,
 ) -> io::Result<()> {
     let record = ImageRecord {
+        image: Some(id.to_string()),
         manifest: image.manifest.clone(),
         config: image.config.clone(),
         layers: image.layers.clone(),
@@ -200,7 +209,17 @@ pub(crate) fn record_image(
         platform: DescriptorPlatform::from(&image.platform),
     };
     let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
-    store.put_record("images", &image_key(id, compression), &bytes)
+    store.put_record(IMAGE_RECORD, &image_key(id, compression), &bytes)
+}
+
+/// What an `images` record names, for the store's collector.
+pub(crate) fn record_names(bytes: &[u8]) -> Option<Names> {
+    let r: ImageRecord = serde_json::from_slice(bytes).ok()?;
+    let blobs = [&r.manifest, &r.config].into_iter().chain(&r.layers);
+    Some(Names {
+        image: r.image,
+        blobs: blobs.map(|b| b.digest.clone()).collect(),
+    })
 }
 
 #[derive(serde::Deserialize)]
