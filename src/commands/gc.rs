@@ -69,10 +69,14 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         if args.mounts {
             removed_any |= cache_mounts(engine, args.dry_run, &on, ui).await?;
         }
+        // An entry goes by its tags, the image with the last of them.
         let ids = unused
             .into_iter()
             .filter(|_| args.dry_run)
-            .map(|(id, _)| id);
+            .flat_map(|(id, keys)| {
+                let tags = keys.into_iter().map(|k| format!("{CACHE_REPOSITORY}:{k}"));
+                std::iter::once(id).chain(tags)
+            });
         going.push((engine, ids.collect()));
     }
     if let Some(store) = BlobStore::user() {

@@ -2,7 +2,8 @@
 //! go. Records are the roots, as leases are in containerd's content store:
 //!
 //! - A record is live while an engine holds the engine image it names (the tool's image of a
-//!   build, a base's layers), or when it was written or read within the keep duration.
+//!   build, a base's layers, a checkpoint's layers), or when it was written or read within the
+//!   keep duration.
 //! - A blob is live while a live record names it. A blob nothing live names goes once it is
 //!   older than [`GRACE`]: a running apply writes a blob before the record that names it.
 //! - A record goes when a blob it names is gone, or, naming none, when it is not live.
@@ -35,7 +36,7 @@ const RECORD_LIMIT: u64 = 64 << 20;
 /// What one record names.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Names {
-    /// An engine image id: the record is live while an engine holds it.
+    /// An engine image (its id, or a local tag): the record is live while an engine holds it.
     pub(crate) image: Option<String>,
     /// Blob digests (`sha256:...`).
     pub(crate) blobs: Vec<String>,
@@ -155,7 +156,8 @@ fn records(store: &BlobStore, kinds: &[RecordKind]) -> io::Result<(Vec<Record>, 
     Ok((found, temporary))
 }
 
-/// The engine image ids the records of `store` name: what to ask the engines about.
+/// The engine images (ids, local tags) the records of `store` name: what to ask the engines
+/// about.
 pub(crate) fn images(store: &BlobStore, kinds: &[RecordKind]) -> io::Result<BTreeSet<String>> {
     let (records, _) = records(store, kinds)?;
     Ok(records.into_iter().filter_map(|r| r.names?.image).collect())

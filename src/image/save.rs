@@ -387,4 +387,35 @@ mod tests {
         assert_eq!(ids, vec![id(&l1), id(&l2), id(&l1)]);
         assert!(saved.layers.iter().all(|l| store.contains(&l.blob.digest)));
     }
+
+    #[test]
+    fn an_image_record_names_its_engine_image_and_every_blob_and_is_lost_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::at(dir.path());
+        let export = export_of(&[&layer_tar("a")]);
+        let saved = read(&mut export.as_slice(), &store, Compression::default(), &[]).unwrap();
+        let image = crate::image::config::exported(&store, &saved.config, &saved.layers).unwrap();
+        let c = Compression::default();
+        record_image(&store, "sha256:engine", c, &image).unwrap();
+        let bytes = store
+            .record(IMAGE_RECORD, &image_key("sha256:engine", c))
+            .unwrap();
+        let names = record_names(&bytes).unwrap();
+        assert_eq!(names.image.as_deref(), Some("sha256:engine"));
+        let mut want = vec![image.manifest.digest.clone(), image.config.digest.clone()];
+        want.extend(image.layers.iter().map(|l| l.digest.clone()));
+        assert_eq!(names.blobs, want);
+        // A record written before records named their image: read, naming none.
+        let old = String::from_utf8(bytes)
+            .unwrap()
+            .replace(r#""image":"sha256:engine","#, "");
+        assert!(!old.contains("sha256:engine"), "{old}");
+        assert_eq!(record_names(old.as_bytes()).unwrap().image, None);
+        assert!(recorded_image(&store, "sha256:engine", c).is_some());
+        std::fs::remove_file(store.path(&image.layers[0].digest).unwrap()).unwrap();
+        assert!(
+            recorded_image(&store, "sha256:engine", c).is_none(),
+            "a blob is gone"
+        );
+    }
 }

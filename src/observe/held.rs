@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use crate::engine::{Engine, EngineError};
 
-/// The ids of `ids` that some engine of `engines` holds; an engine's `going` ids (images the
-/// same `gc --dry-run` would remove from it) count as gone.
+/// The images of `ids` (ids or local tags) that some engine of `engines` holds; an engine's
+/// `going` images (what the same `gc --dry-run` would remove from it) count as gone.
 pub(crate) async fn held<E: Engine>(
     engines: &[(&E, BTreeSet<String>)],
     ids: &BTreeSet<String>,
