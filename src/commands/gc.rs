@@ -80,7 +80,12 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         going.push((engine, ids.collect()));
     }
     if let Some(store) = BlobStore::user() {
-        removed_any |= blob_store(&args, &store, &going).await?;
+        // An engine that did not answer may hold any image the records name.
+        let all_answered = args.engines.is_empty() || engines.len() == args.engines.len();
+        if !all_answered {
+            ui.line("the blob store keeps what images may need: an engine is left out");
+        }
+        removed_any |= blob_store(&args, &store, &going, all_answered).await?;
     }
     if !removed_any {
         ui.line("nothing to remove");
@@ -90,10 +95,12 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
 
 /// Collects the blob store (see `image::collect` for the rule): lists what it would remove
 /// with `--dry-run`, else removes it; then one summary line. Returns whether there was any.
+/// Unless `all_answered`, every image a record names counts as held.
 async fn blob_store<E: Engine>(
     args: &GcArgs,
     store: &BlobStore,
     engines: &[(&E, BTreeSet<String>)],
+    all_answered: bool,
 ) -> Result<bool, CliError> {
     let failed = |source| CliError::Store {
         path: store.root().to_path_buf(),
@@ -101,7 +108,11 @@ async fn blob_store<E: Engine>(
     };
     let kinds = crate::execute::STORE_RECORDS;
     let ids = collect::images(store, kinds).map_err(failed)?;
-    let held = crate::observe::held(engines, &ids).await?;
+    let held = if all_answered {
+        crate::observe::held(engines, &ids).await?
+    } else {
+        ids
+    };
     let policy = collect::Policy {
         keep: args.keep_duration,
         budget: args.keep_storage,

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cache::plan_keys;
 use crate::harness::{busybox_pipeline, output_text, read_report, unique, Project};
-use crate::support::engine::{docker, image_inspect, require_image};
+use crate::support::engine::{docker, engine_address, image_inspect, require_image};
 use crate::support::image::Made;
 use crate::support::registry::Registry;
 
@@ -108,6 +108,15 @@ fn gc_removes_the_blobs_of_a_build_no_engine_holds_and_the_next_apply_writes_the
     assert!(!text.contains("would remove blob"), "{text}");
 
     remove_build(&id, &keys);
+    // An engine given that does not answer may hold the build: nothing of it goes.
+    let missing = format!("unix://{}", p.path().join("no-engine.sock").display());
+    let engine = engine_address();
+    let text = gc(
+        &p,
+        &["--dry-run", "--engine", &engine, "--engine", &missing],
+    );
+    assert!(text.contains("an engine is left out"), "{text}");
+    assert!(!text.contains("would remove blob"), "{text}");
     let text = gc(&p, &["--dry-run"]);
     for digest in &build_blobs {
         assert!(
