@@ -65,6 +65,30 @@ fn remove_build(id: &str, keys: &[String]) {
     let _ = docker(&["rmi", "-f", id]);
 }
 
+/// The blobs of the image `made`: the base's layers, and the build's (manifest, config, its
+/// layers).
+fn blobs_of(made: &Made) -> (Vec<String>, Vec<String>) {
+    let layers: Vec<String> = made.manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    let base_layers = image_inspect("busybox:latest")["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .len();
+    let (base, built) = layers.split_at(base_layers);
+    assert!(!built.is_empty(), "{layers:?}");
+    let config = made.manifest["config"]["digest"].as_str().unwrap();
+    let build = [made.digest.as_str(), config]
+        .into_iter()
+        .chain(built.iter().map(String::as_str))
+        .map(str::to_string)
+        .collect();
+    (base.to_vec(), build)
+}
+
 #[test]
 fn gc_removes_the_blobs_of_a_build_no_engine_holds_and_the_next_apply_writes_them_again() {
     require_image("busybox:latest");
@@ -84,23 +108,7 @@ fn gc_removes_the_blobs_of_a_build_no_engine_holds_and_the_next_apply_writes_the
     let id = first["image"]["id"].as_str().unwrap().to_string();
     let pushed = first["pushes"][0]["digest"].clone();
     assert_eq!(pushed, Value::from(made.digest.clone()), "{first:#}");
-    let layers: Vec<String> = made.manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect();
-    let base_layers = image_inspect("busybox:latest")["RootFS"]["Layers"]
-        .as_array()
-        .unwrap()
-        .len();
-    let (base, built) = layers.split_at(base_layers);
-    assert!(!built.is_empty(), "{layers:?}");
-    let config = made.manifest["config"]["digest"].as_str().unwrap();
-    let build_blobs: Vec<&str> = [made.digest.as_str(), config]
-        .into_iter()
-        .chain(built.iter().map(String::as_str))
-        .collect();
+    let (base, build_blobs) = blobs_of(&made);
 
     // No blob goes, even aged, while the engine holds the build (the pushes' hints do).
     age_all(&made.blobs);
@@ -147,7 +155,7 @@ fn gc_removes_the_blobs_of_a_build_no_engine_holds_and_the_next_apply_writes_the
             "{digest} is still there"
         );
     }
-    for digest in base {
+    for digest in &base {
         assert!(
             blob(&made.blobs, digest).exists(),
             "the base's {digest} went"
