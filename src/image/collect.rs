@@ -136,8 +136,13 @@ fn age(now: SystemTime, t: SystemTime) -> Duration {
 /// The records of the known kinds, and the temporary files beside them.
 fn records(store: &BlobStore, kinds: &[RecordKind]) -> io::Result<(Vec<Record>, Vec<Doomed>)> {
     let (mut found, mut temporary) = (Vec::new(), Vec::new());
+    let dir = store.root().join("records");
+    // A link in place of the folder is not followed either.
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return Ok((found, temporary));
+    }
     for (kind, read) in kinds {
-        for (name, path, meta) in files(&store.root().join("records").join(kind))? {
+        for (name, path, meta) in files(&dir.join(kind))? {
             if is_temporary(&name) {
                 temporary.push(doomed(path, &meta));
             } else if is_hex64(&name) {

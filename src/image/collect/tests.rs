@@ -258,3 +258,31 @@ fn reading_a_record_keeps_it_and_its_blobs_and_a_file_changed_since_the_survey_s
     assert!(f.store.record("test", "read").is_some());
     assert!(f.survey(None).is_empty(), "the record is recent now");
 }
+
+#[test]
+fn folders_of_the_store_that_are_links_are_not_followed() {
+    let f = Fixture::new();
+    let outside = f.dir.path().join("outside");
+    for (dir, file) in [
+        ("records", format!("test/{}", "5".repeat(64))),
+        ("sha256", "6".repeat(64)),
+        ("tmp", ".tmp-1-0".to_string()),
+    ] {
+        let target = outside.join(dir);
+        let path = target.join(&file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "{}").unwrap();
+        set_age(&path, 3 * KEEP);
+        std::fs::create_dir_all(f.store.root()).unwrap();
+        std::os::unix::fs::symlink(&target, f.store.root().join(dir)).unwrap();
+    }
+    assert!(f.survey(None).is_empty());
+    // The same files in the store's own folders would go.
+    let g = Fixture::new();
+    g.file(&format!("records/test/{}", "5".repeat(64)), 3 * KEEP);
+    g.file(&format!("sha256/{}", "6".repeat(64)), 3 * KEEP);
+    g.file("tmp/.tmp-1-0", 3 * KEEP);
+    assert_eq!(g.survey(None).size().records, 1);
+    assert_eq!(g.survey(None).size().blobs, 1);
+    assert_eq!(g.survey(None).size().temporary, 1);
+}
