@@ -299,8 +299,23 @@ pub(crate) struct GcArgs {
     #[arg(long, conflicts_with = "remote")]
     pub(crate) mounts: bool,
     /// An engine to collect on (repeatable); default: DOCKER_HOST, else the local socket.
+    /// The blob store keeps what the images these engines hold need.
     #[arg(long = "engine", value_name = "URL", conflicts_with = "remote")]
     pub(crate) engines: Vec<String>,
+    /// Then remove the least recently used blobs of the blob store until it holds at most
+    /// SIZE (`500MB`, `10GB`; binary units: 1 GB = 1024 MB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "remote")]
+    pub(crate) keep_storage: Option<u64>,
+    /// Keep what the blob store's records name for this long after they were last written
+    /// or read, whether or not an engine holds their image (`12h`, `7days`).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "48h",
+        value_parser = humantime::parse_duration,
+        conflicts_with = "remote"
+    )]
+    pub(crate) keep_duration: std::time::Duration,
     /// Collect a remote step cache (`REGISTRY/REPOSITORY`, no tag) instead of the engines:
     /// delete its tags that the newest apply of their pipeline no longer uses. The registry
     /// must allow deletion.
@@ -315,9 +330,68 @@ pub(crate) struct GcArgs {
     pub(crate) remote_password_env: Option<String>,
 }
 
+/// A size in bytes: a number, optionally with a unit (`B`, `K`/`KB`/`KiB`, `M`..., `G`...,
+/// `T`...; any case), each 1024 times the one before, as Docker's `--memory` reads them.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let not_size = || format!("`{s}` is not a size such as `10GB`");
+    if number.is_empty() {
+        return Err(not_size());
+    }
+    let power = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 1,
+        "m" | "mb" | "mib" => 2,
+        "g" | "gb" | "gib" => 3,
+        "t" | "tb" | "tib" => 4,
+        other => return Err(format!("unknown unit `{other}`: use B, KB, MB, GB or TB")),
+    };
+    let n: f64 = number.parse().map_err(|_| not_size())?;
+    let bytes = n * 1024f64.powi(power);
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("`{s}` is too large"));
+    }
+    // Whole bytes: a fraction of one is dropped.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(bytes as u64)
+}
+
 fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_as_docker_reads_them() {
+        let cases: [(&str, Result<u64, &str>); 11] = [
+            ("0", Ok(0)),
+            ("512", Ok(512)),
+            ("512B", Ok(512)),
+            ("10k", Ok(10 << 10)),
+            ("500MB", Ok(500 << 20)),
+            ("10GB", Ok(10 << 30)),
+            ("1.5 GiB", Ok(3 << 29)),
+            ("2tb", Ok(2 << 40)),
+            (
+                "10 parsecs",
+                Err("unknown unit `parsecs`: use B, KB, MB, GB or TB"),
+            ),
+            ("-1GB", Err("`-1GB` is not a size such as `10GB`")),
+            ("1.2.3GB", Err("`1.2.3GB` is not a size such as `10GB`")),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_size(text), want.map_err(String::from), "{text}");
+        }
+        assert!(parse_size("99999999999TB").is_err());
     }
 }

@@ -121,6 +121,13 @@ pub(crate) enum CliError {
         host: String,
         source: DeleteError,
     },
+    /// `gc` could not read or clean the blob store.
+    #[error("cannot collect the blob store `{}`: {source}", path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The lock file: missing, stale or unreadable, or a base it cannot pin.
     #[error("{0}")]
     Lock(String),
@@ -147,7 +154,10 @@ impl CliError {
                 _ => 2,
             },
             CliError::NoEngine(_) | CliError::Engine(_) | CliError::Plan { .. } => 5,
-            CliError::Runtime { .. } | CliError::Detailed(_) | CliError::WouldFail(_) => 1,
+            CliError::Runtime { .. }
+            | CliError::Store { .. }
+            | CliError::Detailed(_)
+            | CliError::WouldFail(_) => 1,
         }
     }
 }

@@ -840,6 +840,7 @@ fn error_kind(error: &crate::error::CliError) -> &'static str {
         Runtime { .. } => "runtime",
         Registry { .. } => "registry",
         Delete { .. } => "delete",
+        Store { .. } => "store",
         Lock(_) => "lock",
         Detailed(inner) => error_kind(inner),
     }

@@ -4,10 +4,12 @@ use crate::cache::{self, RemoteHoldings, RemoteVerdict, LAST_PREFIX};
 use crate::cli::GcArgs;
 use crate::engine::{Engine, CACHE_REPOSITORY};
 use crate::error::{CliError, ExitStatus};
+use crate::image::collect;
+use crate::image::store::BlobStore;
 use crate::model::Login;
 use crate::reference::ImageRef;
 use crate::registry::{Registry, RegistryError};
-use crate::ui::{plural, short, Ui};
+use crate::ui::{plural, short, size, Ui};
 
 pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     if let Some(reference) = &args.remote {
@@ -17,6 +19,8 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
     let several = engines.len() > 1;
     let notes = crate::cache::NoteStore::user();
     let mut removed_any = false;
+    // What a dry run would remove from each engine: the store is judged as it would be after.
+    let mut going = Vec::new();
     for engine in &engines {
         let on = if several {
             format!(" on {}", engine.endpoint())
@@ -65,11 +69,94 @@ pub(super) async fn run(args: GcArgs, ui: &Ui) -> Result<ExitStatus, CliError> {
         if args.mounts {
             removed_any |= cache_mounts(engine, args.dry_run, &on, ui).await?;
         }
+        // An entry goes by its tags, the image with the last of them.
+        let ids = unused
+            .into_iter()
+            .filter(|_| args.dry_run)
+            .flat_map(|(id, keys)| {
+                let tags = keys.into_iter().map(|k| format!("{CACHE_REPOSITORY}:{k}"));
+                std::iter::once(id).chain(tags)
+            });
+        going.push((engine, ids.collect()));
+    }
+    if let Some(store) = BlobStore::user() {
+        // An engine that did not answer may hold any image the records name.
+        let all_answered = args.engines.is_empty() || engines.len() == args.engines.len();
+        if !all_answered {
+            ui.line("the blob store keeps what images may need: an engine is left out");
+        }
+        removed_any |= blob_store(&args, &store, &going, all_answered).await?;
     }
     if !removed_any {
         ui.line("nothing to remove");
     }
     Ok(ExitStatus::Success)
+}
+
+/// Collects the blob store (see `image::collect` for the rule): lists what it would remove
+/// with `--dry-run`, else removes it; then one summary line. Returns whether there was any.
+/// Unless `all_answered`, every image a record names counts as held.
+async fn blob_store<E: Engine>(
+    args: &GcArgs,
+    store: &BlobStore,
+    engines: &[(&E, BTreeSet<String>)],
+    all_answered: bool,
+) -> Result<bool, CliError> {
+    let failed = |source| CliError::Store {
+        path: store.root().to_path_buf(),
+        source,
+    };
+    let kinds = crate::execute::STORE_RECORDS;
+    let ids = collect::images(store, kinds).map_err(failed)?;
+    let held = if all_answered {
+        crate::observe::held(engines, &ids).await?
+    } else {
+        ids
+    };
+    let policy = collect::Policy {
+        keep: args.keep_duration,
+        budget: args.keep_storage,
+    };
+    let now = std::time::SystemTime::now();
+    let sweep =
+        collect::survey(store, kinds, policy, &|id| held.contains(id), now).map_err(failed)?;
+    if sweep.is_empty() {
+        return Ok(false);
+    }
+    let freed = if args.dry_run {
+        for (digest, d) in &sweep.blobs {
+            println!("would remove blob {digest} ({})", size(d.bytes));
+        }
+        sweep.size()
+    } else {
+        sweep.remove().map_err(failed)?
+    };
+    println!("{}", summary(&freed, store.root(), args.dry_run));
+    Ok(true)
+}
+
+/// `removed 12 blobs, 3 records and 1 temporary file (1.3 GiB) from the blob store PATH`.
+fn summary(freed: &collect::Freed, root: &std::path::Path, dry_run: bool) -> String {
+    let parts: Vec<String> = [
+        (freed.blobs, "blob", "blobs"),
+        (freed.records, "record", "records"),
+        (freed.temporary, "temporary file", "temporary files"),
+    ]
+    .into_iter()
+    .filter(|(n, ..)| *n > 0)
+    .map(|(n, one, many)| plural(n, one, many))
+    .collect();
+    let what = match parts.as_slice() {
+        [] => "nothing".to_string(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    };
+    let verb = if dry_run { "would remove" } else { "removed" };
+    format!(
+        "{verb} {what} ({}) from the blob store {}",
+        size(freed.bytes),
+        root.display()
+    )
 }
 
 /// `--remote-username` with `--remote-password-env`, whose variable must be set.
@@ -259,4 +346,46 @@ async fn cache_mounts(
         }
     }
     Ok(!volumes.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_summary_names_what_went_and_its_size() {
+        let freed = |blobs, records, temporary, bytes| collect::Freed {
+            blobs,
+            records,
+            temporary,
+            bytes,
+        };
+        let root = std::path::Path::new("/c/pipeline/blobs");
+        let cases = [
+            (
+                freed(12, 3, 1, 1_395_864_371),
+                false,
+                "removed 12 blobs, 3 records and 1 temporary file (1.3 GiB) from the blob store \
+                 /c/pipeline/blobs",
+            ),
+            (
+                freed(1, 1, 0, 2048),
+                true,
+                "would remove 1 blob and 1 record (2.0 KiB) from the blob store /c/pipeline/blobs",
+            ),
+            (
+                freed(0, 2, 0, 300),
+                false,
+                "removed 2 records (300 B) from the blob store /c/pipeline/blobs",
+            ),
+            (
+                freed(0, 0, 0, 0),
+                false,
+                "removed nothing (0 B) from the blob store /c/pipeline/blobs",
+            ),
+        ];
+        for (f, dry_run, want) in cases {
+            assert_eq!(summary(&f, root, dry_run), want);
+        }
+    }
 }

@@ -11,6 +11,7 @@ use sha2::Digest as _;
 
 use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo};
 use crate::image::bridge::{blocking, read_blocking};
+use crate::image::collect::Names;
 use crate::image::compress::{stored_layer, Compression, Layer};
 use crate::image::config::BaseImage;
 use crate::image::diff::{DiffError, Plan, Spool, Take};
@@ -253,23 +254,41 @@ pub(crate) async fn base_image<E: Engine>(
     let saved = image_layers(engine, &base.id, store, compression).await?;
     let config = store.put(media::DOCKER_CONFIG, &saved.config)?;
     let record = BaseRecord {
+        image: Some(base.id.clone()),
         config: config.digest,
         layers: saved.layers.iter().map(|l| l.blob.clone()).collect(),
     };
     let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-    store.put_record("bases", &key, &bytes)?;
+    store.put_record(BASE_RECORD, &key, &bytes)?;
     Ok(BaseImage::from_config(&saved.config, record.layers)?)
 }
+
+/// The store record of a base's layers.
+pub(crate) const BASE_RECORD: &str = "bases";
 
 /// What the store records of a base: its config blob and its layer blobs.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct BaseRecord {
+    /// The engine image id of the base: the record is worth keeping while an engine holds
+    /// it (records written before it was kept have none).
+    #[serde(default)]
+    image: Option<String>,
     config: String,
     layers: Vec<Descriptor>,
 }
 
+/// What a `bases` record names, for the store's collector.
+pub(crate) fn base_names(bytes: &[u8]) -> Option<Names> {
+    let record: BaseRecord = serde_json::from_slice(bytes).ok()?;
+    let layers = record.layers.into_iter().map(|l| l.digest);
+    Some(Names {
+        image: record.image,
+        blobs: std::iter::once(record.config).chain(layers).collect(),
+    })
+}
+
 fn recorded_base(store: &BlobStore, key: &str) -> Option<BaseImage> {
-    let record: BaseRecord = serde_json::from_slice(&store.record("bases", key)?).ok()?;
+    let record: BaseRecord = serde_json::from_slice(&store.record(BASE_RECORD, key)?).ok()?;
     if !record.layers.iter().all(|l| store.contains(&l.digest)) {
         return None;
     }

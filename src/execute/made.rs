@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::layers::{
     base_image, container_layer, image_layers, rfc3339, runtime_config, LayerError, LayerSettings,
 };
-use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo};
+use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
 use crate::execute::events::{Event, Sink};
 use crate::image::compress::Layer;
 use crate::image::config::{assemble, BaseImage, History, Parts};
@@ -148,10 +148,14 @@ impl Maker {
     /// Records the layers so far under checkpoint `key`. Best effort: without the record a
     /// later build reads them from the engine.
     fn record(&self, key: &str) {
-        if let Ok(bytes) = serde_json::to_vec(&self.chain) {
+        let record = ChainRecord::Named {
+            image: format!("{CACHE_REPOSITORY}:{key}"),
+            layers: self.chain.clone(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&record) {
             let _ = self
                 .store
-                .put_record("chains", &self.settings.record_key(key), &bytes);
+                .put_record(CHAIN_RECORD, &self.settings.record_key(key), &bytes);
         }
     }
 
@@ -231,11 +235,87 @@ impl Maker {
     }
 }
 
+/// The store record of a checkpoint's layers.
+pub(crate) const CHAIN_RECORD: &str = "chains";
+
+/// What the store records of a checkpoint: its layers, and the engine's checkpoint image
+/// (by its cache tag), whose export would give the same files unclamped.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum ChainRecord {
+    Named {
+        image: String,
+        layers: Chain,
+    },
+    /// Records written before they named their checkpoint.
+    Bare(Chain),
+}
+
+impl ChainRecord {
+    fn parts(self) -> (Option<String>, Chain) {
+        match self {
+            ChainRecord::Named { image, layers } => (Some(image), layers),
+            ChainRecord::Bare(layers) => (None, layers),
+        }
+    }
+}
+
+/// What a `chains` record names, for the store's collector: kept while an engine holds the
+/// checkpoint, since without the record a build resuming from it would take the engine's
+/// unclamped layers (another digest).
+pub(crate) fn chain_names(bytes: &[u8]) -> Option<crate::image::collect::Names> {
+    let (image, chain) = serde_json::from_slice::<ChainRecord>(bytes).ok()?.parts();
+    Some(crate::image::collect::Names {
+        image,
+        blobs: chain.into_iter().map(|(l, _)| l.blob.digest).collect(),
+    })
+}
+
 /// The layers recorded for a checkpoint, when the store still holds every blob.
 fn recorded(store: &BlobStore, key: &str) -> Option<Chain> {
-    let chain: Chain = serde_json::from_slice(&store.record("chains", key)?).ok()?;
+    let record = store.record(CHAIN_RECORD, key)?;
+    let (_, chain) = serde_json::from_slice::<ChainRecord>(&record).ok()?.parts();
     chain
         .iter()
         .all(|(l, _)| store.contains(&l.blob.digest))
         .then_some(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_record_names_its_checkpoint_and_records_written_before_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::at(dir.path());
+        let blob = store.put("application/octet-stream", b"layer").unwrap();
+        let layer = Layer {
+            diff_id: "sha256:diff".into(),
+            blob: blob.clone(),
+            tar_size: 5,
+        };
+        let chain: Chain = vec![(layer, History::default())];
+        let named = ChainRecord::Named {
+            image: format!("{CACHE_REPOSITORY}:k1"),
+            layers: chain.clone(),
+        };
+        let cases = [
+            (
+                serde_json::to_vec(&named).unwrap(),
+                Some(format!("{CACHE_REPOSITORY}:k1")),
+            ),
+            (serde_json::to_vec(&chain).unwrap(), None),
+        ];
+        for (i, (bytes, image)) in cases.into_iter().enumerate() {
+            let names = chain_names(&bytes).unwrap();
+            assert_eq!(names.image, image);
+            assert_eq!(names.blobs, vec![blob.digest.clone()]);
+            let key = i.to_string();
+            store.put_record(CHAIN_RECORD, &key, &bytes).unwrap();
+            assert_eq!(recorded(&store, &key), Some(chain.clone()), "{key}");
+        }
+        std::fs::remove_file(store.path(&blob.digest).unwrap()).unwrap();
+        assert_eq!(recorded(&store, "0"), None, "a blob is gone");
+    }
 }

@@ -37,6 +37,25 @@ pub(crate) use apply::apply;
 pub(crate) use error::ApplyError;
 pub(crate) use names::{engine_name, run_id, run_name, RUN_PREFIX};
 
+/// Every kind of record the tool keeps in its blob store, with what one names: what `gc`
+/// collects the store by.
+pub(crate) const STORE_RECORDS: &[crate::image::collect::RecordKind] = &[
+    (
+        crate::image::save::IMAGE_RECORD,
+        crate::image::save::record_names,
+    ),
+    (layers::BASE_RECORD, layers::base_names),
+    (
+        crate::image::compress::STORED_RECORD,
+        crate::image::compress::stored_names,
+    ),
+    (made::CHAIN_RECORD, made::chain_names),
+    // Where a blob was pushed: names no blob, a hint kept for the keep duration.
+    (crate::registry::push::PUSHED_RECORD, |_| {
+        Some(crate::image::collect::Names::default())
+    }),
+];
+
 /// How apply behaves.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {

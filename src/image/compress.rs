@@ -284,7 +284,7 @@ impl LayerWriter {
 }
 
 /// The store record that maps a layer's diff id (and a compression) to its blob.
-const STORED_RECORD: &str = "diffs";
+pub(crate) const STORED_RECORD: &str = "diffs";
 
 fn stored_key(diff_id: &str, compression: Compression) -> String {
     format!("{diff_id}\n{}", compression.id())
@@ -300,6 +300,15 @@ pub(crate) fn stored_layer(
     let bytes = store.record(STORED_RECORD, &stored_key(diff_id, compression))?;
     let layer: Layer = serde_json::from_slice(&bytes).ok()?;
     (layer.diff_id == diff_id && store.contains(&layer.blob.digest)).then_some(layer)
+}
+
+/// What a `diffs` record names, for the store's collector.
+pub(crate) fn stored_names(bytes: &[u8]) -> Option<super::collect::Names> {
+    let layer: Layer = serde_json::from_slice(bytes).ok()?;
+    Some(super::collect::Names {
+        image: None,
+        blobs: vec![layer.blob.digest],
+    })
 }
 
 #[cfg(test)]

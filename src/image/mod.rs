@@ -4,6 +4,7 @@
 //! it is given are tar streams, whoever read them.
 
 pub(crate) mod bridge;
+pub(crate) mod collect;
 pub(crate) mod compare;
 pub(crate) mod compress;
 pub(crate) mod config;

@@ -7,6 +7,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256};
 
+use super::collect::Names;
 use super::compress::{Compression, Layer};
 use super::store::BlobStore;
 use super::tarfmt;
@@ -164,12 +165,19 @@ impl io::Write for Hashed {
 /// What the store records of an engine image written as the tool's.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ImageRecord {
+    /// The engine image id: the record is worth keeping while an engine holds that image
+    /// (records written before it was kept have none).
+    #[serde(default)]
+    image: Option<String>,
     manifest: Descriptor,
     config: Descriptor,
     layers: Vec<Descriptor>,
     diff_ids: Vec<String>,
     platform: DescriptorPlatform,
 }
+
+/// The store record of the tool's image of an engine image.
+pub(crate) const IMAGE_RECORD: &str = "images";
 
 fn image_key(id: &str, compression: Compression) -> String {
     format!("{id}\n{}", compression.id())
@@ -183,7 +191,7 @@ pub(crate) fn recorded_image(
     compression: Compression,
 ) -> Option<Image> {
     let key = image_key(id, compression);
-    let r: ImageRecord = serde_json::from_slice(&store.record("images", &key)?).ok()?;
+    let r: ImageRecord = serde_json::from_slice(&store.record(IMAGE_RECORD, &key)?).ok()?;
     let blobs = [&r.manifest, &r.config].into_iter().chain(&r.layers);
     if !blobs.into_iter().all(|b| store.contains(&b.digest)) {
         return None;
@@ -210,6 +218,7 @@ pub(crate) fn record_image(
     image: &Image,
 ) -> io::Result<()> {
     let record = ImageRecord {
+        image: Some(id.to_string()),
         manifest: image.manifest.clone(),
         config: image.config.clone(),
         layers: image.layers.clone(),
@@ -217,7 +226,17 @@ pub(crate) fn record_image(
         platform: DescriptorPlatform::from(&image.platform),
     };
     let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
-    store.put_record("images", &image_key(id, compression), &bytes)
+    store.put_record(IMAGE_RECORD, &image_key(id, compression), &bytes)
+}
+
+/// What an `images` record names, for the store's collector.
+pub(crate) fn record_names(bytes: &[u8]) -> Option<Names> {
+    let r: ImageRecord = serde_json::from_slice(bytes).ok()?;
+    let blobs = [&r.manifest, &r.config].into_iter().chain(&r.layers);
+    Some(Names {
+        image: r.image,
+        blobs: blobs.map(|b| b.digest.clone()).collect(),
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -384,5 +403,36 @@ mod tests {
         let id = |t: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(t)));
         assert_eq!(ids, vec![id(&l1), id(&l2), id(&l1)]);
         assert!(saved.layers.iter().all(|l| store.contains(&l.blob.digest)));
+    }
+
+    #[test]
+    fn an_image_record_names_its_engine_image_and_every_blob_and_is_lost_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::at(dir.path());
+        let export = export_of(&[&layer_tar("a")]);
+        let saved = read(&mut export.as_slice(), &store, Compression::default(), &[]).unwrap();
+        let image = crate::image::config::exported(&store, &saved.config, &saved.layers).unwrap();
+        let c = Compression::default();
+        record_image(&store, "sha256:engine", c, &image).unwrap();
+        let bytes = store
+            .record(IMAGE_RECORD, &image_key("sha256:engine", c))
+            .unwrap();
+        let names = record_names(&bytes).unwrap();
+        assert_eq!(names.image.as_deref(), Some("sha256:engine"));
+        let mut want = vec![image.manifest.digest.clone(), image.config.digest.clone()];
+        want.extend(image.layers.iter().map(|l| l.digest.clone()));
+        assert_eq!(names.blobs, want);
+        // A record written before records named their image: read, naming none.
+        let old = String::from_utf8(bytes)
+            .unwrap()
+            .replace(r#""image":"sha256:engine","#, "");
+        assert!(!old.contains("sha256:engine"), "{old}");
+        assert_eq!(record_names(old.as_bytes()).unwrap().image, None);
+        assert!(recorded_image(&store, "sha256:engine", c).is_some());
+        std::fs::remove_file(store.path(&image.layers[0].digest).unwrap()).unwrap();
+        assert!(
+            recorded_image(&store, "sha256:engine", c).is_none(),
+            "a blob is gone"
+        );
     }
 }

@@ -46,10 +46,22 @@ impl BlobStore {
         self.root.join("tmp")
     }
 
+    /// The folder of the store.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// A small record kept beside the blobs under `kind` and `key` (what a cache key's layer
-    /// is, say), or `None` when there is none.
+    /// is, say), or `None` when there is none. Reading a record marks it used (its file's
+    /// modification time): the collector keeps what was used lately, and a blob a run has
+    /// just found through a record is never taken from under it.
     pub(crate) fn record(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.record_path(kind, key)).ok()
+        let mut file = File::open(self.record_path(kind, key)).ok()?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        // Best effort: a store on a read-only file system is still read.
+        let _ = file.set_modified(std::time::SystemTime::now());
+        Some(bytes)
     }
 
     /// Writes a record atomically (a reader sees the old one or the new one).

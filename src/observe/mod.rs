@@ -7,6 +7,7 @@
 //! base that must be pulled before the lookup) and after them.
 
 mod base;
+mod held;
 mod index;
 mod keys;
 mod lock;
@@ -23,6 +24,7 @@ use crate::plan::{self, Hit, RemoteHit, Resume};
 use crate::registry::{RemoteCache, RemoteImage};
 
 pub(crate) use base::{base, BaseSeen};
+pub(crate) use held::held;
 pub(crate) use keys::{cache, inputs, Cached};
 pub(crate) use lock::{entry as lock_entry, seen as lock_seen};
 pub(crate) use needs::missing;

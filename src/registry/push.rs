@@ -37,7 +37,7 @@ const PROGRESS_STEP: u64 = 1 << 20;
 
 /// The store record that remembers which repository of a registry holds a blob the tool
 /// pushed there, so that a push to another repository of that registry mounts it.
-const PUSHED_RECORD: &str = "pushed";
+pub(crate) const PUSHED_RECORD: &str = "pushed";
 
 /// Remembers that `repository` of `registry` (as references name them) holds blob `digest`,
 /// so that a push to another repository of that registry mounts it. Only a hint for later

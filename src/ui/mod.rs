@@ -658,6 +658,22 @@ impl Ui {
     }
 }
 
+/// `512 B`, `1.5 KiB`, `12.0 MiB`, `1.3 GiB`.
+pub(crate) fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mut n = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while n >= 1024.0 && unit + 1 < UNITS.len() {
+        n /= 1024.0;
+        unit += 1;
+    }
+    format!("{n:.1} {}", UNITS[unit])
+}
+
 /// `1 step`, `2 steps`.
 pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {

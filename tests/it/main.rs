@@ -94,3 +94,5 @@ mod remote;
 mod scratch;
 #[cfg(feature = "engine-tests")]
 mod secrets;
+#[cfg(feature = "engine-tests")]
+mod store_gc;
