@@ -164,7 +164,15 @@ async fn warm_base<E: Engine>(
         return;
     }
     let compression = crate::image::compress::Compression::of(&p.image);
-    let _ = base_image(engine, base, store, compression).await;
+    // An image published as the engine's may list blobs downloaded from a remote cache.
+    let fetched = Maker::new(p, Some(store)).is_none()
+        && base
+            .layers
+            .iter()
+            .all(|d| crate::image::compress::any_layer(store, d, compression).is_some());
+    if !fetched {
+        let _ = base_image(engine, base, store, compression).await;
+    }
 }
 
 /// Writes the image to the pipeline's outputs, then publishes it (unless `--no-push`).

@@ -12,7 +12,7 @@ use sha2::Digest as _;
 use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo};
 use crate::image::bridge::{blocking, read_blocking};
 use crate::image::collect::Names;
-use crate::image::compress::{stored_layer, Compression, Layer};
+use crate::image::compress::{any_layer, stored_layer, Compression, Layer};
 use crate::image::config::BaseImage;
 use crate::image::diff::{DiffError, Plan, Spool, Take};
 use crate::image::save::{self, Saved};
@@ -111,6 +111,7 @@ pub(crate) async fn image_layers<E: Engine>(
     id: &str,
     store: &BlobStore,
     compression: Compression,
+    reuse: Reuse,
 ) -> Result<Saved, LayerError> {
     let diff_ids = match engine.inspect_image(id).await {
         Ok(Some(info)) => info.layers,
@@ -118,7 +119,7 @@ pub(crate) async fn image_layers<E: Engine>(
     };
     let known: Vec<Layer> = diff_ids
         .iter()
-        .filter_map(|d| stored_layer(store, d, compression))
+        .filter_map(|d| reuse.layer(store, d, compression))
         .collect();
     match export_layers(engine, id, store, compression, known).await {
         Err(LayerError::Io(e)) if save::mispredicted(&e) => {
@@ -143,6 +144,26 @@ async fn export_layers<E: Engine>(
     .await
 }
 
+/// Which stored blobs of a layer an image may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// Only the tool's own compression with the image's settings: the same bytes on every
+    /// machine (a reproducible image, a base it lists).
+    Own,
+    /// Also a blob downloaded from a registry (a remote cache entry): any blob of the layer
+    /// will do for an engine image published as it is.
+    Any,
+}
+
+impl Reuse {
+    fn layer(self, store: &BlobStore, diff_id: &str, compression: Compression) -> Option<Layer> {
+        match self {
+            Reuse::Own => stored_layer(store, diff_id, compression),
+            Reuse::Any => any_layer(store, diff_id, compression),
+        }
+    }
+}
+
 /// Engine image `id` as an image of the tool's (its config byte for byte, its layers as the
 /// export gives them, compressed into the store, and a manifest of them), read from the
 /// engine's export once per image id and compression: a record in the store finds it again.
@@ -155,7 +176,7 @@ pub(crate) async fn engine_image<E: Engine>(
     if let Some(found) = save::recorded_image(store, id, compression) {
         return Ok(found);
     }
-    let saved = image_layers(engine, id, store, compression).await?;
+    let saved = image_layers(engine, id, store, compression, Reuse::Any).await?;
     let image = crate::image::config::exported(store, &saved.config, &saved.layers)?;
     save::record_image(store, id, compression, &image)?;
     Ok(image)
@@ -190,7 +211,7 @@ pub(crate) async fn engine_images<E: Engine>(
                 known.extend(
                     info.layers
                         .iter()
-                        .filter_map(|d| stored_layer(store, d, compression)),
+                        .filter_map(|d| any_layer(store, d, compression)),
                 );
             }
         }
@@ -251,7 +272,7 @@ pub(crate) async fn base_image<E: Engine>(
     if let Some(found) = recorded_base(store, &key) {
         return Ok(found);
     }
-    let saved = image_layers(engine, &base.id, store, compression).await?;
+    let saved = image_layers(engine, &base.id, store, compression, Reuse::Own).await?;
     let config = store.put(media::DOCKER_CONFIG, &saved.config)?;
     let record = BaseRecord {
         image: Some(base.id.clone()),

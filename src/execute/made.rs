@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::layers::{
     base_image, container_layer, image_layers, rfc3339, runtime_config, LayerError, LayerSettings,
+    Reuse,
 };
 use crate::engine::{Engine, EngineError, ImageConfig, ImageInfo, CACHE_REPOSITORY};
 use crate::execute::events::{Event, Sink};
@@ -90,7 +91,14 @@ impl Maker {
         base: &ImageInfo,
         image: &str,
     ) -> Result<Chain, LayerError> {
-        let saved = image_layers(engine, image, &self.store, self.settings.compression).await?;
+        let saved = image_layers(
+            engine,
+            image,
+            &self.store,
+            self.settings.compression,
+            Reuse::Own,
+        )
+        .await?;
         let blobs = saved.layers.iter().map(|l| l.blob.clone()).collect();
         let all = BaseImage::from_config(&saved.config, blobs)?;
         let n = base.layers.len();

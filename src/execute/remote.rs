@@ -10,7 +10,7 @@ use super::Options;
 use crate::engine::{Engine, EngineError, CACHE_REPOSITORY};
 use crate::execute::events::{Event, Sink};
 use crate::image::bridge::blocking;
-use crate::image::compress::Compression;
+use crate::image::compress::{self, Compression};
 use crate::image::layout::{self, Contents};
 use crate::image::save;
 use crate::image::store::tempfile_in;
@@ -105,8 +105,12 @@ pub(super) async fn import<E: Engine>(
         if image.config.digest != entry.id {
             return Err(not_checked());
         }
+        let recorded = record_layers(store, &image);
         if engine.inspect_image(&entry.id).await?.is_none() {
-            load(engine, store, &image).await?;
+            let (loaded, ()) = tokio::join!(load(engine, store, &image), recorded);
+            loaded?;
+        } else {
+            recorded.await;
         }
         // The engine's image is this one: a publish of it pushes these blobs.
         let _ = save::record_image(store, &entry.id, pullable(compression), &image);
@@ -124,6 +128,27 @@ pub(super) async fn import<E: Engine>(
         }
         _ => Err(not_checked()),
     }
+}
+
+/// Records the layers of `image` (downloaded into `store`) by their diff ids, each read through
+/// and checked against the diff id its config lists, so that a publish of an image on them
+/// (the next steps' commit) takes these blobs instead of compressing the layers again. Only a
+/// head start: a layer that cannot be read is not recorded.
+async fn record_layers(store: &BlobStore, image: &Image) {
+    let (store, image) = (store.clone(), image.clone());
+    let _ = blocking(move || {
+        for (blob, diff_id) in image.layers.iter().zip(&image.diff_ids) {
+            if compress::any_layer(&store, diff_id, Compression::default()).is_some() {
+                continue;
+            }
+            let layer = compress::read_through(&store, blob)?;
+            if &layer.diff_id == diff_id {
+                compress::record_fetched(&store, &layer)?;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Loads `image` (in `store`) into the engine: a `docker load` archive of it is written next

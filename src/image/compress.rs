@@ -311,6 +311,73 @@ pub(crate) fn stored_names(bytes: &[u8]) -> Option<super::collect::Names> {
     })
 }
 
+/// The key of a layer downloaded from a registry: compressed by another writer, with
+/// settings not known here. It serves only where any blob of its diff id will do (an engine
+/// image's publish, the remote cache), never a reproducible image, whose blobs are the
+/// tool's own compression.
+fn fetched_key(diff_id: &str) -> String {
+    format!("{diff_id}\nfetched")
+}
+
+/// The layer blob `blob` of the store, read through: its diff id (the digest of the tar it
+/// holds) and the tar's size. gzip, zstd and plain tar blobs, by media type.
+pub(crate) fn read_through(store: &BlobStore, blob: &Descriptor) -> io::Result<Layer> {
+    let file = io::BufReader::with_capacity(256 * 1024, store.open(&blob.digest)?);
+    let mut tar: Box<dyn io::Read> = if blob.media_type.ends_with("zstd") {
+        Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+    } else if blob.media_type.ends_with("gzip") {
+        Box::new(flate2::bufread::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut hashed = HashedSize::default();
+    io::copy(&mut tar, &mut hashed)?;
+    Ok(Layer {
+        diff_id: format!("sha256:{}", hex::encode(hashed.hash.finalize())),
+        blob: blob.clone(),
+        tar_size: hashed.size,
+    })
+}
+
+/// A sink that hashes and counts what it is given.
+#[derive(Default)]
+struct HashedSize {
+    hash: Sha256,
+    size: u64,
+}
+
+impl Write for HashedSize {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hash.update(buf);
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Records a layer downloaded from a registry (see [`fetched_key`]).
+pub(crate) fn record_fetched(store: &BlobStore, layer: &Layer) -> io::Result<()> {
+    let bytes = serde_json::to_vec(layer).map_err(io::Error::other)?;
+    store.put_record(STORED_RECORD, &fetched_key(&layer.diff_id), &bytes)
+}
+
+/// The layer of diff id `diff_id` compressed with `compression` (see [`stored_layer`]), else
+/// one downloaded from a registry (see [`fetched_key`]).
+pub(crate) fn any_layer(
+    store: &BlobStore,
+    diff_id: &str,
+    compression: Compression,
+) -> Option<Layer> {
+    stored_layer(store, diff_id, compression).or_else(|| {
+        let bytes = store.record(STORED_RECORD, &fetched_key(diff_id))?;
+        let layer: Layer = serde_json::from_slice(&bytes).ok()?;
+        (layer.diff_id == diff_id && store.contains(&layer.blob.digest)).then_some(layer)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -492,10 +492,25 @@ fn a_cache_on_another_registry_gets_the_published_layers_not_a_second_compressio
 
     // A fresh engine imports the checkpoint the tool pushed (its image id is the one the
     // entry's config names) and runs only the changed step.
+    // A fresh runner: an empty engine and an empty user cache folder (no blob store).
     project.pipeline(&pipeline(&u, &reg.addr, &cache, "three"));
     let b = Daemon::start();
+    let fresh_store = tempfile::tempdir().unwrap();
     let since = unix_now();
-    let out = apply(&project, Some(&b), &["--report", "r.json"]);
+    let out = project
+        .std_cmd(&[
+            "apply",
+            "--engine",
+            b.engine_arg.as_str(),
+            "--report",
+            "r.json",
+            "pipeline.toml",
+        ])
+        .env_remove("DOCKER_HOST")
+        .env("XDG_CACHE_HOME", fresh_store.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pipeline");
     let until = unix_now();
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
@@ -514,6 +529,14 @@ fn a_cache_on_another_registry_gets_the_published_layers_not_a_second_compressio
     );
     let r = report(&project);
     assert_eq!(r["steps"][0]["cached"], true, "{r:#}");
+    // The image on the downloaded checkpoint is published with the checkpoint's blobs.
+    let (on_b, _) = blobs_of(&reg.manifest(&u, "1"));
+    let (checkpoint, _) = entries
+        .iter()
+        .filter(|(layers, _)| layers.len() < published.len())
+        .max_by_key(|(layers, _)| layers.len())
+        .expect("a checkpoint entry");
+    assert!(on_b.starts_with(checkpoint), "{on_b:?} on {checkpoint:?}");
     let published = format!("{}/{u}:1", reg.addr);
     assert_eq!(b.docker_ok(&["run", "--rm", &published]), "three");
     let _ = docker(&["rmi", &published, &format!("{}/busybox:latest", reg.addr)]);
