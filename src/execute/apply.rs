@@ -11,7 +11,7 @@ use super::layers::base_image;
 use super::made::Maker;
 use super::outputs::{self, write_outputs};
 use super::publish::{publish, tool_image};
-use super::remote::{export, import, RemoteUse};
+use super::remote::{export, import, read_entries, RemoteUse};
 use super::secrets::secret_values;
 use super::{Applied, ApplyError, Options, Pushed};
 use crate::cache::{self, StepInputs};
@@ -108,14 +108,18 @@ pub(crate) async fn apply<E: Engine>(
         });
     }
     // Containers go while the image is written out and pushed.
+    let keys = all_keys(&cached);
     let (pushed, ()) = tokio::join!(
-        deliver(engine, p, &image, made.as_ref(), opts, sink),
+        async {
+            read_entries(engine, &remote, p, (&image, made.is_some()), &keys, opts).await;
+            deliver(engine, p, &image, made.as_ref(), opts, sink).await
+        },
         build.cleanup()
     );
     let pushed = pushed?;
     // After the publish targets, so publishing is never delayed; a failure only warns.
     if !opts.no_push {
-        export(engine, &remote, p, &all_keys(&cached), opts.store.as_ref()).await;
+        export(engine, &remote, p, &keys, opts.store.as_ref()).await;
     }
     Ok(Applied {
         image,

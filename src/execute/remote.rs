@@ -182,6 +182,41 @@ async fn load<E: Engine>(engine: &E, store: &BlobStore, image: &Image) -> Result
     loaded
 }
 
+/// Before the publish of engine image `image` (`.0`; `.1`: the tool wrote an image of its
+/// own instead), when the remote cache will be written too: reads the image and the local
+/// entries of `keys` from ONE engine export into the store, so that the publish and the
+/// cache's export both find them there (the entries share the image's layers: they add their
+/// configs to the export, not a second export). Only a head start: a failure changes nothing.
+pub(super) async fn read_entries<E: Engine>(
+    engine: &E,
+    remote: &RemoteUse<'_>,
+    p: &crate::model::Pipeline,
+    image: (&str, bool),
+    keys: &[String],
+    opts: &Options,
+) {
+    let writes = remote.cache.as_ref().is_some_and(|c| {
+        c.mode == crate::model::RemoteMode::ReadWrite && c.signs() && c.failure().is_none()
+    });
+    let compression = Compression::of(&p.image);
+    let Some(store) = opts.store.as_ref() else {
+        return;
+    };
+    if !writes || opts.no_push || pullable(compression) != compression {
+        return;
+    }
+    let mut ids = Vec::new();
+    if !image.1 && (!p.publish.is_empty() || !p.outputs.is_empty()) {
+        ids.push(image.0.to_string());
+    }
+    for key in keys {
+        if let Ok(Some(info)) = engine.inspect_image(&format!("{CACHE_REPOSITORY}:{key}")).await {
+            ids.push(info.id);
+        }
+    }
+    let _ = engine_images(engine, &ids, store, compression).await;
+}
+
 /// After a successful apply of `p` that may write the remote cache: pushes the entries of
 /// `keys` it lacks (see [`push_entries`]) and records that the apply used `keys`; a failure
 /// only warns.
