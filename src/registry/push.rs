@@ -309,8 +309,11 @@ impl Pusher {
                 total: blob.size,
             });
         };
+        // Wherever the blob ends up in this repository, a later push to another repository of
+        // the registry (the remote cache beside the published one) mounts it from here.
         if self.has_blob(digest).await? {
             report("Layer already exists", blob.size);
+            held(store, &self.registry, &self.repository, digest);
             return Ok(());
         }
         let (upload, auth) = match self.mount_source(image, digest, store) {
@@ -320,6 +323,7 @@ impl Pusher {
         let location = match upload {
             Upload::Mounted => {
                 report("Mounted", blob.size);
+                held(store, &self.registry, &self.repository, digest);
                 return Ok(());
             }
             Upload::At(location) => location,
