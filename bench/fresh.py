@@ -9,7 +9,8 @@ run (so every run does the same work without Debian's mirror), then the vimrc is
 Scenarios, in this order in every round (each round has its own nonce, so its own keys):
 - cold: pipeline, no remote cache;
 - cli: the docker CLI script doing the same (the reference; on a fresh runner every run is cold);
-- cold+cache: pipeline with `--cache-remote` (readwrite), the round's empty cache repository:
+- cold+cache: pipeline with a `[cache] remote` (readwrite, entries signed with a key pair made
+  for the run), the round's empty cache repository:
   its extra time over `cold` is the export overhead;
 - unchanged: the same file again on another brand-new engine, cache from `cold+cache`;
 - edited: the vimrc changed, on another brand-new engine, cache from `cold+cache`.
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 SCENARIOS = ["cold", "cli", "cold+cache", "unchanged", "edited"]
+SIGNING_ENV = "BENCH_CACHE_SIGNING_KEY"
 TITLE = ("fresh CI runner: debian:bookworm from the registry + vim from .deb files + vimrc copy, "
          "2 tags pushed; every run on a brand-new engine")
 
@@ -136,11 +138,18 @@ class FreshRunner:
         self.deb_bytes = sum(p.stat().st_size for p in debs.iterdir())
         self.deb_count = len(list(debs.iterdir()))
         shutil.copytree(debs, self.dir / "cli" / "debs", dirs_exist_ok=True)
+        # The remote cache trusts only entries signed by the key in the file: a key pair for
+        # the run (the private key in the variable the file names, as a trusted CI job has it).
+        keys = _run([str(self.b.bin), "keygen"])
+        self.signing_key = keys.stdout.strip()
+        self.verify_key = re.search(r'verify_key = "([^"]+)"', keys.stderr).group(1)
 
     def vimrc(self, edit):
         return "set number\nsyntax on\n" + (f'" edited {edit}\n' if edit else "")
 
-    def pipeline_toml(self, nonce, repo):
+    def pipeline_toml(self, nonce, repo, cache_repo):
+        cache = ["[cache]", f"remote = {q(cache_repo)}", f"verify_key = {q(self.verify_key)}",
+                 f"signing_key_env = {q(SIGNING_ENV)}", ""] if cache_repo else []
         return "\n".join([
             f"name = {q(f'bench-{self.b.runid}-f')}", "",
             "[base]", f"image = {q(self.base)}", "",
@@ -151,7 +160,7 @@ class FreshRunner:
             "[commit]", 'author = "zzyy <zzyy@example.com>"',
             f"message = {q(f'debian with vim ({self.b.runid})')}", "",
             "[commit.config]", 'cmd = ["vim"]', 'env = { EDITOR = "vim" }', "",
-            "[[publish]]", f"repository = {q(repo)}", 'tags = ["1.1", "latest"]', ""])
+            "[[publish]]", f"repository = {q(repo)}", 'tags = ["1.1", "latest"]', ""] + cache)
 
     def cli_script(self, nonce, repo, engine, container):
         d = shlex.quote(self.docker)
@@ -189,13 +198,11 @@ class FreshRunner:
                 # Both cached scenarios publish where cold+cache did: their tags must be up to date.
                 repo = f"{reg}/f-{'nc' if scenario == 'cold' else 'c'}-r{rnd}"
                 f = d / "pipeline.toml"
-                f.write_text(self.pipeline_toml(nonce, repo))
-                cmd = [str(self.b.bin), "apply", "--engine", engine.host]
-                if cache_repo:
-                    cmd += ["--cache-remote", cache_repo]
-                cmd.append(str(f))
+                f.write_text(self.pipeline_toml(nonce, repo, cache_repo))
+                cmd = [str(self.b.bin), "apply", "--engine", engine.host, str(f)]
                 user_cache = tempfile.mkdtemp(prefix="pl-bench-xdg-", dir=str(self.b.tmp))
                 env = dict(self.b.pipeline_env, XDG_CACHE_HOME=user_cache)
+                env[SIGNING_ENV] = self.signing_key
                 env.pop("DOCKER_HOST", None)
             logf = self.b.tmp / "logs" / f"f-{scenario}-r{rnd}.log"
             logf.parent.mkdir(exist_ok=True)
