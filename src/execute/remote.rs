@@ -210,7 +210,10 @@ pub(super) async fn read_entries<E: Engine>(
         ids.push(image.0.to_string());
     }
     for key in keys {
-        if let Ok(Some(info)) = engine.inspect_image(&format!("{CACHE_REPOSITORY}:{key}")).await {
+        if let Ok(Some(info)) = engine
+            .inspect_image(&format!("{CACHE_REPOSITORY}:{key}"))
+            .await
+        {
             ids.push(info.id);
         }
     }
