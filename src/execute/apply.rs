@@ -72,13 +72,14 @@ pub(crate) async fn apply<E: Engine>(
     }
     let mut build = Build::new(engine, run_name, opts, sink);
     build.maker = Maker::new(p, opts.store.as_ref());
+    let reproducible = build.maker.is_some();
     let Committed {
         image,
         tags,
         reused,
     } = match with_head_start(
         commit(engine, p, &base, &cached, &inputs, &secrets, &mut build),
-        warm_base(engine, p, &base, &cached, opts),
+        warm_base(engine, p, (&base, reproducible), &cached, opts),
     )
     .await
     {
@@ -157,7 +158,7 @@ async fn with_head_start<T, E>(
 async fn warm_base<E: Engine>(
     engine: &E,
     p: &Pipeline,
-    base: &ImageInfo,
+    (base, reproducible): (&ImageInfo, bool),
     cached: &Cached,
     opts: &Options,
 ) {
@@ -169,7 +170,7 @@ async fn warm_base<E: Engine>(
     }
     let compression = crate::image::compress::Compression::of(&p.image);
     // An image published as the engine's may list blobs downloaded from a remote cache.
-    let fetched = Maker::new(p, Some(store)).is_none()
+    let fetched = !reproducible
         && base
             .layers
             .iter()

@@ -105,7 +105,7 @@ pub(super) async fn import<E: Engine>(
         if image.config.digest != entry.id {
             return Err(not_checked());
         }
-        let recorded = record_layers(store, &image);
+        let recorded = record_layers(store, &image, pullable(compression));
         if engine.inspect_image(&entry.id).await?.is_none() {
             let (loaded, ()) = tokio::join!(load(engine, store, &image), recorded);
             loaded?;
@@ -132,13 +132,14 @@ pub(super) async fn import<E: Engine>(
 
 /// Records the layers of `image` (downloaded into `store`) by their diff ids, each read through
 /// and checked against the diff id its config lists, so that a publish of an image on them
-/// (the next steps' commit) takes these blobs instead of compressing the layers again. Only a
-/// head start: a layer that cannot be read is not recorded.
-async fn record_layers(store: &BlobStore, image: &Image) {
+/// (the next steps' commit) takes these blobs instead of compressing the layers again; a layer
+/// the store holds already (compressed with `compression`, or downloaded before) is skipped.
+/// Only a head start: a layer that cannot be read is not recorded.
+async fn record_layers(store: &BlobStore, image: &Image, compression: Compression) {
     let (store, image) = (store.clone(), image.clone());
     let _ = blocking(move || {
         for (blob, diff_id) in image.layers.iter().zip(&image.diff_ids) {
-            if compress::any_layer(&store, diff_id, Compression::default()).is_some() {
+            if compress::any_layer(&store, diff_id, compression).is_some() {
                 continue;
             }
             let layer = compress::read_through(&store, blob)?;
